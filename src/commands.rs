@@ -1,0 +1,192 @@
+//! The command-line tools besides `serve`. Each one works on the same `--state-dir` and
+//! `--config` as the server and answers with a one-line reason on failure.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use serde_json::json;
+
+use crate::auth::jws::SigningKey;
+use crate::auth::keyring::{Keyring, TokenKind};
+use crate::config::{parse_duration, Settings};
+use crate::store::{migrations, open_connection, Pragmas};
+
+/// Signs admin claims with the `admin_secret` setting if given, else with the state directory's.
+fn sign_admin(settings: &Settings, claims: &serde_json::Value) -> Result<String, String> {
+    if let Some(secret) = &settings.admin_secret {
+        let bytes = crate::auth::b64_decode_any(secret).ok_or("admin_secret is not base64")?;
+        return Ok(SigningKey::new("adm", &bytes).sign(claims));
+    }
+    let keyring =
+        Keyring::load_or_create(&settings.state_dir, None, false).map_err(|e| e.to_string())?;
+    Ok(keyring.key(TokenKind::Admin).sign(claims))
+}
+
+pub fn admin_token(settings: &Settings, name: &str, ttl: &str) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("--name must not be empty".into());
+    }
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({"username": name, "iat": now});
+    if ttl != "never" {
+        let ttl = parse_duration(ttl).map_err(|e| format!("--ttl: {e} (or `never`)"))?;
+        claims["exp"] = json!(now + ttl.as_secs() as i64);
+    }
+    println!("{}", sign_admin(settings, &claims)?);
+    Ok(())
+}
+
+pub fn admin_secret(settings: &Settings) -> Result<(), String> {
+    match &settings.admin_secret {
+        Some(secret) => println!("{}", secret.trim()),
+        None => {
+            let keyring = Keyring::load_or_create(&settings.state_dir, None, false)
+                .map_err(|e| e.to_string())?;
+            println!("{}", keyring.admin_secret_base64());
+        }
+    }
+    Ok(())
+}
+
+fn existing_database(settings: &Settings) -> Result<std::path::PathBuf, String> {
+    let path = settings.database_path();
+    if !path.is_file() {
+        return Err(format!(
+            "no database at {}; check --state-dir",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// `VACUUM INTO` a temporary name next to the target, check it, then rename: a consistent
+/// snapshot even while the server writes, and never a half-written file under the final name.
+pub fn backup(settings: &Settings, out: &Path) -> Result<(), String> {
+    let source = existing_database(settings)?;
+    if out.exists() {
+        return Err(format!(
+            "{} already exists; choose a new file",
+            out.display()
+        ));
+    }
+    let partial = out.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let conn = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
+    conn.busy_timeout(settings.busy_timeout)
+        .map_err(|e| e.to_string())?;
+    conn.execute("VACUUM INTO ?1", [partial.to_string_lossy()])
+        .map_err(|e| format!("backup failed: {e}"))?;
+    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let version = migrations::current_version(&copy).map_err(|e| e.to_string())?;
+    drop(copy);
+    if check != "ok" {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("the copy failed its integrity check: {check}"));
+    }
+    std::fs::rename(&partial, out)
+        .map_err(|e| format!("cannot move the copy to {}: {e}", out.display()))?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backup written to {} ({size} bytes, schema version {version})",
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn migrate(settings: &Settings, check: bool) -> Result<(), String> {
+    let path = existing_database(settings)?;
+    let pragmas = Pragmas::from_settings(settings);
+    let mut conn = open_connection(&path, pragmas).map_err(|e| e.to_string())?;
+    let plan = migrations::plan(&conn).map_err(|e| e.to_string())?;
+    let pending: Vec<&str> = plan.pending().iter().map(|(name, _)| *name).collect();
+    println!(
+        "database schema version {}, this binary {}: {} pending {}",
+        plan.current,
+        plan.latest,
+        pending.len(),
+        pending.join(" ")
+    );
+    if check {
+        return if pending.is_empty() {
+            Ok(())
+        } else {
+            Err("migrations are pending".into())
+        };
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let _lock = crate::server::lock_state_dir(&settings.state_dir)?;
+    migrations::migrate(&mut conn, &path).map_err(|e| e.to_string())?;
+    println!("migrated to schema version {}", plan.latest);
+    Ok(())
+}
+
+/// A plain HTTP/1.1 GET, enough to ask our own server for `/readyz` without a client library.
+pub fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), String> {
+    let default_url;
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let mut addr = settings.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            default_url = format!("http://{addr}/readyz");
+            &default_url
+        }
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let addr = host
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    let timeout = Duration::from_secs(5);
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{url}: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(|e| format!("{url}: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status = status_line.split_whitespace().nth(1).unwrap_or("");
+    if status == "200" {
+        println!("ready: {url}");
+        Ok(())
+    } else {
+        Err(format!(
+            "{url} answered {}",
+            if status.is_empty() { "nothing" } else { status }
+        ))
+    }
+}
+
+pub fn version() -> Result<(), String> {
+    println!("rockit-edge {}", env!("CARGO_PKG_VERSION"));
+    println!("schema {}", migrations::latest_version());
+    println!("api {}", crate::http::srv::API_REVISION);
+    println!("engine {}", crate::tasks::hello::engine_id());
+    println!("target {}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The one error type of the HTTP edge: every failure leaves the server as the JSON envelope of
+//! API.md §1.2 with a stable kebab-case code.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// A failure that is answered to the client. The variant decides status and `error` code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing parameter `{0}`")]
+    MissingParam(String),
+    #[error("{message}")]
+    InvalidParam { param: String, message: String },
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("send either a token or an API key, not both")]
+    ConflictingCredentials,
+    #[error("no token was sent")]
+    TokenMissing,
+    #[error("the token is not valid")]
+    TokenInvalid,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("the token has been revoked")]
+    TokenRevoked,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{resource} not found")]
+    NotFound { resource: &'static str },
+    #[error("{resource} `{name}` already exists")]
+    AlreadyExists {
+        resource: &'static str,
+        name: String,
+    },
+    #[error("{0}")]
+    InUse(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("too many attempts; try again in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
+    #[error("{message}")]
+    Maintenance { message: String, retry_after: u64 },
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: u64 },
+    /// Anything unexpected. The inner text goes to the log only, never to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        ApiError::InvalidParam {
+            param: param.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(param: &str) -> Self {
+        ApiError::MissingParam(param.to_string())
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        ApiError::Internal(detail.to_string())
+    }
+
+    /// The stable code sent as `error`.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MissingParam(_) => "missing-param",
+            InvalidParam { .. } => "invalid-param",
+            InvalidJson(_) => "invalid-json",
+            ConflictingCredentials => "conflicting-credentials",
+            TokenMissing => "token-missing",
+            TokenInvalid => "token-invalid",
+            TokenExpired => "token-expired",
+            TokenRevoked => "token-revoked",
+            InvalidCredentials => "invalid-credentials",
+            InvalidApiKey => "invalid-api-key",
+            PermissionDenied(_) => "permission-denied",
+            NotFound { .. } => "not-found",
+            AlreadyExists { .. } => "already-exists",
+            InUse(_) => "in-use",
+            Busy(_) => "busy",
+            Conflict(_) => "conflict",
+            PayloadTooLarge { .. } => "payload-too-large",
+            UnsupportedMediaType => "unsupported-media-type",
+            MethodNotAllowed => "method-not-allowed",
+            RateLimited { .. } => "rate-limited",
+            Maintenance { .. } => "maintenance",
+            Unavailable { .. } => "unavailable",
+            Internal(_) => "internal",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after }
+            | ApiError::Maintenance { retry_after, .. }
+            | ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The envelope body, shared with the middleware that rewrites framework errors.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body =
+            json!({"status": "failed", "error": self.code(), "message": self.to_string()});
+        match self {
+            ApiError::MissingParam(param) | ApiError::InvalidParam { param, .. } => {
+                body["param"] = json!(param);
+            }
+            ApiError::NotFound { resource } | ApiError::AlreadyExists { resource, .. } => {
+                body["resource"] = json!(resource);
+            }
+            ApiError::Maintenance { retry_after, .. } => {
+                // [compat] the documented body carries retryAfter as a string.
+                body["retryAfter"] = json!(retry_after.to_string());
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MissingParam(_) | InvalidParam { .. } | InvalidJson(_) | ConflictingCredentials => {
+                StatusCode::BAD_REQUEST
+            }
+            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials
+            | InvalidApiKey => StatusCode::UNAUTHORIZED,
+            PermissionDenied(_) => StatusCode::FORBIDDEN,
+            NotFound { .. } => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AlreadyExists { .. } | InUse(_) | Busy(_) | Conflict(_) => StatusCode::CONFLICT,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Maintenance { .. } | Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            log::error!("internal error: {detail}");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if matches!(
+            self,
+            ApiError::TokenMissing | ApiError::TokenInvalid | ApiError::TokenExpired
+        ) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        match err {
+            crate::store::StoreError::Busy => ApiError::Unavailable {
+                message: "the database is busy; try again".into(),
+                retry_after: 1,
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+/// Result of handlers and services at the HTTP edge.
+pub type ApiResult<T> = Result<T, ApiError>;

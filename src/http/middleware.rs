@@ -1,0 +1,170 @@
+//! Request-wide behaviour: the access log, the JSON envelope for every error (panics included),
+//! and the maintenance gate.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, ResponseError};
+use futures_util::FutureExt;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// One line per request: method, route template (never the raw path, which may carry a token),
+/// status and duration. Never a header or a body.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let res = next.call(req).await?.map_into_boxed_body();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(no route)".to_string());
+    log::info!(target: "access", "{method} {route} {} {:.1}ms", res.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
+    Ok(res)
+}
+
+/// Turns a panic into a 500 with the envelope and nothing of the panic in the body. Mounted on
+/// each resource (after routing), because the request can only be kept aside once it is routed.
+pub async fn catch_panic(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let request = req.request().clone();
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(res) => Ok(res?.map_into_boxed_body()),
+        Err(_) => {
+            log::error!(
+                "a handler panicked while serving {} {}",
+                request.method(),
+                request.match_pattern().unwrap_or_default()
+            );
+            Ok(ServiceResponse::new(
+                request,
+                ApiError::internal("handler panicked").error_response(),
+            ))
+        }
+    }
+}
+
+/// Gives any error the framework produced itself (a body without JSON) the envelope, so every
+/// failure looks the same to clients.
+pub async fn envelope(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let res = match next.call(req).await {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(err) => return Err(err),
+    };
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (request, _) = res.into_parts();
+        let limit = request
+            .app_data::<web::Data<AppState>>()
+            .map_or(0, |s| s.settings.json_limit);
+        return Ok(ServiceResponse::new(
+            request,
+            error_for_status(status, limit).error_response(),
+        ));
+    }
+    Ok(res)
+}
+
+fn error_for_status(status: StatusCode, json_limit: usize) -> ApiError {
+    match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound { resource: "route" },
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: json_limit },
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        StatusCode::UNAUTHORIZED => ApiError::TokenInvalid,
+        StatusCode::FORBIDDEN => ApiError::PermissionDenied("permission denied".into()),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable {
+            message: "the server is not available".into(),
+            retry_after: 5,
+        },
+        s if s.is_client_error() => ApiError::invalid(
+            "request",
+            s.canonical_reason().unwrap_or("bad request").to_lowercase(),
+        ),
+        s => ApiError::internal(format!("framework answered {s}")),
+    }
+}
+
+/// In maintenance mode every `/adm` and `/be` request answers 503 `maintenance`; `/srv`,
+/// `/healthz` and `/readyz` keep working.
+pub async fn maintenance_gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let path = req.path();
+    let gated = path.starts_with("/adm/") || path.starts_with("/be/");
+    if gated {
+        if let Some(state) = req.app_data::<web::Data<AppState>>() {
+            if state.maintenance.is_on() {
+                let err = super::srv::maintenance_error(&state.maintenance.current());
+                let (request, _) = req.into_parts();
+                return Ok(ServiceResponse::new(request, err.error_response()));
+            }
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, App, HttpResponse};
+
+    async fn boom() -> HttpResponse {
+        panic!("secret internal detail")
+    }
+
+    async fn plain_error() -> HttpResponse {
+        HttpResponse::BadGateway().body("upstream said <html>")
+    }
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_without_internals() {
+        let resource = web::resource("/boom")
+            .route(web::get().to(boom))
+            .wrap(from_fn(catch_panic));
+        let app = test::init_service(App::new().wrap(from_fn(envelope)).service(resource)).await;
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/boom").to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["status"], "failed");
+        assert_eq!(body["error"], "internal");
+        assert!(!body.to_string().contains("secret internal detail"));
+    }
+
+    #[actix_web::test]
+    async fn a_framework_error_without_json_gets_the_envelope() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(envelope))
+                .route("/plain", web::get().to(plain_error)),
+        )
+        .await;
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/plain").to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"], "internal");
+        assert!(!body.to_string().contains("upstream"));
+    }
+}

@@ -1,0 +1,14 @@
+//! rockit-edge: a self-contained ROCKIT Edge server. The binary (`main.rs`) is a thin CLI over
+//! these modules; data flows HTTP → handler → service → store.
+
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod instance;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod systemd;
+pub mod tasks;

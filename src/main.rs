@@ -1,0 +1,112 @@
+//! `rockit-edge`: a self-contained ROCKIT Edge server — one binary, one state directory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use rockit_edge::config::{Overrides, Settings};
+use rockit_edge::{commands, server};
+
+#[derive(Parser)]
+#[command(
+    name = "rockit-edge",
+    version,
+    about = "Self-contained ROCKIT Edge server"
+)]
+struct Cli {
+    /// State directory (database, secrets, depot). Default ./rockit-edge-data.
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// TOML settings file (also ROCKIT_EDGE_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates the state directory on first start).
+    Serve {
+        /// Address and port to listen on. Default 127.0.0.1:8080.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
+    /// Print an admin token signed with this instance's admin secret.
+    AdminToken {
+        /// Who the token is for (its `username` claim; shown in the log).
+        #[arg(long)]
+        name: String,
+        /// Lifetime such as 15m, 24h, 30d, or `never`.
+        #[arg(long, default_value = "never")]
+        ttl: String,
+    },
+    /// Print the admin secret as base64, for existing HS256 token tooling.
+    AdminSecret,
+    /// Write a consistent copy of the database while the server runs.
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Apply pending schema migrations (stop the server first), or only report them.
+    Migrate {
+        /// Only report; exit 1 when migrations are pending.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Exit 0 when the running server answers /readyz, 1 otherwise.
+    Healthcheck {
+        /// Readiness URL. Default http://<listen>/readyz.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print version, schema version and build information.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        config_file: cli.config.clone(),
+        state_dir: cli.state_dir.clone(),
+        listen,
+    };
+    let settings = match Settings::load(&overrides, std::env::vars()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("rockit-edge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let outcome = match cli.command {
+        Command::Serve { .. } => server::serve(settings),
+        Command::AdminToken { name, ttl } => commands::admin_token(&settings, &name, &ttl),
+        Command::AdminSecret => commands::admin_secret(&settings),
+        Command::Backup { out } => commands::backup(&settings, &out),
+        Command::Migrate { check } => commands::migrate(&settings, check),
+        Command::Healthcheck { url } => commands::healthcheck(&settings, url.as_deref()),
+        Command::Version => commands::version(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rockit-edge: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    env_logger::Builder::new()
+        .parse_filters(&settings.log_level)
+        .parse_env("RUST_LOG")
+        .format_timestamp_millis()
+        .init();
+}

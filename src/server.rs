@@ -1,0 +1,132 @@
+//! `rockit-edge serve`: prepare the state directory, open the database (migrating it before the
+//! socket opens), start the task workers, serve HTTP until SIGTERM, then drain and exit 0.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::auth::keyring::Keyring;
+use crate::config::Settings;
+use crate::http::{self, middleware};
+use crate::instance::MaintenanceSwitch;
+use crate::state::AppState;
+use crate::store::{Pragmas, Store};
+use crate::tasks::Queue;
+
+/// Creates the state directory (mode 0700) if needed; answers whether it was new.
+pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict state directory {}: {e}", dir.display()))?;
+    Ok(true)
+}
+
+/// An exclusive lock on the state directory, held while a server (or a migration) runs, so two
+/// processes never share one database as writers.
+pub struct StateLock(#[allow(dead_code)] File);
+
+pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
+    let path = dir.join("rockit-edge.lock");
+    let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the call.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(format!(
+            "another rockit-edge process is using {}; stop it first",
+            dir.display()
+        ));
+    }
+    Ok(StateLock(file))
+}
+
+pub fn serve(settings: Settings) -> Result<(), String> {
+    let fresh = prepare_state_dir(&settings.state_dir)?;
+    let _lock = lock_state_dir(&settings.state_dir)?;
+    let keyring =
+        Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
+            .map_err(|e| e.to_string())?;
+    let store = Store::open(
+        &settings.database_path(),
+        Pragmas::from_settings(&settings),
+        settings.read_pool_size,
+    )
+    .map_err(|e| e.to_string())?;
+    let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
+    let queue = Queue::new(store.clone(), maintenance.clone());
+    let resumed = queue.recover().map_err(|e| e.to_string())?;
+    if resumed > 0 {
+        log::warn!("resuming {resumed} task(s) interrupted by the last stop");
+    }
+    let workers = queue
+        .start_workers(settings.task_workers)
+        .map_err(|e| format!("cannot start task workers: {e}"))?;
+
+    let state = web::Data::new(AppState {
+        settings: Arc::new(settings.clone()),
+        store,
+        keyring: Arc::new(keyring),
+        queue: queue.clone(),
+        maintenance,
+    });
+    let json_limit = settings.json_limit;
+    let outcome = actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(json_limit))
+                .configure(http::configure)
+                .wrap(from_fn(middleware::maintenance_gate))
+                .wrap(from_fn(middleware::envelope))
+                .wrap(from_fn(middleware::access_log))
+        })
+        .workers(settings.http_workers)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+        .bind(settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        announce(&settings, server.addrs().first().copied(), fresh);
+        crate::systemd::notify("READY=1");
+        server
+            .run()
+            .await
+            .map_err(|e| format!("server failed: {e}"))
+    });
+    crate::systemd::notify("STOPPING=1");
+    log::info!("HTTP server stopped; stopping task workers");
+    queue.shutdown(workers, std::time::Duration::from_secs(5));
+    log::info!("stopped");
+    outcome
+}
+
+/// The first lines an operator sees: where it listens and, on a fresh state directory, what to do.
+fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool) {
+    let addr = addr.unwrap_or(settings.listen);
+    let dir = settings.state_dir.display();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "rockit-edge {} listening on http://{addr} (state directory {dir})",
+        env!("CARGO_PKG_VERSION")
+    );
+    if fresh {
+        let _ = writeln!(
+            out,
+            "\nNew state directory {dir}: database and secrets created.\nFirst steps:\n  \
+             1. Get an admin token:  TOKEN=$(rockit-edge admin-token --name admin --state-dir {dir})\n  \
+             2. Ping the server:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" http://{addr}/srv/v1/ping\n  \
+             3. Run a test task:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" -H 'Content-Type: application/json' \\\n                            \
+             -d '{{\"message\":\"hi\",\"maintenance\":false}}' http://{addr}/srv/v1/hello\n  \
+             4. The API:             http://{addr}/openapi.json\n"
+        );
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,17 @@
+//! What every handler can reach through `web::Data<AppState>`; there are no globals.
+
+use std::sync::Arc;
+
+use crate::auth::keyring::Keyring;
+use crate::config::Settings;
+use crate::instance::MaintenanceSwitch;
+use crate::store::Store;
+use crate::tasks::Queue;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub queue: Queue,
+    pub maintenance: Arc<MaintenanceSwitch>,
+}

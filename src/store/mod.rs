@@ -1,0 +1,171 @@
+//! SQLite storage: one writer thread (group commit), a small read-only pool, migrations.
+//!
+//! Store functions take a `&Connection` and know nothing of HTTP; callers reach them through
+//! [`Store::read`] and [`Store::write`], which run them off the async workers.
+
+pub mod meta;
+pub mod migrations;
+pub mod tasks;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::{Settings, Synchronous};
+pub use writer::Writer;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("the database stayed locked past the busy timeout")]
+    Busy,
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Schema(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Maps SQLite's busy/locked answers to `Busy` so callers can answer 503 instead of 500.
+    pub fn classify(err: rusqlite::Error) -> StoreError {
+        match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy
+            }
+            _ => StoreError::Sqlite(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Handle to the database: cheap to clone, shared by handlers and workers.
+#[derive(Clone)]
+pub struct Store {
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    writer: Writer,
+}
+
+/// Connection settings applied to every connection, in the order SQLite needs them.
+#[derive(Clone, Copy)]
+pub struct Pragmas {
+    pub busy_timeout: Duration,
+    pub synchronous: Synchronous,
+}
+
+impl Pragmas {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Pragmas {
+            busy_timeout: settings.busy_timeout,
+            synchronous: settings.synchronous,
+        }
+    }
+
+    /// busy_timeout first (so the WAL switch itself may wait), then WAL, foreign keys, sync.
+    pub fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", self.synchronous.as_pragma())?;
+        Ok(())
+    }
+}
+
+/// Opens a connection with the pragmas applied; used by the writer, migrations and CLI commands.
+pub fn open_connection(path: &Path, pragmas: Pragmas) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    pragmas.apply(&conn)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Migrates the database at `path` if needed, then starts the writer and the read pool.
+    pub fn open(path: &Path, pragmas: Pragmas, read_pool_size: u32) -> StoreResult<Store> {
+        let mut conn = open_connection(path, pragmas)?;
+        migrations::migrate(&mut conn, path)?;
+        let writer = Writer::start(conn)?;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |conn| {
+                conn.busy_timeout(pragmas.busy_timeout)?;
+                conn.pragma_update(None, "foreign_keys", "ON")?;
+                // Readers must never write; SQLite enforces it.
+                conn.pragma_update(None, "query_only", "ON")
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(read_pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(pragmas.busy_timeout)
+            .build(manager)?;
+        Ok(Store { readers, writer })
+    }
+
+    /// Runs `f` on a read-only connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `f` on a read-only connection from a thread that may block (task workers).
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let conn = self.readers.get()?;
+        f(&conn)
+    }
+
+    /// Runs `f` inside the writer's current transaction; answers once it is committed.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer
+            .submit(f)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// `write` for threads that may block.
+    pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer
+            .submit(f)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// The current time as the RFC 3339 UTC string with milliseconds used for every timestamp.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,197 @@
+//! The durable task queue's rows. Claiming happens on the single writer, so it is atomic.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{now_rfc3339, StoreError, StoreResult};
+
+/// Progress of a task, as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Progress {
+    pub done: i64,
+    pub total: i64,
+}
+
+/// A task as stored and as the API shows it (API.md §9).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    #[serde(skip)]
+    pub id: i64,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub group: Option<String>,
+    pub app_name: Option<String>,
+    pub build_id: Option<i64>,
+    pub progress: Progress,
+    pub warnings: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    pub attempts: i64,
+    #[serde(skip)]
+    pub max_attempts: i64,
+    #[serde(skip)]
+    pub input: Value,
+    pub created: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+}
+
+/// What a caller fills in to submit a task.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    pub kind: String,
+    pub group: Option<String>,
+    pub app_name: Option<String>,
+    pub build_id: Option<i64>,
+    pub input: Value,
+    pub max_attempts: i64,
+    /// Whether the task may run while the instance is in maintenance mode.
+    pub run_in_maintenance: bool,
+}
+
+const COLUMNS: &str =
+    "id, name, type, status, grp, app_name, build_id, input, output, progress_done, \
+     progress_total, warnings, exception, attempts, max_attempts, created, started, ended";
+
+fn json_column(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+fn from_row(row: &Row) -> rusqlite::Result<Task> {
+    Ok(Task {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        kind: row.get(2)?,
+        status: row.get(3)?,
+        group: row.get(4)?,
+        app_name: row.get(5)?,
+        build_id: row.get(6)?,
+        input: json_column(row, 7)?.unwrap_or(Value::Null),
+        output: json_column(row, 8)?,
+        progress: Progress {
+            done: row.get(9)?,
+            total: row.get(10)?,
+        },
+        warnings: match json_column(row, 11)? {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        exception: json_column(row, 12)?,
+        attempts: row.get(13)?,
+        max_attempts: row.get(14)?,
+        created: row.get(15)?,
+        started: row.get(16)?,
+        ended: row.get(17)?,
+    })
+}
+
+/// Inserts a new task in state `submitted` with a fresh unique name.
+pub fn insert(conn: &Connection, task: &NewTask) -> StoreResult<Task> {
+    let name = format!(
+        "{}-{}",
+        task.kind,
+        crate::auth::hex(&crate::auth::random_bytes::<6>())
+    );
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT INTO tasks (name, type, grp, app_name, build_id, input, max_attempts, run_in_maintenance, run_after, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        rusqlite::params![
+            name, task.kind, task.group, task.app_name, task.build_id, task.input.to_string(),
+            task.max_attempts, task.run_in_maintenance, now
+        ],
+    )?;
+    get_by_id(conn, conn.last_insert_rowid())?
+        .ok_or_else(|| StoreError::Corrupt("inserted task vanished".into()))
+}
+
+pub fn get_by_id(conn: &Connection, id: i64) -> StoreResult<Option<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+pub fn get_by_name(conn: &Connection, name: &str) -> StoreResult<Option<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE name = ?1");
+    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+}
+
+/// Takes the oldest runnable task and marks it running (one more attempt). In maintenance mode
+/// only tasks submitted with `run_in_maintenance` are taken.
+pub fn claim_next(conn: &Connection, in_maintenance: bool) -> StoreResult<Option<Task>> {
+    let now = now_rfc3339();
+    let sql = format!(
+        "UPDATE tasks SET status = 'running', attempts = attempts + 1, started = ?1, ended = NULL
+         WHERE id = (SELECT id FROM tasks WHERE status = 'submitted' AND run_after <= ?1
+                     AND (run_in_maintenance = 1 OR ?2 = 0) ORDER BY run_after, id LIMIT 1)
+         RETURNING {COLUMNS}"
+    );
+    Ok(conn
+        .query_row(&sql, rusqlite::params![now, in_maintenance], from_row)
+        .optional()?)
+}
+
+/// Records a successful end.
+pub fn complete(conn: &Connection, id: i64, output: &Value) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE tasks SET status = 'done', output = ?2, exception = NULL, ended = ?3 WHERE id = ?1 AND status = 'running'",
+        rusqlite::params![id, output.to_string(), now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// Records a failure: back to `submitted` after `retry_at` when given, else `failed` for good.
+pub fn fail(
+    conn: &Connection,
+    id: i64,
+    exception: &Value,
+    retry_at: Option<&str>,
+) -> StoreResult<()> {
+    match retry_at {
+        Some(at) => conn.execute(
+            "UPDATE tasks SET status = 'submitted', exception = ?2, run_after = ?3 WHERE id = ?1 AND status = 'running'",
+            rusqlite::params![id, exception.to_string(), at],
+        )?,
+        None => conn.execute(
+            "UPDATE tasks SET status = 'failed', exception = ?2, ended = ?3 WHERE id = ?1 AND status = 'running'",
+            rusqlite::params![id, exception.to_string(), now_rfc3339()],
+        )?,
+    };
+    Ok(())
+}
+
+/// Records progress of a running task.
+pub fn set_progress(conn: &Connection, id: i64, progress: &Progress) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE tasks SET progress_done = ?2, progress_total = ?3 WHERE id = ?1",
+        rusqlite::params![id, progress.done, progress.total],
+    )?;
+    Ok(())
+}
+
+/// Appends a warning to a running task.
+pub fn add_warning(conn: &Connection, id: i64, warning: &Value) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE tasks SET warnings = json_insert(warnings, '$[#]', json(?2)) WHERE id = ?1",
+        rusqlite::params![id, warning.to_string()],
+    )?;
+    Ok(())
+}
+
+/// At start: tasks a crash left `running` go back to `submitted` so a worker takes them up again.
+pub fn requeue_interrupted(conn: &Connection) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE tasks SET status = 'submitted', started = NULL WHERE status = 'running'",
+        [],
+    )?)
+}
