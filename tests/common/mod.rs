@@ -1,0 +1,312 @@
+//! Test fixture: the real `rockit-edge` binary on 127.0.0.1 with a temporary state directory,
+//! spoken to over HTTP. Shared by every integration test file.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rockit-edge");
+
+/// A running server. Killed on drop if still running.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub state_dir: PathBuf,
+    /// Keeps the temporary directory alive as long as the server (and its restarts) need it.
+    pub home: std::sync::Arc<tempfile::TempDir>,
+    pub stdout: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// An HTTP answer: status, headers we look at, and the JSON body (Null if none).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    /// The `error` code of a failure envelope.
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(
+            (self.status, self.error()),
+            (status, code),
+            "unexpected reply: {:?}",
+            self.body
+        );
+        assert_eq!(self.body["status"], "failed", "{:?}", self.body);
+        assert!(self.body["message"].is_string(), "{:?}", self.body);
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "unexpected reply: {:?}", self.body);
+        assert_eq!(self.body["status"], "success", "{:?}", self.body);
+        &self.body
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let home = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Server::spawn(home, env)
+    }
+
+    /// Starts again on the same state directory with the same settings.
+    pub fn restart(mut self) -> Server {
+        self.stop();
+        let home = self.home.clone();
+        let env = std::mem::take(&mut self.env);
+        drop(self);
+        Server::spawn(home, env)
+    }
+
+    fn spawn(home: std::sync::Arc<tempfile::TempDir>, env: Vec<(String, String)>) -> Server {
+        let state_dir = home.path().join("state");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.path().join("server.log"))
+            .unwrap();
+        let mut child = command(&state_dir, &env)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn rockit-edge");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line
+                        .split_whitespace()
+                        .find(|w| w.starts_with("http://"))
+                        .map(str::to_string);
+                    lines.push(line);
+                    if let Some(url) = found {
+                        break url;
+                    }
+                }
+                Err(_) => {
+                    let log =
+                        std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default();
+                    panic!("server did not announce its address; stdout {lines:?}; log:\n{log}");
+                }
+            }
+        };
+        // Collect the first-steps text printed right after the address.
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
+        }
+        Server {
+            child: Some(child),
+            base,
+            state_dir,
+            home,
+            stdout: lines,
+            env,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Runs a CLI command against this server's state directory and settings.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command(&self.state_dir, &self.env)
+            .args(args)
+            .output()
+            .expect("run rockit-edge")
+    }
+
+    /// A fresh admin token from the CLI.
+    pub fn admin_token(&self) -> String {
+        let out = self.cli(&["admin-token", "--name", "tests"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.state_dir.join("rockit-edge.db")
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        terminate(child.id() as i32);
+        Some(wait_with_deadline(&mut child, Duration::from_secs(60)))
+    }
+
+    /// SIGKILL, as a crash or power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let token = self.admin_token();
+        send(
+            method,
+            &self.url(path),
+            &[("x-rockit-admin-token", &token)],
+            body,
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `rockit-edge` command with a clean environment: only the settings the test chose.
+pub fn command(state_dir: &Path, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ROCKIT_EDGE_") || key == "NOTIFY_SOCKET" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("ROCKIT_EDGE_STATE_DIR", state_dir)
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn terminate(pid: i32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Sends a request with a JSON body (if any) and reads the JSON answer, whatever its status.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
+    match body {
+        Some(body) => send_raw(
+            method,
+            url,
+            headers,
+            Some(("application/json", body.to_string().as_bytes())),
+        ),
+        None => send_raw(method, url, headers, None),
+    }
+}
+
+/// Sends a request with an exact body and content type.
+pub fn send_raw(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Reply {
+    let mut req = agent().request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some((content_type, bytes)) => req.set("Content-Type", content_type).send_bytes(bytes),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let retry_after = resp.header("retry-after").map(str::to_string);
+    let content_type = resp.header("content-type").map(str::to_string);
+    let text = resp.into_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body,
+        retry_after,
+        content_type,
+    }
+}
+
+/// Polls `f` until it answers `Some`, for at most `limit`.
+pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
