@@ -20,8 +20,7 @@ fn sign_admin(settings: &Settings, claims: &serde_json::Value) -> Result<String,
         let bytes = crate::auth::b64_decode_any(secret).ok_or("admin_secret is not base64")?;
         return Ok(SigningKey::new("adm", &bytes).sign(claims));
     }
-    let keyring =
-        Keyring::load_or_create(&settings.state_dir, None, false).map_err(|e| e.to_string())?;
+    let keyring = Keyring::load_or_create(&settings.state_dir, None, false).map_err(|e| e.to_string())?;
     Ok(keyring.key(TokenKind::Admin).sign(claims))
 }
 
@@ -44,8 +43,7 @@ pub fn admin_secret(settings: &Settings) -> Result<(), String> {
     match &settings.admin_secret {
         Some(secret) => println!("{}", secret.trim()),
         None => {
-            let keyring = Keyring::load_or_create(&settings.state_dir, None, false)
-                .map_err(|e| e.to_string())?;
+            let keyring = Keyring::load_or_create(&settings.state_dir, None, false).map_err(|e| e.to_string())?;
             println!("{}", keyring.admin_secret_base64());
         }
     }
@@ -55,10 +53,7 @@ pub fn admin_secret(settings: &Settings) -> Result<(), String> {
 fn existing_database(settings: &Settings) -> Result<std::path::PathBuf, String> {
     let path = settings.database_path();
     if !path.is_file() {
-        return Err(format!(
-            "no database at {}; check --state-dir",
-            path.display()
-        ));
+        return Err(format!("no database at {}; check --state-dir", path.display()));
     }
     Ok(path)
 }
@@ -68,37 +63,25 @@ fn existing_database(settings: &Settings) -> Result<std::path::PathBuf, String> 
 pub fn backup(settings: &Settings, out: &Path) -> Result<(), String> {
     let source = existing_database(settings)?;
     if out.exists() {
-        return Err(format!(
-            "{} already exists; choose a new file",
-            out.display()
-        ));
+        return Err(format!("{} already exists; choose a new file", out.display()));
     }
     let partial = out.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
     let conn = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
-    conn.busy_timeout(settings.busy_timeout)
-        .map_err(|e| e.to_string())?;
-    conn.execute("VACUUM INTO ?1", [partial.to_string_lossy()])
-        .map_err(|e| format!("backup failed: {e}"))?;
-    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| e.to_string())?;
-    let check: String = copy
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+    conn.busy_timeout(settings.busy_timeout).map_err(|e| e.to_string())?;
+    conn.execute("VACUUM INTO ?1", [partial.to_string_lossy()]).map_err(|e| format!("backup failed: {e}"))?;
+    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
+    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     let version = migrations::current_version(&copy).map_err(|e| e.to_string())?;
     drop(copy);
     if check != "ok" {
         let _ = std::fs::remove_file(&partial);
         return Err(format!("the copy failed its integrity check: {check}"));
     }
-    std::fs::rename(&partial, out)
-        .map_err(|e| format!("cannot move the copy to {}: {e}", out.display()))?;
+    std::fs::rename(&partial, out).map_err(|e| format!("cannot move the copy to {}: {e}", out.display()))?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "backup written to {} ({size} bytes, schema version {version})",
-        out.display()
-    );
+    println!("backup written to {} ({size} bytes, schema version {version})", out.display());
     Ok(())
 }
 
@@ -116,11 +99,7 @@ pub fn migrate(settings: &Settings, check: bool) -> Result<(), String> {
         pending.join(" ")
     );
     if check {
-        return if pending.is_empty() {
-            Ok(())
-        } else {
-            Err("migrations are pending".into())
-        };
+        return if pending.is_empty() { Ok(()) } else { Err("migrations are pending".into()) };
     }
     if pending.is_empty() {
         return Ok(());
@@ -145,28 +124,18 @@ pub fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), String>
             &default_url
         }
     };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let addr = host
         .to_socket_addrs()
         .map_err(|e| format!("{host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host}: no address"))?;
     let timeout = Duration::from_secs(5);
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("{url}: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("{url}: {e}"))?;
     let mut head = [0u8; 64];
     let n = stream.read(&mut head).map_err(|e| format!("{url}: {e}"))?;
     let status_line = String::from_utf8_lossy(&head[..n]);
@@ -175,10 +144,7 @@ pub fn healthcheck(settings: &Settings, url: Option<&str>) -> Result<(), String>
         println!("ready: {url}");
         Ok(())
     } else {
-        Err(format!(
-            "{url} answered {}",
-            if status.is_empty() { "nothing" } else { status }
-        ))
+        Err(format!("{url} answered {}", if status.is_empty() { "nothing" } else { status }))
     }
 }
 

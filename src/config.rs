@@ -57,9 +57,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Settings {
             state_dir: PathBuf::from("./rockit-edge-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -109,76 +107,24 @@ pub const SETTINGS: &[SettingDoc] = &[
         default: "./rockit-edge-data",
         doc: "directory holding the database, secrets and depot",
     },
-    SettingDoc {
-        key: "listen",
-        default: "127.0.0.1:8080",
-        doc: "address and port the HTTP server binds",
-    },
-    SettingDoc {
-        key: "synchronous",
-        default: "full",
-        doc: "SQLite durability: normal, full or extra",
-    },
-    SettingDoc {
-        key: "busy_timeout",
-        default: "5s",
-        doc: "how long a database call waits for a lock",
-    },
-    SettingDoc {
-        key: "read_pool_size",
-        default: "4",
-        doc: "read connections to the database",
-    },
-    SettingDoc {
-        key: "http_workers",
-        default: "cores",
-        doc: "HTTP worker threads",
-    },
-    SettingDoc {
-        key: "task_workers",
-        default: "2",
-        doc: "threads running background tasks",
-    },
-    SettingDoc {
-        key: "json_limit",
-        default: "65536",
-        doc: "largest accepted JSON body, bytes",
-    },
-    SettingDoc {
-        key: "shutdown_timeout",
-        default: "30s",
-        doc: "how long SIGTERM waits for requests in flight",
-    },
-    SettingDoc {
-        key: "log_level",
-        default: "info",
-        doc: "error, warn, info, debug or trace (RUST_LOG overrides)",
-    },
+    SettingDoc { key: "listen", default: "127.0.0.1:8080", doc: "address and port the HTTP server binds" },
+    SettingDoc { key: "synchronous", default: "full", doc: "SQLite durability: normal, full or extra" },
+    SettingDoc { key: "busy_timeout", default: "5s", doc: "how long a database call waits for a lock" },
+    SettingDoc { key: "read_pool_size", default: "4", doc: "read connections to the database" },
+    SettingDoc { key: "http_workers", default: "cores", doc: "HTTP worker threads" },
+    SettingDoc { key: "task_workers", default: "2", doc: "threads running background tasks" },
+    SettingDoc { key: "json_limit", default: "65536", doc: "largest accepted JSON body, bytes" },
+    SettingDoc { key: "shutdown_timeout", default: "30s", doc: "how long SIGTERM waits for requests in flight" },
+    SettingDoc { key: "log_level", default: "info", doc: "error, warn, info, debug or trace (RUST_LOG overrides)" },
     SettingDoc {
         key: "admin_secret",
         default: "generated",
         doc: "base64 admin token secret instead of the generated one",
     },
-    SettingDoc {
-        key: "access_ttl",
-        default: "15m",
-        doc: "lifetime of access tokens",
-    },
-    SettingDoc {
-        key: "refresh_ttl",
-        default: "24h",
-        doc: "lifetime of refresh tokens (and so of an idle session)",
-    },
-    SettingDoc {
-        key: "orgsel_ttl",
-        default: "15m",
-        doc: "lifetime of organization selection tokens",
-    },
-    SettingDoc {
-        key: "pbkdf2_iterations",
-        default: "600000",
-        doc: "PBKDF2 iterations for new password hashes",
-    },
+    SettingDoc { key: "access_ttl", default: "15m", doc: "lifetime of access tokens" },
+    SettingDoc { key: "refresh_ttl", default: "24h", doc: "lifetime of refresh tokens (and so of an idle session)" },
+    SettingDoc { key: "orgsel_ttl", default: "15m", doc: "lifetime of organization selection tokens" },
+    SettingDoc { key: "pbkdf2_iterations", default: "600000", doc: "PBKDF2 iterations for new password hashes" },
     SettingDoc {
         key: "trusted_proxies",
         default: "(none)",
@@ -189,16 +135,8 @@ pub const SETTINGS: &[SettingDoc] = &[
         default: "5",
         doc: "failed logins per account or address before slowing down",
     },
-    SettingDoc {
-        key: "login_window",
-        default: "60s",
-        doc: "window in which failed logins are counted",
-    },
-    SettingDoc {
-        key: "hello_timeout",
-        default: "10s",
-        doc: "how long POST /srv/v1/hello waits for its task",
-    },
+    SettingDoc { key: "login_window", default: "60s", doc: "window in which failed logins are counted" },
+    SettingDoc { key: "hello_timeout", default: "10s", doc: "how long POST /srv/v1/hello waits for its task" },
 ];
 
 /// Where a setting came from, for error messages that point at the right place.
@@ -238,15 +176,9 @@ impl Settings {
         overrides: &Overrides,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
+        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
         let mut settings = Settings::default();
-        let env_config = env
-            .iter()
-            .find(|(k, _)| k == "ROCKIT_EDGE_CONFIG")
-            .map(|(_, v)| PathBuf::from(v));
+        let env_config = env.iter().find(|(k, _)| k == "ROCKIT_EDGE_CONFIG").map(|(_, v)| PathBuf::from(v));
         if let Some(path) = overrides.config_file.clone().or(env_config) {
             settings.apply_file(&path)?;
         }
@@ -269,12 +201,8 @@ impl Settings {
     fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-        let table: toml::Table = text.parse().map_err(|e| {
-            ConfigError(format!(
-                "config file {} is not valid TOML: {e}",
-                path.display()
-            ))
-        })?;
+        let table: toml::Table =
+            text.parse().map_err(|e| ConfigError(format!("config file {} is not valid TOML: {e}", path.display())))?;
         let source = Source::File(path.to_path_buf());
         for (key, value) in table {
             let text = match value {
@@ -289,11 +217,7 @@ impl Settings {
                     })
                     .collect::<Vec<_>>()
                     .join(","),
-                other => {
-                    return Err(ConfigError(format!(
-                        "setting `{key}` {source} has an unsupported value {other}"
-                    )))
-                }
+                other => return Err(ConfigError(format!("setting `{key}` {source} has an unsupported value {other}"))),
             };
             self.apply(&key, &text, &source)?;
         }
@@ -306,11 +230,7 @@ impl Settings {
         let text = text.trim();
         match key {
             "state_dir" => self.state_dir = PathBuf::from(text),
-            "listen" => {
-                self.listen = text
-                    .parse()
-                    .map_err(|_| bad(format!("`{text}` is not an ADDRESS:PORT")))?
-            }
+            "listen" => self.listen = text.parse().map_err(|_| bad(format!("`{text}` is not an ADDRESS:PORT")))?,
             "synchronous" => {
                 self.synchronous = match text.to_ascii_lowercase().as_str() {
                     "normal" => Synchronous::Normal,
@@ -320,14 +240,10 @@ impl Settings {
                 }
             }
             "busy_timeout" => self.busy_timeout = parse_duration(text).map_err(bad)?,
-            "read_pool_size" => {
-                self.read_pool_size = parse_number(text, 1, 64).map_err(bad)? as u32
-            }
+            "read_pool_size" => self.read_pool_size = parse_number(text, 1, 64).map_err(bad)? as u32,
             "http_workers" => self.http_workers = parse_number(text, 1, 256).map_err(bad)? as usize,
             "task_workers" => self.task_workers = parse_number(text, 1, 64).map_err(bad)? as usize,
-            "json_limit" => {
-                self.json_limit = parse_number(text, 1024, 16 << 20).map_err(bad)? as usize
-            }
+            "json_limit" => self.json_limit = parse_number(text, 1024, 16 << 20).map_err(bad)? as usize,
             "shutdown_timeout" => self.shutdown_timeout = parse_duration(text).map_err(bad)?,
             "log_level" => {
                 let level = text.to_ascii_lowercase();
@@ -337,8 +253,7 @@ impl Settings {
                 self.log_level = level;
             }
             "admin_secret" => {
-                let bytes = crate::auth::b64_decode_any(text)
-                    .ok_or_else(|| bad("not valid base64".into()))?;
+                let bytes = crate::auth::b64_decode_any(text).ok_or_else(|| bad("not valid base64".into()))?;
                 if bytes.len() < 32 {
                     return Err(bad("must decode to at least 32 bytes".into()));
                 }
@@ -347,23 +262,16 @@ impl Settings {
             "access_ttl" => self.access_ttl = parse_duration(text).map_err(bad)?,
             "refresh_ttl" => self.refresh_ttl = parse_duration(text).map_err(bad)?,
             "orgsel_ttl" => self.orgsel_ttl = parse_duration(text).map_err(bad)?,
-            "pbkdf2_iterations" => {
-                self.pbkdf2_iterations = parse_number(text, 1_000, 100_000_000).map_err(bad)? as u32
-            }
+            "pbkdf2_iterations" => self.pbkdf2_iterations = parse_number(text, 1_000, 100_000_000).map_err(bad)? as u32,
             "trusted_proxies" => {
                 self.trusted_proxies = text
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        s.parse()
-                            .map_err(|_| bad(format!("`{s}` is not an IP address")))
-                    })
+                    .map(|s| s.parse().map_err(|_| bad(format!("`{s}` is not an IP address"))))
                     .collect::<Result<_, _>>()?
             }
-            "login_max_failures" => {
-                self.login_max_failures = parse_number(text, 1, 1_000_000).map_err(bad)? as u32
-            }
+            "login_max_failures" => self.login_max_failures = parse_number(text, 1, 1_000_000).map_err(bad)? as u32,
             "login_window" => self.login_window = parse_duration(text).map_err(bad)?,
             "hello_timeout" => self.hello_timeout = parse_duration(text).map_err(bad)?,
             _ => return Err(ConfigError(format!("unknown setting `{key}` {source}"))),
@@ -377,9 +285,7 @@ impl Settings {
 }
 
 fn parse_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let n: u64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    let n: u64 = text.parse().map_err(|_| format!("`{text}` is not a whole number"))?;
     if n < min || n > max {
         return Err(format!("{n} is outside {min}..={max}"));
     }
@@ -389,24 +295,16 @@ fn parse_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
 /// Parses `500ms`, `2s`, `15m`, `24h`, `30d`. A bare number is refused: units are never guessed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s, 15m, 24h or 30d"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration like 500ms, 2s, 15m, 24h or 30d"))?;
     let millis = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1_000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
-        _ => {
-            return Err(format!(
-                "`{text}` is not a duration like 500ms, 2s, 15m, 24h or 30d"
-            ))
-        }
+        _ => return Err(format!("`{text}` is not a duration like 500ms, 2s, 15m, 24h or 30d")),
     }
     .ok_or_else(|| format!("`{text}` is too long a duration"))?;
     Ok(Duration::from_millis(millis))
@@ -417,10 +315,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -428,10 +323,7 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(30 * 86_400)
-        );
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("15").is_err());
         assert!(parse_duration("m").is_err());
@@ -442,21 +334,10 @@ mod tests {
     fn later_layers_override_earlier_ones() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("edge.toml");
-        std::fs::write(
-            &file,
-            "access_ttl = \"1h\"\nlisten = \"127.0.0.1:9000\"\ntask_workers = 3\n",
-        )
-        .unwrap();
-        let overrides = Overrides {
-            config_file: Some(file),
-            listen: Some("127.0.0.1:9001".into()),
-            ..Default::default()
-        };
-        let settings = Settings::load(
-            &overrides,
-            env(&[("ROCKIT_EDGE_ACCESS_TTL", "2s"), ("PATH", "/bin")]),
-        )
-        .unwrap();
+        std::fs::write(&file, "access_ttl = \"1h\"\nlisten = \"127.0.0.1:9000\"\ntask_workers = 3\n").unwrap();
+        let overrides =
+            Overrides { config_file: Some(file), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        let settings = Settings::load(&overrides, env(&[("ROCKIT_EDGE_ACCESS_TTL", "2s"), ("PATH", "/bin")])).unwrap();
         assert_eq!(settings.access_ttl, Duration::from_secs(2));
         assert_eq!(settings.task_workers, 3);
         assert_eq!(settings.listen.port(), 9001);
@@ -464,16 +345,12 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_refused_in_every_layer() {
-        let err = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_NO_SUCH", "1")]))
-            .unwrap_err();
+        let err = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_NO_SUCH", "1")])).unwrap_err();
         assert!(err.0.contains("unknown setting `no_such`"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("edge.toml");
         std::fs::write(&file, "acces_ttl = \"1h\"\n").unwrap();
-        let overrides = Overrides {
-            config_file: Some(file),
-            ..Default::default()
-        };
+        let overrides = Overrides { config_file: Some(file), ..Default::default() };
         let err = Settings::load(&overrides, env(&[])).unwrap_err();
         assert!(err.0.contains("unknown setting `acces_ttl`"), "{err}");
     }
@@ -485,11 +362,7 @@ mod tests {
             // Each key must be known to `apply`; a bad value gives a value error, not "unknown".
             let err = settings.apply(doc.key, "\u{1}", &Source::Flag).err();
             if let Some(err) = err {
-                assert!(
-                    !err.0.contains("unknown setting"),
-                    "{} is documented but unknown",
-                    doc.key
-                );
+                assert!(!err.0.contains("unknown setting"), "{} is documented but unknown", doc.key);
             }
         }
     }
@@ -498,9 +371,7 @@ mod tests {
     fn debug_output_hides_the_admin_secret() {
         let mut settings = Settings::default();
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ==";
-        settings
-            .apply("admin_secret", secret, &Source::Flag)
-            .unwrap();
+        settings.apply("admin_secret", secret, &Source::Flag).unwrap();
         assert!(!format!("{settings:?}").contains(secret));
     }
 }

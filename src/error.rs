@@ -33,10 +33,7 @@ pub enum ApiError {
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
     #[error("{resource} `{name}` already exists")]
-    AlreadyExists {
-        resource: &'static str,
-        name: String,
-    },
+    AlreadyExists { resource: &'static str, name: String },
     #[error("{0}")]
     InUse(String),
     #[error("{0}")]
@@ -62,10 +59,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(param: &str, message: impl Into<String>) -> Self {
-        ApiError::InvalidParam {
-            param: param.to_string(),
-            message: message.into(),
-        }
+        ApiError::InvalidParam { param: param.to_string(), message: message.into() }
     }
 
     pub fn missing(param: &str) -> Self {
@@ -117,8 +111,7 @@ impl ApiError {
 
     /// The envelope body, shared with the middleware that rewrites framework errors.
     pub fn body(&self) -> serde_json::Value {
-        let mut body =
-            json!({"status": "failed", "error": self.code(), "message": self.to_string()});
+        let mut body = json!({"status": "failed", "error": self.code(), "message": self.to_string()});
         match self {
             ApiError::MissingParam(param) | ApiError::InvalidParam { param, .. } => {
                 body["param"] = json!(param);
@@ -140,11 +133,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            MissingParam(_) | InvalidParam { .. } | InvalidJson(_) | ConflictingCredentials => {
-                StatusCode::BAD_REQUEST
+            MissingParam(_) | InvalidParam { .. } | InvalidJson(_) | ConflictingCredentials => StatusCode::BAD_REQUEST,
+            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials | InvalidApiKey => {
+                StatusCode::UNAUTHORIZED
             }
-            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials
-            | InvalidApiKey => StatusCode::UNAUTHORIZED,
             PermissionDenied(_) => StatusCode::FORBIDDEN,
             NotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -165,10 +157,7 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        if matches!(
-            self,
-            ApiError::TokenMissing | ApiError::TokenInvalid | ApiError::TokenExpired
-        ) {
+        if matches!(self, ApiError::TokenMissing | ApiError::TokenInvalid | ApiError::TokenExpired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(self.body())
@@ -178,10 +167,9 @@ impl ResponseError for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         match err {
-            crate::store::StoreError::Busy => ApiError::Unavailable {
-                message: "the database is busy; try again".into(),
-                retry_after: 1,
-            },
+            crate::store::StoreError::Busy => {
+                ApiError::Unavailable { message: "the database is busy; try again".into(), retry_after: 1 }
+            }
             other => ApiError::internal(other),
         }
     }

@@ -30,9 +30,7 @@ impl MaintenanceSwitch {
     /// Loads the stored state (it survives restarts).
     pub fn load(store: &Store) -> StoreResult<Self> {
         let stored = store.read_blocking(|c| meta::get(c, meta::MAINTENANCE))?;
-        let state = stored
-            .and_then(|text| serde_json::from_str::<Maintenance>(&text).ok())
-            .unwrap_or_default();
+        let state = stored.and_then(|text| serde_json::from_str::<Maintenance>(&text).ok()).unwrap_or_default();
         let switch = MaintenanceSwitch::default();
         switch.replace(state);
         Ok(switch)
@@ -43,18 +41,13 @@ impl MaintenanceSwitch {
     }
 
     pub fn current(&self) -> Maintenance {
-        self.details
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.details.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stores the new state durably, then makes it visible to requests.
     pub async fn set(&self, store: &Store, state: Maintenance) -> StoreResult<()> {
         let text = serde_json::to_string(&state).expect("serializable");
-        store
-            .write(move |c| meta::set(c, meta::MAINTENANCE, &text))
-            .await?;
+        store.write(move |c| meta::set(c, meta::MAINTENANCE, &text)).await?;
         self.replace(state);
         Ok(())
     }

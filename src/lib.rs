@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod instance;
 pub mod server;
 pub mod state;

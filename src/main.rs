@@ -9,11 +9,7 @@ use rockit_edge::config::{Overrides, Settings};
 use rockit_edge::{commands, server};
 
 #[derive(Parser)]
-#[command(
-    name = "rockit-edge",
-    version,
-    about = "Self-contained ROCKIT Edge server"
-)]
+#[command(name = "rockit-edge", version, about = "Self-contained ROCKIT Edge server")]
 struct Cli {
     /// State directory (database, secrets, depot). Default ./rockit-edge-data.
     #[arg(long, global = true, value_name = "DIR")]
@@ -72,11 +68,7 @@ fn main() -> ExitCode {
         Command::Serve { listen } => listen.clone(),
         _ => None,
     };
-    let overrides = Overrides {
-        config_file: cli.config.clone(),
-        state_dir: cli.state_dir.clone(),
-        listen,
-    };
+    let overrides = Overrides { config_file: cli.config.clone(), state_dir: cli.state_dir.clone(), listen };
     let settings = match Settings::load(&overrides, std::env::vars()) {
         Ok(settings) => settings,
         Err(e) => {

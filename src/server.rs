@@ -24,8 +24,7 @@ pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
     if dir.is_dir() {
         return Ok(false);
     }
-    fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create state directory {}: {e}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot restrict state directory {}: {e}", dir.display()))?;
     Ok(true)
@@ -41,10 +40,7 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
     // SAFETY: flock on a descriptor we own; no memory is shared with the call.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     if !locked {
-        return Err(format!(
-            "another rockit-edge process is using {}; stop it first",
-            dir.display()
-        ));
+        return Err(format!("another rockit-edge process is using {}; stop it first", dir.display()));
     }
     Ok(StateLock(file))
 }
@@ -52,24 +48,17 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
 pub fn serve(settings: Settings) -> Result<(), String> {
     let fresh = prepare_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let keyring =
-        Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
-            .map_err(|e| e.to_string())?;
-    let store = Store::open(
-        &settings.database_path(),
-        Pragmas::from_settings(&settings),
-        settings.read_pool_size,
-    )
-    .map_err(|e| e.to_string())?;
+    let keyring = Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
+        .map_err(|e| e.to_string())?;
+    let store = Store::open(&settings.database_path(), Pragmas::from_settings(&settings), settings.read_pool_size)
+        .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
-    let queue = Queue::new(store.clone(), maintenance.clone());
+    let queue = Queue::new(store.clone(), settings.state_dir.join("depot"), maintenance.clone());
     let resumed = queue.recover().map_err(|e| e.to_string())?;
     if resumed > 0 {
         log::warn!("resuming {resumed} task(s) interrupted by the last stop");
     }
-    let workers = queue
-        .start_workers(settings.task_workers)
-        .map_err(|e| format!("cannot start task workers: {e}"))?;
+    let workers = queue.start_workers(settings.task_workers).map_err(|e| format!("cannot start task workers: {e}"))?;
 
     let state = web::Data::new(AppState {
         settings: Arc::new(settings.clone()),
@@ -95,10 +84,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         announce(&settings, server.addrs().first().copied(), fresh);
         crate::systemd::notify("READY=1");
-        server
-            .run()
-            .await
-            .map_err(|e| format!("server failed: {e}"))
+        server.run().await.map_err(|e| format!("server failed: {e}"))
     });
     crate::systemd::notify("STOPPING=1");
     log::info!("HTTP server stopped; stopping task workers");
@@ -112,11 +98,8 @@ fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool
     let addr = addr.unwrap_or(settings.listen);
     let dir = settings.state_dir.display();
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "rockit-edge {} listening on http://{addr} (state directory {dir})",
-        env!("CARGO_PKG_VERSION")
-    );
+    let _ =
+        writeln!(out, "rockit-edge {} listening on http://{addr} (state directory {dir})", env!("CARGO_PKG_VERSION"));
     if fresh {
         let _ = writeln!(
             out,

@@ -10,11 +10,8 @@ use serde_json::{json, Value};
 
 /// Builds an HS256-style token by hand, independent of the server's own code.
 fn hand_made(header: &Value, claims: &Value, secret: &[u8]) -> String {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
@@ -23,18 +20,11 @@ fn admin_secret(server: &Server) -> Vec<u8> {
     let out = server.cli(&["admin-secret"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .expect("admin-secret prints standard base64")
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).expect("admin-secret prints standard base64")
 }
 
 fn ping_with(server: &Server, token: &str) -> common::Reply {
-    send(
-        "POST",
-        &server.url("/srv/v1/ping"),
-        &[("x-rockit-admin-token", token)],
-        None,
-    )
+    send("POST", &server.url("/srv/v1/ping"), &[("x-rockit-admin-token", token)], None)
 }
 
 #[test]
@@ -48,11 +38,7 @@ fn a_request_without_a_token_is_token_missing() {
 fn a_token_made_by_any_hs256_tool_from_the_base64_secret_is_accepted() {
     let server = Server::start();
     let secret = admin_secret(&server);
-    let token = hand_made(
-        &json!({"alg": "HS256", "typ": "JWT"}),
-        &json!({"username": "jenkins"}),
-        &secret,
-    );
+    let token = hand_made(&json!({"alg": "HS256", "typ": "JWT"}), &json!({"username": "jenkins"}), &secret);
     ping_with(&server, &token).assert_ok();
 }
 
@@ -66,40 +52,13 @@ fn bad_tokens_are_token_invalid() {
         ("two segments", "abc.def".to_string()),
         (
             "alg none",
-            format!(
-                "{}.{}.",
-                URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            ),
+            format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(claims.to_string())),
         ),
-        (
-            "HS512 header",
-            hand_made(&json!({"alg": "HS512"}), &claims, &secret),
-        ),
-        (
-            "RS256 header",
-            hand_made(&json!({"alg": "RS256"}), &claims, &secret),
-        ),
-        (
-            "wrong key",
-            hand_made(
-                &json!({"alg": "HS256"}),
-                &claims,
-                b"not-the-admin-secret-not-the-admin",
-            ),
-        ),
-        (
-            "foreign kid",
-            hand_made(
-                &json!({"alg": "HS256", "kid": "adm-000000000000"}),
-                &claims,
-                &secret,
-            ),
-        ),
-        (
-            "no username",
-            hand_made(&json!({"alg": "HS256"}), &json!({"sub": "x"}), &secret),
-        ),
+        ("HS512 header", hand_made(&json!({"alg": "HS512"}), &claims, &secret)),
+        ("RS256 header", hand_made(&json!({"alg": "RS256"}), &claims, &secret)),
+        ("wrong key", hand_made(&json!({"alg": "HS256"}), &claims, b"not-the-admin-secret-not-the-admin")),
+        ("foreign kid", hand_made(&json!({"alg": "HS256", "kid": "adm-000000000000"}), &claims, &secret)),
+        ("no username", hand_made(&json!({"alg": "HS256"}), &json!({"sub": "x"}), &secret)),
         (
             "not yet valid",
             hand_made(
@@ -111,12 +70,7 @@ fn bad_tokens_are_token_invalid() {
     ];
     for (what, token) in cases {
         let reply = ping_with(&server, &token);
-        assert_eq!(
-            (reply.status, reply.error()),
-            (401, "token-invalid"),
-            "{what}: {:?}",
-            reply.body
-        );
+        assert_eq!((reply.status, reply.error()), (401, "token-invalid"), "{what}: {:?}", reply.body);
     }
 }
 
@@ -125,12 +79,7 @@ fn a_tampered_token_is_token_invalid() {
     let server = Server::start();
     let token = server.admin_token();
     let parts: Vec<&str> = token.split('.').collect();
-    let forged = format!(
-        "{}.{}.{}",
-        parts[0],
-        URL_SAFE_NO_PAD.encode(r#"{"username":"root"}"#),
-        parts[2]
-    );
+    let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(r#"{"username":"root"}"#), parts[2]);
     ping_with(&server, &forged).assert_error(401, "token-invalid");
 }
 
@@ -139,17 +88,9 @@ fn an_expired_token_is_token_expired_beyond_the_leeway() {
     let server = Server::start();
     let secret = admin_secret(&server);
     let now = chrono::Utc::now().timestamp();
-    let old = hand_made(
-        &json!({"alg": "HS256"}),
-        &json!({"username": "a", "exp": now - 120}),
-        &secret,
-    );
+    let old = hand_made(&json!({"alg": "HS256"}), &json!({"username": "a", "exp": now - 120}), &secret);
     ping_with(&server, &old).assert_error(401, "token-expired");
-    let within_leeway = hand_made(
-        &json!({"alg": "HS256"}),
-        &json!({"username": "a", "exp": now - 10}),
-        &secret,
-    );
+    let within_leeway = hand_made(&json!({"alg": "HS256"}), &json!({"username": "a", "exp": now - 10}), &secret);
     ping_with(&server, &within_leeway).assert_ok();
 }
 
@@ -181,11 +122,7 @@ fn a_configured_admin_secret_replaces_the_generated_one() {
     let secret = b"configured-admin-secret-of-32-bytes!!";
     let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
     let server = Server::start_with(&[("ROCKIT_EDGE_ADMIN_SECRET", &encoded)]);
-    let token = hand_made(
-        &json!({"alg": "HS256"}),
-        &json!({"username": "ops"}),
-        secret,
-    );
+    let token = hand_made(&json!({"alg": "HS256"}), &json!({"username": "ops"}), secret);
     ping_with(&server, &token).assert_ok();
     assert_eq!(admin_secret(&server), secret.to_vec());
 }

@@ -8,28 +8,15 @@ const README: &str = include_str!("../README.md");
 fn the_readme_settings_table_lists_every_setting() {
     for setting in SETTINGS {
         let row = format!("| `{}` |", setting.key);
-        assert!(
-            README.contains(&row),
-            "README.md has no row for `{}`",
-            setting.key
-        );
+        assert!(README.contains(&row), "README.md has no row for `{}`", setting.key);
     }
 }
 
 #[test]
 fn the_readme_opens_with_the_two_commands() {
     let first_block = README.split("```").nth(1).expect("a code block");
-    assert!(
-        first_block.contains("serve"),
-        "first command starts the server"
-    );
-    assert!(
-        first_block.contains("cargo test"),
-        "second command runs the tests"
-    );
+    assert!(first_block.contains("serve"), "first command starts the server");
+    assert!(first_block.contains("cargo test"), "second command runs the tests");
     let ci = include_str!("../.ci/run");
-    assert!(
-        ci.lines().any(|l| l.trim() == "cargo test"),
-        ".ci/run runs the README's test command"
-    );
+    assert!(ci.lines().any(|l| l.trim() == "cargo test"), ".ci/run runs the README's test command");
 }

@@ -26,18 +26,8 @@ fn malformed_json_is_invalid_json() {
     let server = Server::start();
     let token = server.admin_token();
     let headers = [("x-rockit-admin-token", token.as_str())];
-    for body in [
-        &b"{\"message\": "[..],
-        b"[1,2]",
-        b"\"text\"",
-        b"{'single': 1}",
-    ] {
-        let reply = send_raw(
-            "POST",
-            &server.url("/srv/v1/hello"),
-            &headers,
-            Some(("application/json", body)),
-        );
+    for body in [&b"{\"message\": "[..], b"[1,2]", b"\"text\"", b"{'single': 1}"] {
+        let reply = send_raw("POST", &server.url("/srv/v1/hello"), &headers, Some(("application/json", body)));
         reply.assert_error(400, "invalid-json");
     }
 }
@@ -47,21 +37,13 @@ fn a_body_that_is_not_json_is_unsupported_media_type() {
     let server = Server::start();
     let token = server.admin_token();
     let headers = [("x-rockit-admin-token", token.as_str())];
-    let reply = send_raw(
-        "POST",
-        &server.url("/srv/v1/hello"),
-        &headers,
-        Some(("text/plain", b"message=hi")),
-    );
+    let reply = send_raw("POST", &server.url("/srv/v1/hello"), &headers, Some(("text/plain", b"message=hi")));
     reply.assert_error(415, "unsupported-media-type");
     let reply = send_raw(
         "POST",
         &server.url("/srv/v1/hello"),
         &headers,
-        Some((
-            "application/x-www-form-urlencoded",
-            b"message=hi&maintenance=false",
-        )),
+        Some(("application/x-www-form-urlencoded", b"message=hi&maintenance=false")),
     );
     reply.assert_error(415, "unsupported-media-type");
 }

@@ -29,19 +29,13 @@ fn sigterm_drains_a_request_in_flight_and_exits_zero() {
     let mut server = Server::start();
     // Hold the write lock so /readyz stays in flight for about two seconds.
     let blocker = rusqlite::Connection::open(server.database()).unwrap();
-    blocker
-        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO meta (key, value) VALUES ('drain', 'x');")
-        .unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE; INSERT INTO meta (key, value) VALUES ('drain', 'x');").unwrap();
     let url = server.url("/readyz");
     let in_flight = std::thread::spawn(move || send("GET", &url, &[], None));
     std::thread::sleep(Duration::from_millis(300));
     let status = server.stop().unwrap();
     let reply = in_flight.join().unwrap();
-    assert_eq!(
-        reply.status, 503,
-        "the request in flight got its answer: {:?}",
-        reply.body
-    );
+    assert_eq!(reply.status, 503, "the request in flight got its answer: {:?}", reply.body);
     assert_eq!(status.code(), Some(0));
     drop(blocker);
 }
@@ -49,23 +43,12 @@ fn sigterm_drains_a_request_in_flight_and_exits_zero() {
 #[test]
 fn a_task_interrupted_by_a_crash_is_resumed_at_start() {
     let mut server = Server::start();
-    let reply = server.admin(
-        "POST",
-        "/srv/v1/hello",
-        Some(json!({"message": "again", "maintenance": false})),
-    );
-    let name = reply.assert_ok()["task"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let reply = server.admin("POST", "/srv/v1/hello", Some(json!({"message": "again", "maintenance": false})));
+    let name = reply.assert_ok()["task"]["name"].as_str().unwrap().to_string();
     server.kill();
     // Put the task back in the state a crash in the middle of its run leaves behind.
     let db = rusqlite::Connection::open(server.database()).unwrap();
-    db.execute(
-        "UPDATE tasks SET status = 'running', output = NULL, ended = NULL WHERE name = ?1",
-        [&name],
-    )
-    .unwrap();
+    db.execute("UPDATE tasks SET status = 'running', output = NULL, ended = NULL WHERE name = ?1", [&name]).unwrap();
     drop(db);
     let server = server.restart();
     let task = common::eventually(Duration::from_secs(30), || {
@@ -73,10 +56,7 @@ fn a_task_interrupted_by_a_crash_is_resumed_at_start() {
         let task = reply.body["task"].clone();
         (task["status"] == "done").then_some(task)
     });
-    assert_eq!(
-        task["attempts"], 2,
-        "the resumed run counts as a second attempt"
-    );
+    assert_eq!(task["attempts"], 2, "the resumed run counts as a second attempt");
     assert_eq!(task["output"]["message"], "again");
 }
 
@@ -87,10 +67,7 @@ fn a_database_newer_than_the_binary_is_refused_with_a_clear_message() {
     let db = rusqlite::Connection::open(server.database()).unwrap();
     db.pragma_update(None, "user_version", 9999).unwrap();
     drop(db);
-    let out = command(&server.state_dir, &[])
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = command(&server.state_dir, &[]).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("newer"), "{stderr}");
@@ -103,11 +80,7 @@ fn a_database_newer_than_the_binary_is_refused_with_a_clear_message() {
 fn migrate_check_reports_an_up_to_date_database() {
     let mut server = Server::start();
     let out = server.cli(&["migrate", "--check"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 pending"));
     server.stop();
     let out = server.cli(&["migrate"]);
@@ -124,32 +97,20 @@ fn an_older_database_is_migrated_at_start_after_keeping_a_copy() {
     let _ = std::fs::remove_file(server.state_dir.join("rockit-edge.db-wal"));
     let _ = std::fs::remove_file(server.state_dir.join("rockit-edge.db-shm"));
     let db = rusqlite::Connection::open(server.database()).unwrap();
-    db.execute_batch(include_str!("../migrations/001_foundation.sql"))
-        .unwrap();
+    db.execute_batch(include_str!("../migrations/001_foundation.sql")).unwrap();
     db.pragma_update(None, "user_version", 1).unwrap();
-    db.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')", [])
-        .unwrap();
+    db.execute("INSERT INTO meta (key, value) VALUES ('kept', 'yes')", []).unwrap();
     drop(db);
     let server = server.restart();
     server.admin("POST", "/srv/v1/ping", None).assert_ok();
     let db = rusqlite::Connection::open(server.database()).unwrap();
-    let kept: String = db
-        .query_row("SELECT value FROM meta WHERE key = 'kept'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let kept: String = db.query_row("SELECT value FROM meta WHERE key = 'kept'", [], |r| r.get(0)).unwrap();
     assert_eq!(kept, "yes");
-    let version: i64 = db
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    let reported = server.admin("GET", "/srv/v1/versions", None).body["versions"]["schema"]
-        .as_i64()
-        .unwrap();
+    let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    let reported = server.admin("GET", "/srv/v1/versions", None).body["versions"]["schema"].as_i64().unwrap();
     assert_eq!(version, reported);
     if version > 1 {
-        let copies = std::fs::read_dir(server.state_dir.join("backups"))
-            .unwrap()
-            .count();
+        let copies = std::fs::read_dir(server.state_dir.join("backups")).unwrap().count();
         assert!(copies >= 1, "a copy of the old database is kept");
     }
 }
@@ -157,10 +118,7 @@ fn an_older_database_is_migrated_at_start_after_keeping_a_copy() {
 #[test]
 fn a_second_server_on_the_same_state_directory_is_refused() {
     let server = Server::start();
-    let out = command(&server.state_dir, &[])
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = command(&server.state_dir, &[]).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another rockit-edge"));
 }
@@ -195,20 +153,12 @@ fn a_backup_taken_under_concurrent_writes_passes_the_integrity_check() {
     let out = server.cli(&["backup", "--out", out_file.to_str().unwrap()]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written: i32 = writers.into_iter().map(|w| w.join().unwrap()).sum();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(written > 0);
     let copy = rusqlite::Connection::open(&out_file).unwrap();
-    let check: String = copy
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
-    let tasks: i64 = copy
-        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
-        .unwrap();
+    let tasks: i64 = copy.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0)).unwrap();
     assert!(tasks > 0);
     // Backups never overwrite.
     let again = server.cli(&["backup", "--out", out_file.to_str().unwrap()]);
@@ -220,11 +170,7 @@ fn healthcheck_exits_zero_for_a_running_server_and_one_otherwise() {
     let mut server = Server::start();
     let url = server.url("/readyz");
     let out = server.cli(&["healthcheck", "--url", &url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     server.stop();
     let out = server.cli(&["healthcheck", "--url", &url]);
     assert_eq!(out.status.code(), Some(1));
@@ -234,18 +180,13 @@ fn healthcheck_exits_zero_for_a_running_server_and_one_otherwise() {
 fn an_unknown_setting_stops_the_start_with_exit_code_two() {
     let dir = tempfile::tempdir().unwrap();
     let env = vec![("ROCKIT_EDGE_ACESS_TTL".to_string(), "2s".to_string())];
-    let out = command(&dir.path().join("state"), &env)
-        .args(["serve"])
-        .output()
-        .unwrap();
+    let out = command(&dir.path().join("state"), &env).args(["serve"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting `acess_ttl`"));
     let config = dir.path().join("edge.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_port = 1\n").unwrap();
-    let out = command(&dir.path().join("state"), &[])
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out =
+        command(&dir.path().join("state"), &[]).args(["serve", "--config", config.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting `listen_port`"));
 }
@@ -256,19 +197,13 @@ fn version_prints_the_version_and_schema() {
     let out = command(dir.path(), &[]).arg("version").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(env!("CARGO_PKG_VERSION")) && text.contains("schema"),
-        "{text}"
-    );
+    assert!(text.contains(env!("CARGO_PKG_VERSION")) && text.contains("schema"), "{text}");
 }
 
 #[test]
 fn admin_token_without_a_state_directory_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = command(&dir.path().join("nowhere"), &[])
-        .args(["admin-token", "--name", "x"])
-        .output()
-        .unwrap();
+    let out = command(&dir.path().join("nowhere"), &[]).args(["admin-token", "--name", "x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no secrets"));
 }
@@ -277,30 +212,15 @@ fn admin_token_without_a_state_directory_says_what_is_missing() {
 fn the_access_log_has_one_line_per_request_and_never_a_token() {
     let server = Server::start();
     let token = server.admin_token();
-    send(
-        "POST",
-        &server.url("/srv/v1/ping"),
-        &[("x-rockit-admin-token", &token)],
-        None,
-    )
-    .assert_ok();
-    send(
-        "GET",
-        &server.url("/srv/v1/tasks/hello-abc"),
-        &[("x-rockit-admin-token", &token)],
-        None,
-    );
+    send("POST", &server.url("/srv/v1/ping"), &[("x-rockit-admin-token", &token)], None).assert_ok();
+    send("GET", &server.url("/srv/v1/tasks/hello-abc"), &[("x-rockit-admin-token", &token)], None);
     let log = common::eventually(Duration::from_secs(10), || {
         let log = server.log();
-        log.contains("GET /srv/v1/tasks/{taskName} 404")
-            .then_some(log)
+        log.contains("GET /srv/v1/tasks/{taskName} 404").then_some(log)
     });
     assert!(log.contains("POST /srv/v1/ping 200"), "{log}");
     assert!(!log.contains(&token), "a token leaked into the log");
-    assert!(
-        !log.contains("hello-abc"),
-        "the raw path leaked into the log"
-    );
+    assert!(!log.contains("hello-abc"), "the raw path leaked into the log");
 }
 
 #[test]
@@ -313,53 +233,26 @@ fn the_openapi_document_lists_exactly_the_routes_the_server_has() {
     for (path, operations) in paths {
         let concrete = path.replace('{', "x").replace('}', "");
         for (method, _) in operations.as_object().unwrap() {
-            let reply = send(
-                &method.to_uppercase(),
-                &server.url(&concrete),
-                &[],
-                Some(json!({})),
-            );
+            let reply = send(&method.to_uppercase(), &server.url(&concrete), &[], Some(json!({})));
             // Every documented operation is routed: no 404 for the route, no 405 for the method.
-            assert_ne!(
-                reply.status, 405,
-                "{method} {path} is documented but not routed"
-            );
+            assert_ne!(reply.status, 405, "{method} {path} is documented but not routed");
             assert!(
                 !(reply.status == 404 && reply.body["resource"] == "route"),
                 "{method} {path} is documented but not routed"
             );
         }
         // And a method it does not document is not routed either.
-        let documented: Vec<String> = operations
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|m| m.to_uppercase())
-            .collect();
-        if let Some(other) = ["PUT", "PATCH", "DELETE", "GET", "POST"]
-            .iter()
-            .find(|m| !documented.contains(&m.to_string()))
+        let documented: Vec<String> = operations.as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
+        if let Some(other) =
+            ["PUT", "PATCH", "DELETE", "GET", "POST"].iter().find(|m| !documented.contains(&m.to_string()))
         {
             let reply = send(other, &server.url(&concrete), &[], None);
-            assert_eq!(
-                reply.status, 405,
-                "{other} {path} is routed but not documented"
-            );
+            assert_eq!(reply.status, 405, "{other} {path} is routed but not documented");
         }
     }
     let doc_paths: Vec<&String> = paths.keys().collect();
-    for must in [
-        "/srv/v1/ping",
-        "/srv/v1/hello",
-        "/srv/v1/versions",
-        "/srv/v1/maintenance",
-        "/healthz",
-        "/readyz",
-    ] {
-        assert!(
-            doc_paths.iter().any(|p| *p == must),
-            "{must} missing from the document"
-        );
+    for must in ["/srv/v1/ping", "/srv/v1/hello", "/srv/v1/versions", "/srv/v1/maintenance", "/healthz", "/readyz"] {
+        assert!(doc_paths.iter().any(|p| *p == must), "{must} missing from the document");
     }
     let _: &Value = &doc["components"]["securitySchemes"]["adminToken"];
 }

@@ -21,31 +21,20 @@ fn ping_answers_pong_with_time_and_version() {
 #[test]
 fn ping_echoes_an_optional_message() {
     let server = Server::start();
-    let reply = server.admin(
-        "POST",
-        "/srv/v1/ping",
-        Some(json!({"message": "are you there"})),
-    );
+    let reply = server.admin("POST", "/srv/v1/ping", Some(json!({"message": "are you there"})));
     assert_eq!(reply.assert_ok()["message"], "are you there");
 }
 
 #[test]
 fn hello_runs_a_task_through_the_queue_and_returns_its_output() {
     let server = Server::start();
-    let reply = server.admin(
-        "POST",
-        "/srv/v1/hello",
-        Some(json!({"message": "hi", "maintenance": false})),
-    );
+    let reply = server.admin("POST", "/srv/v1/hello", Some(json!({"message": "hi", "maintenance": false})));
     let task = &reply.assert_ok()["task"];
     assert_eq!(task["type"], "hello");
     assert_eq!(task["status"], "done");
     assert_eq!(task["attempts"], 1);
     assert_eq!(task["output"]["message"], "hi");
-    assert!(task["output"]["worker"]
-        .as_str()
-        .unwrap()
-        .starts_with("task-worker-"));
+    assert!(task["output"]["worker"].as_str().unwrap().starts_with("task-worker-"));
     // The task is durable: it can be fetched again by name.
     let name = task["name"].as_str().unwrap();
     let fetched = server.admin("GET", &format!("/srv/v1/tasks/{name}"), None);
@@ -61,11 +50,7 @@ fn hello_needs_both_message_and_maintenance() {
     let reply = server.admin("POST", "/srv/v1/hello", Some(json!({"message": "hi"})));
     reply.assert_error(400, "missing-param");
     assert_eq!(reply.body["param"], "maintenance");
-    let reply = server.admin(
-        "POST",
-        "/srv/v1/hello",
-        Some(json!({"message": "hi", "maintenance": "no"})),
-    );
+    let reply = server.admin("POST", "/srv/v1/hello", Some(json!({"message": "hi", "maintenance": "no"})));
     reply.assert_error(400, "invalid-param");
     assert_eq!(reply.body["param"], "maintenance");
 }
@@ -87,32 +72,16 @@ fn versions_report_the_engine_once_a_test_task_has_run() {
     assert_eq!(versions["api"], "2026-04-22");
     assert!(versions["schema"].as_i64().unwrap() >= 1);
     assert!(versions["engine"].is_null());
-    server
-        .admin(
-            "POST",
-            "/srv/v1/hello",
-            Some(json!({"message": "x", "maintenance": false})),
-        )
-        .assert_ok();
+    server.admin("POST", "/srv/v1/hello", Some(json!({"message": "x", "maintenance": false}))).assert_ok();
     let after = server.admin("GET", "/srv/v1/versions", None);
-    assert!(after.assert_ok()["versions"]["engine"]
-        .as_str()
-        .unwrap()
-        .starts_with("rockit-edge-builtin/"));
+    assert!(after.assert_ok()["versions"]["engine"].as_str().unwrap().starts_with("rockit-edge-builtin/"));
 }
 
 #[test]
 fn the_2025_admin_aliases_answer_like_the_srv_endpoints() {
     let server = Server::start();
-    assert_eq!(
-        server.admin("POST", "/adm/v1/ping", None).assert_ok()["message"],
-        "pong"
-    );
-    let reply = server.admin(
-        "POST",
-        "/adm/v1/hello",
-        Some(json!({"message": "old", "maintenance": false})),
-    );
+    assert_eq!(server.admin("POST", "/adm/v1/ping", None).assert_ok()["message"], "pong");
+    let reply = server.admin("POST", "/adm/v1/hello", Some(json!({"message": "old", "maintenance": false})));
     assert_eq!(reply.assert_ok()["task"]["output"]["message"], "old");
 }
 
@@ -127,9 +96,7 @@ fn healthz_and_readyz_need_no_token() {
 fn readyz_answers_503_while_the_database_cannot_be_written() {
     let server = Server::start();
     let blocker = rusqlite::Connection::open(server.database()).unwrap();
-    blocker
-        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO meta (key, value) VALUES ('test-lock', 'x');")
-        .unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE; INSERT INTO meta (key, value) VALUES ('test-lock', 'x');").unwrap();
     let reply = send("GET", &server.url("/readyz"), &[], None);
     reply.assert_error(503, "unavailable");
     assert!(reply.retry_after.is_some());
@@ -155,68 +122,36 @@ fn maintenance_mode_gates_adm_and_be_but_not_srv_or_health() {
         let reply = server.admin("POST", path, None);
         reply.assert_error(503, "maintenance");
         assert_eq!(reply.retry_after.as_deref(), Some("120"));
-        assert_eq!(
-            reply.body["retryAfter"], "120",
-            "the compat body carries retryAfter as a string"
-        );
+        assert_eq!(reply.body["retryAfter"], "120", "the compat body carries retryAfter as a string");
         assert_eq!(reply.body["message"], "upgrading");
     }
     server.admin("POST", "/srv/v1/ping", None).assert_ok();
     send("GET", &server.url("/healthz"), &[], None).assert_ok();
     send("GET", &server.url("/readyz"), &[], None).assert_ok();
 
-    server
-        .admin(
-            "POST",
-            "/srv/v1/maintenance",
-            Some(json!({"enabled": false})),
-        )
-        .assert_ok();
+    server.admin("POST", "/srv/v1/maintenance", Some(json!({"enabled": false}))).assert_ok();
     server.admin("POST", "/adm/v1/ping", None).assert_ok();
 }
 
 #[test]
 fn maintenance_mode_survives_a_restart() {
     let server = Server::start();
-    server
-        .admin(
-            "POST",
-            "/srv/v1/maintenance",
-            Some(json!({"enabled": true})),
-        )
-        .assert_ok();
+    server.admin("POST", "/srv/v1/maintenance", Some(json!({"enabled": true}))).assert_ok();
     let server = server.restart();
     let reply = server.admin("POST", "/adm/v1/ping", None);
     reply.assert_error(503, "maintenance");
     assert_eq!(reply.body["retryAfter"], "900");
-    assert_eq!(
-        server.admin("GET", "/srv/v1/maintenance", None).assert_ok()["maintenance"]["enabled"],
-        true
-    );
+    assert_eq!(server.admin("GET", "/srv/v1/maintenance", None).assert_ok()["maintenance"]["enabled"], true);
 }
 
 #[test]
 fn hello_runs_in_maintenance_mode_only_when_asked_to() {
     let server = Server::start();
+    server.admin("POST", "/srv/v1/maintenance", Some(json!({"enabled": true}))).assert_ok();
     server
-        .admin(
-            "POST",
-            "/srv/v1/maintenance",
-            Some(json!({"enabled": true})),
-        )
-        .assert_ok();
-    server
-        .admin(
-            "POST",
-            "/srv/v1/hello",
-            Some(json!({"message": "m", "maintenance": false})),
-        )
+        .admin("POST", "/srv/v1/hello", Some(json!({"message": "m", "maintenance": false})))
         .assert_error(503, "maintenance");
-    let reply = server.admin(
-        "POST",
-        "/srv/v1/hello",
-        Some(json!({"message": "m", "maintenance": true})),
-    );
+    let reply = server.admin("POST", "/srv/v1/hello", Some(json!({"message": "m", "maintenance": true})));
     assert_eq!(reply.assert_ok()["task"]["status"], "done");
 }
 
@@ -226,11 +161,7 @@ fn maintenance_settings_are_validated() {
     let reply = server.admin("POST", "/srv/v1/maintenance", Some(json!({"message": "x"})));
     reply.assert_error(400, "missing-param");
     assert_eq!(reply.body["param"], "enabled");
-    let reply = server.admin(
-        "POST",
-        "/srv/v1/maintenance",
-        Some(json!({"enabled": true, "retryAfter": 0})),
-    );
+    let reply = server.admin("POST", "/srv/v1/maintenance", Some(json!({"enabled": true, "retryAfter": 0})));
     reply.assert_error(400, "invalid-param");
     assert_eq!(reply.body["param"], "retryAfter");
 }

@@ -34,11 +34,8 @@ impl SigningKey {
     /// Signs `claims` (a JSON object) into a compact token with this key's `kid`.
     pub fn sign(&self, claims: &Value) -> String {
         let header = json!({"alg": "HS256", "typ": "JWT", "kid": self.kid});
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let tag = hmac::sign(&self.key, signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
@@ -52,8 +49,7 @@ impl SigningKey {
             return Err(TokenError::Invalid);
         }
         let header: Map<String, Value> = decode_json(header)?;
-        if header.get("alg").and_then(Value::as_str) != Some("HS256") || header.contains_key("crit")
-        {
+        if header.get("alg").and_then(Value::as_str) != Some("HS256") || header.contains_key("crit") {
             return Err(TokenError::Invalid);
         }
         if let Some(typ) = header.get("typ") {
@@ -66,11 +62,8 @@ impl SigningKey {
                 return Err(TokenError::Invalid);
             }
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Invalid)?;
-        hmac::verify(&self.key, signing_input.as_bytes(), &signature)
-            .map_err(|_| TokenError::Invalid)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Invalid)?;
+        hmac::verify(&self.key, signing_input.as_bytes(), &signature).map_err(|_| TokenError::Invalid)?;
         let claims: Map<String, Value> = decode_json(payload)?;
         check_times(&claims, now)?;
         Ok(claims)
@@ -78,20 +71,14 @@ impl SigningKey {
 }
 
 fn decode_json(segment: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Invalid)?;
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| TokenError::Invalid)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)
 }
 
 fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_i64()
-            .or_else(|| value.as_f64().map(|f| f as i64))
-            .map(Some)
-            .ok_or(TokenError::Invalid),
+        Some(value) => value.as_i64().or_else(|| value.as_f64().map(|f| f as i64)).map(Some).ok_or(TokenError::Invalid),
     }
 }
 
@@ -143,11 +130,8 @@ mod tests {
     }
 
     fn forge(header: &Value, claims: &Value, secret: &[u8]) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
@@ -179,17 +163,9 @@ mod tests {
             json!({"alg": "HS256", "typ": "JWE"}),
             json!({"alg": "HS256", "crit": ["exp"]}),
         ] {
-            assert_eq!(
-                key().verify(&forge(&header, &claims, secret), NOW),
-                Err(TokenError::Invalid),
-                "{header}"
-            );
+            assert_eq!(key().verify(&forge(&header, &claims, secret), NOW), Err(TokenError::Invalid), "{header}");
         }
-        let wrong_key = forge(
-            &json!({"alg": "HS256"}),
-            &claims,
-            b"another-secret-another-secret-xx",
-        );
+        let wrong_key = forge(&json!({"alg": "HS256"}), &claims, b"another-secret-another-secret-xx");
         assert_eq!(key().verify(&wrong_key, NOW), Err(TokenError::Invalid));
         let unsigned = format!(
             "{}.{}.",
@@ -197,11 +173,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(r#"{"username":"x"}"#)
         );
         for garbage in ["", "a.b", "a.b.c.d", "not a token", &unsigned] {
-            assert_eq!(
-                key().verify(garbage, NOW),
-                Err(TokenError::Invalid),
-                "{garbage}"
-            );
+            assert_eq!(key().verify(garbage, NOW), Err(TokenError::Invalid), "{garbage}");
         }
     }
 
@@ -209,35 +181,18 @@ mod tests {
     fn expiry_and_not_before_honour_the_leeway() {
         let k = key();
         assert!(k.verify(&k.sign(&json!({"exp": NOW - 30})), NOW).is_ok());
-        assert_eq!(
-            k.verify(&k.sign(&json!({"exp": NOW - 61})), NOW),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(k.verify(&k.sign(&json!({"exp": NOW - 61})), NOW), Err(TokenError::Expired));
         assert!(k.verify(&k.sign(&json!({"nbf": NOW + 30})), NOW).is_ok());
-        assert_eq!(
-            k.verify(&k.sign(&json!({"nbf": NOW + 120})), NOW),
-            Err(TokenError::Invalid)
-        );
-        assert_eq!(
-            k.verify(&k.sign(&json!({"iat": NOW + 120})), NOW),
-            Err(TokenError::Invalid)
-        );
-        assert_eq!(
-            k.verify(&k.sign(&json!({"exp": "soon"})), NOW),
-            Err(TokenError::Invalid)
-        );
+        assert_eq!(k.verify(&k.sign(&json!({"nbf": NOW + 120})), NOW), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&k.sign(&json!({"iat": NOW + 120})), NOW), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&k.sign(&json!({"exp": "soon"})), NOW), Err(TokenError::Invalid));
     }
 
     #[test]
     fn a_tampered_payload_is_invalid() {
         let token = key().sign(&json!({"username": "ops"}));
         let parts: Vec<&str> = token.split('.').collect();
-        let tampered = format!(
-            "{}.{}.{}",
-            parts[0],
-            URL_SAFE_NO_PAD.encode(r#"{"username":"root"}"#),
-            parts[2]
-        );
+        let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(r#"{"username":"root"}"#), parts[2]);
         assert_eq!(key().verify(&tampered, NOW), Err(TokenError::Invalid));
     }
 }

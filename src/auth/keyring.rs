@@ -45,11 +45,7 @@ pub const SECRETS_FILE: &str = "secrets.json";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("no secrets at {path}: start the server once with this state directory, or check --state-dir")]
     Missing { path: PathBuf },
     #[error("{path} is damaged: {why}")]
@@ -68,12 +64,8 @@ impl Keyring {
         let file = match fs::read(&path) {
             Ok(bytes) => {
                 tighten_permissions(&path)?;
-                serde_json::from_slice::<SecretsFile>(&bytes).map_err(|e| {
-                    KeyringError::Damaged {
-                        path: path.clone(),
-                        why: e.to_string(),
-                    }
-                })?
+                serde_json::from_slice::<SecretsFile>(&bytes)
+                    .map_err(|e| KeyringError::Damaged { path: path.clone(), why: e.to_string() })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => {
                 return Err(KeyringError::Missing { path })
@@ -84,36 +76,23 @@ impl Keyring {
                     tokens: b64_encode(&random_bytes::<32>()),
                     sealing: b64_encode(&random_bytes::<32>()),
                 };
-                write_private(
-                    &path,
-                    &serde_json::to_vec_pretty(&fresh).expect("serializable"),
-                )?;
+                write_private(&path, &serde_json::to_vec_pretty(&fresh).expect("serializable"))?;
                 fresh
             }
-            Err(source) => {
-                return Err(KeyringError::Io {
-                    action: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(source) => return Err(KeyringError::Io { action: "read", path, source }),
         };
         let decode = |name: &str, text: &str| {
-            b64_decode_any(text)
-                .filter(|bytes| bytes.len() >= 32)
-                .ok_or_else(|| KeyringError::Damaged {
-                    path: path.clone(),
-                    why: format!("`{name}` is not 32+ bytes of base64"),
-                })
+            b64_decode_any(text).filter(|bytes| bytes.len() >= 32).ok_or_else(|| KeyringError::Damaged {
+                path: path.clone(),
+                why: format!("`{name}` is not 32+ bytes of base64"),
+            })
         };
         let admin_secret = match admin_override {
             Some(text) => decode("admin_secret setting", text)?,
             None => decode("admin", &file.admin)?,
         };
         let tokens = decode("tokens", &file.tokens)?;
-        let sealing: [u8; 32] = decode("sealing", &file.sealing)?[..32]
-            .try_into()
-            .expect("32 bytes");
+        let sealing: [u8; 32] = decode("sealing", &file.sealing)?[..32].try_into().expect("32 bytes");
         Ok(Keyring {
             admin: SigningKey::new("adm", &admin_secret),
             org_selection: SigningKey::new("sel", &derive(&tokens, "org-selection")),
@@ -147,31 +126,21 @@ impl Keyring {
 /// One independent key per purpose from the master token secret (HMAC as a PRF).
 fn derive(master: &[u8], purpose: &str) -> Vec<u8> {
     let key = hmac::Key::new(hmac::HMAC_SHA256, master);
-    hmac::sign(
-        &key,
-        format!("rockit-edge/token-key/v1/{purpose}").as_bytes(),
-    )
-    .as_ref()
-    .to_vec()
+    hmac::sign(&key, format!("rockit-edge/token-key/v1/{purpose}").as_bytes()).as_ref().to_vec()
 }
 
 fn tighten_permissions(path: &Path) -> Result<(), KeyringError> {
-    let meta = fs::metadata(path).map_err(|source| KeyringError::Io {
-        action: "inspect",
-        path: path.into(),
-        source,
-    })?;
+    let meta =
+        fs::metadata(path).map_err(|source| KeyringError::Io { action: "inspect", path: path.into(), source })?;
     if meta.permissions().mode() & 0o077 != 0 {
         log::warn!(
             "{} was readable by other users; its mode is now 0600 — consider rotating the secrets",
             path.display()
         );
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|source| {
-            KeyringError::Io {
-                action: "chmod",
-                path: path.into(),
-                source,
-            }
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|source| KeyringError::Io {
+            action: "chmod",
+            path: path.into(),
+            source,
         })?;
     }
     Ok(())
@@ -180,25 +149,15 @@ fn tighten_permissions(path: &Path) -> Result<(), KeyringError> {
 /// Writes a file readable by the owner only, atomically: temp file, fsync, rename, fsync dir.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyringError> {
     let tmp = path.with_extension("tmp");
-    let io = |action, source| KeyringError::Io {
-        action,
-        path: path.into(),
-        source,
-    };
+    let io = |action, source| KeyringError::Io { action, path: path.into(), source };
     let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("create", e))?;
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| io("create", e))?;
     file.write_all(bytes).map_err(|e| io("write", e))?;
     file.sync_all().map_err(|e| io("sync", e))?;
     fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
     if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync directory of", e))?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync directory of", e))?;
     }
     Ok(())
 }
@@ -212,10 +171,7 @@ mod tests {
     fn secrets_are_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let first = Keyring::load_or_create(dir.path(), None, true).unwrap();
-        let mode = fs::metadata(dir.path().join(SECRETS_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.path().join(SECRETS_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let second = Keyring::load_or_create(dir.path(), None, true).unwrap();
         assert_eq!(first.admin_secret_base64(), second.admin_secret_base64());
@@ -227,11 +183,7 @@ mod tests {
         let keys = Keyring::load_or_create(dir.path(), None, true).unwrap();
         let token = keys.key(TokenKind::Access).sign(&json!({"sub": 1}));
         assert!(keys.key(TokenKind::Access).verify(&token, 0).is_ok());
-        for other in [
-            TokenKind::Admin,
-            TokenKind::OrgSelection,
-            TokenKind::Refresh,
-        ] {
+        for other in [TokenKind::Admin, TokenKind::OrgSelection, TokenKind::Refresh] {
             assert!(keys.key(other).verify(&token, 0).is_err());
         }
     }

@@ -16,14 +16,8 @@ use crate::state::AppState;
 pub struct JsonBody(pub Map<String, Value>);
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl FromRequest for JsonBody {
@@ -31,14 +25,8 @@ impl FromRequest for JsonBody {
     type Future = LocalBoxFuture<'static, ApiResult<JsonBody>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<actix_web::web::Data<AppState>>()
-            .map_or(64 * 1024, |s| s.settings.json_limit);
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let limit = req.app_data::<actix_web::web::Data<AppState>>().map_or(64 * 1024, |s| s.settings.json_limit);
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let declared_len = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -50,9 +38,7 @@ impl FromRequest for JsonBody {
                 return Err(ApiError::PayloadTooLarge { limit });
             }
             let bytes = bytes.await.map_err(|e| {
-                if e.as_response_error().status_code()
-                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-                {
+                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge { limit }
                 } else {
                     ApiError::InvalidJson("the request body could not be read".into())
@@ -69,12 +55,8 @@ impl FromRequest for JsonBody {
             }
             match serde_json::from_slice::<Value>(&bytes) {
                 Ok(Value::Object(map)) => Ok(JsonBody(map)),
-                Ok(_) => Err(ApiError::InvalidJson(
-                    "the request body must be a JSON object".into(),
-                )),
-                Err(e) => Err(ApiError::InvalidJson(format!(
-                    "the request body is not valid JSON: {e}"
-                ))),
+                Ok(_) => Err(ApiError::InvalidJson("the request body must be a JSON object".into())),
+                Err(e) => Err(ApiError::InvalidJson(format!("the request body is not valid JSON: {e}"))),
             }
         })
     }
@@ -92,34 +74,26 @@ impl JsonBody {
     }
 
     pub fn required_str(&self, name: &str) -> ApiResult<&str> {
-        self.optional_str(name)?
-            .ok_or_else(|| ApiError::missing(name))
+        self.optional_str(name)?.ok_or_else(|| ApiError::missing(name))
     }
 
     pub fn optional_str(&self, name: &str) -> ApiResult<Option<&str>> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::invalid(
-                name,
-                format!("`{name}` must be a string"),
-            )),
+            Some(_) => Err(ApiError::invalid(name, format!("`{name}` must be a string"))),
         }
     }
 
     pub fn required_bool(&self, name: &str) -> ApiResult<bool> {
-        self.optional_bool(name)?
-            .ok_or_else(|| ApiError::missing(name))
+        self.optional_bool(name)?.ok_or_else(|| ApiError::missing(name))
     }
 
     pub fn optional_bool(&self, name: &str) -> ApiResult<Option<bool>> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::invalid(
-                name,
-                format!("`{name}` must be true or false"),
-            )),
+            Some(_) => Err(ApiError::invalid(name, format!("`{name}` must be true or false"))),
         }
     }
 
@@ -133,10 +107,7 @@ impl JsonBody {
         };
         match value {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(ApiError::invalid(
-                name,
-                format!("`{name}` must be a whole number from {min} to {max}"),
-            )),
+            _ => Err(ApiError::invalid(name, format!("`{name}` must be a whole number from {min} to {max}"))),
         }
     }
 }

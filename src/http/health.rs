@@ -20,9 +20,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let store = state.store.clone();
     let check = async move {
-        store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?))
-            .await?;
+        store.read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?)).await?;
         store.write(|_| Ok(())).await
     };
     match tokio::time::timeout(READY_DEADLINE, check).await {
@@ -39,8 +37,5 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 }
 
 fn not_ready() -> ApiError {
-    ApiError::Unavailable {
-        message: "the database is not available".into(),
-        retry_after: 5,
-    }
+    ApiError::Unavailable { message: "the database is not available".into(), retry_after: 5 }
 }

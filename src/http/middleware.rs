@@ -23,10 +23,7 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let res = next.call(req).await?.map_into_boxed_body();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(no route)".to_string());
+    let route = res.request().match_pattern().unwrap_or_else(|| "(no route)".to_string());
     log::info!(target: "access", "{method} {route} {} {:.1}ms", res.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
     Ok(res)
 }
@@ -46,10 +43,7 @@ pub async fn catch_panic(
                 request.method(),
                 request.match_pattern().unwrap_or_default()
             );
-            Ok(ServiceResponse::new(
-                request,
-                ApiError::internal("handler panicked").error_response(),
-            ))
+            Ok(ServiceResponse::new(request, ApiError::internal("handler panicked").error_response()))
         }
     }
 }
@@ -72,13 +66,8 @@ pub async fn envelope(
         .is_some_and(|v| v.starts_with("application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let (request, _) = res.into_parts();
-        let limit = request
-            .app_data::<web::Data<AppState>>()
-            .map_or(0, |s| s.settings.json_limit);
-        return Ok(ServiceResponse::new(
-            request,
-            error_for_status(status, limit).error_response(),
-        ));
+        let limit = request.app_data::<web::Data<AppState>>().map_or(0, |s| s.settings.json_limit);
+        return Ok(ServiceResponse::new(request, error_for_status(status, limit).error_response()));
     }
     Ok(res)
 }
@@ -91,14 +80,12 @@ fn error_for_status(status: StatusCode, json_limit: usize) -> ApiError {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::UNAUTHORIZED => ApiError::TokenInvalid,
         StatusCode::FORBIDDEN => ApiError::PermissionDenied("permission denied".into()),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable {
-            message: "the server is not available".into(),
-            retry_after: 5,
-        },
-        s if s.is_client_error() => ApiError::invalid(
-            "request",
-            s.canonical_reason().unwrap_or("bad request").to_lowercase(),
-        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ApiError::Unavailable { message: "the server is not available".into(), retry_after: 5 }
+        }
+        s if s.is_client_error() => {
+            ApiError::invalid("request", s.canonical_reason().unwrap_or("bad request").to_lowercase())
+        }
         s => ApiError::internal(format!("framework answered {s}")),
     }
 }
@@ -139,12 +126,9 @@ mod tests {
 
     #[actix_web::test]
     async fn a_panicking_handler_answers_500_without_internals() {
-        let resource = web::resource("/boom")
-            .route(web::get().to(boom))
-            .wrap(from_fn(catch_panic));
+        let resource = web::resource("/boom").route(web::get().to(boom)).wrap(from_fn(catch_panic));
         let app = test::init_service(App::new().wrap(from_fn(envelope)).service(resource)).await;
-        let res =
-            test::call_service(&app, test::TestRequest::get().uri("/boom").to_request()).await;
+        let res = test::call_service(&app, test::TestRequest::get().uri("/boom").to_request()).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body: serde_json::Value = test::read_body_json(res).await;
         assert_eq!(body["status"], "failed");
@@ -154,14 +138,9 @@ mod tests {
 
     #[actix_web::test]
     async fn a_framework_error_without_json_gets_the_envelope() {
-        let app = test::init_service(
-            App::new()
-                .wrap(from_fn(envelope))
-                .route("/plain", web::get().to(plain_error)),
-        )
-        .await;
-        let res =
-            test::call_service(&app, test::TestRequest::get().uri("/plain").to_request()).await;
+        let app =
+            test::init_service(App::new().wrap(from_fn(envelope)).route("/plain", web::get().to(plain_error))).await;
+        let res = test::call_service(&app, test::TestRequest::get().uri("/plain").to_request()).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body: serde_json::Value = test::read_body_json(res).await;
         assert_eq!(body["error"], "internal");

@@ -29,19 +29,11 @@ pub struct Field {
 }
 
 const fn req(name: &'static str, kind: &'static str) -> Field {
-    Field {
-        name,
-        kind,
-        required: true,
-    }
+    Field { name, kind, required: true }
 }
 
 const fn opt(name: &'static str, kind: &'static str) -> Field {
-    Field {
-        name,
-        kind,
-        required: false,
-    }
+    Field { name, kind, required: false }
 }
 
 /// One endpoint: what the router mounts and what the OpenAPI document describes.
@@ -63,15 +55,7 @@ fn spec(
     summary: &'static str,
     handler: fn() -> Route,
 ) -> RouteSpec {
-    RouteSpec {
-        method,
-        path,
-        auth,
-        tag,
-        summary,
-        body: &[],
-        handler,
-    }
+    RouteSpec { method, path, auth, tag, summary, body: &[], handler }
 }
 
 impl RouteSpec {
@@ -83,48 +67,22 @@ impl RouteSpec {
 
 const HELLO_BODY: &[Field] = &[req("message", "string"), req("maintenance", "boolean")];
 const PING_BODY: &[Field] = &[opt("message", "string")];
-const MAINTENANCE_BODY: &[Field] = &[
-    req("enabled", "boolean"),
-    opt("message", "string"),
-    opt("retryAfter", "integer"),
-];
+const MAINTENANCE_BODY: &[Field] = &[req("enabled", "boolean"), opt("message", "string"), opt("retryAfter", "integer")];
 
 /// Every endpoint of the server.
 pub fn routes() -> Vec<RouteSpec> {
     use Auth::*;
     vec![
-        spec(
-            Method::GET,
-            "/healthz",
-            None,
-            "service",
-            "Liveness without touching the database",
-            || web::to(health::healthz),
-        ),
-        spec(
-            Method::GET,
-            "/readyz",
-            None,
-            "service",
-            "Readiness: the database answers reads and writes",
-            || web::to(health::readyz),
-        ),
-        spec(
-            Method::GET,
-            "/openapi.json",
-            None,
-            "service",
-            "This document",
-            || web::to(openapi::document),
-        ),
-        spec(
-            Method::GET,
-            "/srv/v1/versions",
-            Admin,
-            "service",
-            "Versions of server, engine, API and schema",
-            || web::to(srv::versions),
-        ),
+        spec(Method::GET, "/healthz", None, "service", "Liveness without touching the database", || {
+            web::to(health::healthz)
+        }),
+        spec(Method::GET, "/readyz", None, "service", "Readiness: the database answers reads and writes", || {
+            web::to(health::readyz)
+        }),
+        spec(Method::GET, "/openapi.json", None, "service", "This document", || web::to(openapi::document)),
+        spec(Method::GET, "/srv/v1/versions", Admin, "service", "Versions of server, engine, API and schema", || {
+            web::to(srv::versions)
+        }),
         spec(
             Method::POST,
             "/srv/v1/ping",
@@ -143,22 +101,12 @@ pub fn routes() -> Vec<RouteSpec> {
             || web::to(srv::hello),
         )
         .with_body(HELLO_BODY),
-        spec(
-            Method::GET,
-            "/srv/v1/maintenance",
-            Admin,
-            "service",
-            "Current maintenance state",
-            || web::to(srv::get_maintenance),
-        ),
-        spec(
-            Method::POST,
-            "/srv/v1/maintenance",
-            Admin,
-            "service",
-            "Turns maintenance mode on or off",
-            || web::to(srv::set_maintenance),
-        )
+        spec(Method::GET, "/srv/v1/maintenance", Admin, "service", "Current maintenance state", || {
+            web::to(srv::get_maintenance)
+        }),
+        spec(Method::POST, "/srv/v1/maintenance", Admin, "service", "Turns maintenance mode on or off", || {
+            web::to(srv::set_maintenance)
+        })
         .with_body(MAINTENANCE_BODY),
         spec(
             Method::GET,
@@ -168,23 +116,13 @@ pub fn routes() -> Vec<RouteSpec> {
             "One task of any kind, e.g. a hello task still running",
             || web::to(srv::task),
         ),
-        spec(
-            Method::POST,
-            "/adm/v1/ping",
-            Admin,
-            "service",
-            "Alias of POST /srv/v1/ping (2025 API)",
-            || web::to(srv::ping),
-        )
+        spec(Method::POST, "/adm/v1/ping", Admin, "service", "Alias of POST /srv/v1/ping (2025 API)", || {
+            web::to(srv::ping)
+        })
         .with_body(PING_BODY),
-        spec(
-            Method::POST,
-            "/adm/v1/hello",
-            Admin,
-            "service",
-            "Alias of POST /srv/v1/hello (2025 API)",
-            || web::to(srv::hello),
-        )
+        spec(Method::POST, "/adm/v1/hello", Admin, "service", "Alias of POST /srv/v1/hello (2025 API)", || {
+            web::to(srv::hello)
+        })
         .with_body(HELLO_BODY),
     ]
 }

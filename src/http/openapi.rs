@@ -32,17 +32,9 @@ fn operation(spec: &RouteSpec) -> Value {
         Auth::Admin => op["security"] = json!([{"adminToken": []}]),
     }
     if !spec.body.is_empty() {
-        let properties: Map<String, Value> = spec
-            .body
-            .iter()
-            .map(|f| (f.name.to_string(), json!({"type": f.kind})))
-            .collect();
-        let required: Vec<&str> = spec
-            .body
-            .iter()
-            .filter(|f| f.required)
-            .map(|f| f.name)
-            .collect();
+        let properties: Map<String, Value> =
+            spec.body.iter().map(|f| (f.name.to_string(), json!({"type": f.kind}))).collect();
+        let required: Vec<&str> = spec.body.iter().filter(|f| f.required).map(|f| f.name).collect();
         op["requestBody"] = json!({
             "required": !required.is_empty(),
             "content": {"application/json": {"schema": {"type": "object", "properties": properties, "required": required}}},
@@ -55,9 +47,7 @@ fn operation(spec: &RouteSpec) -> Value {
 pub fn build() -> Value {
     let mut paths = Map::new();
     for spec in routes() {
-        let entry = paths
-            .entry(spec.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(spec.path.to_string()).or_insert_with(|| json!({}));
         entry[spec.method.as_str().to_ascii_lowercase()] = operation(&spec);
     }
     json!({

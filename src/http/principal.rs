@@ -24,9 +24,7 @@ pub fn unix_now() -> i64 {
 }
 
 fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("no app state"))?;
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("no app state"))?;
     let token = req
         .headers()
         .get(ADMIN_TOKEN_HEADER)
@@ -35,18 +33,13 @@ fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::TokenMissing)?;
-    let claims = state
-        .keyring
-        .key(TokenKind::Admin)
-        .verify(token, unix_now())?;
+    let claims = state.keyring.key(TokenKind::Admin).verify(token, unix_now())?;
     let username = claims
         .get("username")
         .and_then(|v| v.as_str())
         .filter(|name| !name.is_empty())
         .ok_or(ApiError::TokenInvalid)?;
-    Ok(Admin {
-        username: username.to_string(),
-    })
+    Ok(Admin { username: username.to_string() })
 }
 
 impl FromRequest for Admin {

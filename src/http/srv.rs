@@ -30,11 +30,7 @@ pub async fn ping(_admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
     })))
 }
 
-pub async fn hello(
-    state: web::Data<AppState>,
-    admin: Admin,
-    body: JsonBody,
-) -> ApiResult<HttpResponse> {
+pub async fn hello(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
     let message = body.required_str("message")?.to_string();
     let run_in_maintenance = body.required_bool("maintenance")?;
     if state.maintenance.is_on() && !run_in_maintenance {
@@ -53,67 +49,41 @@ pub async fn hello(
             run_in_maintenance,
         })
         .await?;
-    let ended = state
-        .queue
-        .wait(task.id, state.settings.hello_timeout)
-        .await?
-        .unwrap_or(task);
+    let ended = state.queue.wait(task.id, state.settings.hello_timeout).await?.unwrap_or(task);
     match ended.status.as_str() {
         "done" => Ok(HttpResponse::Ok().json(json!({"status": "success", "task": ended}))),
         status => Err(ApiError::Unavailable {
             message: if is_final(status) {
                 format!("the hello task {} ended as {status}", ended.name)
             } else {
-                format!("the hello task {} has not finished yet (status {status}); see GET /srv/v1/tasks/{}", ended.name, ended.name)
+                format!(
+                    "the hello task {} has not finished yet (status {status}); see GET /srv/v1/tasks/{}",
+                    ended.name, ended.name
+                )
             },
             retry_after: 5,
         }),
     }
 }
 
-pub async fn task(
-    state: web::Data<AppState>,
-    _admin: Admin,
-    name: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn task(state: web::Data<AppState>, _admin: Admin, name: web::Path<String>) -> ApiResult<HttpResponse> {
     let name = name.into_inner();
-    let task = state
-        .store
-        .read(move |c| task_rows::get_by_name(c, &name))
-        .await?;
+    let task = state.store.read(move |c| task_rows::get_by_name(c, &name)).await?;
     let task = task.ok_or(ApiError::NotFound { resource: "task" })?;
     Ok(HttpResponse::Ok().json(json!({"status": "success", "task": task})))
 }
 
 pub async fn get_maintenance(state: web::Data<AppState>, _admin: Admin) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok()
-        .json(json!({"status": "success", "maintenance": state.maintenance.current()})))
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "maintenance": state.maintenance.current()})))
 }
 
-pub async fn set_maintenance(
-    state: web::Data<AppState>,
-    admin: Admin,
-    body: JsonBody,
-) -> ApiResult<HttpResponse> {
+pub async fn set_maintenance(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
     let enabled = body.required_bool("enabled")?;
-    let message = body
-        .optional_str("message")?
-        .unwrap_or("The server is under maintenance.")
-        .to_string();
-    let retry_after = body
-        .optional_int("retryAfter", 1, 86_400)?
-        .map_or(DEFAULT_RETRY_AFTER, |n| n as u64);
-    let wanted = Maintenance {
-        enabled,
-        message,
-        retry_after,
-    };
+    let message = body.optional_str("message")?.unwrap_or("The server is under maintenance.").to_string();
+    let retry_after = body.optional_int("retryAfter", 1, 86_400)?.map_or(DEFAULT_RETRY_AFTER, |n| n as u64);
+    let wanted = Maintenance { enabled, message, retry_after };
     state.maintenance.set(&state.store, wanted.clone()).await?;
-    log::warn!(
-        "maintenance mode {} by admin {}",
-        if enabled { "enabled" } else { "disabled" },
-        admin.username
-    );
+    log::warn!("maintenance mode {} by admin {}", if enabled { "enabled" } else { "disabled" }, admin.username);
     if !enabled {
         state.queue.wake_workers();
     }
@@ -122,8 +92,5 @@ pub async fn set_maintenance(
 
 /// The 503 every `/adm` and `/be` request gets in maintenance mode.
 pub fn maintenance_error(state: &Maintenance) -> ApiError {
-    ApiError::Maintenance {
-        message: state.message.clone(),
-        retry_after: state.retry_after,
-    }
+    ApiError::Maintenance { message: state.message.clone(), retry_after: state.retry_after }
 }

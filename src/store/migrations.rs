@@ -14,10 +14,10 @@ use super::{StoreError, StoreResult};
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// Every migration in order; migration `i` (0-based) takes `user_version` from `i` to `i + 1`.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "001_foundation",
-    include_str!("../../migrations/001_foundation.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_foundation", include_str!("../../migrations/001_foundation.sql")),
+    ("002_identity", include_str!("../../migrations/002_identity.sql")),
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> i64 {
@@ -44,10 +44,7 @@ impl Plan {
 
 /// Reads the database's version and refuses one that is newer than this binary.
 pub fn plan(conn: &Connection) -> StoreResult<Plan> {
-    let plan = Plan {
-        current: current_version(conn)?,
-        latest: latest_version(),
-    };
+    let plan = Plan { current: current_version(conn)?, latest: latest_version() };
     if plan.current > plan.latest {
         return Err(StoreError::Schema(format!(
             "the database has schema version {}, which is newer than this binary supports ({}); \
@@ -73,11 +70,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<Plan> {
         return Ok(plan);
     }
     let copy = keep_copy(conn, path, plan.current)?;
-    log::info!(
-        "kept a copy of the schema-{} database at {}",
-        plan.current,
-        copy.display()
-    );
+    log::info!("kept a copy of the schema-{} database at {}", plan.current, copy.display());
     apply_pending(conn, &plan)?;
     Ok(plan)
 }
@@ -87,8 +80,7 @@ pub fn apply_pending(conn: &mut Connection, plan: &Plan) -> StoreResult<()> {
     for (offset, (name, sql)) in plan.pending().iter().enumerate() {
         let version = plan.current + offset as i64 + 1;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         log::info!("applied migration {name} (schema version {version})");
@@ -104,8 +96,7 @@ fn is_empty(conn: &Connection) -> StoreResult<bool> {
 /// A consistent copy of the database before it is changed, in `<state>/backups/`.
 fn keep_copy(conn: &Connection, path: &Path, version: i64) -> StoreResult<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new(".")).join("backups");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let copy = dir.join(format!("rockit-edge.db.schema-{version}.{stamp}"));
     conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])?;
@@ -119,9 +110,8 @@ pub fn fingerprint(conn: &Connection) -> StoreResult<Vec<String>> {
     let mut objects = conn.prepare(
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
     )?;
-    let rows: Vec<(String, String, String, Option<String>)> = objects
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(String, String, String, Option<String>)> =
+        objects.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
     for (kind, name, table, sql) in rows {
         match kind.as_str() {
             "table" => {
@@ -136,10 +126,7 @@ pub fn fingerprint(conn: &Connection) -> StoreResult<Vec<String>> {
                     let lines: Vec<String> = stmt
                         .query_map([], |r| {
                             (0..cols)
-                                .map(|i| {
-                                    r.get::<_, rusqlite::types::Value>(i)
-                                        .map(|v| format!("{v:?}"))
-                                })
+                                .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
                                 .collect::<Result<Vec<_>, _>>()
                                 .map(|v| format!("  {}", v.join(" ")))
                         })?
@@ -154,9 +141,7 @@ pub fn fingerprint(conn: &Connection) -> StoreResult<Vec<String>> {
                 }
             }
             _ => {
-                let sql = sql
-                    .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .unwrap_or_default();
+                let sql = sql.map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
                 out.push(format!("{kind} {name} on {table}: {sql}"));
             }
         }
@@ -200,28 +185,17 @@ mod tests {
     #[test]
     fn migrating_the_first_schema_yields_exactly_schema_sql() {
         let mut migrated = Connection::open_in_memory().unwrap();
-        apply_pending(
-            &mut migrated,
-            &Plan {
-                current: 0,
-                latest: latest_version(),
-            },
-        )
-        .unwrap();
+        apply_pending(&mut migrated, &Plan { current: 0, latest: latest_version() }).unwrap();
         let fresh = Connection::open_in_memory().unwrap();
         fresh.execute_batch(SCHEMA).unwrap();
-        assert_eq!(
-            fingerprint(&migrated).unwrap(),
-            fingerprint(&fresh).unwrap()
-        );
+        assert_eq!(fingerprint(&migrated).unwrap(), fingerprint(&fresh).unwrap());
         assert_eq!(current_version(&migrated).unwrap(), latest_version());
     }
 
     #[test]
     fn a_newer_database_is_refused() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", latest_version() + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", latest_version() + 1).unwrap();
         let err = plan(&conn).unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");
     }

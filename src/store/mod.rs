@@ -3,9 +3,14 @@
 //! Store functions take a `&Connection` and know nothing of HTTP; callers reach them through
 //! [`Store::read`] and [`Store::write`], which run them off the async workers.
 
+pub mod api_keys;
 pub mod meta;
 pub mod migrations;
+pub mod orgs;
+pub mod roles;
+pub mod sessions;
 pub mod tasks;
+pub mod users;
 mod writer;
 
 use std::path::Path;
@@ -40,9 +45,7 @@ impl StoreError {
     /// Maps SQLite's busy/locked answers to `Busy` so callers can answer 503 instead of 500.
     pub fn classify(err: rusqlite::Error) -> StoreError {
         match err.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError::Busy
-            }
+            Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => StoreError::Busy,
             _ => StoreError::Sqlite(err),
         }
     }
@@ -66,10 +69,7 @@ pub struct Pragmas {
 
 impl Pragmas {
     pub fn from_settings(settings: &Settings) -> Self {
-        Pragmas {
-            busy_timeout: settings.busy_timeout,
-            synchronous: settings.synchronous,
-        }
+        Pragmas { busy_timeout: settings.busy_timeout, synchronous: settings.synchronous }
     }
 
     /// busy_timeout first (so the WAL switch itself may wait), then WAL, foreign keys, sync.
@@ -86,9 +86,7 @@ impl Pragmas {
 pub fn open_connection(path: &Path, pragmas: Pragmas) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     pragmas.apply(&conn)?;
     Ok(conn)
@@ -132,10 +130,7 @@ impl Store {
     }
 
     /// Runs `f` on a read-only connection from a thread that may block (task workers).
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let conn = self.readers.get()?;
         f(&conn)
     }
@@ -146,10 +141,7 @@ impl Store {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.writer
-            .submit(f)?
-            .await
-            .map_err(|_| StoreError::WriterGone)?
+        self.writer.submit(f)?.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// `write` for threads that may block.
@@ -158,14 +150,32 @@ impl Store {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.writer
-            .submit(f)?
-            .blocking_recv()
-            .map_err(|_| StoreError::WriterGone)?
+        self.writer.submit(f)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 }
 
 /// The current time as the RFC 3339 UTC string with milliseconds used for every timestamp.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One page of a list: offset, limit and an ORDER BY built only from whitelisted column names.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+    pub order_by: String,
+}
+
+/// A page of rows and the number of all matches.
+#[derive(Debug)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// `LIKE` pattern for a partial, literal match (`%` and `_` in the input match themselves).
+pub fn like_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
 }

@@ -55,17 +55,14 @@ pub struct NewTask {
     pub run_in_maintenance: bool,
 }
 
-const COLUMNS: &str =
-    "id, name, type, status, grp, app_name, build_id, input, output, progress_done, \
+const COLUMNS: &str = "id, name, type, status, grp, app_name, build_id, input, output, progress_done, \
      progress_total, warnings, exception, attempts, max_attempts, created, started, ended";
 
 fn json_column(row: &Row, idx: usize) -> rusqlite::Result<Option<Value>> {
     let text: Option<String> = row.get(idx)?;
     text.map(|t| serde_json::from_str(&t))
         .transpose()
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
-        })
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn from_row(row: &Row) -> rusqlite::Result<Task> {
@@ -79,10 +76,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Task> {
         build_id: row.get(6)?,
         input: json_column(row, 7)?.unwrap_or(Value::Null),
         output: json_column(row, 8)?,
-        progress: Progress {
-            done: row.get(9)?,
-            total: row.get(10)?,
-        },
+        progress: Progress { done: row.get(9)?, total: row.get(10)? },
         warnings: match json_column(row, 11)? {
             Some(Value::Array(items)) => items,
             _ => Vec::new(),
@@ -98,11 +92,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Task> {
 
 /// Inserts a new task in state `submitted` with a fresh unique name.
 pub fn insert(conn: &Connection, task: &NewTask) -> StoreResult<Task> {
-    let name = format!(
-        "{}-{}",
-        task.kind,
-        crate::auth::hex(&crate::auth::random_bytes::<6>())
-    );
+    let name = format!("{}-{}", task.kind, crate::auth::hex(&crate::auth::random_bytes::<6>()));
     let now = now_rfc3339();
     conn.execute(
         "INSERT INTO tasks (name, type, grp, app_name, build_id, input, max_attempts, run_in_maintenance, run_after, created)
@@ -112,8 +102,7 @@ pub fn insert(conn: &Connection, task: &NewTask) -> StoreResult<Task> {
             task.max_attempts, task.run_in_maintenance, now
         ],
     )?;
-    get_by_id(conn, conn.last_insert_rowid())?
-        .ok_or_else(|| StoreError::Corrupt("inserted task vanished".into()))
+    get_by_id(conn, conn.last_insert_rowid())?.ok_or_else(|| StoreError::Corrupt("inserted task vanished".into()))
 }
 
 pub fn get_by_id(conn: &Connection, id: i64) -> StoreResult<Option<Task>> {
@@ -136,9 +125,7 @@ pub fn claim_next(conn: &Connection, in_maintenance: bool) -> StoreResult<Option
                      AND (run_in_maintenance = 1 OR ?2 = 0) ORDER BY run_after, id LIMIT 1)
          RETURNING {COLUMNS}"
     );
-    Ok(conn
-        .query_row(&sql, rusqlite::params![now, in_maintenance], from_row)
-        .optional()?)
+    Ok(conn.query_row(&sql, rusqlite::params![now, in_maintenance], from_row).optional()?)
 }
 
 /// Records a successful end.
@@ -151,12 +138,7 @@ pub fn complete(conn: &Connection, id: i64, output: &Value) -> StoreResult<()> {
 }
 
 /// Records a failure: back to `submitted` after `retry_at` when given, else `failed` for good.
-pub fn fail(
-    conn: &Connection,
-    id: i64,
-    exception: &Value,
-    retry_at: Option<&str>,
-) -> StoreResult<()> {
+pub fn fail(conn: &Connection, id: i64, exception: &Value, retry_at: Option<&str>) -> StoreResult<()> {
     match retry_at {
         Some(at) => conn.execute(
             "UPDATE tasks SET status = 'submitted', exception = ?2, run_after = ?3 WHERE id = ?1 AND status = 'running'",
@@ -190,8 +172,5 @@ pub fn add_warning(conn: &Connection, id: i64, warning: &Value) -> StoreResult<(
 
 /// At start: tasks a crash left `running` go back to `submitted` so a worker takes them up again.
 pub fn requeue_interrupted(conn: &Connection) -> StoreResult<usize> {
-    Ok(conn.execute(
-        "UPDATE tasks SET status = 'submitted', started = NULL WHERE status = 'running'",
-        [],
-    )?)
+    Ok(conn.execute("UPDATE tasks SET status = 'submitted', started = NULL WHERE status = 'running'", [])?)
 }

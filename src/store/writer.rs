@@ -39,11 +39,7 @@ where
             Ok(()) => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
                     .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into())));
-                let end = if outcome.is_ok() {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
+                let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
                 match conn.execute_batch(end) {
                     Ok(()) => outcome,
                     Err(e) => Err(StoreError::classify(e)),
@@ -57,12 +53,8 @@ where
         let outcome = match (self.outcome, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (Some(Ok(_)), Err(StoreError::Busy)) | (None, Err(StoreError::Busy)) => {
-                Err(StoreError::Busy)
-            }
-            (Some(Ok(_)), Err(e)) | (None, Err(e)) => {
-                Err(StoreError::Io(format!("commit failed: {e}")))
-            }
+            (Some(Ok(_)), Err(StoreError::Busy)) | (None, Err(StoreError::Busy)) => Err(StoreError::Busy),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Io(format!("commit failed: {e}"))),
             (None, Ok(())) => Err(StoreError::Io("write job did not run".into())),
         };
         // The caller may have gone away (request cancelled); nothing to do then.
@@ -94,14 +86,8 @@ impl Writer {
         T: Send + 'static,
     {
         let (reply, receiver) = oneshot::channel();
-        let job = TypedJob {
-            work: Some(work),
-            outcome: None,
-            reply,
-        };
-        self.queue
-            .send(Box::new(job))
-            .map_err(|_| StoreError::WriterGone)?;
+        let job = TypedJob { work: Some(work), outcome: None, reply };
+        self.queue.send(Box::new(job)).map_err(|_| StoreError::WriterGone)?;
         Ok(receiver)
     }
 }
@@ -128,8 +114,7 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
 }
 
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(StoreError::classify)?;
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::classify)?;
     for job in batch.iter_mut() {
         job.run(conn);
     }
@@ -148,17 +133,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER UNIQUE)")
-            .unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (v INTEGER UNIQUE)").unwrap();
         (dir, Writer::start(conn).unwrap(), path)
     }
 
     #[test]
     fn a_failing_job_rolls_back_alone() {
         let (_dir, writer, path) = writer();
-        let ok = writer
-            .submit(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?))
-            .unwrap();
+        let ok = writer.submit(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?)).unwrap();
         let dup = writer
             .submit(|c| {
                 c.execute("INSERT INTO t VALUES (2)", [])?;
@@ -189,19 +171,12 @@ mod tests {
     fn concurrent_jobs_all_commit() {
         let (_dir, writer, path) = writer();
         let receivers: Vec<_> = (0..500)
-            .map(|i| {
-                writer
-                    .submit(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [i])?))
-                    .unwrap()
-            })
+            .map(|i| writer.submit(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [i])?)).unwrap())
             .collect();
         for r in receivers {
             r.blocking_recv().unwrap().unwrap();
         }
-        let n: i64 = Connection::open(&path)
-            .unwrap()
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = Connection::open(&path).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 500);
     }
 }

@@ -17,28 +17,16 @@ pub struct Hello;
 
 impl TaskHandler for Hello {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
-        let message = ctx
-            .task
-            .input
-            .get("message")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let message = ctx.task.input.get("message").cloned().unwrap_or(Value::Null);
         let engine = engine_id();
         let recorded = engine.clone();
-        ctx.store
-            .write_blocking(move |c| meta::set(c, meta::ENGINE, &recorded))
-            .map_err(|e| TaskFailure {
-                exception: json!({"message": format!("cannot record the engine: {e}")}),
-                retryable: true,
-            })?;
-        ctx.progress(1, 1).map_err(|e| TaskFailure {
-            exception: json!({"message": e.to_string()}),
+        ctx.store.write_blocking(move |c| meta::set(c, meta::ENGINE, &recorded)).map_err(|e| TaskFailure {
+            exception: json!({"message": format!("cannot record the engine: {e}")}),
             retryable: true,
         })?;
-        let worker = std::thread::current()
-            .name()
-            .unwrap_or("worker")
-            .to_string();
+        ctx.progress(1, 1)
+            .map_err(|e| TaskFailure { exception: json!({"message": e.to_string()}), retryable: true })?;
+        let worker = std::thread::current().name().unwrap_or("worker").to_string();
         Ok(json!({"message": message, "engine": engine, "worker": worker}))
     }
 }

@@ -5,6 +5,7 @@
 //! The queue is generic: a task type is a name plus a [`TaskHandler`]; it knows nothing of builds.
 
 pub mod hello;
+pub mod prune;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,19 +38,19 @@ pub trait TaskHandler: Send + Sync {
 pub struct TaskContext<'a> {
     pub task: &'a Task,
     pub store: &'a Store,
+    /// Where published files live locally (`<state>/depot`).
+    pub depot: &'a std::path::Path,
 }
 
 impl TaskContext<'_> {
     pub fn progress(&self, done: i64, total: i64) -> StoreResult<()> {
         let id = self.task.id;
-        self.store
-            .write_blocking(move |c| task_rows::set_progress(c, id, &Progress { done, total }))
+        self.store.write_blocking(move |c| task_rows::set_progress(c, id, &Progress { done, total }))
     }
 
     pub fn warn(&self, warning: Value) -> StoreResult<()> {
         let id = self.task.id;
-        self.store
-            .write_blocking(move |c| task_rows::add_warning(c, id, &warning))
+        self.store.write_blocking(move |c| task_rows::add_warning(c, id, &warning))
     }
 }
 
@@ -63,6 +64,7 @@ pub struct Queue {
 
 struct Inner {
     store: Store,
+    depot: std::path::PathBuf,
     handlers: HashMap<&'static str, Arc<dyn TaskHandler>>,
     maintenance: Arc<MaintenanceSwitch>,
     /// Bumped on every submit; workers sleep on it instead of polling hard.
@@ -75,12 +77,14 @@ struct Inner {
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 impl Queue {
-    pub fn new(store: Store, maintenance: Arc<MaintenanceSwitch>) -> Self {
+    pub fn new(store: Store, depot: std::path::PathBuf, maintenance: Arc<MaintenanceSwitch>) -> Self {
         let mut handlers: HashMap<&'static str, Arc<dyn TaskHandler>> = HashMap::new();
         handlers.insert(hello::TYPE, Arc::new(hello::Hello));
+        handlers.insert(prune::TYPE, Arc::new(prune::Prune));
         Queue {
             inner: Arc::new(Inner {
                 store,
+                depot,
                 handlers,
                 maintenance,
                 wake: (Mutex::new(0), Condvar::new()),
@@ -92,11 +96,7 @@ impl Queue {
 
     /// Stores a new task and wakes a worker for it.
     pub async fn submit(&self, task: NewTask) -> StoreResult<Task> {
-        let task = self
-            .inner
-            .store
-            .write(move |c| task_rows::insert(c, &task))
-            .await?;
+        let task = self.inner.store.write(move |c| task_rows::insert(c, &task)).await?;
         self.wake_workers();
         Ok(task)
     }
@@ -107,26 +107,17 @@ impl Queue {
         let (tx, rx) = oneshot::channel();
         self.lock_waiters().entry(task_id).or_default().push(tx);
         // The task may have ended before we registered: look once before sleeping.
-        let current = self
-            .inner
-            .store
-            .read(move |c| task_rows::get_by_id(c, task_id))
-            .await?;
+        let current = self.inner.store.read(move |c| task_rows::get_by_id(c, task_id)).await?;
         if current.as_ref().is_some_and(|t| is_final(&t.status)) {
             return Ok(current);
         }
         let _ = tokio::time::timeout(timeout, rx).await;
-        self.inner
-            .store
-            .read(move |c| task_rows::get_by_id(c, task_id))
-            .await
+        self.inner.store.read(move |c| task_rows::get_by_id(c, task_id)).await
     }
 
     /// Moves tasks a crash left running back to the queue. Run once at start, before workers.
     pub fn recover(&self) -> StoreResult<usize> {
-        self.inner
-            .store
-            .write_blocking(task_rows::requeue_interrupted)
+        self.inner.store.write_blocking(task_rows::requeue_interrupted)
     }
 
     /// Starts `count` worker threads.
@@ -134,9 +125,7 @@ impl Queue {
         (0..count)
             .map(|i| {
                 let queue = self.clone();
-                std::thread::Builder::new()
-                    .name(format!("task-worker-{i}"))
-                    .spawn(move || queue.work())
+                std::thread::Builder::new().name(format!("task-worker-{i}")).spawn(move || queue.work())
             })
             .collect()
     }
@@ -173,10 +162,7 @@ impl Queue {
         while !inner.stopping.load(Ordering::SeqCst) {
             let seen = *inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
             let in_maintenance = inner.maintenance.is_on();
-            match inner
-                .store
-                .write_blocking(move |c| task_rows::claim_next(c, in_maintenance))
-            {
+            match inner.store.write_blocking(move |c| task_rows::claim_next(c, in_maintenance)) {
                 Ok(Some(task)) => self.run_one(task),
                 Ok(None) => self.sleep_unless_woken(seen),
                 Err(e) => {
@@ -197,27 +183,16 @@ impl Queue {
 
     fn run_one(&self, task: Task) {
         let inner = &self.inner;
-        log::info!(
-            "task {} ({}) started, attempt {}",
-            task.name,
-            task.kind,
-            task.attempts
-        );
+        log::info!("task {} ({}) started, attempt {}", task.name, task.kind, task.attempts);
         let outcome = match inner.handlers.get(task.kind.as_str()) {
             None => Err(TaskFailure {
                 exception: json!({"message": format!("unknown task type `{}`", task.kind)}),
                 retryable: false,
             }),
             Some(handler) => {
-                let ctx = TaskContext {
-                    task: &task,
-                    store: &inner.store,
-                };
+                let ctx = TaskContext { task: &task, store: &inner.store, depot: &inner.depot };
                 catch_unwind(AssertUnwindSafe(|| handler.run(&ctx))).unwrap_or_else(|_| {
-                    Err(TaskFailure {
-                        exception: json!({"message": "the task handler crashed"}),
-                        retryable: false,
-                    })
+                    Err(TaskFailure { exception: json!({"message": "the task handler crashed"}), retryable: false })
                 })
             }
         };
@@ -226,28 +201,16 @@ impl Queue {
         let saved = match outcome {
             Ok(output) => {
                 log::info!("task {} done", task.name);
-                inner
-                    .store
-                    .write_blocking(move |c| task_rows::complete(c, id, &output))
+                inner.store.write_blocking(move |c| task_rows::complete(c, id, &output))
             }
             Err(failure) => {
-                let retry_at =
-                    (failure.retryable && task.attempts < task.max_attempts).then(|| {
-                        let delay =
-                            chrono::Duration::seconds(2i64.pow(task.attempts.clamp(0, 8) as u32));
-                        (chrono::Utc::now() + delay)
-                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    });
+                let retry_at = (failure.retryable && task.attempts < task.max_attempts).then(|| {
+                    let delay = chrono::Duration::seconds(2i64.pow(task.attempts.clamp(0, 8) as u32));
+                    (chrono::Utc::now() + delay).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                });
                 ended = retry_at.is_none();
-                log::warn!(
-                    "task {} failed (attempt {}), retry: {}",
-                    task.name,
-                    task.attempts,
-                    !ended
-                );
-                inner.store.write_blocking(move |c| {
-                    task_rows::fail(c, id, &failure.exception, retry_at.as_deref())
-                })
+                log::warn!("task {} failed (attempt {}), retry: {}", task.name, task.attempts, !ended);
+                inner.store.write_blocking(move |c| task_rows::fail(c, id, &failure.exception, retry_at.as_deref()))
             }
         };
         if let Err(e) = saved {

@@ -40,12 +40,7 @@ impl Reply {
 
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) -> &Self {
-        assert_eq!(
-            (self.status, self.error()),
-            (status, code),
-            "unexpected reply: {:?}",
-            self.body
-        );
+        assert_eq!((self.status, self.error()), (status, code), "unexpected reply: {:?}", self.body);
         assert_eq!(self.body["status"], "failed", "{:?}", self.body);
         assert!(self.body["message"].is_string(), "{:?}", self.body);
         self
@@ -66,10 +61,7 @@ impl Server {
 
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let home = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-        let env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Server::spawn(home, env)
     }
 
@@ -84,11 +76,7 @@ impl Server {
 
     fn spawn(home: std::sync::Arc<tempfile::TempDir>, env: Vec<(String, String)>) -> Server {
         let state_dir = home.path().join("state");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(home.path().join("server.log"))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(home.path().join("server.log")).unwrap();
         let mut child = command(&state_dir, &env)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -108,18 +96,14 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    let found = line
-                        .split_whitespace()
-                        .find(|w| w.starts_with("http://"))
-                        .map(str::to_string);
+                    let found = line.split_whitespace().find(|w| w.starts_with("http://")).map(str::to_string);
                     lines.push(line);
                     if let Some(url) = found {
                         break url;
                     }
                 }
                 Err(_) => {
-                    let log =
-                        std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default();
+                    let log = std::fs::read_to_string(home.path().join("server.log")).unwrap_or_default();
                     panic!("server did not announce its address; stdout {lines:?}; log:\n{log}");
                 }
             }
@@ -128,14 +112,7 @@ impl Server {
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             lines.push(line);
         }
-        Server {
-            child: Some(child),
-            base,
-            state_dir,
-            home,
-            stdout: lines,
-            env,
-        }
+        Server { child: Some(child), base, state_dir, home, stdout: lines, env }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -148,20 +125,13 @@ impl Server {
 
     /// Runs a CLI command against this server's state directory and settings.
     pub fn cli(&self, args: &[&str]) -> Output {
-        command(&self.state_dir, &self.env)
-            .args(args)
-            .output()
-            .expect("run rockit-edge")
+        command(&self.state_dir, &self.env).args(args).output().expect("run rockit-edge")
     }
 
     /// A fresh admin token from the CLI.
     pub fn admin_token(&self) -> String {
         let out = self.cli(&["admin-token", "--name", "tests"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
@@ -190,12 +160,7 @@ impl Server {
 
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let token = self.admin_token();
-        send(
-            method,
-            &self.url(path),
-            &[("x-rockit-admin-token", &token)],
-            body,
-        )
+        send(method, &self.url(path), &[("x-rockit-admin-token", &token)], body)
     }
 }
 
@@ -213,9 +178,7 @@ pub fn command(state_dir: &Path, env: &[(String, String)]) -> Command {
             cmd.env_remove(key);
         }
     }
-    cmd.env("ROCKIT_EDGE_STATE_DIR", state_dir)
-        .env("RUST_BACKTRACE", "0")
-        .env_remove("RUST_LOG");
+    cmd.env("ROCKIT_EDGE_STATE_DIR", state_dir).env("RUST_BACKTRACE", "0").env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -223,10 +186,7 @@ pub fn command(state_dir: &Path, env: &[(String, String)]) -> Command {
 }
 
 pub fn terminate(pid: i32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
     assert!(status.success());
 }
 
@@ -245,31 +205,19 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build()
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()
 }
 
 /// Sends a request with a JSON body (if any) and reads the JSON answer, whatever its status.
 pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
     match body {
-        Some(body) => send_raw(
-            method,
-            url,
-            headers,
-            Some(("application/json", body.to_string().as_bytes())),
-        ),
+        Some(body) => send_raw(method, url, headers, Some(("application/json", body.to_string().as_bytes()))),
         None => send_raw(method, url, headers, None),
     }
 }
 
 /// Sends a request with an exact body and content type.
-pub fn send_raw(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<(&str, &[u8])>,
-) -> Reply {
+pub fn send_raw(method: &str, url: &str, headers: &[(&str, &str)], body: Option<(&str, &[u8])>) -> Reply {
     let mut req = agent().request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
@@ -288,12 +236,7 @@ pub fn send_raw(
     let content_type = resp.header("content-type").map(str::to_string);
     let text = resp.into_string().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        body,
-        retry_after,
-        content_type,
-    }
+    Reply { status, body, retry_after, content_type }
 }
 
 /// Polls `f` until it answers `Some`, for at most `limit`.
@@ -303,10 +246,7 @@ pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = f() {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within {limit:?}"
-        );
+        assert!(Instant::now() < deadline, "condition not reached within {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,0 +1,90 @@
+//! Password hashing is CPU-heavy on purpose. It runs here, on a fixed set of threads (one per
+//! core) at a lower scheduling priority, behind a bounded queue, so a flood of logins cannot
+//! stall the rest of the API: other requests keep their CPU share and the flood gets 503s once
+//! the queue is full.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How many hashing jobs may wait before new ones are refused.
+const MAX_QUEUED: usize = 512;
+
+#[derive(Clone)]
+pub struct HashPool {
+    queue: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The pool's queue is full.
+#[derive(Debug)]
+pub struct Overloaded;
+
+impl HashPool {
+    pub fn start(threads: usize) -> std::io::Result<HashPool> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..threads.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new().name(format!("pw-hash-{i}")).spawn(move || {
+                lower_priority();
+                loop {
+                    let job = match jobs.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })?;
+        }
+        Ok(HashPool { queue, queued: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// Runs `work` on the pool and waits for it without blocking the async worker.
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Overloaded> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded);
+        }
+        let (tx, rx) = oneshot::channel();
+        let queued = self.queued.clone();
+        let job: Job = Box::new(move || {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            let _ = tx.send(work());
+        });
+        if self.queue.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded);
+        }
+        rx.await.map_err(|_| Overloaded)
+    }
+}
+
+/// Nice 10 for the calling thread (Linux schedules threads individually), so request handling
+/// wins the CPU over hashing when both want it.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn jobs_run_and_return_their_result() {
+        let pool = HashPool::start(2).unwrap();
+        let results = futures_util::future::join_all((0..8).map(|i| pool.run(move || i * 2))).await;
+        let values: Vec<i32> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(values, vec![0, 2, 4, 6, 8, 10, 12, 14]);
+    }
+}

@@ -1,0 +1,5 @@
+//! Plain types and rules: names, permission bitmasks, validation. No actix, no SQL.
+
+pub mod names;
+pub mod permissions;
+pub mod public_key;

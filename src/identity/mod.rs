@@ -1,0 +1,103 @@
+//! Identity and access: organizations, accounts, roles, sessions and API keys, and the check
+//! every `/be/v1` request goes through. Handlers call these functions; these call the store.
+
+pub mod accounts;
+pub mod cache;
+pub mod orgs;
+pub mod principal;
+pub mod rate_limit;
+pub mod roles;
+pub mod sessions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::auth::hash_pool::HashPool;
+use crate::auth::keyring::Keyring;
+use crate::auth::passwords;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{api_keys, Store};
+
+use self::cache::AuthCache;
+use self::principal::Principal;
+use self::rate_limit::LoginLimiter;
+
+/// `lastUsed` of an API key is written at most this often per key (not on every request).
+const KEY_USE_RESOLUTION: Duration = Duration::from_secs(60);
+
+pub struct Identity {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub settings: Arc<Settings>,
+    pub hashing: HashPool,
+    pub cache: AuthCache,
+    pub limiter: LoginLimiter,
+    /// Verified against when a username is unknown, so that costs what a wrong password costs.
+    dummy_hash: String,
+    key_uses: Mutex<HashMap<String, Instant>>,
+}
+
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Identity {
+    pub fn new(store: Store, keyring: Arc<Keyring>, settings: Arc<Settings>) -> std::io::Result<Identity> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Ok(Identity {
+            hashing: HashPool::start(cores)?,
+            limiter: LoginLimiter::new(settings.login_max_failures, settings.login_window),
+            dummy_hash: passwords::hash(&passwords::generate(), settings.pbkdf2_iterations),
+            cache: AuthCache::default(),
+            key_uses: Mutex::new(HashMap::new()),
+            store,
+            keyring,
+            settings,
+        })
+    }
+
+    /// Hashes a new password on the hashing pool.
+    pub async fn hash_password(&self, password: String) -> ApiResult<String> {
+        let iterations = self.settings.pbkdf2_iterations;
+        self.hashing.run(move || passwords::hash(&password, iterations)).await.map_err(|_| overloaded())
+    }
+
+    /// Checks a password on the hashing pool; with no stored hash it spends the same work anyway.
+    pub async fn verify_password(&self, stored: Option<String>, password: String) -> ApiResult<bool> {
+        let (stored, real) = match stored {
+            Some(hash) => (hash, true),
+            None => (self.dummy_hash.clone(), false),
+        };
+        let matched =
+            self.hashing.run(move || passwords::verify(&stored, &password)).await.map_err(|_| overloaded())?;
+        Ok(real && matched)
+    }
+
+    /// Records that an API key was used, at most once a minute per key, off the request path.
+    fn note_key_use(&self, principal: &Principal) {
+        let Some(key_id) = principal.api_key_id.clone() else { return };
+        {
+            let mut uses = self.key_uses.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if uses.get(&key_id).is_some_and(|last| now.duration_since(*last) < KEY_USE_RESOLUTION) {
+                return;
+            }
+            if uses.len() > 10_000 {
+                uses.clear();
+            }
+            uses.insert(key_id.clone(), now);
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.write(move |c| api_keys::touch(c, &key_id)).await {
+                log::warn!("cannot record API key use: {e}");
+            }
+        });
+    }
+}
+
+fn overloaded() -> ApiError {
+    ApiError::Unavailable { message: "too many password checks are queued; try again shortly".into(), retry_after: 2 }
+}

@@ -1,0 +1,117 @@
+//! Organizations: creation with their `Administrators` role and first administrator, deletion
+//! with everything they own.
+
+use serde_json::json;
+
+use super::principal::Principal;
+use super::Identity;
+use crate::auth::passwords;
+use crate::domain::permissions::Permissions;
+use crate::error::{ApiError, ApiResult};
+use crate::store::tasks::NewTask;
+use crate::store::{orgs, roles, users, Listed, Page, StoreError};
+
+pub struct NewOrg {
+    pub name: String,
+    pub label: String,
+    pub public_key: Option<String>,
+    pub admin_username: String,
+    pub admin_profile: users::Profile,
+}
+
+pub struct CreatedOrg {
+    pub org: orgs::Org,
+    pub admin_username: String,
+    pub initial_password: String,
+}
+
+/// What deleting an organization leaves to do in the background.
+pub struct DeletedOrg {
+    pub prune: Option<NewTask>,
+}
+
+impl Identity {
+    pub async fn create_org(&self, new: NewOrg) -> ApiResult<CreatedOrg> {
+        let initial_password = passwords::generate();
+        let hash = self.hash_password(initial_password.clone()).await?;
+        let admin_username = new.admin_username.clone();
+        let org_name = new.name.clone();
+        let org = self
+            .store
+            .write(move |c| {
+                if orgs::exists(c, &new.name)? {
+                    return Ok(None);
+                }
+                let org_id = orgs::insert(c, &new.name, &new.label, new.public_key.as_deref())?;
+                let role_id =
+                    roles::insert(c, org_id, roles::ADMINISTRATORS, "Administrators", &Permissions::all(), true)?;
+                let user_id = users::insert(
+                    c,
+                    &users::NewUser {
+                        org_id,
+                        username: &new.admin_username,
+                        kind: "user",
+                        profile: new.admin_profile,
+                        password_hash: Some(hash),
+                    },
+                )?;
+                users::set_roles(c, user_id, &[role_id])?;
+                orgs::by_id(c, org_id)?.ok_or_else(|| StoreError::Corrupt("new org vanished".into())).map(Some)
+            })
+            .await?;
+        let org = org.ok_or(ApiError::AlreadyExists { resource: "org", name: org_name })?;
+        log::info!("organization {} created", org.name);
+        Ok(CreatedOrg { org, admin_username, initial_password })
+    }
+
+    /// Deletes an organization and all its rows; its sessions and API keys stop working on the
+    /// next request. With `prune`, a background task removes its published files.
+    pub async fn delete_org(&self, name: &str, prune: bool) -> ApiResult<DeletedOrg> {
+        let org_name = name.to_string();
+        let deleted = self
+            .store
+            .write(move |c| match orgs::by_name(c, &org_name)? {
+                Some(org) => orgs::delete(c, org.id),
+                None => Ok(false),
+            })
+            .await?;
+        if !deleted {
+            return Err(ApiError::NotFound { resource: "org" });
+        }
+        self.cache.invalidate_all();
+        log::info!("organization {name} deleted (prune: {prune})");
+        let prune = prune.then(|| NewTask {
+            kind: crate::tasks::prune::TYPE.into(),
+            group: None,
+            app_name: None,
+            build_id: None,
+            input: json!({"orgName": name}),
+            max_attempts: 5,
+            run_in_maintenance: false,
+        });
+        Ok(DeletedOrg { prune })
+    }
+
+    /// `DELETE /be/v1/orgs/{name}`: only the caller's own organization, only by an administrator.
+    pub async fn delete_own_org(&self, caller: &Principal, name: &str, prune: bool) -> ApiResult<DeletedOrg> {
+        if caller.org_name != name {
+            return Err(ApiError::NotFound { resource: "org" });
+        }
+        self.require_administrator(caller).await?;
+        self.delete_org(name, prune).await
+    }
+
+    /// Refuses with 403 unless the caller holds the organization's `Administrators` role.
+    pub async fn require_administrator(&self, caller: &Principal) -> ApiResult<()> {
+        let user_id = caller.user_id;
+        if self.store.read(move |c| roles::is_administrator(c, user_id)).await? {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied("only members of Administrators may do this".into()))
+        }
+    }
+
+    pub async fn list_orgs(&self, name_filter: Option<String>, page: Page) -> ApiResult<Listed<orgs::Org>> {
+        Ok(self.store.read(move |c| orgs::list(c, name_filter.as_deref(), &page)).await?)
+    }
+}
