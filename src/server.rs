@@ -14,6 +14,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::keyring::Keyring;
 use crate::config::Settings;
 use crate::http::{self, middleware};
+use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
@@ -60,12 +61,20 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     }
     let workers = queue.start_workers(settings.task_workers).map_err(|e| format!("cannot start task workers: {e}"))?;
 
+    let settings_arc = Arc::new(settings.clone());
+    let keyring = Arc::new(keyring);
+    let identity = Arc::new(
+        Identity::new(store.clone(), keyring.clone(), settings_arc.clone())
+            .map_err(|e| format!("cannot start password hashing threads: {e}"))?,
+    );
+    start_housekeeping(identity.clone());
     let state = web::Data::new(AppState {
-        settings: Arc::new(settings.clone()),
+        settings: settings_arc,
         store,
-        keyring: Arc::new(keyring),
+        keyring,
         queue: queue.clone(),
         maintenance,
+        identity,
     });
     let json_limit = settings.json_limit;
     let outcome = actix_web::rt::System::new().block_on(async move {
@@ -91,6 +100,24 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     queue.shutdown(workers, std::time::Duration::from_secs(5));
     log::info!("stopped");
     outcome
+}
+
+/// How often expired sessions are removed (also once at start).
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Periodic clean-up that needs no request: expired sessions.
+fn start_housekeeping(identity: Arc<Identity>) {
+    let spawned = std::thread::Builder::new().name("housekeeping".into()).spawn(move || loop {
+        match identity.remove_expired_sessions() {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed {n} expired session(s)"),
+            Err(e) => log::warn!("cannot remove expired sessions: {e}"),
+        }
+        std::thread::sleep(HOUSEKEEPING_EVERY);
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start housekeeping: {e}");
+    }
 }
 
 /// The first lines an operator sees: where it listens and, on a fresh state directory, what to do.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::keyring::Keyring;
 use crate::config::Settings;
+use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
 use crate::store::Store;
 use crate::tasks::Queue;
@@ -14,4 +15,5 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub queue: Queue,
     pub maintenance: Arc<MaintenanceSwitch>,
+    pub identity: Arc<Identity>,
 }

@@ -1,12 +1,19 @@
 //! The HTTP edge: one route table that both the router and `/openapi.json` are built from, so
 //! the two cannot drift apart.
 
+pub mod auth;
 pub mod body;
+pub mod client;
 pub mod health;
+pub mod list;
 pub mod middleware;
 pub mod openapi;
+pub mod orgs;
 pub mod principal;
+pub mod roles;
 pub mod srv;
+pub mod users;
+pub mod views;
 
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse, Route};
@@ -18,6 +25,10 @@ use crate::error::{ApiError, ApiResult};
 pub enum Auth {
     None,
     Admin,
+    /// An access token or the API key triple (`/be/v1`).
+    User,
+    /// A refresh token (or, for logout, an access token) in `Authorization: Bearer`.
+    Session,
 }
 
 /// One field of a JSON request body, for the OpenAPI document.
@@ -65,6 +76,35 @@ impl RouteSpec {
     }
 }
 
+const ORG_BODY: &[Field] =
+    &[req("name", "string"), opt("label", "string"), opt("publicKey", "string"), opt("admin", "object")];
+const LOGIN_BODY: &[Field] = &[opt("username", "string"), opt("password", "string"), opt("orgName", "string")];
+const USER_BODY: &[Field] = &[
+    req("username", "string"),
+    opt("type", "string"),
+    opt("email", "string"),
+    opt("firstname", "string"),
+    opt("surname", "string"),
+    opt("title", "string"),
+    opt("label", "string"),
+    opt("roles", "array"),
+    opt("password", "string"),
+];
+const USER_PATCH_BODY: &[Field] = &[
+    opt("username", "string"),
+    opt("email", "string"),
+    opt("firstname", "string"),
+    opt("surname", "string"),
+    opt("title", "string"),
+    opt("label", "string"),
+    opt("roles", "array"),
+    opt("oldPW", "string"),
+    opt("newPW", "string"),
+    opt("resetCreds", "boolean"),
+];
+const ROLE_BODY: &[Field] = &[req("name", "string"), opt("label", "string"), req("permissions", "object")];
+const ROLE_PATCH_BODY: &[Field] = &[req("name", "string"), opt("label", "string"), opt("permissions", "object")];
+const APIKEY_BODY: &[Field] = &[opt("username", "string")];
 const HELLO_BODY: &[Field] = &[req("message", "string"), req("maintenance", "boolean")];
 const PING_BODY: &[Field] = &[opt("message", "string")];
 const MAINTENANCE_BODY: &[Field] = &[req("enabled", "boolean"), opt("message", "string"), opt("retryAfter", "integer")];
@@ -124,6 +164,142 @@ pub fn routes() -> Vec<RouteSpec> {
             web::to(srv::hello)
         })
         .with_body(HELLO_BODY),
+        spec(
+            Method::POST,
+            "/adm/v1/orgs",
+            Admin,
+            "orgs",
+            "Create an organization, its Administrators role and first administrator",
+            || web::to(orgs::admin_create),
+        )
+        .with_body(ORG_BODY),
+        spec(Method::GET, "/adm/v1/orgs", Admin, "orgs", "List organizations (filter name)", || {
+            web::to(orgs::admin_list)
+        }),
+        spec(
+            Method::DELETE,
+            "/adm/v1/orgs/{orgName}",
+            Admin,
+            "orgs",
+            "Delete an organization and all its data; ?prune=true also removes published files",
+            || web::to(orgs::admin_delete),
+        ),
+        spec(Method::POST, "/be/v1/orgs", User, "orgs", "Create an organization (members of Administrators)", || {
+            web::to(orgs::member_create)
+        })
+        .with_body(ORG_BODY),
+        spec(
+            Method::DELETE,
+            "/be/v1/orgs/{orgName}",
+            User,
+            "orgs",
+            "Delete the caller's organization (members of Administrators)",
+            || web::to(orgs::member_delete),
+        ),
+        spec(
+            Method::POST,
+            "/be/v1/login",
+            None,
+            "auth",
+            "Log in: username+password, then orgName with the selection token (or all three at once)",
+            || web::to(auth::login),
+        )
+        .with_body(LOGIN_BODY),
+        spec(
+            Method::POST,
+            "/be/v1/refresh",
+            Session,
+            "auth",
+            "Exchange a refresh token for a new access/refresh pair",
+            || web::to(auth::refresh),
+        ),
+        spec(Method::POST, "/be/v1/logout", Session, "auth", "End the session of an access or refresh token", || {
+            web::to(auth::logout)
+        }),
+        spec(Method::POST, "/be/v1/users", User, "users", "Create a user or machine account (beUsers create)", || {
+            web::to(users::create)
+        })
+        .with_body(USER_BODY),
+        spec(
+            Method::GET,
+            "/be/v1/users",
+            User,
+            "users",
+            "List accounts (beUsers read; filters username, type, role)",
+            || web::to(users::list),
+        ),
+        spec(
+            Method::PATCH,
+            "/be/v1/users",
+            User,
+            "users",
+            "Change an account: profile, roles, own password, resetCreds",
+            || web::to(users::change),
+        )
+        .with_body(USER_PATCH_BODY),
+        spec(Method::GET, "/be/v1/users/{username}", User, "users", "Account details (own, or beUsers read)", || {
+            web::to(users::details)
+        }),
+        spec(
+            Method::DELETE,
+            "/be/v1/users/{username}",
+            User,
+            "users",
+            "Delete an account and end its sessions and keys (beUsers delete)",
+            || web::to(users::delete),
+        ),
+        spec(
+            Method::POST,
+            "/be/v1/apikeys",
+            User,
+            "users",
+            "New API key for a machine account (own, or beUsers update)",
+            || web::to(users::create_api_key),
+        )
+        .with_body(APIKEY_BODY),
+        spec(
+            Method::GET,
+            "/be/v1/apikeys",
+            User,
+            "users",
+            "API keys: own, or all with beUsers read (filter username)",
+            || web::to(users::list_api_keys),
+        ),
+        spec(
+            Method::DELETE,
+            "/be/v1/apikeys/{apiKeyId}",
+            User,
+            "users",
+            "Revoke one API key (own, or beUsers update)",
+            || web::to(users::delete_api_key),
+        ),
+        spec(Method::GET, "/be/v1/roles", User, "roles", "List roles (roles read; filter name)", || {
+            web::to(roles::list)
+        }),
+        spec(
+            Method::POST,
+            "/be/v1/roles",
+            User,
+            "roles",
+            "Create a role (roles create; never beyond the caller's rights)",
+            || web::to(roles::create),
+        )
+        .with_body(ROLE_BODY),
+        spec(
+            Method::PATCH,
+            "/be/v1/roles",
+            User,
+            "roles",
+            "Change a role's label or permissions (roles update)",
+            || web::to(roles::change),
+        )
+        .with_body(ROLE_PATCH_BODY),
+        spec(Method::GET, "/be/v1/roles/{roleName}", User, "roles", "Role details (roles read)", || {
+            web::to(roles::details)
+        }),
+        spec(Method::DELETE, "/be/v1/roles/{roleName}", User, "roles", "Delete an unused role (roles delete)", || {
+            web::to(roles::delete)
+        }),
     ]
 }
 

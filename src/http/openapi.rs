@@ -30,6 +30,10 @@ fn operation(spec: &RouteSpec) -> Value {
     match spec.auth {
         Auth::None => op["security"] = json!([]),
         Auth::Admin => op["security"] = json!([{"adminToken": []}]),
+        Auth::User => {
+            op["security"] = json!([{"bearer": []}, {"beauthToken": []}, {"orgName": [], "username": [], "apiKey": []}])
+        }
+        Auth::Session => op["security"] = json!([{"bearer": []}]),
     }
     if !spec.body.is_empty() {
         let properties: Map<String, Value> =
@@ -63,6 +67,12 @@ pub fn build() -> Value {
             "securitySchemes": {
                 "adminToken": {"type": "apiKey", "in": "header", "name": super::principal::ADMIN_TOKEN_HEADER,
                                "description": "HS256 JWT signed with the instance's admin secret, payload {\"username\":...}"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "access token (refresh token on /be/v1/refresh and /be/v1/logout)"},
+                "beauthToken": {"type": "apiKey", "in": "header", "name": "x-rockit-beauth-token"},
+                "orgName": {"type": "apiKey", "in": "header", "name": "x-rockit-orgname"},
+                "username": {"type": "apiKey", "in": "header", "name": "x-rockit-username"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-rockit-api-key"},
             },
             "schemas": {
                 "Success": {"type": "object", "required": ["status"], "properties": {"status": {"const": "success"}}},

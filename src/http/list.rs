@@ -1,0 +1,165 @@
+//! One list convention for every list endpoint (API.md §1.4): `offset`, `limit`, `order[]`
+//! (`-name` and `[-name]`), `fields[]` (repeatable or comma-separated), the list's own filters,
+//! `total`, and a stable order (ties broken by name). Unknown parameters are refused, so a
+//! mistyped filter never silently matches everything.
+
+use std::collections::HashMap;
+
+use actix_web::HttpResponse;
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::store::Page;
+
+/// What one list endpoint offers.
+pub struct ListSpec {
+    /// API field → SQL column, for `order[]`. The first entry breaks ties (the name).
+    pub sort: &'static [(&'static str, &'static str)],
+    /// Every field an item has, for `fields[]`.
+    pub fields: &'static [&'static str],
+    /// Filter parameters this list accepts.
+    pub filters: &'static [&'static str],
+}
+
+pub const DEFAULT_LIMIT: i64 = 10;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// A parsed list request.
+#[derive(Debug)]
+pub struct ListQuery {
+    pub page: Page,
+    fields: Option<Vec<String>>,
+    filters: HashMap<String, String>,
+}
+
+fn strip_brackets(value: &str) -> &str {
+    value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value)
+}
+
+impl ListQuery {
+    pub fn parse(query: &str, spec: &ListSpec) -> ApiResult<ListQuery> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
+        let mut offset = 0;
+        let mut limit = DEFAULT_LIMIT;
+        let mut order = Vec::new();
+        let mut fields: Option<Vec<String>> = None;
+        let mut filters = HashMap::new();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "offset" => {
+                    offset = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| ApiError::invalid("offset", "`offset` must be a whole number ≥ 0"))?
+                }
+                "limit" => {
+                    limit =
+                        value.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                            ApiError::invalid("limit", format!("`limit` must be from 1 to {MAX_LIMIT}"))
+                        })?
+                }
+                "order[]" | "order" => {
+                    for item in value.split(',').map(|v| strip_brackets(v.trim())).filter(|v| !v.is_empty()) {
+                        // A `+` in a query string arrives as a space, which trim() removed.
+                        let (descending, field) = match item.strip_prefix('-') {
+                            Some(field) => (true, field),
+                            None => (false, item.strip_prefix('+').unwrap_or(item)),
+                        };
+                        let column = spec
+                            .sort
+                            .iter()
+                            .find(|(name, _)| *name == field)
+                            .map(|(_, column)| *column)
+                            .ok_or_else(|| ApiError::invalid("order[]", format!("cannot sort by `{field}`")))?;
+                        order.push((column, descending));
+                    }
+                }
+                "fields[]" | "fields" => {
+                    let chosen = fields.get_or_insert_with(Vec::new);
+                    for field in value.split(',').map(|v| strip_brackets(v.trim())).filter(|v| !v.is_empty()) {
+                        if !spec.fields.contains(&field) {
+                            return Err(ApiError::invalid("fields[]", format!("there is no field `{field}`")));
+                        }
+                        chosen.push(field.to_string());
+                    }
+                }
+                other if spec.filters.contains(&other) => {
+                    filters.insert(other.to_string(), value);
+                }
+                other => return Err(ApiError::invalid(other, format!("unknown list parameter `{other}`"))),
+            }
+        }
+        let tiebreak = spec.sort[0].1;
+        let mut order_by: Vec<String> =
+            order.iter().map(|(column, desc)| format!("{column} {}", if *desc { "DESC" } else { "ASC" })).collect();
+        if !order.iter().any(|(column, _)| *column == tiebreak) {
+            order_by.push(format!("{tiebreak} ASC"));
+        }
+        Ok(ListQuery { page: Page { offset, limit, order_by: order_by.join(", ") }, fields, filters })
+    }
+
+    /// A filter's value; an empty one counts as absent.
+    pub fn filter(&self, name: &str) -> Option<String> {
+        self.filters.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// The list answer: `{"status":"success", <plural>: [...], "total", "offset", "limit"}`.
+    pub fn respond(&self, plural: &str, items: Vec<Value>, total: i64) -> HttpResponse {
+        let items: Vec<Value> = match &self.fields {
+            None => items,
+            Some(fields) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(map) => {
+                        Value::Object(map.into_iter().filter(|(k, _)| fields.contains(k)).collect::<Map<_, _>>())
+                    }
+                    other => other,
+                })
+                .collect(),
+        };
+        let mut body =
+            json!({"status": "success", "total": total, "offset": self.page.offset, "limit": self.page.limit});
+        body[plural] = Value::Array(items);
+        HttpResponse::Ok().json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: ListSpec = ListSpec {
+        sort: &[("name", "t.name"), ("created", "t.created")],
+        fields: &["name", "created"],
+        filters: &["name"],
+    };
+
+    #[test]
+    fn order_accepts_plain_signed_and_bracketed_fields() {
+        let q = ListQuery::parse("order[]=[-created]&order[]=%2Bname", &SPEC).unwrap();
+        assert_eq!(q.page.order_by, "t.created DESC, t.name ASC");
+        let q = ListQuery::parse("order[]=-name", &SPEC).unwrap();
+        assert_eq!(q.page.order_by, "t.name DESC");
+        let q = ListQuery::parse("", &SPEC).unwrap();
+        assert_eq!((q.page.offset, q.page.limit, q.page.order_by.as_str()), (0, 10, "t.name ASC"));
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (query, param) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("offset=-1", "offset"),
+            ("order[]=secret", "order[]"),
+            ("fields[]=hash", "fields[]"),
+            ("nmae=x", "nmae"),
+        ] {
+            match ListQuery::parse(query, &SPEC) {
+                Err(ApiError::InvalidParam { param: p, .. }) => assert_eq!(p, param, "{query}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Organizations: `/adm/v1/orgs` for the instance administrator, `/be/v1/orgs` for members of
+//! an organization's `Administrators` (API.md §4).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::body::JsonBody;
+use super::list::{ListQuery, ListSpec};
+use super::principal::{Admin, Caller};
+use super::views;
+use crate::domain::{names, public_key};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::orgs::{CreatedOrg, NewOrg};
+use crate::state::AppState;
+use crate::store::users::Profile;
+
+pub const ORGS_LIST: ListSpec = ListSpec {
+    sort: &[("name", "o.name"), ("label", "o.label"), ("created", "o.created"), ("updated", "o.updated")],
+    fields: &["name", "label", "publicKey", "users", "created", "updated"],
+    filters: &["name"],
+};
+
+fn optional_text(admin: &Value, field: &str) -> ApiResult<Option<Option<String>>> {
+    match admin.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(ApiError::invalid(&format!("admin.{field}"), format!("`admin.{field}` must be a string"))),
+    }
+}
+
+fn parse_new_org(body: &JsonBody) -> ApiResult<NewOrg> {
+    let name = body.required_str("name")?;
+    names::validate("name", name)?;
+    let label = body.optional_str("label")?.unwrap_or(name);
+    let public_key = body.optional_str("publicKey")?;
+    if let Some(pem) = public_key {
+        public_key::validate("publicKey", pem)?;
+    }
+    let admin = match body.get("admin") {
+        None => Value::Object(Default::default()),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(ApiError::invalid("admin", "`admin` must be an object")),
+    };
+    let admin_username = match admin.get("username") {
+        None | Some(Value::Null) => "admin".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::invalid("admin.username", "`admin.username` must be a string")),
+    };
+    names::validate("admin.username", &admin_username)?;
+    let profile = Profile {
+        email: optional_text(&admin, "email")?,
+        firstname: optional_text(&admin, "firstname")?,
+        surname: optional_text(&admin, "surname")?,
+        ..Default::default()
+    };
+    Ok(NewOrg {
+        name: name.to_string(),
+        label: label.to_string(),
+        public_key: public_key.map(str::to_string),
+        admin_username,
+        admin_profile: profile,
+    })
+}
+
+fn created_answer(created: CreatedOrg) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "success",
+        "org": views::org(&created.org),
+        "admin": {"username": created.admin_username, "initialPassword": created.initial_password},
+    }))
+}
+
+fn prune_flag(req: &HttpRequest) -> ApiResult<bool> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
+    match pairs.iter().find(|(k, _)| k == "prune").map(|(_, v)| v.as_str()) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(_) => Err(ApiError::invalid("prune", "`prune` must be true or false")),
+    }
+}
+
+async fn delete_answer(state: &AppState, deleted: crate::identity::orgs::DeletedOrg) -> ApiResult<HttpResponse> {
+    let task = match deleted.prune {
+        Some(task) => Some(state.queue.submit(task).await?),
+        None => None,
+    };
+    let mut body = json!({"status": "success"});
+    if let Some(task) = task {
+        body["task"] = serde_json::to_value(task).map_err(ApiError::internal)?;
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
+    let new = parse_new_org(&body)?;
+    Ok(created_answer(state.identity.create_org(new).await?))
+}
+
+pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let query = ListQuery::parse(req.query_string(), &ORGS_LIST)?;
+    let listed = state.identity.list_orgs(query.filter("name"), query.page.clone()).await?;
+    Ok(query.respond("orgs", listed.items.iter().map(views::org).collect(), listed.total))
+}
+
+pub async fn admin_delete(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    name: web::Path<String>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    names::validate("orgName", &name)?;
+    let deleted = state.identity.delete_org(&name, prune_flag(&req)?).await?;
+    delete_answer(&state, deleted).await
+}
+
+pub async fn member_create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
+    state.identity.require_administrator(&caller).await?;
+    let new = parse_new_org(&body)?;
+    Ok(created_answer(state.identity.create_org(new).await?))
+}
+
+pub async fn member_delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    names::validate("orgName", &name)?;
+    let deleted = state.identity.delete_own_org(&caller, &name, prune_flag(&req)?).await?;
+    delete_answer(&state, deleted).await
+}

@@ -1,0 +1,59 @@
+//! `/be/v1/roles` (API.md §6).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::body::JsonBody;
+use super::list::{ListQuery, ListSpec};
+use super::principal::Caller;
+use super::views;
+use crate::domain::names;
+use crate::domain::permissions::Permissions;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub const ROLES_LIST: ListSpec = ListSpec {
+    sort: &[("name", "r.name"), ("label", "r.label"), ("created", "r.created"), ("updated", "r.updated")],
+    fields: &["name", "label", "permissions", "builtin", "users", "created", "updated"],
+    filters: &["name"],
+};
+
+fn permissions(body: &JsonBody) -> ApiResult<Option<Permissions>> {
+    body.get("permissions").map(|value| Permissions::parse("permissions", value)).transpose()
+}
+
+fn answer(role: &crate::store::roles::Role) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "success", "role": views::role(role)}))
+}
+
+pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let query = ListQuery::parse(req.query_string(), &ROLES_LIST)?;
+    let listed = state.identity.list_roles(&caller, query.filter("name"), query.page.clone()).await?;
+    Ok(query.respond("roles", listed.items.iter().map(views::role).collect(), listed.total))
+}
+
+pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
+    names::validate("roleName", &name)?;
+    Ok(answer(&state.identity.role(&caller, &name).await?))
+}
+
+pub async fn create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
+    let name = body.required_str("name")?;
+    names::validate("name", name)?;
+    let label = body.optional_str("label")?.unwrap_or(name).to_string();
+    let permissions = permissions(&body)?.ok_or_else(|| ApiError::missing("permissions"))?;
+    Ok(answer(&state.identity.create_role(&caller, name.to_string(), label, permissions).await?))
+}
+
+pub async fn change(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
+    let name = body.required_str("name")?;
+    names::validate("name", name)?;
+    let label = body.optional_str("label")?.map(str::to_string);
+    Ok(answer(&state.identity.change_role(&caller, name, label, permissions(&body)?).await?))
+}
+
+pub async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
+    names::validate("roleName", &name)?;
+    state.identity.delete_role(&caller, &name).await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+}
