@@ -8,13 +8,16 @@ use base64::Engine;
 use ring::hmac;
 use serde_json::{json, Map, Value};
 
-/// Clock leeway for `exp`, `nbf` and `iat`, in seconds (API.md §2.1: at most 60 s).
+/// Clock leeway for `exp`, `nbf` and `iat` of tokens minted elsewhere (admin tokens from other
+/// HS256 tools), in seconds (API.md §2.1: at most 60 s). Tokens this server both issues and
+/// checks see no clock skew and get none, so `access_ttl = 2s` means two seconds.
 pub const LEEWAY_SECS: i64 = 60;
 
 /// One HMAC-SHA-256 key and the id it is announced by.
 pub struct SigningKey {
     kid: String,
     key: hmac::Key,
+    leeway: i64,
 }
 
 impl SigningKey {
@@ -24,7 +27,14 @@ impl SigningKey {
         SigningKey {
             kid: format!("{kind_prefix}-{}", super::hex(&digest.as_ref()[..6])),
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            leeway: LEEWAY_SECS,
         }
+    }
+
+    /// The same key without clock leeway, for tokens this server issues itself.
+    pub fn without_leeway(mut self) -> Self {
+        self.leeway = 0;
+        self
     }
 
     pub fn kid(&self) -> &str {
@@ -65,7 +75,7 @@ impl SigningKey {
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Invalid)?;
         hmac::verify(&self.key, signing_input.as_bytes(), &signature).map_err(|_| TokenError::Invalid)?;
         let claims: Map<String, Value> = decode_json(payload)?;
-        check_times(&claims, now)?;
+        check_times(&claims, now, self.leeway)?;
         Ok(claims)
     }
 }
@@ -82,19 +92,19 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, To
     }
 }
 
-fn check_times(claims: &Map<String, Value>, now: i64) -> Result<(), TokenError> {
+fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<(), TokenError> {
     if let Some(nbf) = time_claim(claims, "nbf")? {
-        if now + LEEWAY_SECS < nbf {
+        if now + leeway < nbf {
             return Err(TokenError::Invalid);
         }
     }
     if let Some(iat) = time_claim(claims, "iat")? {
-        if now + LEEWAY_SECS < iat {
+        if now + leeway < iat {
             return Err(TokenError::Invalid);
         }
     }
     if let Some(exp) = time_claim(claims, "exp")? {
-        if now > exp + LEEWAY_SECS {
+        if now > exp + leeway {
             return Err(TokenError::Expired);
         }
     }

@@ -95,9 +95,9 @@ impl Keyring {
         let sealing: [u8; 32] = decode("sealing", &file.sealing)?[..32].try_into().expect("32 bytes");
         Ok(Keyring {
             admin: SigningKey::new("adm", &admin_secret),
-            org_selection: SigningKey::new("sel", &derive(&tokens, "org-selection")),
-            access: SigningKey::new("acc", &derive(&tokens, "access")),
-            refresh: SigningKey::new("ref", &derive(&tokens, "refresh")),
+            org_selection: SigningKey::new("sel", &derive(&tokens, "org-selection")).without_leeway(),
+            access: SigningKey::new("acc", &derive(&tokens, "access")).without_leeway(),
+            refresh: SigningKey::new("ref", &derive(&tokens, "refresh")).without_leeway(),
             admin_secret,
             sealing,
         })

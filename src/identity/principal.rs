@@ -89,7 +89,7 @@ impl Identity {
             .read(move |c| {
                 let Some(session) = sessions::get(c, &sid)? else { return Ok(None) };
                 if session.revoked
-                    || session.expires < now - crate::auth::jws::LEEWAY_SECS
+                    || session.expires < now
                     || session.user_id != user_id
                 {
                     return Ok(None);

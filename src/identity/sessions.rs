@@ -279,6 +279,6 @@ impl Identity {
     /// Deletes sessions whose refresh token has expired.
     pub fn remove_expired_sessions(&self) -> store::StoreResult<usize> {
         let now = unix_now();
-        self.store.write_blocking(move |c| sessions::delete_expired(c, now, crate::auth::jws::LEEWAY_SECS))
+        self.store.write_blocking(move |c| sessions::delete_expired(c, now))
     }
 }

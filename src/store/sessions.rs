@@ -62,8 +62,7 @@ pub fn revoke_all_of_user(conn: &Connection, user_id: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Deletes sessions whose refresh token expired more than `grace_secs` ago (their tokens are all
-/// expired; keeping them a while longer still lets late callers learn `token-revoked`).
-pub fn delete_expired(conn: &Connection, now: i64, grace_secs: i64) -> StoreResult<usize> {
-    Ok(conn.execute("DELETE FROM sessions WHERE expires < ?1", [now - grace_secs])?)
+/// Deletes sessions whose refresh token has expired: every token of theirs is expired too.
+pub fn delete_expired(conn: &Connection, now: i64) -> StoreResult<usize> {
+    Ok(conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?)
 }
