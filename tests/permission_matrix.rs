@@ -1,0 +1,232 @@
+//! The permission matrix: every `/be/v1` endpoint, called without the bit it needs (403) and
+//! from another organization (404, or nothing of the other organization in a list).
+//!
+//! The table below must name every `/be/v1` operation of `/openapi.json`; a new endpoint that is
+//! not added here fails `every_be_endpoint_is_in_the_matrix`.
+
+mod common;
+
+use common::{Server, Session};
+use serde_json::{json, Value};
+
+/// What an endpoint demands of its caller.
+#[derive(Clone, Copy, Debug)]
+enum Needs {
+    /// This bit on this resource (API.md §3).
+    Bit(&'static str, u8),
+    /// Membership in the organization's Administrators role.
+    Administrators,
+    /// Any authenticated caller of the organization (acts on the caller's own things).
+    AnyCaller,
+    /// Not an organization-scoped call (login, refresh, logout).
+    NoCaller,
+}
+
+/// How the endpoint reaches into another organization.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    /// Names a resource of org A (path or body): org B gets 404.
+    Named,
+    /// Lists: org B never sees org A's items under this key.
+    Lists(&'static str),
+    /// Creates in the caller's own organization only.
+    CreatesOwn,
+    Unscoped,
+}
+
+struct Entry {
+    method: &'static str,
+    path: &'static str,
+    needs: Needs,
+    scope: Scope,
+    /// Concrete path and body, given the fixture's names.
+    request: fn(&Fixture) -> (String, Option<Value>),
+}
+
+/// Names that exist in organization A.
+struct Fixture {
+    org: String,
+    user: String,
+    role: String,
+    machine: String,
+    key_id: String,
+}
+
+fn entries() -> Vec<Entry> {
+    use Needs::*;
+    use Scope::*;
+    vec![
+        Entry { method: "POST", path: "/be/v1/orgs", needs: Administrators, scope: CreatesOwn,
+                request: |_| ("/be/v1/orgs".into(), Some(json!({"name": "fresh_org"}))) },
+        Entry { method: "DELETE", path: "/be/v1/orgs/{orgName}", needs: Administrators, scope: Named,
+                request: |f| (format!("/be/v1/orgs/{}", f.org), None) },
+        Entry { method: "POST", path: "/be/v1/login", needs: NoCaller, scope: Unscoped, request: |_| ("/be/v1/login".into(), None) },
+        Entry { method: "POST", path: "/be/v1/refresh", needs: NoCaller, scope: Unscoped, request: |_| ("/be/v1/refresh".into(), None) },
+        Entry { method: "POST", path: "/be/v1/logout", needs: NoCaller, scope: Unscoped, request: |_| ("/be/v1/logout".into(), None) },
+        Entry { method: "POST", path: "/be/v1/users", needs: Bit("beUsers", 1), scope: CreatesOwn,
+                request: |_| ("/be/v1/users".into(), Some(json!({"username": "newbie", "type": "machine", "label": "x"}))) },
+        Entry { method: "GET", path: "/be/v1/users", needs: Bit("beUsers", 2), scope: Lists("users"),
+                request: |_| ("/be/v1/users?limit=1000".into(), None) },
+        Entry { method: "PATCH", path: "/be/v1/users", needs: Bit("beUsers", 4), scope: Named,
+                request: |f| ("/be/v1/users".into(), Some(json!({"username": f.user, "firstname": "Changed"}))) },
+        Entry { method: "GET", path: "/be/v1/users/{username}", needs: Bit("beUsers", 2), scope: Named,
+                request: |f| (format!("/be/v1/users/{}", f.user), None) },
+        Entry { method: "DELETE", path: "/be/v1/users/{username}", needs: Bit("beUsers", 8), scope: Named,
+                request: |f| (format!("/be/v1/users/{}", f.user), None) },
+        Entry { method: "POST", path: "/be/v1/apikeys", needs: Bit("beUsers", 4), scope: Named,
+                request: |f| ("/be/v1/apikeys".into(), Some(json!({"username": f.machine}))) },
+        Entry { method: "GET", path: "/be/v1/apikeys", needs: AnyCaller, scope: Lists("apikeys"),
+                request: |_| ("/be/v1/apikeys?limit=1000".into(), None) },
+        Entry { method: "DELETE", path: "/be/v1/apikeys/{apiKeyId}", needs: Bit("beUsers", 4), scope: Named,
+                request: |f| (format!("/be/v1/apikeys/{}", f.key_id), None) },
+        Entry { method: "GET", path: "/be/v1/roles", needs: Bit("roles", 2), scope: Lists("roles"),
+                request: |_| ("/be/v1/roles?limit=1000".into(), None) },
+        Entry { method: "POST", path: "/be/v1/roles", needs: Bit("roles", 1), scope: CreatesOwn,
+                request: |_| ("/be/v1/roles".into(), Some(json!({"name": "fresh_role", "permissions": {}}))) },
+        Entry { method: "PATCH", path: "/be/v1/roles", needs: Bit("roles", 4), scope: Named,
+                request: |f| ("/be/v1/roles".into(), Some(json!({"name": f.role, "label": "changed"}))) },
+        Entry { method: "GET", path: "/be/v1/roles/{roleName}", needs: Bit("roles", 2), scope: Named,
+                request: |f| (format!("/be/v1/roles/{}", f.role), None) },
+        Entry { method: "DELETE", path: "/be/v1/roles/{roleName}", needs: Bit("roles", 8), scope: Named,
+                request: |f| (format!("/be/v1/roles/{}", f.role), None) },
+    ]
+}
+
+/// Every allowed bit of API.md §3.
+const MAXIMA: [(&str, u8); 12] = [
+    ("apps", 15), ("beUsers", 15), ("bundles", 15), ("consumption", 2), ("dependencies", 15), ("deployments", 15),
+    ("keys", 15), ("roles", 15), ("sources", 15), ("subscriptions", 15), ("tasks", 31), ("trainings", 6),
+];
+
+fn all_but(resource: &str, bit: u8) -> Value {
+    let map: serde_json::Map<String, Value> =
+        MAXIMA.iter().map(|(r, max)| (r.to_string(), json!(if *r == resource { max & !bit } else { *max }))).collect();
+    Value::Object(map)
+}
+
+/// Org A with a user, an unused role, a machine with a key; its admin session.
+fn fixture(server: &Server, org: &str) -> (Fixture, Session) {
+    let admin = server.org_admin(org);
+    admin.create_user(server, "target_user", &[]);
+    admin.create_role("target_role", json!({"apps": 2}));
+    let machine = admin.create_machine("target_bot", &[]);
+    let f = Fixture {
+        org: org.into(),
+        user: "target_user".into(),
+        role: "target_role".into(),
+        machine: "target_bot".into(),
+        key_id: machine.key_id,
+    };
+    (f, admin)
+}
+
+#[test]
+fn every_be_endpoint_is_in_the_matrix() {
+    let server = Server::start();
+    let doc = common::send("GET", &server.url("/openapi.json"), &[], None).body;
+    let table = entries();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/be/") {
+            continue;
+        }
+        for method in operations.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            assert!(
+                table.iter().any(|e| e.method == method && e.path == path),
+                "{method} {path} is not in the permission matrix of tests/permission_matrix.rs"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_endpoint_refuses_a_caller_without_the_bit_it_needs() {
+    let server = Server::start();
+    let (f, admin) = fixture(&server, "org_a");
+    for (i, entry) in entries().iter().enumerate() {
+        let (path, body) = (entry.request)(&f);
+        let lacking = match entry.needs {
+            Needs::Bit(resource, bit) => {
+                let role = admin.create_role(&format!("lacks_{i}"), all_but(resource, bit));
+                admin.create_user(&server, &format!("lacking_{i}"), &[&role])
+            }
+            // Every bit there is, but not the Administrators role.
+            Needs::Administrators => {
+                let role = admin.create_role(&format!("almost_admin_{i}"), all_but("apps", 0));
+                admin.create_user(&server, &format!("almost_{i}"), &[&role])
+            }
+            Needs::AnyCaller | Needs::NoCaller => continue,
+        };
+        let reply = lacking.call(entry.method, &path, body);
+        assert_eq!(
+            (reply.status, reply.error()),
+            (403, "permission-denied"),
+            "{} {} without {:?}: {:?}",
+            entry.method,
+            entry.path,
+            entry.needs,
+            reply.body
+        );
+    }
+    // Nothing was changed by the refused calls.
+    admin.call("GET", &format!("/be/v1/users/{}", f.user), None).assert_ok();
+    admin.call("GET", &format!("/be/v1/roles/{}", f.role), None).assert_ok();
+}
+
+#[test]
+fn every_endpoint_hides_another_organizations_resources() {
+    let server = Server::start();
+    let (f, admin_a) = fixture(&server, "org_a");
+    let admin_b = server.org_admin("org_b");
+    for entry in entries() {
+        let (path, body) = (entry.request)(&f);
+        match entry.scope {
+            Scope::Named => {
+                let reply = admin_b.call(entry.method, &path, body);
+                assert_eq!(
+                    (reply.status, reply.error()),
+                    (404, "not-found"),
+                    "{} {} from another organization: {:?}",
+                    entry.method,
+                    entry.path,
+                    reply.body
+                );
+            }
+            Scope::Lists(key) => {
+                let reply = admin_b.call(entry.method, &path, body);
+                let text = reply.assert_ok()[key].to_string();
+                for name in [&f.user, &f.role, &f.machine, &f.key_id] {
+                    assert!(!text.contains(name.as_str()), "{} {} shows org A's {name}", entry.method, entry.path);
+                }
+            }
+            Scope::CreatesOwn | Scope::Unscoped => {}
+        }
+    }
+    // Org A is untouched by everything org B tried.
+    admin_a.call("GET", &format!("/be/v1/users/{}", f.user), None).assert_ok();
+    admin_a.call("GET", &format!("/be/v1/roles/{}", f.role), None).assert_ok();
+    let keys = admin_a.call("GET", "/be/v1/apikeys", None);
+    assert!(keys.assert_ok()["apikeys"].to_string().contains(&f.key_id));
+}
+
+#[test]
+fn holding_exactly_the_needed_bit_is_enough() {
+    let server = Server::start();
+    let (f, admin) = fixture(&server, "org_a");
+    for (i, entry) in entries().iter().enumerate() {
+        let Needs::Bit(resource, bit) = entry.needs else { continue };
+        let role = admin.create_role(&format!("only_{i}"), json!({ resource: bit }));
+        let holder = admin.create_user(&server, &format!("holder_{i}"), &[&role]);
+        let (path, body) = (entry.request)(&f);
+        let reply = holder.call(entry.method, &path, body);
+        // The call may still fail for its own reasons (e.g. acting on a user whose rights the
+        // caller lacks), but never for want of the bit itself.
+        assert!(
+            !(reply.status == 403 && reply.body["message"].as_str().unwrap_or("").contains("needs permission")),
+            "{} {} with only {resource}:{bit}: {:?}",
+            entry.method,
+            entry.path,
+            reply.body
+        );
+    }
+}
