@@ -104,7 +104,8 @@ fn check_times(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<(),
         }
     }
     if let Some(exp) = time_claim(claims, "exp")? {
-        if now > exp + leeway {
+        // `exp` is the first second at which the token is no longer accepted (RFC 7519 §4.1.4).
+        if now >= exp + leeway {
             return Err(TokenError::Expired);
         }
     }

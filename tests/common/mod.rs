@@ -284,8 +284,11 @@ pub struct Machine {
 
 impl Machine {
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let headers =
-            [("x-rockit-orgname", self.org.as_str()), ("x-rockit-username", self.username.as_str()), ("x-rockit-api-key", self.key.as_str())];
+        let headers = [
+            ("x-rockit-orgname", self.org.as_str()),
+            ("x-rockit-username", self.username.as_str()),
+            ("x-rockit-api-key", self.key.as_str()),
+        ];
         send(method, &format!("{}{}", self.base, path), &headers, body)
     }
 }
@@ -293,7 +296,11 @@ impl Machine {
 impl Server {
     /// Creates an organization through the admin API; answers the first administrator's password.
     pub fn create_org(&self, name: &str) -> String {
-        let reply = self.admin("POST", "/adm/v1/orgs", Some(serde_json::json!({"name": name, "label": format!("{name} label")})));
+        let reply = self.admin(
+            "POST",
+            "/adm/v1/orgs",
+            Some(serde_json::json!({"name": name, "label": format!("{name} label")})),
+        );
         let body = reply.assert_ok();
         assert_eq!(body["admin"]["username"], "admin");
         body["admin"]["initialPassword"].as_str().unwrap().to_string()
@@ -331,7 +338,8 @@ pub const PASSWORD: &str = "a-long-enough-password";
 impl Session {
     /// Creates a role with the given permissions (as this session) and answers its name.
     pub fn create_role(&self, name: &str, permissions: Value) -> String {
-        self.call("POST", "/be/v1/roles", Some(serde_json::json!({"name": name, "permissions": permissions}))).assert_ok();
+        self.call("POST", "/be/v1/roles", Some(serde_json::json!({"name": name, "permissions": permissions})))
+            .assert_ok();
         name.to_string()
     }
 
