@@ -112,3 +112,80 @@ CREATE TABLE api_keys (
 );
 
 CREATE INDEX api_keys_by_user ON api_keys (user_id);
+
+-- Deployments, apps with builds and patches, subscriptions (secrets sealed).
+
+CREATE TABLE deployments (
+    id                 INTEGER PRIMARY KEY,
+    org_id             INTEGER NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    name               TEXT NOT NULL,
+    label              TEXT NOT NULL DEFAULT '',
+    origin_prefix      TEXT NOT NULL DEFAULT '',
+    origin_type        TEXT NOT NULL CHECK (origin_type IN ('fs', 's3')),
+    origin             TEXT NOT NULL,
+    origin_secret      BLOB,
+    download_auth_type TEXT CHECK (download_auth_type IN ('akamai', 'gcore')),
+    download_auth_key  BLOB,
+    status             TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'error')),
+    message            TEXT,
+    created            TEXT NOT NULL,
+    updated            TEXT NOT NULL,
+    UNIQUE (org_id, name)
+);
+
+CREATE TABLE apps (
+    id               INTEGER PRIMARY KEY,
+    org_id           INTEGER NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    label            TEXT NOT NULL DEFAULT '',
+    max_builds       INTEGER NOT NULL DEFAULT 5 CHECK (max_builds BETWEEN 1 AND 100),
+    i_cur_build      INTEGER NOT NULL DEFAULT 0,
+    processing       INTEGER NOT NULL DEFAULT 0,
+    exporting        INTEGER NOT NULL DEFAULT 0,
+    status           TEXT NOT NULL DEFAULT 'ok',
+    error            TEXT,
+    dxf_name         TEXT,
+    created          TEXT NOT NULL,
+    updated          TEXT NOT NULL,
+    UNIQUE (org_id, name)
+);
+
+-- The deployments an app publishes to; none listed means all of the organization's.
+CREATE TABLE app_deployments (
+    app_id        INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    deployment_id INTEGER NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    PRIMARY KEY (app_id, deployment_id)
+) WITHOUT ROWID;
+
+CREATE INDEX app_deployments_by_deployment ON app_deployments (deployment_id);
+
+CREATE TABLE builds (
+    id         INTEGER PRIMARY KEY,
+    app_id     INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    build_id   INTEGER NOT NULL,
+    name       TEXT,
+    size_bytes INTEGER NOT NULL DEFAULT 0,
+    created    TEXT NOT NULL,
+    UNIQUE (app_id, build_id)
+);
+
+CREATE TABLE patches (
+    app_id        INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    from_build_id INTEGER NOT NULL,
+    to_build_id   INTEGER NOT NULL,
+    size_bytes    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app_id, from_build_id, to_build_id)
+) WITHOUT ROWID;
+
+CREATE TABLE subscriptions (
+    id      INTEGER PRIMARY KEY,
+    org_id  INTEGER NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
+    type    TEXT NOT NULL CHECK (type IN ('webhook', 'slack')),
+    url     TEXT NOT NULL,
+    events  TEXT NOT NULL DEFAULT '[]',
+    secret  BLOB NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    UNIQUE (org_id, name)
+);

@@ -12,10 +12,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::keyring::Keyring;
+use crate::auth::sealing::Sealer;
 use crate::config::Settings;
 use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
+use crate::resources::Resources;
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
 use crate::tasks::Queue;
@@ -68,6 +70,11 @@ pub fn serve(settings: Settings) -> Result<(), String> {
             .map_err(|e| format!("cannot start password hashing threads: {e}"))?,
     );
     start_housekeeping(identity.clone());
+    let resources = Arc::new(Resources {
+        store: store.clone(),
+        sealer: Arc::new(Sealer::new(keyring.sealing_key())),
+        state_dir: settings.state_dir.clone(),
+    });
     let state = web::Data::new(AppState {
         settings: settings_arc,
         store,
@@ -75,6 +82,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         queue: queue.clone(),
         maintenance,
         identity,
+        resources,
     });
     let json_limit = settings.json_limit;
     let outcome = actix_web::rt::System::new().block_on(async move {

@@ -6,6 +6,7 @@ use crate::auth::keyring::Keyring;
 use crate::config::Settings;
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
+use crate::resources::Resources;
 use crate::store::Store;
 use crate::tasks::Queue;
 
@@ -16,4 +17,5 @@ pub struct AppState {
     pub queue: Queue,
     pub maintenance: Arc<MaintenanceSwitch>,
     pub identity: Arc<Identity>,
+    pub resources: Arc<Resources>,
 }

@@ -50,52 +50,259 @@ struct Fixture {
     role: String,
     machine: String,
     key_id: String,
+    deployment: String,
+    app: String,
+    subscription: String,
 }
 
 fn entries() -> Vec<Entry> {
     use Needs::*;
     use Scope::*;
     vec![
-        Entry { method: "POST", path: "/be/v1/orgs", needs: Administrators, scope: CreatesOwn,
-                request: |_| ("/be/v1/orgs".into(), Some(json!({"name": "fresh_org"}))) },
-        Entry { method: "DELETE", path: "/be/v1/orgs/{orgName}", needs: Administrators, scope: Named,
-                request: |f| (format!("/be/v1/orgs/{}", f.org), None) },
-        Entry { method: "POST", path: "/be/v1/login", needs: NoCaller, scope: Unscoped, request: |_| ("/be/v1/login".into(), None) },
-        Entry { method: "POST", path: "/be/v1/refresh", needs: NoCaller, scope: Unscoped, request: |_| ("/be/v1/refresh".into(), None) },
-        Entry { method: "POST", path: "/be/v1/logout", needs: NoCaller, scope: Unscoped, request: |_| ("/be/v1/logout".into(), None) },
-        Entry { method: "POST", path: "/be/v1/users", needs: Bit("beUsers", 1), scope: CreatesOwn,
-                request: |_| ("/be/v1/users".into(), Some(json!({"username": "newbie", "type": "machine", "label": "x"}))) },
-        Entry { method: "GET", path: "/be/v1/users", needs: Bit("beUsers", 2), scope: Lists("users"),
-                request: |_| ("/be/v1/users?limit=1000".into(), None) },
-        Entry { method: "PATCH", path: "/be/v1/users", needs: Bit("beUsers", 4), scope: Named,
-                request: |f| ("/be/v1/users".into(), Some(json!({"username": f.user, "firstname": "Changed"}))) },
-        Entry { method: "GET", path: "/be/v1/users/{username}", needs: Bit("beUsers", 2), scope: Named,
-                request: |f| (format!("/be/v1/users/{}", f.user), None) },
-        Entry { method: "DELETE", path: "/be/v1/users/{username}", needs: Bit("beUsers", 8), scope: Named,
-                request: |f| (format!("/be/v1/users/{}", f.user), None) },
-        Entry { method: "POST", path: "/be/v1/apikeys", needs: Bit("beUsers", 4), scope: Named,
-                request: |f| ("/be/v1/apikeys".into(), Some(json!({"username": f.machine}))) },
-        Entry { method: "GET", path: "/be/v1/apikeys", needs: AnyCaller, scope: Lists("apikeys"),
-                request: |_| ("/be/v1/apikeys?limit=1000".into(), None) },
-        Entry { method: "DELETE", path: "/be/v1/apikeys/{apiKeyId}", needs: Bit("beUsers", 4), scope: Named,
-                request: |f| (format!("/be/v1/apikeys/{}", f.key_id), None) },
-        Entry { method: "GET", path: "/be/v1/roles", needs: Bit("roles", 2), scope: Lists("roles"),
-                request: |_| ("/be/v1/roles?limit=1000".into(), None) },
-        Entry { method: "POST", path: "/be/v1/roles", needs: Bit("roles", 1), scope: CreatesOwn,
-                request: |_| ("/be/v1/roles".into(), Some(json!({"name": "fresh_role", "permissions": {}}))) },
-        Entry { method: "PATCH", path: "/be/v1/roles", needs: Bit("roles", 4), scope: Named,
-                request: |f| ("/be/v1/roles".into(), Some(json!({"name": f.role, "label": "changed"}))) },
-        Entry { method: "GET", path: "/be/v1/roles/{roleName}", needs: Bit("roles", 2), scope: Named,
-                request: |f| (format!("/be/v1/roles/{}", f.role), None) },
-        Entry { method: "DELETE", path: "/be/v1/roles/{roleName}", needs: Bit("roles", 8), scope: Named,
-                request: |f| (format!("/be/v1/roles/{}", f.role), None) },
+        Entry {
+            method: "POST",
+            path: "/be/v1/orgs",
+            needs: Administrators,
+            scope: CreatesOwn,
+            request: |_| ("/be/v1/orgs".into(), Some(json!({"name": "fresh_org"}))),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/orgs/{orgName}",
+            needs: Administrators,
+            scope: Named,
+            request: |f| (format!("/be/v1/orgs/{}", f.org), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/login",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/login".into(), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/refresh",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/refresh".into(), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/logout",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/logout".into(), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/users",
+            needs: Bit("beUsers", 1),
+            scope: CreatesOwn,
+            request: |_| ("/be/v1/users".into(), Some(json!({"username": "newbie", "type": "machine", "label": "x"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/users",
+            needs: Bit("beUsers", 2),
+            scope: Lists("users"),
+            request: |_| ("/be/v1/users?limit=1000".into(), None),
+        },
+        Entry {
+            method: "PATCH",
+            path: "/be/v1/users",
+            needs: Bit("beUsers", 4),
+            scope: Named,
+            request: |f| ("/be/v1/users".into(), Some(json!({"username": f.user, "firstname": "Changed"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/users/{username}",
+            needs: Bit("beUsers", 2),
+            scope: Named,
+            request: |f| (format!("/be/v1/users/{}", f.user), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/users/{username}",
+            needs: Bit("beUsers", 8),
+            scope: Named,
+            request: |f| (format!("/be/v1/users/{}", f.user), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/apikeys",
+            needs: Bit("beUsers", 4),
+            scope: Named,
+            request: |f| ("/be/v1/apikeys".into(), Some(json!({"username": f.machine}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/apikeys",
+            needs: AnyCaller,
+            scope: Lists("apikeys"),
+            request: |_| ("/be/v1/apikeys?limit=1000".into(), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/apikeys/{apiKeyId}",
+            needs: Bit("beUsers", 4),
+            scope: Named,
+            request: |f| (format!("/be/v1/apikeys/{}", f.key_id), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/deployments",
+            needs: Bit("deployments", 1),
+            scope: CreatesOwn,
+            request: |_| {
+                (
+                    "/be/v1/deployments".into(),
+                    Some(json!({"name": "fresh_dep", "origin": {"type": "fs", "path": "/tmp/rockit-matrix-cdn"}})),
+                )
+            },
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/deployments",
+            needs: Bit("deployments", 2),
+            scope: Lists("deployments"),
+            request: |_| ("/be/v1/deployments?limit=1000".into(), None),
+        },
+        Entry {
+            method: "PATCH",
+            path: "/be/v1/deployments",
+            needs: Bit("deployments", 4),
+            scope: Named,
+            request: |f| ("/be/v1/deployments".into(), Some(json!({"name": f.deployment, "label": "changed"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/deployments/{name}",
+            needs: Bit("deployments", 2),
+            scope: Named,
+            request: |f| (format!("/be/v1/deployments/{}", f.deployment), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/deployments/{name}",
+            needs: Bit("deployments", 8),
+            scope: Named,
+            request: |f| (format!("/be/v1/deployments/{}", f.deployment), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/apps",
+            needs: Bit("apps", 1),
+            scope: CreatesOwn,
+            request: |_| ("/be/v1/apps".into(), Some(json!({"name": "fresh_app", "label": "Fresh"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/apps",
+            needs: Bit("apps", 2),
+            scope: Lists("apps"),
+            request: |_| ("/be/v1/apps?limit=1000".into(), None),
+        },
+        Entry {
+            method: "PATCH",
+            path: "/be/v1/apps",
+            needs: Bit("apps", 4),
+            scope: Named,
+            request: |f| ("/be/v1/apps".into(), Some(json!({"name": f.app, "label": "changed"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/apps/{appName}",
+            needs: Bit("apps", 2),
+            scope: Named,
+            request: |f| (format!("/be/v1/apps/{}", f.app), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/apps/{appName}",
+            needs: Bit("apps", 8),
+            scope: Named,
+            request: |f| (format!("/be/v1/apps/{}", f.app), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/subscriptions",
+            needs: Bit("subscriptions", 1),
+            scope: CreatesOwn,
+            request: |_| {
+                (
+                    "/be/v1/subscriptions".into(),
+                    Some(json!({"name": "fresh_sub", "type": "webhook", "url": "https://ci.example.com/h"})),
+                )
+            },
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/subscriptions",
+            needs: Bit("subscriptions", 2),
+            scope: Lists("subscriptions"),
+            request: |_| ("/be/v1/subscriptions?limit=1000".into(), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/subscriptions/{subscriptionName}",
+            needs: Bit("subscriptions", 8),
+            scope: Named,
+            request: |f| (format!("/be/v1/subscriptions/{}", f.subscription), None),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/roles",
+            needs: Bit("roles", 2),
+            scope: Lists("roles"),
+            request: |_| ("/be/v1/roles?limit=1000".into(), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/roles",
+            needs: Bit("roles", 1),
+            scope: CreatesOwn,
+            request: |_| ("/be/v1/roles".into(), Some(json!({"name": "fresh_role", "permissions": {}}))),
+        },
+        Entry {
+            method: "PATCH",
+            path: "/be/v1/roles",
+            needs: Bit("roles", 4),
+            scope: Named,
+            request: |f| ("/be/v1/roles".into(), Some(json!({"name": f.role, "label": "changed"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/roles/{roleName}",
+            needs: Bit("roles", 2),
+            scope: Named,
+            request: |f| (format!("/be/v1/roles/{}", f.role), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/roles/{roleName}",
+            needs: Bit("roles", 8),
+            scope: Named,
+            request: |f| (format!("/be/v1/roles/{}", f.role), None),
+        },
     ]
 }
 
 /// Every allowed bit of API.md §3.
 const MAXIMA: [(&str, u8); 12] = [
-    ("apps", 15), ("beUsers", 15), ("bundles", 15), ("consumption", 2), ("dependencies", 15), ("deployments", 15),
-    ("keys", 15), ("roles", 15), ("sources", 15), ("subscriptions", 15), ("tasks", 31), ("trainings", 6),
+    ("apps", 15),
+    ("beUsers", 15),
+    ("bundles", 15),
+    ("consumption", 2),
+    ("dependencies", 15),
+    ("deployments", 15),
+    ("keys", 15),
+    ("roles", 15),
+    ("sources", 15),
+    ("subscriptions", 15),
+    ("tasks", 31),
+    ("trainings", 6),
 ];
 
 fn all_but(resource: &str, bit: u8) -> Value {
@@ -110,12 +317,27 @@ fn fixture(server: &Server, org: &str) -> (Fixture, Session) {
     admin.create_user(server, "target_user", &[]);
     admin.create_role("target_role", json!({"apps": 2}));
     let machine = admin.create_machine("target_bot", &[]);
+    let cdn = server.home.path().join(format!("cdn_{org}"));
+    admin
+        .call("POST", "/be/v1/deployments", Some(json!({"name": "target_dep", "origin": {"type": "fs", "path": cdn}})))
+        .assert_ok();
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "target_app", "label": "Target"}))).assert_ok();
+    admin
+        .call(
+            "POST",
+            "/be/v1/subscriptions",
+            Some(json!({"name": "target_sub", "type": "webhook", "url": "https://ci.example.com/hook"})),
+        )
+        .assert_ok();
     let f = Fixture {
         org: org.into(),
         user: "target_user".into(),
         role: "target_role".into(),
         machine: "target_bot".into(),
         key_id: machine.key_id,
+        deployment: "target_dep".into(),
+        app: "target_app".into(),
+        subscription: "target_sub".into(),
     };
     (f, admin)
 }
@@ -195,7 +417,7 @@ fn every_endpoint_hides_another_organizations_resources() {
             Scope::Lists(key) => {
                 let reply = admin_b.call(entry.method, &path, body);
                 let text = reply.assert_ok()[key].to_string();
-                for name in [&f.user, &f.role, &f.machine, &f.key_id] {
+                for name in [&f.user, &f.role, &f.machine, &f.key_id, &f.deployment, &f.app, &f.subscription] {
                     assert!(!text.contains(name.as_str()), "{} {} shows org A's {name}", entry.method, entry.path);
                 }
             }
@@ -205,6 +427,8 @@ fn every_endpoint_hides_another_organizations_resources() {
     // Org A is untouched by everything org B tried.
     admin_a.call("GET", &format!("/be/v1/users/{}", f.user), None).assert_ok();
     admin_a.call("GET", &format!("/be/v1/roles/{}", f.role), None).assert_ok();
+    admin_a.call("GET", &format!("/be/v1/deployments/{}", f.deployment), None).assert_ok();
+    admin_a.call("GET", &format!("/be/v1/apps/{}", f.app), None).assert_ok();
     let keys = admin_a.call("GET", "/be/v1/apikeys", None);
     assert!(keys.assert_ok()["apikeys"].to_string().contains(&f.key_id));
 }

@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod orgs;
 pub mod principal;
+pub mod resources;
 pub mod roles;
 pub mod srv;
 pub mod users;
@@ -105,6 +106,26 @@ const USER_PATCH_BODY: &[Field] = &[
 const ROLE_BODY: &[Field] = &[req("name", "string"), opt("label", "string"), req("permissions", "object")];
 const ROLE_PATCH_BODY: &[Field] = &[req("name", "string"), opt("label", "string"), opt("permissions", "object")];
 const APIKEY_BODY: &[Field] = &[opt("username", "string")];
+const DEPLOYMENT_BODY: &[Field] = &[
+    req("name", "string"),
+    opt("label", "string"),
+    opt("originPrefix", "string"),
+    req("origin", "object"),
+    opt("downloadAuth", "object"),
+];
+const DEPLOYMENT_PATCH_BODY: &[Field] = &[
+    req("name", "string"),
+    opt("label", "string"),
+    opt("originPrefix", "string"),
+    opt("origin", "object"),
+    opt("downloadAuth", "object"),
+];
+const APP_BODY: &[Field] =
+    &[req("name", "string"), req("label", "string"), opt("maxBuilds", "integer"), opt("deployments", "array")];
+const APP_PATCH_BODY: &[Field] =
+    &[req("name", "string"), opt("label", "string"), opt("maxBuilds", "integer"), opt("deployments", "array")];
+const SUBSCRIPTION_BODY: &[Field] =
+    &[req("name", "string"), req("type", "string"), req("url", "string"), opt("events", "array")];
 const HELLO_BODY: &[Field] = &[req("message", "string"), req("maintenance", "boolean")];
 const PING_BODY: &[Field] = &[opt("message", "string")];
 const MAINTENANCE_BODY: &[Field] = &[req("enabled", "boolean"), opt("message", "string"), opt("retryAfter", "integer")];
@@ -300,6 +321,24 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::DELETE, "/be/v1/roles/{roleName}", User, "roles", "Delete an unused role (roles delete)", || {
             web::to(roles::delete)
         }),
+        spec(Method::POST, "/be/v1/deployments", User, "deployments", "Create a publish target (deployments create)", || web::to(resources::create_deployment))
+            .with_body(DEPLOYMENT_BODY),
+        spec(Method::GET, "/be/v1/deployments", User, "deployments", "List deployments (deployments read; filters name, status)", || web::to(resources::list_deployments)),
+        spec(Method::PATCH, "/be/v1/deployments", User, "deployments", "Change a deployment; null removes an optional field (deployments update)", || web::to(resources::change_deployment))
+            .with_body(DEPLOYMENT_PATCH_BODY),
+        spec(Method::GET, "/be/v1/deployments/{name}", User, "deployments", "Deployment details with status of the last publish (deployments read)", || web::to(resources::deployment)),
+        spec(Method::DELETE, "/be/v1/deployments/{name}", User, "deployments", "Delete a deployment no app lists; its files are removed in the background (deployments delete)", || web::to(resources::delete_deployment)),
+        spec(Method::POST, "/be/v1/apps", User, "apps", "Create an app (apps create)", || web::to(resources::create_app))
+            .with_body(APP_BODY),
+        spec(Method::GET, "/be/v1/apps", User, "apps", "List apps (apps read; filters name, status; fields[])", || web::to(resources::list_apps)),
+        spec(Method::PATCH, "/be/v1/apps", User, "apps", "Change an app's label, maxBuilds or deployments (apps update)", || web::to(resources::change_app))
+            .with_body(APP_PATCH_BODY),
+        spec(Method::GET, "/be/v1/apps/{appName}", User, "apps", "App details with builds and patches (apps read)", || web::to(resources::app)),
+        spec(Method::DELETE, "/be/v1/apps/{appName}", User, "apps", "Delete an app; its images and patches are removed in the background (apps delete)", || web::to(resources::delete_app)),
+        spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))
+            .with_body(SUBSCRIPTION_BODY),
+        spec(Method::GET, "/be/v1/subscriptions", User, "subscriptions", "List subscriptions (subscriptions read; filters name, type)", || web::to(resources::list_subscriptions)),
+        spec(Method::DELETE, "/be/v1/subscriptions/{subscriptionName}", User, "subscriptions", "Delete a subscription (subscriptions delete)", || web::to(resources::delete_subscription)),
     ]
 }
 

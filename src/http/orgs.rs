@@ -16,7 +16,7 @@ use crate::store::users::Profile;
 
 pub const ORGS_LIST: ListSpec = ListSpec {
     sort: &[("name", "o.name"), ("label", "o.label"), ("created", "o.created"), ("updated", "o.updated")],
-    fields: &["name", "label", "publicKey", "users", "created", "updated"],
+    fields: &["name", "label", "publicKey", "users", "apps", "created", "updated"],
     filters: &["name"],
 };
 

@@ -1,15 +1,13 @@
 //! Organizations: creation with their `Administrators` role and first administrator, deletion
 //! with everything they own.
 
-use serde_json::json;
-
 use super::principal::Principal;
 use super::Identity;
 use crate::auth::passwords;
 use crate::domain::permissions::Permissions;
 use crate::error::{ApiError, ApiResult};
 use crate::store::tasks::NewTask;
-use crate::store::{orgs, roles, users, Listed, Page, StoreError};
+use crate::store::{deployments, orgs, roles, users, Listed, Page, StoreError};
 
 pub struct NewOrg {
     pub name: String,
@@ -68,27 +66,23 @@ impl Identity {
     /// next request. With `prune`, a background task removes its published files.
     pub async fn delete_org(&self, name: &str, prune: bool) -> ApiResult<DeletedOrg> {
         let org_name = name.to_string();
-        let deleted = self
+        // The origins are read in the same transaction as the delete, for the prune task.
+        let targets = self
             .store
             .write(move |c| match orgs::by_name(c, &org_name)? {
-                Some(org) => orgs::delete(c, org.id),
-                None => Ok(false),
+                Some(org) => {
+                    let targets =
+                        deployments::all_of_org(c, org.id)?.iter().map(crate::resources::prune_target).collect();
+                    orgs::delete(c, org.id)?;
+                    Ok(Some(targets))
+                }
+                None => Ok(None),
             })
-            .await?;
-        if !deleted {
-            return Err(ApiError::NotFound { resource: "org" });
-        }
+            .await?
+            .ok_or(ApiError::NotFound { resource: "org" })?;
         self.cache.invalidate_all();
         log::info!("organization {name} deleted (prune: {prune})");
-        let prune = prune.then(|| NewTask {
-            kind: crate::tasks::prune::TYPE.into(),
-            group: None,
-            app_name: None,
-            build_id: None,
-            input: json!({"orgName": name}),
-            max_attempts: 5,
-            run_in_maintenance: false,
-        });
+        let prune = prune.then(|| crate::resources::prune_task(name, None, targets, true));
         Ok(DeletedOrg { prune })
     }
 

@@ -88,10 +88,7 @@ impl Identity {
             .store
             .read(move |c| {
                 let Some(session) = sessions::get(c, &sid)? else { return Ok(None) };
-                if session.revoked
-                    || session.expires < now
-                    || session.user_id != user_id
-                {
+                if session.revoked || session.expires < now || session.user_id != user_id {
                     return Ok(None);
                 }
                 load_principal(c, session.org_id, session.user_id)

@@ -4,11 +4,14 @@
 //! [`Store::read`] and [`Store::write`], which run them off the async workers.
 
 pub mod api_keys;
+pub mod apps;
+pub mod deployments;
 pub mod meta;
 pub mod migrations;
 pub mod orgs;
 pub mod roles;
 pub mod sessions;
+pub mod subscriptions;
 pub mod tasks;
 pub mod users;
 mod writer;

@@ -13,10 +13,12 @@ pub struct Org {
     pub created: String,
     pub updated: String,
     pub users: i64,
+    pub apps: i64,
 }
 
 const SELECT: &str = "SELECT o.id, o.name, o.label, o.public_key, o.created, o.updated,
-        (SELECT count(*) FROM users u WHERE u.org_id = o.id) FROM orgs o";
+        (SELECT count(*) FROM users u WHERE u.org_id = o.id), (SELECT count(*) FROM apps a WHERE a.org_id = o.id)
+        FROM orgs o";
 
 fn from_row(row: &Row) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -27,6 +29,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Org> {
         created: row.get(4)?,
         updated: row.get(5)?,
         users: row.get(6)?,
+        apps: row.get(7)?,
     })
 }
 

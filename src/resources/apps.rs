@@ -1,0 +1,120 @@
+//! Apps (API.md §8): the builds and patches lists fill once the build pipeline produces them.
+
+use super::{prune_target, Resources};
+use crate::domain::permissions::{Resource, CREATE, DELETE, READ, UPDATE};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::principal::Principal;
+use crate::store::apps::{self, App};
+use crate::store::deployments;
+use crate::store::tasks::NewTask;
+use crate::store::{Listed, Page, StoreError, StoreResult};
+
+/// `maxBuilds` bounds [compat].
+pub const MAX_BUILDS_RANGE: (i64, i64) = (1, 100);
+pub const DEFAULT_MAX_BUILDS: i64 = 5;
+
+fn not_found() -> ApiError {
+    ApiError::NotFound { resource: "app" }
+}
+
+fn unknown_deployment(name: String) -> ApiError {
+    ApiError::invalid("deployments", format!("there is no deployment `{name}`"))
+}
+
+impl Resources {
+    pub async fn create_app(
+        &self,
+        caller: &Principal,
+        name: &str,
+        label: String,
+        max_builds: i64,
+        deployment_names: Vec<String>,
+    ) -> ApiResult<App> {
+        caller.require(Resource::APPS, CREATE)?;
+        let (org_id, wanted) = (caller.org_id, name.to_string());
+        let created = self
+            .store
+            .write(move |c| -> StoreResult<Result<App, ApiError>> {
+                if apps::by_name(c, org_id, &wanted)?.is_some() {
+                    return Ok(Err(ApiError::AlreadyExists { resource: "app", name: wanted }));
+                }
+                let ids = match deployments::ids_by_names(c, org_id, &deployment_names)? {
+                    Ok(ids) => ids,
+                    Err(name) => return Ok(Err(unknown_deployment(name))),
+                };
+                let id = apps::insert(c, org_id, &wanted, &label, max_builds)?;
+                apps::set_deployments(c, id, &ids)?;
+                apps::by_name(c, org_id, &wanted)?.ok_or_else(|| StoreError::Corrupt("new app vanished".into())).map(Ok)
+            })
+            .await??;
+        Ok(created)
+    }
+
+    pub async fn list_apps(
+        &self,
+        caller: &Principal,
+        name: Option<String>,
+        status: Option<String>,
+        page: Page,
+    ) -> ApiResult<Listed<App>> {
+        caller.require(Resource::APPS, READ)?;
+        let org_id = caller.org_id;
+        Ok(self.store.read(move |c| apps::list(c, org_id, name.as_deref(), status.as_deref(), &page)).await?)
+    }
+
+    pub async fn app(&self, caller: &Principal, name: &str) -> ApiResult<App> {
+        caller.require(Resource::APPS, READ)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        self.store.read(move |c| apps::by_name(c, org_id, &name)).await?.ok_or_else(not_found)
+    }
+
+    /// `deployments`: `None` leaves them, `Some(empty)` means all of the organization's.
+    pub async fn change_app(
+        &self,
+        caller: &Principal,
+        name: &str,
+        label: Option<String>,
+        max_builds: Option<i64>,
+        deployment_names: Option<Vec<String>>,
+    ) -> ApiResult<App> {
+        caller.require(Resource::APPS, UPDATE)?;
+        let (org_id, wanted) = (caller.org_id, name.to_string());
+        let changed = self
+            .store
+            .write(move |c| -> StoreResult<Result<App, ApiError>> {
+                let Some(app) = apps::by_name(c, org_id, &wanted)? else { return Ok(Err(not_found())) };
+                if let Some(names) = &deployment_names {
+                    match deployments::ids_by_names(c, org_id, names)? {
+                        Ok(ids) => apps::set_deployments(c, app.id, &ids)?,
+                        Err(name) => return Ok(Err(unknown_deployment(name))),
+                    }
+                }
+                apps::update(c, app.id, label.as_deref(), max_builds)?;
+                apps::by_name(c, org_id, &wanted)?.ok_or_else(|| StoreError::Corrupt("app vanished".into())).map(Ok)
+            })
+            .await??;
+        Ok(changed)
+    }
+
+    /// Deletes the app and answers the background task that removes its images and patches
+    /// from the depot and from every origin it published to.
+    pub async fn delete_app(&self, caller: &Principal, name: &str) -> ApiResult<NewTask> {
+        caller.require(Resource::APPS, DELETE)?;
+        let (org_id, wanted) = (caller.org_id, name.to_string());
+        let targets = self
+            .store
+            .write(move |c| -> StoreResult<Result<Vec<serde_json::Value>, ApiError>> {
+                let Some(app) = apps::by_name(c, org_id, &wanted)? else { return Ok(Err(not_found())) };
+                let all = deployments::all_of_org(c, org_id)?;
+                let used: Vec<_> = all
+                    .iter()
+                    .filter(|d| app.deployments.is_empty() || app.deployments.contains(&d.name))
+                    .map(prune_target)
+                    .collect();
+                apps::delete(c, app.id)?;
+                Ok(Ok(used))
+            })
+            .await??;
+        Ok(super::prune_task(&caller.org_name, Some(name), targets, true))
+    }
+}

@@ -1,0 +1,132 @@
+//! Subscriptions (API.md §9): where build events are delivered. The signing secret is generated
+//! here, shown once, and kept sealed because the server needs it to sign every delivery.
+
+use serde_json::Value;
+
+use super::Resources;
+use crate::auth::{b64url_encode, random_bytes};
+use crate::domain::permissions::{Resource, CREATE, DELETE, READ};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::principal::Principal;
+use crate::store::subscriptions::{self, NewSubscription, Subscription};
+use crate::store::{Listed, Page};
+
+/// Task types and events a subscription can ask for [compat].
+pub const EVENT_TYPES: [&str; 3] = ["dltar", "mkraw", "deploy"];
+pub const EVENTS: [&str; 4] = ["submit", "begin", "end", "error"];
+
+/// Checks `url`: http or https with a host; Slack incoming webhooks are https only.
+pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
+    let bad = || ApiError::invalid("url", "`url` must be an http:// or https:// URL with a host");
+    let rest =
+        url.strip_prefix("https://").or_else(|| if kind == "slack" { None } else { url.strip_prefix("http://") });
+    let rest = rest.ok_or_else(bad)?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty()
+        || host.starts_with(':')
+        || url.len() > 2048
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// `events`: a list of `{"type","event"}`; empty or absent means every event.
+pub fn validate_events(events: &Value) -> ApiResult<()> {
+    let bad = |why: &str| ApiError::invalid("events", why.to_string());
+    let items = events.as_array().ok_or_else(|| bad("`events` must be a list of {\"type\",\"event\"}"))?;
+    for item in items {
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
+        let event = item.get("event").and_then(Value::as_str).unwrap_or("");
+        if !EVENT_TYPES.contains(&kind) {
+            return Err(bad("each event `type` must be dltar, mkraw or deploy"));
+        }
+        if !EVENTS.contains(&event) {
+            return Err(bad("each `event` must be submit, begin, end or error"));
+        }
+    }
+    Ok(())
+}
+
+impl Resources {
+    /// Creates the subscription; answers it and its signing secret (shown this once).
+    pub async fn create_subscription(
+        &self,
+        caller: &Principal,
+        name: &str,
+        kind: &str,
+        url: &str,
+        events: Value,
+    ) -> ApiResult<(Subscription, String)> {
+        caller.require(Resource::SUBSCRIPTIONS, CREATE)?;
+        let secret = b64url_encode(&random_bytes::<32>());
+        let sealed = self.sealer.seal(&Self::context("subscription", caller.org_id, name, "secret"), &secret);
+        let (org_id, name_owned, kind, url) = (caller.org_id, name.to_string(), kind.to_string(), url.to_string());
+        let created = self
+            .store
+            .write(move |c| {
+                if subscriptions::by_name(c, org_id, &name_owned)?.is_some() {
+                    return Ok(None);
+                }
+                let new = NewSubscription {
+                    name: &name_owned,
+                    kind: &kind,
+                    url: &url,
+                    events: &events,
+                    sealed_secret: &sealed,
+                };
+                subscriptions::insert(c, org_id, &new)?;
+                subscriptions::by_name(c, org_id, &name_owned)
+            })
+            .await?;
+        let created =
+            created.ok_or_else(|| ApiError::AlreadyExists { resource: "subscription", name: name.to_string() })?;
+        Ok((created, secret))
+    }
+
+    pub async fn list_subscriptions(
+        &self,
+        caller: &Principal,
+        name: Option<String>,
+        kind: Option<String>,
+        page: Page,
+    ) -> ApiResult<Listed<Subscription>> {
+        caller.require(Resource::SUBSCRIPTIONS, READ)?;
+        let org_id = caller.org_id;
+        Ok(self.store.read(move |c| subscriptions::list(c, org_id, name.as_deref(), kind.as_deref(), &page)).await?)
+    }
+
+    pub async fn delete_subscription(&self, caller: &Principal, name: &str) -> ApiResult<()> {
+        caller.require(Resource::SUBSCRIPTIONS, DELETE)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        if self.store.write(move |c| subscriptions::delete(c, org_id, &name)).await? {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound { resource: "subscription" })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        assert!(validate_url("webhook", "https://ci.example.com/hook").is_ok());
+        assert!(validate_url("webhook", "http://10.0.0.5:8080/x").is_ok());
+        for bad in ["ftp://x", "https://", "hooks.example.com", "https:// space", "javascript:alert(1)"] {
+            assert!(validate_url("webhook", bad).is_err(), "{bad}");
+        }
+        assert!(validate_url("slack", "http://hooks.slack.com/x").is_err());
+    }
+
+    #[test]
+    fn events_name_known_types_and_events() {
+        assert!(validate_events(&json!([{"type": "deploy", "event": "end"}])).is_ok());
+        assert!(validate_events(&json!([{"type": "deploy", "event": "done"}])).is_err());
+        assert!(validate_events(&json!({"type": "deploy"})).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! Apps with their builds, patches and publish targets. Every query is scoped by `org_id`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{like_pattern, now_rfc3339, Listed, Page, StoreResult};
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub id: i64,
+    pub name: String,
+    pub label: String,
+    pub max_builds: i64,
+    pub i_cur_build: i64,
+    pub processing: bool,
+    pub exporting: bool,
+    pub size_bytes: i64,
+    pub status: String,
+    pub error: Option<String>,
+    pub dxf_name: Option<String>,
+    pub deployments: Vec<String>,
+    pub builds: Vec<Build>,
+    pub patches: Vec<Patch>,
+    pub created: String,
+    pub updated: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Build {
+    pub build_id: i64,
+    pub name: Option<String>,
+    pub size_bytes: i64,
+    pub created: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Patch {
+    pub from_build_id: i64,
+    pub to_build_id: i64,
+    pub size_bytes: i64,
+}
+
+const SELECT: &str = "SELECT a.id, a.name, a.label, a.max_builds, a.i_cur_build, a.processing, a.exporting,
+        (SELECT coalesce(sum(b.size_bytes), 0) FROM builds b WHERE b.app_id = a.id)
+          + (SELECT coalesce(sum(p.size_bytes), 0) FROM patches p WHERE p.app_id = a.id),
+        a.status, a.error, a.dxf_name, a.created, a.updated FROM apps a";
+
+fn from_row(row: &Row) -> rusqlite::Result<App> {
+    Ok(App {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        label: row.get(2)?,
+        max_builds: row.get(3)?,
+        i_cur_build: row.get(4)?,
+        processing: row.get(5)?,
+        exporting: row.get(6)?,
+        size_bytes: row.get(7)?,
+        status: row.get(8)?,
+        error: row.get(9)?,
+        dxf_name: row.get(10)?,
+        created: row.get(11)?,
+        updated: row.get(12)?,
+        deployments: Vec::new(),
+        builds: Vec::new(),
+        patches: Vec::new(),
+    })
+}
+
+/// Fills in the app's deployments, builds and patches.
+fn complete(conn: &Connection, mut app: App) -> StoreResult<App> {
+    app.deployments = conn
+        .prepare_cached(
+            "SELECT d.name FROM app_deployments ad JOIN deployments d ON d.id = ad.deployment_id WHERE ad.app_id = ?1 ORDER BY d.name",
+        )?
+        .query_map([app.id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    app.builds = conn
+        .prepare_cached("SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = ?1 ORDER BY build_id")?
+        .query_map([app.id], |r| {
+            Ok(Build { build_id: r.get(0)?, name: r.get(1)?, size_bytes: r.get(2)?, created: r.get(3)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    app.patches = conn
+        .prepare_cached(
+            "SELECT from_build_id, to_build_id, size_bytes FROM patches WHERE app_id = ?1 ORDER BY to_build_id, from_build_id",
+        )?
+        .query_map([app.id], |r| Ok(Patch { from_build_id: r.get(0)?, to_build_id: r.get(1)?, size_bytes: r.get(2)? }))?
+        .collect::<Result<_, _>>()?;
+    Ok(app)
+}
+
+pub fn insert(conn: &Connection, org_id: i64, name: &str, label: &str, max_builds: i64) -> StoreResult<i64> {
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT INTO apps (org_id, name, label, max_builds, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![org_id, name, label, max_builds, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn by_name(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<App>> {
+    let app = conn
+        .query_row(&format!("{SELECT} WHERE a.org_id = ?1 AND a.name = ?2"), params![org_id, name], from_row)
+        .optional()?;
+    app.map(|a| complete(conn, a)).transpose()
+}
+
+pub fn list(
+    conn: &Connection,
+    org_id: i64,
+    name: Option<&str>,
+    status: Option<&str>,
+    page: &Page,
+) -> StoreResult<Listed<App>> {
+    let pattern = name.map(like_pattern);
+    let cond = "WHERE a.org_id = ?1 AND (?2 IS NULL OR a.name LIKE ?2 ESCAPE '\\') AND (?3 IS NULL OR a.status = ?3)";
+    let total =
+        conn.query_row(&format!("SELECT count(*) FROM apps a {cond}"), params![org_id, pattern, status], |r| r.get(0))?;
+    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?4 OFFSET ?5", page.order_by);
+    let rows: Vec<App> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![org_id, pattern, status, page.limit, page.offset], from_row)?
+        .collect::<Result<_, _>>()?;
+    let items = rows.into_iter().map(|a| complete(conn, a)).collect::<StoreResult<_>>()?;
+    Ok(Listed { items, total })
+}
+
+pub fn update(conn: &Connection, id: i64, label: Option<&str>, max_builds: Option<i64>) -> StoreResult<()> {
+    if let Some(label) = label {
+        conn.execute("UPDATE apps SET label = ?2 WHERE id = ?1", params![id, label])?;
+    }
+    if let Some(max) = max_builds {
+        conn.execute("UPDATE apps SET max_builds = ?2 WHERE id = ?1", params![id, max])?;
+    }
+    conn.execute("UPDATE apps SET updated = ?2 WHERE id = ?1", params![id, now_rfc3339()])?;
+    Ok(())
+}
+
+/// Replaces the app's explicit deployments (empty: all of the organization's).
+pub fn set_deployments(conn: &Connection, app_id: i64, deployment_ids: &[i64]) -> StoreResult<()> {
+    conn.execute("DELETE FROM app_deployments WHERE app_id = ?1", [app_id])?;
+    let mut insert = conn.prepare_cached("INSERT INTO app_deployments (app_id, deployment_id) VALUES (?1, ?2)")?;
+    for id in deployment_ids {
+        insert.execute(params![app_id, id])?;
+    }
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: i64) -> StoreResult<()> {
+    conn.execute("DELETE FROM apps WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// How many apps the organization has.
+pub fn count_of_org(conn: &Connection, org_id: i64) -> StoreResult<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM apps WHERE org_id = ?1", [org_id], |r| r.get(0))?)
+}
