@@ -32,7 +32,7 @@ impl DeploymentSpec {
         };
         let origin_prefix = match body.get("originPrefix") {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.trim_matches('/').to_string(),
+            Some(Value::String(s)) => s.trim_end_matches('/').to_string(),
             Some(_) => return Err(ApiError::invalid("originPrefix", "`originPrefix` must be a string")),
         };
         origins::validate_prefix(&origin_prefix)?;
@@ -63,15 +63,30 @@ fn not_found() -> ApiError {
     ApiError::NotFound { resource: "deployment" }
 }
 
+/// Where `path` will really be: its deepest existing ancestor resolved (links and all), with the
+/// parts that do not exist yet appended.
+fn resolved(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    let mut real = existing.canonicalize()?;
+    real.extend(rest.iter().rev());
+    Ok(real)
+}
+
 /// An `fs` origin must be a directory the service can write, outside its own state directory.
+/// The location is checked before anything is created.
 fn prepare_fs_origin(path: &Path, state_dir: &Path) -> ApiResult<()> {
     let bad = |why: String| ApiError::invalid("origin.path", why);
     let state = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    std::fs::create_dir_all(path).map_err(|e| bad(format!("cannot create {}: {e}", path.display())))?;
-    let real = path.canonicalize().map_err(|e| bad(format!("cannot resolve {}: {e}", path.display())))?;
+    let real = resolved(path).map_err(|e| bad(format!("cannot resolve {}: {e}", path.display())))?;
     if real.starts_with(&state) || state.starts_with(&real) {
         return Err(bad("`origin.path` must not contain or be inside the server's state directory".into()));
     }
+    std::fs::create_dir_all(&real).map_err(|e| bad(format!("cannot create {}: {e}", real.display())))?;
     let probe = real.join(format!(".rockit-edge-write-test-{}", crate::auth::hex(&crate::auth::random_bytes::<6>())));
     std::fs::write(&probe, b"").map_err(|e| bad(format!("{} is not writable by the service: {e}", real.display())))?;
     let _ = std::fs::remove_file(&probe);
