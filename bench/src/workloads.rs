@@ -1,0 +1,247 @@
+//! The workloads: each virtual user holds one keep-alive connection and, where needed, its own
+//! session; refresh chains the token it gets back (refresh tokens are single-use).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::http::Conn;
+use crate::servers::Account;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Rockit,
+    PocketBase,
+    Floor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Login,
+    Refresh,
+    List,
+    Create,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Login => "login",
+            Workload::Refresh => "refresh",
+            Workload::List => "list",
+            Workload::Create => "create",
+        }
+    }
+}
+
+/// What one workload run measured.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub latencies_us: Vec<u32>,
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i] as f64 / 1000.0
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.latencies_us.extend(other.latencies_us);
+    }
+}
+
+pub async fn rockit_login(host: &str, account: &Account) -> Result<Value, String> {
+    let body = json!({"username": account.username, "password": account.password, "orgName": account.org}).to_string();
+    let answer = crate::http::once(host, "POST", "/be/v1/login", &[], Some(body)).await?;
+    if answer.status != 200 {
+        return Err(format!("login answered {}", answer.status));
+    }
+    Ok(answer.json())
+}
+
+/// Per virtual user: its connection, the tokens it holds, a counter for unique names.
+struct User {
+    conn: Conn,
+    access: String,
+    refresh: String,
+    id: usize,
+    n: u64,
+}
+
+fn login_request(kind: Kind, account: &Account) -> (&'static str, String, String) {
+    match kind {
+        Kind::Rockit => (
+            "POST",
+            "/be/v1/login".into(),
+            json!({"username": account.username, "password": account.password, "orgName": account.org}).to_string(),
+        ),
+        _ => (
+            "POST",
+            "/api/collections/users/auth-with-password".into(),
+            json!({"identity": account.username, "password": account.password}).to_string(),
+        ),
+    }
+}
+
+async fn setup(kind: Kind, host: &str, account: &Account, id: usize, needs_session: bool) -> Result<User, String> {
+    let mut conn = Conn::open(host).await?;
+    let (mut access, mut refresh) = (String::new(), String::new());
+    if needs_session && kind != Kind::Floor {
+        let (method, path, body) = login_request(kind, account);
+        let answer = conn.send(method, &path, &[], Some(body)).await?;
+        if answer.status != 200 {
+            return Err(format!("setup login answered {}", answer.status));
+        }
+        let v = answer.json();
+        match kind {
+            Kind::Rockit => {
+                access = v["session"]["access"]["token"].as_str().unwrap_or_default().into();
+                refresh = v["session"]["refresh"]["token"].as_str().unwrap_or_default().into();
+            }
+            _ => access = v["token"].as_str().unwrap_or_default().into(),
+        }
+    }
+    Ok(User { conn, access, refresh, id, n: 0 })
+}
+
+/// One request of the workload; `Ok(())` only for a 2xx answer.
+async fn step(kind: Kind, work: Workload, user: &mut User, account: &Account) -> Result<(), String> {
+    let answer = match (kind, work) {
+        (Kind::Floor, _) => user.conn.send("GET", "/", &[], None).await?,
+        (_, Workload::Login) => {
+            let (method, path, body) = login_request(kind, account);
+            user.conn.send(method, &path, &[], Some(body)).await?
+        }
+        (Kind::Rockit, Workload::Refresh) => {
+            let auth = format!("Bearer {}", user.refresh);
+            let answer =
+                user.conn.send("POST", "/be/v1/refresh", &[("authorization", &auth)], Some("{}".into())).await?;
+            if answer.status == 200 {
+                let v = answer.json();
+                user.refresh = v["session"]["refresh"]["token"].as_str().unwrap_or_default().into();
+            }
+            answer
+        }
+        (_, Workload::Refresh) => {
+            let answer = user
+                .conn
+                .send("POST", "/api/collections/users/auth-refresh", &[("authorization", &user.access)], None)
+                .await?;
+            if answer.status == 200 {
+                user.access = answer.json()["token"].as_str().unwrap_or_default().into();
+            }
+            answer
+        }
+        (Kind::Rockit, Workload::List) => {
+            let auth = format!("Bearer {}", user.access);
+            user.conn.send("GET", "/be/v1/apps?limit=10", &[("authorization", &auth)], None).await?
+        }
+        (_, Workload::List) => {
+            user.conn
+                .send("GET", "/api/collections/apps/records?perPage=10", &[("authorization", &user.access)], None)
+                .await?
+        }
+        (Kind::Rockit, Workload::Create) => {
+            user.n += 1;
+            let auth = format!("Bearer {}", user.access);
+            let body = json!({"name": format!("b{}_{}", user.id, user.n), "label": "bench"}).to_string();
+            user.conn.send("POST", "/be/v1/apps", &[("authorization", &auth)], Some(body)).await?
+        }
+        (_, Workload::Create) => {
+            user.n += 1;
+            let body = json!({"name": format!("b{}_{}", user.id, user.n), "label": "bench"}).to_string();
+            user.conn
+                .send("POST", "/api/collections/apps/records", &[("authorization", &user.access)], Some(body))
+                .await?
+        }
+    };
+    if (200..300).contains(&answer.status) {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body).chars().take(200).collect::<String>()
+        ))
+    }
+}
+
+/// Runs `users` virtual users for `warmup` (not recorded) and then `duration`.
+pub async fn run(
+    kind: Kind,
+    host: &str,
+    account: Arc<Account>,
+    work: Workload,
+    users: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Stats {
+    let start = Instant::now();
+    let record_from = start + warmup;
+    let end = record_from + duration;
+    let mut tasks = Vec::new();
+    for id in 0..users {
+        let (host, account) = (host.to_string(), account.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let mut user = match setup(kind, &host, &account, id, work != Workload::Login).await {
+                Ok(user) => user,
+                Err(e) => {
+                    stats.errors += 1;
+                    stats.first_error = Some(e);
+                    return stats;
+                }
+            };
+            while Instant::now() < end {
+                let t = Instant::now();
+                let outcome = step(kind, work, &mut user, &account).await;
+                if t < record_from {
+                    continue;
+                }
+                match outcome {
+                    Ok(()) => {
+                        stats.ok += 1;
+                        stats.latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                    Err(e) => {
+                        stats.errors += 1;
+                        stats.first_error.get_or_insert(e);
+                        // A broken connection would spin; start a new one.
+                        if let Ok(conn) = Conn::open(&host).await {
+                            user.conn = conn;
+                        }
+                    }
+                }
+            }
+            stats
+        }));
+    }
+    let mut total = Stats::default();
+    for task in tasks {
+        if let Ok(stats) = task.await {
+            total.merge(stats);
+        }
+    }
+    total.elapsed = duration;
+    total
+}
