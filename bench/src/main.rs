@@ -27,6 +27,12 @@ struct Options {
     pocketbase_missing: Option<String>,
     smoke: bool,
     out: PathBuf,
+    /// Servers to measure (default all): floor, rockit, pocketbase. For profiling one of them.
+    servers: Vec<String>,
+    /// Overrides the measured seconds per workload (after the warm-up).
+    seconds: Option<u64>,
+    /// Workloads to run (default all), for profiling one of them.
+    workloads: Option<Vec<String>>,
 }
 
 fn options() -> Result<Options, String> {
@@ -38,6 +44,9 @@ fn options() -> Result<Options, String> {
         pocketbase_missing: None,
         smoke: false,
         out: PathBuf::from("bench/results"),
+        servers: vec!["floor".into(), "rockit".into(), "pocketbase".into()],
+        seconds: None,
+        workloads: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -48,6 +57,9 @@ fn options() -> Result<Options, String> {
             "--pocketbase-missing" => o.pocketbase_missing = Some(value()?),
             "--smoke" => o.smoke = true,
             "--out" => o.out = value()?.into(),
+            "--servers" => o.servers = value()?.split(',').map(str::to_string).collect(),
+            "--workloads" => o.workloads = Some(value()?.split(',').map(str::to_string).collect()),
+            "--seconds" => o.seconds = Some(value()?.parse().map_err(|_| "--seconds takes a whole number")?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -72,20 +84,46 @@ pub struct ServerResults {
 }
 
 impl ServerResults {
+    /// `list` p99 while 32 other connections send logins non-stop.
+    async fn flood_list_and_logins(
+        &mut self,
+        kind: Kind,
+        host: &str,
+        account: &Arc<servers::Account>,
+        warmup: Duration,
+        duration: Duration,
+    ) {
+        eprintln!("  {} list-under-login-flood ...", self.name);
+        let flood = tokio::spawn({
+            let (host, account) = (host.to_string(), account.clone());
+            async move { workloads::run(kind, &host, account, Workload::Login, FLOOD_USERS, warmup, duration).await }
+        });
+        self.flood_list =
+            Some(workloads::run(kind, host, account.clone(), Workload::List, USERS, warmup, duration).await);
+        self.flood_logins = flood.await.ok();
+    }
+
     pub fn get(&self, w: Workload) -> Option<&Stats> {
         self.workloads.iter().find(|(k, _)| *k == w).map(|(_, s)| s)
     }
+}
+
+/// What to run against each server.
+struct Plan {
+    workloads: Vec<Workload>,
+    flood: bool,
+    warmup: Duration,
+    duration: Duration,
 }
 
 async fn measure(
     kind: Kind,
     mut server: servers::Running,
     account: servers::Account,
-    workloads: &[Workload],
-    warmup: Duration,
-    duration: Duration,
+    plan: &Plan,
     durability: &str,
 ) -> ServerResults {
+    let (warmup, duration) = (plan.warmup, plan.duration);
     let account = Arc::new(account);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_kib, _) = server.memory_kib();
@@ -97,20 +135,17 @@ async fn measure(
         durability: durability.to_string(),
         ..Default::default()
     };
-    for &work in workloads {
+    // The flood runs before `create`, so every list sees the same 20 seeded apps.
+    for &work in &plan.workloads {
+        if work == Workload::Create && plan.flood && kind != Kind::Floor {
+            results.flood_list_and_logins(kind, &server.host, &account, warmup, duration).await;
+        }
         eprintln!("  {} {} ...", server.name, work.name());
         let stats = workloads::run(kind, &server.host, account.clone(), work, USERS, warmup, duration).await;
         results.workloads.push((work, stats));
     }
-    if kind != Kind::Floor {
-        eprintln!("  {} list-under-login-flood ...", server.name);
-        let flood = tokio::spawn({
-            let (host, account) = (server.host.clone(), account.clone());
-            async move { workloads::run(kind, &host, account, Workload::Login, FLOOD_USERS, warmup, duration).await }
-        });
-        let list = workloads::run(kind, &server.host, account.clone(), Workload::List, USERS, warmup, duration).await;
-        results.flood_list = Some(list);
-        results.flood_logins = flood.await.ok();
+    if plan.flood && kind != Kind::Floor && results.flood_list.is_none() {
+        results.flood_list_and_logins(kind, &server.host, &account, warmup, duration).await;
     }
     results.peak_kib = server.memory_kib().1;
     server.stop();
@@ -118,35 +153,47 @@ async fn measure(
 }
 
 async fn bench(o: Options) -> Result<(), String> {
-    let (warmup, duration) = if o.smoke {
+    let (warmup, mut duration) = if o.smoke {
         (Duration::from_millis(200), Duration::from_secs(1))
     } else {
         (Duration::from_secs(3), Duration::from_secs(10))
     };
+    if let Some(seconds) = o.seconds {
+        duration = Duration::from_secs(seconds);
+    }
+    let wanted = |name: &str| o.servers.iter().any(|s| s == name);
     let work_dir = std::env::temp_dir().join(format!("rockit-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work_dir);
     std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
-    let all = [Workload::Login, Workload::Refresh, Workload::List, Workload::Create];
+    let every = [Workload::Login, Workload::Refresh, Workload::List, Workload::Create];
+    let all: Vec<Workload> = every
+        .into_iter()
+        .filter(|w| o.workloads.as_ref().is_none_or(|only| only.iter().any(|n| n == w.name())))
+        .collect();
+    let flood = o.workloads.as_ref().is_none_or(|only| only.iter().any(|n| n == "flood"));
+    let plan = Plan { workloads: all, flood, warmup, duration };
+    let floor_plan = Plan { workloads: vec![Workload::List], flood: false, warmup, duration };
     let mut results = Vec::new();
 
-    eprintln!("floor");
-    let floor = servers::start_floor(&o.floor).await?;
-    let account = servers::Account { org: String::new(), username: String::new(), password: String::new() };
-    results.push(measure(Kind::Floor, floor, account, &[Workload::List], warmup, duration, "-").await);
-
-    eprintln!("rockit-edge");
-    let (rockit, account) = servers::start_rockit(&o.rockit, &work_dir).await?;
-    results.push(measure(Kind::Rockit, rockit, account, &all, warmup, duration, "synchronous=FULL (default)").await);
+    if wanted("floor") {
+        eprintln!("floor");
+        let floor = servers::start_floor(&o.floor).await?;
+        let account = servers::Account { org: String::new(), username: String::new(), password: String::new() };
+        results.push(measure(Kind::Floor, floor, account, &floor_plan, "-").await);
+    }
+    if wanted("rockit") {
+        eprintln!("rockit-edge");
+        let (rockit, account) = servers::start_rockit(&o.rockit, &work_dir).await?;
+        results.push(measure(Kind::Rockit, rockit, account, &plan, "synchronous=FULL (default)").await);
+    }
 
     let mut notes = Vec::new();
     match &o.pocketbase {
+        _ if !wanted("pocketbase") => notes.push("PocketBase was not selected (--servers)".into()),
         Some(bin) => {
             eprintln!("PocketBase");
             let (pb, account) = servers::start_pocketbase(bin, &work_dir).await?;
-            results.push(
-                measure(Kind::PocketBase, pb, account, &all, warmup, duration, "synchronous=NORMAL (its default)")
-                    .await,
-            );
+            results.push(measure(Kind::PocketBase, pb, account, &plan, "synchronous=NORMAL (its default)").await);
         }
         None => notes.push(format!(
             "PocketBase was not measured: {}",

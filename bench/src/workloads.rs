@@ -186,7 +186,9 @@ async fn step(kind: Kind, work: Workload, user: &mut User, account: &Account) ->
     }
 }
 
-/// Runs `users` virtual users for `warmup` (not recorded) and then `duration`.
+/// Runs `users` virtual users for `warmup` (not recorded) and then `duration`. The clock starts
+/// once every virtual user has its connection and session: the logins for the sessions cost
+/// PBKDF2 time that must not leak into the measured window.
 pub async fn run(
     kind: Kind,
     host: &str,
@@ -196,15 +198,16 @@ pub async fn run(
     warmup: Duration,
     duration: Duration,
 ) -> Stats {
-    let start = Instant::now();
-    let record_from = start + warmup;
-    let end = record_from + duration;
+    let ready = Arc::new(tokio::sync::Barrier::new(users + 1));
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
     let mut tasks = Vec::new();
     for id in 0..users {
-        let (host, account) = (host.to_string(), account.clone());
+        let (host, account, ready, mut start_rx) = (host.to_string(), account.clone(), ready.clone(), start_rx.clone());
         tasks.push(tokio::spawn(async move {
             let mut stats = Stats::default();
-            let mut user = match setup(kind, &host, &account, id, work != Workload::Login).await {
+            let user = setup(kind, &host, &account, id, work != Workload::Login).await;
+            ready.wait().await;
+            let mut user = match user {
                 Ok(user) => user,
                 Err(e) => {
                     stats.errors += 1;
@@ -212,6 +215,16 @@ pub async fn run(
                     return stats;
                 }
             };
+            let start = loop {
+                if let Some(start) = *start_rx.borrow_and_update() {
+                    break start;
+                }
+                if start_rx.changed().await.is_err() {
+                    return stats;
+                }
+            };
+            let record_from = start + warmup;
+            let end = record_from + duration;
             while Instant::now() < end {
                 let t = Instant::now();
                 let outcome = step(kind, work, &mut user, &account).await;
@@ -236,6 +249,8 @@ pub async fn run(
             stats
         }));
     }
+    ready.wait().await;
+    let _ = start_tx.send(Some(Instant::now()));
     let mut total = Stats::default();
     for task in tasks {
         if let Ok(stats) = task.await {

@@ -35,7 +35,7 @@ impl Resources {
         let created = self
             .store
             .write(move |c| -> StoreResult<Result<App, ApiError>> {
-                if apps::by_name(c, org_id, &wanted)?.is_some() {
+                if apps::id_by_name(c, org_id, &wanted)?.is_some() {
                     return Ok(Err(ApiError::AlreadyExists { resource: "app", name: wanted }));
                 }
                 let ids = match deployments::ids_by_names(c, org_id, &deployment_names)? {

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{like_pattern, now_rfc3339, Listed, Page, StoreResult};
+use super::{now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct ApiKey {
@@ -65,9 +65,9 @@ pub fn list(
     username: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<ApiKey>> {
-    let pattern = username.map(like_pattern);
+    let pattern = username.map(str::to_owned);
     let cond =
-        "WHERE k.org_id = ?1 AND (?2 IS NULL OR k.user_id = ?2) AND (?3 IS NULL OR u.username LIKE ?3 ESCAPE '\\')";
+        "WHERE k.org_id = ?1 AND (?2 IS NULL OR k.user_id = ?2) AND (?3 IS NULL OR instr(lower(u.username), lower(?3)) > 0)";
     let total = conn.query_row(
         &format!("SELECT count(*) FROM api_keys k JOIN users u ON u.id = k.user_id {cond}"),
         params![org_id, owner, pattern],

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{like_pattern, now_rfc3339, Listed, Page, StoreResult};
+use super::{now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct App {
@@ -39,12 +39,29 @@ pub struct Patch {
     pub size_bytes: i64,
 }
 
+/// One row per app with its deployments, builds and patches folded in as JSON arrays, so a page
+/// of apps is one statement instead of three more per app.
 const SELECT: &str = "SELECT a.id, a.name, a.label, a.max_builds, a.i_cur_build, a.processing, a.exporting,
         (SELECT coalesce(sum(b.size_bytes), 0) FROM builds b WHERE b.app_id = a.id)
           + (SELECT coalesce(sum(p.size_bytes), 0) FROM patches p WHERE p.app_id = a.id),
-        a.status, a.error, a.dxf_name, a.created, a.updated FROM apps a";
+        a.status, a.error, a.dxf_name, a.created, a.updated,
+        (SELECT json_group_array(name) FROM (SELECT d.name FROM app_deployments ad JOIN deployments d ON d.id = ad.deployment_id
+                                             WHERE ad.app_id = a.id ORDER BY d.name)),
+        (SELECT json_group_array(json_array(build_id, name, size_bytes, created))
+           FROM (SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = a.id ORDER BY build_id)),
+        (SELECT json_group_array(json_array(from_build_id, to_build_id, size_bytes))
+           FROM (SELECT from_build_id, to_build_id, size_bytes FROM patches WHERE app_id = a.id ORDER BY to_build_id, from_build_id))
+        FROM apps a";
+
+fn json_rows(row: &Row, idx: usize) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+}
 
 fn from_row(row: &Row) -> rusqlite::Result<App> {
+    let int = |v: &serde_json::Value, i: usize| v.get(i).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let text = |v: &serde_json::Value, i: usize| v.get(i).and_then(serde_json::Value::as_str).map(str::to_string);
     Ok(App {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -59,49 +76,43 @@ fn from_row(row: &Row) -> rusqlite::Result<App> {
         dxf_name: row.get(10)?,
         created: row.get(11)?,
         updated: row.get(12)?,
-        deployments: Vec::new(),
-        builds: Vec::new(),
-        patches: Vec::new(),
+        deployments: json_rows(row, 13)?.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        builds: json_rows(row, 14)?
+            .iter()
+            .map(|b| Build {
+                build_id: int(b, 0),
+                name: text(b, 1),
+                size_bytes: int(b, 2),
+                created: text(b, 3).unwrap_or_default(),
+            })
+            .collect(),
+        patches: json_rows(row, 15)?
+            .iter()
+            .map(|p| Patch { from_build_id: int(p, 0), to_build_id: int(p, 1), size_bytes: int(p, 2) })
+            .collect(),
     })
-}
-
-/// Fills in the app's deployments, builds and patches.
-fn complete(conn: &Connection, mut app: App) -> StoreResult<App> {
-    app.deployments = conn
-        .prepare_cached(
-            "SELECT d.name FROM app_deployments ad JOIN deployments d ON d.id = ad.deployment_id WHERE ad.app_id = ?1 ORDER BY d.name",
-        )?
-        .query_map([app.id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    app.builds = conn
-        .prepare_cached("SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = ?1 ORDER BY build_id")?
-        .query_map([app.id], |r| {
-            Ok(Build { build_id: r.get(0)?, name: r.get(1)?, size_bytes: r.get(2)?, created: r.get(3)? })
-        })?
-        .collect::<Result<_, _>>()?;
-    app.patches = conn
-        .prepare_cached(
-            "SELECT from_build_id, to_build_id, size_bytes FROM patches WHERE app_id = ?1 ORDER BY to_build_id, from_build_id",
-        )?
-        .query_map([app.id], |r| Ok(Patch { from_build_id: r.get(0)?, to_build_id: r.get(1)?, size_bytes: r.get(2)? }))?
-        .collect::<Result<_, _>>()?;
-    Ok(app)
 }
 
 pub fn insert(conn: &Connection, org_id: i64, name: &str, label: &str, max_builds: i64) -> StoreResult<i64> {
     let now = now_rfc3339();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO apps (org_id, name, label, max_builds, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![org_id, name, label, max_builds, now],
-    )?;
+    )?
+    .execute(params![org_id, name, label, max_builds, now])?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn by_name(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<App>> {
-    let app = conn
-        .query_row(&format!("{SELECT} WHERE a.org_id = ?1 AND a.name = ?2"), params![org_id, name], from_row)
-        .optional()?;
-    app.map(|a| complete(conn, a)).transpose()
+    let sql = format!("{SELECT} WHERE a.org_id = ?1 AND a.name = ?2");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![org_id, name], from_row).optional()?)
+}
+
+/// The app's id, if it exists (a cheaper check than loading it).
+pub fn id_by_name(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM apps WHERE org_id = ?1 AND name = ?2")?
+        .query_row(params![org_id, name], |r| r.get(0))
+        .optional()?)
 }
 
 pub fn list(
@@ -111,16 +122,17 @@ pub fn list(
     status: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<App>> {
-    let pattern = name.map(like_pattern);
-    let cond = "WHERE a.org_id = ?1 AND (?2 IS NULL OR a.name LIKE ?2 ESCAPE '\\') AND (?3 IS NULL OR a.status = ?3)";
-    let total =
-        conn.query_row(&format!("SELECT count(*) FROM apps a {cond}"), params![org_id, pattern, status], |r| r.get(0))?;
+    let pattern = name.map(str::to_owned);
+    let cond =
+        "WHERE a.org_id = ?1 AND (?2 IS NULL OR instr(lower(a.name), lower(?2)) > 0) AND (?3 IS NULL OR a.status = ?3)";
+    let total = conn
+        .prepare_cached(&format!("SELECT count(*) FROM apps a {cond}"))?
+        .query_row(params![org_id, pattern, status], |r| r.get(0))?;
     let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?4 OFFSET ?5", page.order_by);
-    let rows: Vec<App> = conn
+    let items = conn
         .prepare_cached(&sql)?
         .query_map(params![org_id, pattern, status, page.limit, page.offset], from_row)?
         .collect::<Result<_, _>>()?;
-    let items = rows.into_iter().map(|a| complete(conn, a)).collect::<StoreResult<_>>()?;
     Ok(Listed { items, total })
 }
 
@@ -137,7 +149,7 @@ pub fn update(conn: &Connection, id: i64, label: Option<&str>, max_builds: Optio
 
 /// Replaces the app's explicit deployments (empty: all of the organization's).
 pub fn set_deployments(conn: &Connection, app_id: i64, deployment_ids: &[i64]) -> StoreResult<()> {
-    conn.execute("DELETE FROM app_deployments WHERE app_id = ?1", [app_id])?;
+    conn.prepare_cached("DELETE FROM app_deployments WHERE app_id = ?1")?.execute([app_id])?;
     let mut insert = conn.prepare_cached("INSERT INTO app_deployments (app_id, deployment_id) VALUES (?1, ?2)")?;
     for id in deployment_ids {
         insert.execute(params![app_id, id])?;

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::{like_pattern, now_rfc3339, Listed, Page, StoreResult};
+use super::{now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct Deployment {
@@ -114,8 +114,9 @@ pub fn list(
     status: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<Deployment>> {
-    let pattern = name.map(like_pattern);
-    let cond = "WHERE d.org_id = ?1 AND (?2 IS NULL OR d.name LIKE ?2 ESCAPE '\\') AND (?3 IS NULL OR d.status = ?3)";
+    let pattern = name.map(str::to_owned);
+    let cond =
+        "WHERE d.org_id = ?1 AND (?2 IS NULL OR instr(lower(d.name), lower(?2)) > 0) AND (?3 IS NULL OR d.status = ?3)";
     let total =
         conn.query_row(&format!("SELECT count(*) FROM deployments d {cond}"), params![org_id, pattern, status], |r| {
             r.get(0)

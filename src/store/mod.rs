@@ -9,6 +9,7 @@ pub mod deployments;
 pub mod meta;
 pub mod migrations;
 pub mod orgs;
+mod readers;
 pub mod roles;
 pub mod sessions;
 pub mod subscriptions;
@@ -59,7 +60,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Handle to the database: cheap to clone, shared by handlers and workers.
 #[derive(Clone)]
 pub struct Store {
-    readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Spare read connections for threads that may block (task workers, start-up).
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    readers: readers::Readers,
     writer: Writer,
 }
 
@@ -78,11 +81,21 @@ impl Pragmas {
     /// busy_timeout first (so the WAL switch itself may wait), then WAL, foreign keys, sync.
     pub fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
         conn.busy_timeout(self.busy_timeout)?;
+        stable_plans(conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", self.synchronous.as_pragma())?;
         Ok(())
     }
+}
+
+/// Query planner stability: without it SQLite marks a cached statement expired whenever a
+/// parameter it planned with is bound again, re-preparing the statement on every request —
+/// measured as about a sixth of the list endpoint's time. Our queries do not need
+/// value-dependent plans.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 /// Opens a connection with the pragmas applied; used by the writer, migrations and CLI commands.
@@ -105,36 +118,36 @@ impl Store {
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |conn| {
                 conn.busy_timeout(pragmas.busy_timeout)?;
+                stable_plans(conn)?;
                 conn.pragma_update(None, "foreign_keys", "ON")?;
                 // Readers must never write; SQLite enforces it.
                 conn.pragma_update(None, "query_only", "ON")
             });
-        let readers = r2d2::Pool::builder()
-            .max_size(read_pool_size)
+        // The reader threads hold `read_pool_size` connections for good; two more serve
+        // `read_blocking` callers.
+        let pool = r2d2::Pool::builder()
+            .max_size(read_pool_size + 2)
             .min_idle(Some(1))
+            // A checkout test would cost a query per request; a broken connection errors anyway.
+            .test_on_check_out(false)
             .connection_timeout(pragmas.busy_timeout)
             .build(manager)?;
-        Ok(Store { readers, writer })
+        let readers = readers::Readers::start(&pool, read_pool_size)?;
+        Ok(Store { pool, readers, writer })
     }
 
-    /// Runs `f` on a read-only connection on a blocking thread.
+    /// Runs `f` on a read-only connection on one of the reader threads.
     pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.get()?;
-            f(&conn)
-        })
-        .await
-        .map_err(|e| StoreError::Io(format!("read task failed: {e}")))?
+        self.readers.run(f).await
     }
 
     /// Runs `f` on a read-only connection from a thread that may block (task workers).
     pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let conn = self.readers.get()?;
+        let conn = self.pool.get()?;
         f(&conn)
     }
 
@@ -175,10 +188,4 @@ pub struct Page {
 pub struct Listed<T> {
     pub items: Vec<T>,
     pub total: i64,
-}
-
-/// `LIKE` pattern for a partial, literal match (`%` and `_` in the input match themselves).
-pub fn like_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
 }

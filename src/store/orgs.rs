@@ -60,8 +60,8 @@ pub fn delete(conn: &Connection, id: i64) -> StoreResult<bool> {
 }
 
 pub fn list(conn: &Connection, name_filter: Option<&str>, page: &Page) -> StoreResult<Listed<Org>> {
-    let pattern = name_filter.map(super::like_pattern);
-    let filter = "WHERE (?1 IS NULL OR o.name LIKE ?1 ESCAPE '\\')";
+    let pattern = name_filter.map(str::to_owned);
+    let filter = "WHERE (?1 IS NULL OR instr(lower(o.name), lower(?1)) > 0)";
     let total = conn.query_row(&format!("SELECT count(*) FROM orgs o {filter}"), [&pattern], |r| r.get(0))?;
     let sql = format!("{SELECT} {filter} ORDER BY {} LIMIT ?2 OFFSET ?3", page.order_by);
     let items = conn

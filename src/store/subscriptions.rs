@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::{like_pattern, now_rfc3339, Listed, Page, StoreResult};
+use super::{now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct Subscription {
@@ -64,8 +64,9 @@ pub fn list(
     kind: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<Subscription>> {
-    let pattern = name.map(like_pattern);
-    let cond = "WHERE s.org_id = ?1 AND (?2 IS NULL OR s.name LIKE ?2 ESCAPE '\\') AND (?3 IS NULL OR s.type = ?3)";
+    let pattern = name.map(str::to_owned);
+    let cond =
+        "WHERE s.org_id = ?1 AND (?2 IS NULL OR instr(lower(s.name), lower(?2)) > 0) AND (?3 IS NULL OR s.type = ?3)";
     let total =
         conn.query_row(&format!("SELECT count(*) FROM subscriptions s {cond}"), params![org_id, pattern, kind], |r| {
             r.get(0)

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{like_pattern, now_rfc3339, Listed, Page, StoreError, StoreResult};
+use super::{now_rfc3339, Listed, Page, StoreError, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -117,8 +117,8 @@ pub struct UserFilter<'a> {
 }
 
 pub fn list(conn: &Connection, org_id: i64, filter: &UserFilter, page: &Page) -> StoreResult<Listed<User>> {
-    let pattern = filter.username.map(like_pattern);
-    let cond = "WHERE u.org_id = ?1 AND (?2 IS NULL OR u.username LIKE ?2 ESCAPE '\\') AND (?3 IS NULL OR u.type = ?3)
+    let pattern = filter.username.map(str::to_owned);
+    let cond = "WHERE u.org_id = ?1 AND (?2 IS NULL OR instr(lower(u.username), lower(?2)) > 0) AND (?3 IS NULL OR u.type = ?3)
                 AND (?4 IS NULL OR EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                                            WHERE ur.user_id = u.id AND r.name = ?4))";
     let args = params![org_id, pattern, filter.kind, filter.role];
