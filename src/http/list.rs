@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use actix_web::HttpResponse;
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::store::Page;
@@ -106,23 +107,44 @@ impl ListQuery {
     }
 
     /// The list answer: `{"status":"success", <plural>: [...], "total", "offset", "limit"}`.
-    pub fn respond(&self, plural: &str, items: Vec<Value>, total: i64) -> HttpResponse {
-        let items: Vec<Value> = match &self.fields {
-            None => items,
-            Some(fields) => items
-                .into_iter()
-                .map(|item| match item {
-                    Value::Object(map) => {
-                        Value::Object(map.into_iter().filter(|(k, _)| fields.contains(k)).collect::<Map<_, _>>())
-                    }
-                    other => other,
-                })
-                .collect(),
-        };
-        let mut body =
-            json!({"status": "success", "total": total, "offset": self.page.offset, "limit": self.page.limit});
-        body[plural] = Value::Array(items);
-        HttpResponse::Ok().json(body)
+    /// Items are serialized straight from their views; only `fields[]` goes through JSON values.
+    pub fn respond<T: Serialize>(&self, plural: &str, items: &[T], total: i64) -> HttpResponse {
+        match &self.fields {
+            None => HttpResponse::Ok().json(ListAnswer { plural, items, total, page: &self.page }),
+            Some(fields) => {
+                let chosen: Vec<Value> = items
+                    .iter()
+                    .map(|item| match serde_json::to_value(item) {
+                        Ok(Value::Object(map)) => {
+                            Value::Object(map.into_iter().filter(|(k, _)| fields.contains(k)).collect::<Map<_, _>>())
+                        }
+                        Ok(other) => other,
+                        Err(_) => Value::Null,
+                    })
+                    .collect();
+                HttpResponse::Ok().json(ListAnswer { plural, items: &chosen, total, page: &self.page })
+            }
+        }
+    }
+}
+
+/// The list envelope, with the list under its resource's name.
+struct ListAnswer<'a, T> {
+    plural: &'a str,
+    items: &'a [T],
+    total: i64,
+    page: &'a Page,
+}
+
+impl<T: Serialize> Serialize for ListAnswer<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("status", "success")?;
+        map.serialize_entry(self.plural, self.items)?;
+        map.serialize_entry("total", &self.total)?;
+        map.serialize_entry("offset", &self.page.offset)?;
+        map.serialize_entry("limit", &self.page.limit)?;
+        map.end()
     }
 }
 

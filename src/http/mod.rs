@@ -351,6 +351,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             paths.push(spec.path);
         }
     }
+    // The router tries resources in order; fixed paths first keeps the common case to string
+    // comparisons instead of running the pattern matcher of every dynamic path before it.
+    paths.sort_by_key(|path| path.contains('{'));
     for path in paths {
         let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
         for spec in specs.iter().filter(|s| s.path == path) {

@@ -100,7 +100,7 @@ pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: JsonB
 pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &ORGS_LIST)?;
     let listed = state.identity.list_orgs(query.filter("name"), query.page.clone()).await?;
-    Ok(query.respond("orgs", listed.items.iter().map(views::org).collect(), listed.total))
+    Ok(query.respond("orgs", &listed.items.iter().map(views::org).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn admin_delete(

@@ -62,9 +62,9 @@ pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
     filters: &["name", "type"],
 };
 
-fn success(key: &str, value: Value) -> HttpResponse {
+fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
     let mut body = json!({"status": "success"});
-    body[key] = value;
+    body[key] = serde_json::to_value(value).unwrap_or(Value::Null);
     HttpResponse::Ok().json(body)
 }
 
@@ -105,7 +105,7 @@ pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: H
         .resources
         .list_deployments(&caller, query.filter("name"), query.filter("status"), query.page.clone())
         .await?;
-    Ok(query.respond("deployments", listed.items.iter().map(views::deployment).collect(), listed.total))
+    Ok(query.respond("deployments", &listed.items.iter().map(views::deployment).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn deployment(
@@ -151,7 +151,7 @@ pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequ
     let query = ListQuery::parse(req.query_string(), &APPS_LIST)?;
     let listed =
         state.resources.list_apps(&caller, query.filter("name"), query.filter("status"), query.page.clone()).await?;
-    Ok(query.respond("apps", listed.items.iter().map(views::app).collect(), listed.total))
+    Ok(query.respond("apps", &listed.items.iter().map(views::app).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -212,7 +212,7 @@ pub async fn list_subscriptions(
         .resources
         .list_subscriptions(&caller, query.filter("name"), query.filter("type"), query.page.clone())
         .await?;
-    Ok(query.respond("subscriptions", listed.items.iter().map(views::subscription).collect(), listed.total))
+    Ok(query.respond("subscriptions", &listed.items.iter().map(views::subscription).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn delete_subscription(

@@ -29,7 +29,7 @@ fn answer(role: &crate::store::roles::Role) -> HttpResponse {
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &ROLES_LIST)?;
     let listed = state.identity.list_roles(&caller, query.filter("name"), query.page.clone()).await?;
-    Ok(query.respond("roles", listed.items.iter().map(views::role).collect(), listed.total))
+    Ok(query.respond("roles", &listed.items.iter().map(views::role).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {

@@ -155,7 +155,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
             query.page.clone(),
         )
         .await?;
-    Ok(query.respond("users", listed.items.iter().map(views::user).collect(), listed.total))
+    Ok(query.respond("users", &listed.items.iter().map(views::user).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn details(
@@ -228,7 +228,7 @@ pub async fn create_api_key(state: web::Data<AppState>, caller: Caller, body: Js
 pub async fn list_api_keys(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &API_KEYS_LIST)?;
     let listed = state.identity.list_api_keys(&caller, query.filter("username"), query.page.clone()).await?;
-    Ok(query.respond("apikeys", listed.items.iter().map(views::api_key).collect(), listed.total))
+    Ok(query.respond("apikeys", &listed.items.iter().map(views::api_key).collect::<Vec<_>>(), listed.total))
 }
 
 pub async fn delete_api_key(

@@ -1,5 +1,6 @@
 //! How resources look on the wire. Never a hash, never a stored secret.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, users::User};
@@ -47,23 +48,75 @@ pub fn deployment(d: &crate::store::deployments::Deployment) -> Value {
     })
 }
 
-pub fn app(a: &crate::store::apps::App) -> Value {
-    let builds: Vec<Value> = a
-        .builds
-        .iter()
-        .map(|b| json!({"buildId": b.build_id, "buildName": b.name, "sizeBytes": b.size_bytes, "created": b.created}))
-        .collect();
-    let patches: Vec<Value> = a
-        .patches
-        .iter()
-        .map(|p| json!({"fromBuildId": p.from_build_id, "toBuildId": p.to_build_id, "sizeBytes": p.size_bytes}))
-        .collect();
-    json!({
-        "name": a.name, "label": a.label, "maxBuilds": a.max_builds, "iCurBuild": a.i_cur_build,
-        "processing": a.processing, "exporting": a.exporting, "sizeBytes": a.size_bytes, "status": a.status,
-        "error": a.error, "deployments": a.deployments, "dxfName": a.dxf_name, "builds": builds, "patches": patches,
-        "created": a.created, "updated": a.updated,
-    })
+/// An app as the API shows it (API.md §8); serialized directly, it is on the hot list path.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppView<'a> {
+    name: &'a str,
+    label: &'a str,
+    max_builds: i64,
+    i_cur_build: i64,
+    processing: bool,
+    exporting: bool,
+    size_bytes: i64,
+    status: &'a str,
+    error: Option<&'a str>,
+    deployments: &'a [String],
+    dxf_name: Option<&'a str>,
+    builds: Vec<BuildView<'a>>,
+    patches: Vec<PatchView>,
+    created: &'a str,
+    updated: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildView<'a> {
+    build_id: i64,
+    build_name: Option<&'a str>,
+    size_bytes: i64,
+    created: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchView {
+    from_build_id: i64,
+    to_build_id: i64,
+    size_bytes: i64,
+}
+
+pub fn app(a: &crate::store::apps::App) -> AppView<'_> {
+    AppView {
+        name: &a.name,
+        label: &a.label,
+        max_builds: a.max_builds,
+        i_cur_build: a.i_cur_build,
+        processing: a.processing,
+        exporting: a.exporting,
+        size_bytes: a.size_bytes,
+        status: &a.status,
+        error: a.error.as_deref(),
+        deployments: &a.deployments,
+        dxf_name: a.dxf_name.as_deref(),
+        builds: a
+            .builds
+            .iter()
+            .map(|b| BuildView {
+                build_id: b.build_id,
+                build_name: b.name.as_deref(),
+                size_bytes: b.size_bytes,
+                created: &b.created,
+            })
+            .collect(),
+        patches: a
+            .patches
+            .iter()
+            .map(|p| PatchView { from_build_id: p.from_build_id, to_build_id: p.to_build_id, size_bytes: p.size_bytes })
+            .collect(),
+        created: &a.created,
+        updated: &a.updated,
+    }
 }
 
 /// A subscription; its signing secret is never shown after creation.

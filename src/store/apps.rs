@@ -125,6 +125,8 @@ pub fn list(
     let pattern = name.map(str::to_owned);
     let cond =
         "WHERE a.org_id = ?1 AND (?2 IS NULL OR instr(lower(a.name), lower(?2)) > 0) AND (?3 IS NULL OR a.status = ?3)";
+    // A separate count: a window count would make SQLite build every matching row, subqueries
+    // and all, before the LIMIT.
     let total = conn
         .prepare_cached(&format!("SELECT count(*) FROM apps a {cond}"))?
         .query_row(params![org_id, pattern, status], |r| r.get(0))?;
