@@ -145,6 +145,10 @@ CREATE TABLE apps (
     status           TEXT NOT NULL DEFAULT 'ok',
     error            TEXT,
     dxf_name         TEXT,
+    deployment_names TEXT NOT NULL DEFAULT '[]',
+    build_list       TEXT NOT NULL DEFAULT '[]',
+    patch_list       TEXT NOT NULL DEFAULT '[]',
+    size_bytes       INTEGER NOT NULL DEFAULT 0,
     created          TEXT NOT NULL,
     updated          TEXT NOT NULL,
     UNIQUE (org_id, name)
@@ -176,6 +180,71 @@ CREATE TABLE patches (
     size_bytes    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (app_id, from_build_id, to_build_id)
 ) WITHOUT ROWID;
+
+-- An app row carries its deployments, builds, patches and size, kept current by the triggers
+-- below, so a page of apps is one plain read (a list is the hottest call of the API).
+CREATE TRIGGER app_deployments_added AFTER INSERT ON app_deployments BEGIN
+    UPDATE apps SET deployment_names = (
+        SELECT json_group_array(name) FROM (
+            SELECT d.name FROM app_deployments ad JOIN deployments d ON d.id = ad.deployment_id
+            WHERE ad.app_id = NEW.app_id ORDER BY d.name))
+    WHERE id = NEW.app_id;
+END;
+
+CREATE TRIGGER app_deployments_removed AFTER DELETE ON app_deployments BEGIN
+    UPDATE apps SET deployment_names = (
+        SELECT json_group_array(name) FROM (
+            SELECT d.name FROM app_deployments ad JOIN deployments d ON d.id = ad.deployment_id
+            WHERE ad.app_id = OLD.app_id ORDER BY d.name))
+    WHERE id = OLD.app_id;
+END;
+
+CREATE TRIGGER builds_added AFTER INSERT ON builds BEGIN
+    UPDATE apps SET build_list = (
+        SELECT json_group_array(json_array(build_id, name, size_bytes, created)) FROM (
+            SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = NEW.app_id ORDER BY build_id)),
+        size_bytes = (SELECT coalesce(sum(size_bytes), 0) FROM builds WHERE app_id = NEW.app_id)
+                   + (SELECT coalesce(sum(size_bytes), 0) FROM patches WHERE app_id = NEW.app_id)
+    WHERE id = NEW.app_id;
+END;
+
+CREATE TRIGGER builds_removed AFTER DELETE ON builds BEGIN
+    UPDATE apps SET build_list = (
+        SELECT json_group_array(json_array(build_id, name, size_bytes, created)) FROM (
+            SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = OLD.app_id ORDER BY build_id)),
+        size_bytes = (SELECT coalesce(sum(size_bytes), 0) FROM builds WHERE app_id = OLD.app_id)
+                   + (SELECT coalesce(sum(size_bytes), 0) FROM patches WHERE app_id = OLD.app_id)
+    WHERE id = OLD.app_id;
+END;
+
+CREATE TRIGGER builds_changed AFTER UPDATE ON builds BEGIN
+    UPDATE apps SET build_list = (
+        SELECT json_group_array(json_array(build_id, name, size_bytes, created)) FROM (
+            SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = NEW.app_id ORDER BY build_id)),
+        size_bytes = (SELECT coalesce(sum(size_bytes), 0) FROM builds WHERE app_id = NEW.app_id)
+                   + (SELECT coalesce(sum(size_bytes), 0) FROM patches WHERE app_id = NEW.app_id)
+    WHERE id = NEW.app_id;
+END;
+
+CREATE TRIGGER patches_added AFTER INSERT ON patches BEGIN
+    UPDATE apps SET patch_list = (
+        SELECT json_group_array(json_array(from_build_id, to_build_id, size_bytes)) FROM (
+            SELECT from_build_id, to_build_id, size_bytes FROM patches WHERE app_id = NEW.app_id
+            ORDER BY to_build_id, from_build_id)),
+        size_bytes = (SELECT coalesce(sum(size_bytes), 0) FROM builds WHERE app_id = NEW.app_id)
+                   + (SELECT coalesce(sum(size_bytes), 0) FROM patches WHERE app_id = NEW.app_id)
+    WHERE id = NEW.app_id;
+END;
+
+CREATE TRIGGER patches_removed AFTER DELETE ON patches BEGIN
+    UPDATE apps SET patch_list = (
+        SELECT json_group_array(json_array(from_build_id, to_build_id, size_bytes)) FROM (
+            SELECT from_build_id, to_build_id, size_bytes FROM patches WHERE app_id = OLD.app_id
+            ORDER BY to_build_id, from_build_id)),
+        size_bytes = (SELECT coalesce(sum(size_bytes), 0) FROM builds WHERE app_id = OLD.app_id)
+                   + (SELECT coalesce(sum(size_bytes), 0) FROM patches WHERE app_id = OLD.app_id)
+    WHERE id = OLD.app_id;
+END;
 
 CREATE TABLE subscriptions (
     id      INTEGER PRIMARY KEY,

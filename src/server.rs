@@ -14,6 +14,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::keyring::Keyring;
 use crate::auth::sealing::Sealer;
 use crate::config::Settings;
+use crate::http::access_log::AccessLog;
 use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
@@ -75,6 +76,8 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         sealer: Arc::new(Sealer::new(keyring.sealing_key())),
         state_dir: settings.state_dir.clone(),
     });
+    let (access_log, access_log_writer) =
+        AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
     let state = web::Data::new(AppState {
         settings: settings_arc,
         store,
@@ -83,6 +86,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         maintenance,
         identity,
         resources,
+        access_log,
     });
     let json_limit = settings.json_limit;
     let outcome = actix_web::rt::System::new().block_on(async move {
@@ -106,6 +110,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     crate::systemd::notify("STOPPING=1");
     log::info!("HTTP server stopped; stopping task workers");
     queue.shutdown(workers, std::time::Duration::from_secs(5));
+    access_log_writer.finish();
     log::info!("stopped");
     outcome
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::keyring::Keyring;
 use crate::config::Settings;
+use crate::http::access_log::AccessLog;
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
 use crate::resources::Resources;
@@ -18,4 +19,5 @@ pub struct AppState {
     pub maintenance: Arc<MaintenanceSwitch>,
     pub identity: Arc<Identity>,
     pub resources: Arc<Resources>,
+    pub access_log: AccessLog,
 }

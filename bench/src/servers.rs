@@ -113,7 +113,6 @@ pub async fn start_rockit(bin: &Path, dir: &Path) -> Result<(Running, Account), 
         Command::new(bin)
             .args(["serve", "--listen", &host, "--state-dir"])
             .arg(&state)
-            .env("ROCKIT_EDGE_LOG_LEVEL", "warn")
             .env_remove("ROCKIT_EDGE_CONFIG"),
     )?;
     drain(&mut child);

@@ -23,8 +23,11 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let res = next.call(req).await?.map_into_boxed_body();
-    let route = res.request().match_pattern().unwrap_or_else(|| "(no route)".to_string());
-    log::info!(target: "access", "{method} {route} {} {:.1}ms", res.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        let route = res.request().match_pattern().unwrap_or_else(|| "(no route)".to_string());
+        let (status, ms) = (res.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
+        state.access_log.record(format_args!("{method} {route} {status} {ms:.1}ms"));
+    }
     Ok(res)
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP edge: one route table that both the router and `/openapi.json` are built from, so
 //! the two cannot drift apart.
 
+pub mod access_log;
 pub mod auth;
 pub mod body;
 pub mod client;

@@ -35,7 +35,8 @@ pub struct Identity {
     pub cache: AuthCache,
     pub limiter: LoginLimiter,
     /// Verified against when a username is unknown, so that costs what a wrong password costs.
-    dummy_hash: String,
+    /// Computed in the background at start (it takes as long as a login), not on the start path.
+    dummy_hash: Arc<std::sync::OnceLock<String>>,
     key_uses: Mutex<HashMap<String, Instant>>,
 }
 
@@ -46,10 +47,15 @@ pub fn unix_now() -> i64 {
 impl Identity {
     pub fn new(store: Store, keyring: Arc<Keyring>, settings: Arc<Settings>) -> std::io::Result<Identity> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let dummy_hash = Arc::new(std::sync::OnceLock::new());
+        let (fill, iterations) = (dummy_hash.clone(), settings.pbkdf2_iterations);
+        std::thread::Builder::new().name("dummy-hash".into()).spawn(move || {
+            let _ = fill.set(passwords::hash(&passwords::generate(), iterations));
+        })?;
         Ok(Identity {
             hashing: HashPool::start(cores)?,
             limiter: LoginLimiter::new(settings.login_max_failures, settings.login_window),
-            dummy_hash: passwords::hash(&passwords::generate(), settings.pbkdf2_iterations),
+            dummy_hash,
             cache: AuthCache::default(),
             key_uses: Mutex::new(HashMap::new()),
             store,
@@ -66,9 +72,12 @@ impl Identity {
 
     /// Checks a password on the hashing pool; with no stored hash it spends the same work anyway.
     pub async fn verify_password(&self, stored: Option<String>, password: String) -> ApiResult<bool> {
+        let iterations = self.settings.pbkdf2_iterations;
         let (stored, real) = match stored {
             Some(hash) => (hash, true),
-            None => (self.dummy_hash.clone(), false),
+            None => {
+                (self.dummy_hash.get_or_init(|| passwords::hash(&passwords::generate(), iterations)).clone(), false)
+            }
         };
         let matched =
             self.hashing.run(move || passwords::verify(&stored, &password)).await.map_err(|_| overloaded())?;

@@ -39,19 +39,10 @@ pub struct Patch {
     pub size_bytes: i64,
 }
 
-/// One row per app with its deployments, builds and patches folded in as JSON arrays, so a page
-/// of apps is one statement instead of three more per app.
-const SELECT: &str = "SELECT a.id, a.name, a.label, a.max_builds, a.i_cur_build, a.processing, a.exporting,
-        (SELECT coalesce(sum(b.size_bytes), 0) FROM builds b WHERE b.app_id = a.id)
-          + (SELECT coalesce(sum(p.size_bytes), 0) FROM patches p WHERE p.app_id = a.id),
-        a.status, a.error, a.dxf_name, a.created, a.updated,
-        (SELECT json_group_array(name) FROM (SELECT d.name FROM app_deployments ad JOIN deployments d ON d.id = ad.deployment_id
-                                             WHERE ad.app_id = a.id ORDER BY d.name)),
-        (SELECT json_group_array(json_array(build_id, name, size_bytes, created))
-           FROM (SELECT build_id, name, size_bytes, created FROM builds WHERE app_id = a.id ORDER BY build_id)),
-        (SELECT json_group_array(json_array(from_build_id, to_build_id, size_bytes))
-           FROM (SELECT from_build_id, to_build_id, size_bytes FROM patches WHERE app_id = a.id ORDER BY to_build_id, from_build_id))
-        FROM apps a";
+/// Deployments, builds, patches and size are kept on the app row by triggers (schema.sql), so a
+/// page of apps is a plain single-table read.
+const SELECT: &str = "SELECT a.id, a.name, a.label, a.max_builds, a.i_cur_build, a.processing, a.exporting, a.size_bytes,
+        a.status, a.error, a.dxf_name, a.created, a.updated, a.deployment_names, a.build_list, a.patch_list FROM apps a";
 
 fn json_rows(row: &Row, idx: usize) -> rusqlite::Result<Vec<serde_json::Value>> {
     let text: String = row.get(idx)?;
@@ -167,4 +158,49 @@ pub fn delete(conn: &Connection, id: i64) -> StoreResult<()> {
 /// How many apps the organization has.
 pub fn count_of_org(conn: &Connection, org_id: i64) -> StoreResult<i64> {
     Ok(conn.query_row("SELECT count(*) FROM apps WHERE org_id = ?1", [org_id], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(crate::store::migrations::SCHEMA).unwrap();
+        conn.execute_batch(
+            "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'acme', 'now', 'now');
+             INSERT INTO deployments (id, org_id, name, origin_type, origin, created, updated)
+                 VALUES (1, 1, 'eu', 'fs', '{}', 'now', 'now'), (2, 1, 'asia', 'fs', '{}', 'now', 'now');",
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn the_app_row_follows_its_deployments_builds_and_patches() {
+        let conn = db();
+        let id = insert(&conn, 1, "game", "Game", 5).unwrap();
+        set_deployments(&conn, id, &[1, 2]).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO builds (app_id, build_id, name, size_bytes, created) VALUES ({id}, 2, 'b2', 200, 't2'), ({id}, 1, 'b1', 100, 't1');
+             INSERT INTO patches (app_id, from_build_id, to_build_id, size_bytes) VALUES ({id}, 1, 2, 7);"
+        ))
+        .unwrap();
+        let app = by_name(&conn, 1, "game").unwrap().unwrap();
+        assert_eq!(app.deployments, vec!["asia", "eu"]);
+        assert_eq!(app.builds.iter().map(|b| b.build_id).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!((app.patches[0].from_build_id, app.patches[0].to_build_id), (1, 2));
+        assert_eq!(app.size_bytes, 307);
+
+        conn.execute("DELETE FROM builds WHERE build_id = 1", []).unwrap();
+        conn.execute("UPDATE builds SET size_bytes = 250 WHERE build_id = 2", []).unwrap();
+        conn.execute("DELETE FROM deployments WHERE id = 1", []).unwrap();
+        conn.execute("DELETE FROM patches", []).unwrap();
+        let app = by_name(&conn, 1, "game").unwrap().unwrap();
+        assert_eq!(app.deployments, vec!["asia"], "a deleted deployment leaves the app row too");
+        assert_eq!(app.builds.len(), 1);
+        assert!(app.patches.is_empty());
+        assert_eq!(app.size_bytes, 250);
+    }
 }

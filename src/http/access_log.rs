@@ -1,0 +1,69 @@
+//! The access log: one line per request, written by a thread of its own. Formatting a line costs
+//! little; writing it to stderr costs a system call, which on the request path cost about a
+//! sixth of the list endpoint's throughput. The writer wakes every few milliseconds and writes
+//! whatever lines are queued in one go, so requests never make a system call (or wake a thread)
+//! for their line, and many lines share one write.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// How long a line may wait before it is written.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Where request handlers send their lines.
+#[derive(Clone)]
+pub struct AccessLog {
+    lines: mpsc::Sender<String>,
+}
+
+/// The writer thread, to wait for at exit so the last lines reach stderr.
+pub struct AccessLogWriter(JoinHandle<()>);
+
+impl AccessLogWriter {
+    /// Waits (at most two seconds) for the writer to drain once every sender is gone.
+    pub fn finish(self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !self.0.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl AccessLog {
+    pub fn start() -> std::io::Result<(AccessLog, AccessLogWriter)> {
+        let (lines, queue) = mpsc::channel::<String>();
+        let writer = std::thread::Builder::new().name("access-log".into()).spawn(move || {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+            loop {
+                let mut open = true;
+                loop {
+                    match queue.try_recv() {
+                        Ok(line) => {
+                            let _ = writeln!(out, "{line}");
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                let _ = out.flush();
+                if !open {
+                    return;
+                }
+                std::thread::sleep(FLUSH_EVERY);
+            }
+        })?;
+        Ok((AccessLog { lines }, AccessLogWriter(writer)))
+    }
+
+    /// Queues one line in the same shape as the rest of the log.
+    pub fn record(&self, message: std::fmt::Arguments) {
+        if log::log_enabled!(target: "access", log::Level::Info) {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let _ = self.lines.send(format!("[{now} INFO  access] {message}"));
+        }
+    }
+}
