@@ -15,10 +15,14 @@ use super::principal::Principal;
 /// Past this many entries the cache starts over instead of growing without bound.
 const MAX_ENTRIES: usize = 50_000;
 
+/// A cached answer: the epoch it was read under, the caller, and the second it stops being valid
+/// (an access token's `exp`).
+type Entry = (u64, Arc<Principal>, i64);
+
 #[derive(Default)]
 pub struct AuthCache {
     epoch: AtomicU64,
-    entries: RwLock<HashMap<String, (u64, Arc<Principal>)>>,
+    entries: RwLock<HashMap<String, Entry>>,
 }
 
 impl AuthCache {
@@ -27,13 +31,14 @@ impl AuthCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Principal>> {
+    /// The cached caller for `key`, if it was read under the current epoch and is valid at `now`.
+    pub fn get(&self, key: &str, now: i64) -> Option<Arc<Principal>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let (stamp, principal) = entries.get(key)?;
-        (*stamp == self.epoch()).then(|| principal.clone())
+        let (stamp, principal, valid_until) = entries.get(key)?;
+        (*stamp == self.epoch() && now < *valid_until).then(|| principal.clone())
     }
 
-    pub fn put(&self, key: String, stamp: u64, principal: Arc<Principal>) {
+    pub fn put(&self, key: String, stamp: u64, principal: Arc<Principal>, valid_until: i64) {
         if stamp != self.epoch() {
             return;
         }
@@ -41,7 +46,7 @@ impl AuthCache {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key, (stamp, principal));
+        entries.insert(key, (stamp, principal, valid_until));
     }
 
     /// Makes every cached answer stale. Call after the change has committed.

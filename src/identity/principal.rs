@@ -73,16 +73,18 @@ impl Identity {
         }
     }
 
+    /// Cached by the exact token text: a hit means this very token was verified before, under the
+    /// current epoch, and has not reached its `exp` — so signature and claims need no second look.
     async fn by_access_token(&self, token: &str) -> ApiResult<Arc<Principal>> {
         let now = super::unix_now();
+        if let Some(principal) = self.cache.get(token, now) {
+            return Ok(principal);
+        }
+        let stamp = self.cache.epoch();
         let claims = self.keyring.key(TokenKind::Access).verify(token, now)?;
         let session_id = claims.get("sid").and_then(Value::as_str).ok_or(ApiError::TokenInvalid)?.to_string();
         let user_id = claim_i64(&claims, "sub")?;
-        let cache_key = format!("s:{session_id}");
-        if let Some(principal) = self.cache.get(&cache_key) {
-            return if principal.user_id == user_id { Ok(principal) } else { Err(ApiError::TokenInvalid) };
-        }
-        let stamp = self.cache.epoch();
+        let expires = claim_i64(&claims, "exp")?;
         let sid = session_id.clone();
         let principal = self
             .store
@@ -91,19 +93,21 @@ impl Identity {
                 if session.revoked || session.expires < now || session.user_id != user_id {
                     return Ok(None);
                 }
-                load_principal(c, session.org_id, session.user_id)
+                Ok(load_principal(c, session.org_id, session.user_id)?.map(|p| (p, session.expires)))
             })
             .await?
             .ok_or(ApiError::TokenRevoked)?;
+        let (principal, session_expires) = principal;
         let principal = Arc::new(Principal { session_id: Some(session_id), ..principal });
-        self.cache.put(cache_key, stamp, principal.clone());
+        // Valid until the token's exp or the session's end, whichever comes first.
+        self.cache.put(token.to_string(), stamp, principal.clone(), expires.min(session_expires + 1));
         Ok(principal)
     }
 
     async fn by_api_key(&self, org: &str, username: &str, key: &str) -> ApiResult<Arc<Principal>> {
         let hash = sha256(key.as_bytes());
         let cache_key = format!("k:{}", crate::auth::hex(&hash));
-        if let Some(principal) = self.cache.get(&cache_key) {
+        if let Some(principal) = self.cache.get(&cache_key, i64::MIN) {
             return if principal.org_name == org && principal.username == username {
                 self.note_key_use(&principal);
                 Ok(principal)
@@ -125,7 +129,7 @@ impl Identity {
             .ok_or(ApiError::InvalidApiKey)?;
         let principal = Arc::new(principal);
         self.note_key_use(&principal);
-        self.cache.put(cache_key, stamp, principal.clone());
+        self.cache.put(cache_key, stamp, principal.clone(), i64::MAX);
         Ok(principal)
     }
 }
