@@ -34,7 +34,7 @@ impl AccessLog {
     pub fn start() -> std::io::Result<(AccessLog, AccessLogWriter)> {
         let (lines, queue) = mpsc::channel::<String>();
         let writer = std::thread::Builder::new().name("access-log".into()).spawn(move || {
-            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+            let mut out = std::io::BufWriter::with_capacity(16 * 1024, std::io::stderr());
             loop {
                 let mut open = true;
                 loop {

@@ -127,7 +127,7 @@ impl Store {
         // `read_blocking` callers.
         let pool = r2d2::Pool::builder()
             .max_size(read_pool_size + 2)
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             // A checkout test would cost a query per request; a broken connection errors anyway.
             .test_on_check_out(false)
             .connection_timeout(pragmas.busy_timeout)
