@@ -6,24 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, send, Machine, Reply, Server, Session, PASSWORD};
+use common::{assert_param, assert_timestamp, eventually, send, Machine, Reply, Server, Session, MAXIMA, PASSWORD};
 use serde_json::{json, Value};
-
-/// Every resource with its maximum bits (API.md §3): what `Administrators` grants.
-const MAXIMA: [(&str, u64); 12] = [
-    ("apps", 15),
-    ("beUsers", 15),
-    ("bundles", 15),
-    ("consumption", 2),
-    ("dependencies", 15),
-    ("deployments", 15),
-    ("keys", 15),
-    ("roles", 15),
-    ("sources", 15),
-    ("subscriptions", 15),
-    ("tasks", 31),
-    ("trainings", 6),
-];
 
 fn maxima() -> Value {
     Value::Object(MAXIMA.iter().map(|(name, bits)| (name.to_string(), json!(bits))).collect())
@@ -58,19 +42,6 @@ fn login_reply(server: &Server, org: &str, username: &str, password: &str) -> Re
         &[],
         Some(json!({"username": username, "password": password, "orgName": org})),
     )
-}
-
-#[track_caller]
-fn assert_param(reply: &Reply, status: u16, code: &str, param: &str) {
-    reply.assert_error(status, code);
-    assert_eq!(reply.body["param"], param, "{:?}", reply.body);
-}
-
-#[track_caller]
-fn assert_timestamp(value: &Value) {
-    let s = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
-    // RFC 3339 UTC with milliseconds: 2026-04-22T10:11:12.345Z
-    assert!(s.len() == 24 && s.ends_with('Z') && &s[10..11] == "T" && &s[19..20] == ".", "not RFC 3339 with ms: {s}");
 }
 
 /// A user holding one new role with exactly these permissions (created by `admin`).

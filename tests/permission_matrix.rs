@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, Session};
+use common::{Server, Session, MAXIMA};
 use serde_json::{json, Value};
 
 /// What an endpoint demands of its caller.
@@ -288,22 +288,6 @@ fn entries() -> Vec<Entry> {
         },
     ]
 }
-
-/// Every allowed bit of API.md §3.
-const MAXIMA: [(&str, u8); 12] = [
-    ("apps", 15),
-    ("beUsers", 15),
-    ("bundles", 15),
-    ("consumption", 2),
-    ("dependencies", 15),
-    ("deployments", 15),
-    ("keys", 15),
-    ("roles", 15),
-    ("sources", 15),
-    ("subscriptions", 15),
-    ("tasks", 31),
-    ("trainings", 6),
-];
 
 fn all_but(resource: &str, bit: u8) -> Value {
     let map: serde_json::Map<String, Value> =

@@ -7,21 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{eventually, send, Reply, Server, Session};
+use common::{assert_param, assert_timestamp, eventually, send, Reply, Server, Session};
 use serde_json::{json, Value};
-
-#[track_caller]
-fn assert_param(reply: &Reply, status: u16, code: &str, param: &str) {
-    reply.assert_error(status, code);
-    assert_eq!(reply.body["param"], param, "{:?}", reply.body);
-}
-
-#[track_caller]
-fn assert_timestamp(value: &Value) {
-    let s = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
-    // RFC 3339 UTC with milliseconds: 2026-04-22T10:11:12.345Z
-    assert!(s.len() == 24 && s.ends_with('Z') && &s[10..11] == "T" && &s[19..20] == ".", "not RFC 3339 with ms: {s}");
-}
 
 /// The object's keys, sorted.
 fn keys(value: &Value) -> Vec<String> {

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_rfc3339, Listed, Page, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct ApiKey {
@@ -65,20 +65,10 @@ pub fn list(
     username: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<ApiKey>> {
-    let pattern = username.map(str::to_owned);
     let cond =
         "WHERE k.org_id = ?1 AND (?2 IS NULL OR k.user_id = ?2) AND (?3 IS NULL OR instr(lower(u.username), lower(?3)) > 0)";
-    let total = conn.query_row(
-        &format!("SELECT count(*) FROM api_keys k JOIN users u ON u.id = k.user_id {cond}"),
-        params![org_id, owner, pattern],
-        |r| r.get(0),
-    )?;
-    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?4 OFFSET ?5", page.order_by);
-    let items = conn
-        .prepare(&sql)?
-        .query_map(params![org_id, owner, pattern, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    let from = "api_keys k JOIN users u ON u.id = k.user_id";
+    list_page(conn, SELECT, from, cond, params![org_id, owner, username], page, from_row)
 }
 
 pub fn delete(conn: &Connection, org_id: i64, id: &str) -> StoreResult<bool> {

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_rfc3339, Listed, Page, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct App {
@@ -113,20 +113,9 @@ pub fn list(
     status: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<App>> {
-    let pattern = name.map(str::to_owned);
     let cond =
         "WHERE a.org_id = ?1 AND (?2 IS NULL OR instr(lower(a.name), lower(?2)) > 0) AND (?3 IS NULL OR a.status = ?3)";
-    // A separate count: a window count would make SQLite build every matching row, subqueries
-    // and all, before the LIMIT.
-    let total = conn
-        .prepare_cached(&format!("SELECT count(*) FROM apps a {cond}"))?
-        .query_row(params![org_id, pattern, status], |r| r.get(0))?;
-    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?4 OFFSET ?5", page.order_by);
-    let items = conn
-        .prepare_cached(&sql)?
-        .query_map(params![org_id, pattern, status, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    list_page(conn, SELECT, "apps a", cond, params![org_id, name, status], page, from_row)
 }
 
 pub fn update(conn: &Connection, id: i64, label: Option<&str>, max_builds: Option<i64>) -> StoreResult<()> {

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::{now_rfc3339, Listed, Page, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct Deployment {
@@ -114,19 +114,9 @@ pub fn list(
     status: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<Deployment>> {
-    let pattern = name.map(str::to_owned);
     let cond =
         "WHERE d.org_id = ?1 AND (?2 IS NULL OR instr(lower(d.name), lower(?2)) > 0) AND (?3 IS NULL OR d.status = ?3)";
-    let total =
-        conn.query_row(&format!("SELECT count(*) FROM deployments d {cond}"), params![org_id, pattern, status], |r| {
-            r.get(0)
-        })?;
-    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?4 OFFSET ?5", page.order_by);
-    let items = conn
-        .prepare(&sql)?
-        .query_map(params![org_id, pattern, status, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    list_page(conn, SELECT, "deployments d", cond, params![org_id, name, status], page, from_row)
 }
 
 /// Names of the apps that list this deployment explicitly.

@@ -183,6 +183,29 @@ pub struct Page {
     pub order_by: String,
 }
 
+/// One page of `select` (a `SELECT … FROM <from>`) under `cond`, and the number of all matches.
+/// `args` bind `?1`…`?n` of `cond`; limit and offset follow them. Statements are cached, so
+/// every list pays its parse once per connection.
+pub fn list_page<T>(
+    conn: &Connection,
+    select: &str,
+    from: &str,
+    cond: &str,
+    args: &[&dyn rusqlite::ToSql],
+    page: &Page,
+    from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> StoreResult<Listed<T>> {
+    // A separate count: a window count would make SQLite build every matching row before the LIMIT.
+    let total = conn.prepare_cached(&format!("SELECT count(*) FROM {from} {cond}"))?.query_row(args, |r| r.get(0))?;
+    let n = args.len();
+    let sql = format!("{select} {cond} ORDER BY {} LIMIT ?{} OFFSET ?{}", page.order_by, n + 1, n + 2);
+    let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
+    all.push(&page.limit);
+    all.push(&page.offset);
+    let items = conn.prepare_cached(&sql)?.query_map(&all[..], from_row)?.collect::<Result<_, _>>()?;
+    Ok(Listed { items, total })
+}
+
 /// A page of rows and the number of all matches.
 #[derive(Debug)]
 pub struct Listed<T> {

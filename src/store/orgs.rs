@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_rfc3339, Listed, Page, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct Org {
@@ -60,13 +60,6 @@ pub fn delete(conn: &Connection, id: i64) -> StoreResult<bool> {
 }
 
 pub fn list(conn: &Connection, name_filter: Option<&str>, page: &Page) -> StoreResult<Listed<Org>> {
-    let pattern = name_filter.map(str::to_owned);
-    let filter = "WHERE (?1 IS NULL OR instr(lower(o.name), lower(?1)) > 0)";
-    let total = conn.query_row(&format!("SELECT count(*) FROM orgs o {filter}"), [&pattern], |r| r.get(0))?;
-    let sql = format!("{SELECT} {filter} ORDER BY {} LIMIT ?2 OFFSET ?3", page.order_by);
-    let items = conn
-        .prepare(&sql)?
-        .query_map(params![pattern, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    let cond = "WHERE (?1 IS NULL OR instr(lower(o.name), lower(?1)) > 0)";
+    list_page(conn, SELECT, "orgs o", cond, params![name_filter], page, from_row)
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_rfc3339, Listed, Page, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 use crate::domain::permissions::Permissions;
 
 /// Name of the built-in role with every permission.
@@ -59,16 +59,8 @@ pub fn by_name(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option
 }
 
 pub fn list(conn: &Connection, org_id: i64, name_filter: Option<&str>, page: &Page) -> StoreResult<Listed<Role>> {
-    let pattern = name_filter.map(str::to_owned);
     let cond = "WHERE r.org_id = ?1 AND (?2 IS NULL OR instr(lower(r.name), lower(?2)) > 0)";
-    let total =
-        conn.query_row(&format!("SELECT count(*) FROM roles r {cond}"), params![org_id, pattern], |r| r.get(0))?;
-    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?3 OFFSET ?4", page.order_by);
-    let items = conn
-        .prepare(&sql)?
-        .query_map(params![org_id, pattern, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    list_page(conn, SELECT, "roles r", cond, params![org_id, name_filter], page, from_row)
 }
 
 pub fn update(

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use super::{now_rfc3339, Listed, Page, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct Subscription {
@@ -64,19 +64,9 @@ pub fn list(
     kind: Option<&str>,
     page: &Page,
 ) -> StoreResult<Listed<Subscription>> {
-    let pattern = name.map(str::to_owned);
     let cond =
         "WHERE s.org_id = ?1 AND (?2 IS NULL OR instr(lower(s.name), lower(?2)) > 0) AND (?3 IS NULL OR s.type = ?3)";
-    let total =
-        conn.query_row(&format!("SELECT count(*) FROM subscriptions s {cond}"), params![org_id, pattern, kind], |r| {
-            r.get(0)
-        })?;
-    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?4 OFFSET ?5", page.order_by);
-    let items = conn
-        .prepare(&sql)?
-        .query_map(params![org_id, pattern, kind, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    list_page(conn, SELECT, "subscriptions s", cond, params![org_id, name, kind], page, from_row)
 }
 
 pub fn delete(conn: &Connection, org_id: i64, name: &str) -> StoreResult<bool> {

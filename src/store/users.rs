@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_rfc3339, Listed, Page, StoreError, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreError, StoreResult};
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -117,18 +117,10 @@ pub struct UserFilter<'a> {
 }
 
 pub fn list(conn: &Connection, org_id: i64, filter: &UserFilter, page: &Page) -> StoreResult<Listed<User>> {
-    let pattern = filter.username.map(str::to_owned);
     let cond = "WHERE u.org_id = ?1 AND (?2 IS NULL OR instr(lower(u.username), lower(?2)) > 0) AND (?3 IS NULL OR u.type = ?3)
                 AND (?4 IS NULL OR EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                                            WHERE ur.user_id = u.id AND r.name = ?4))";
-    let args = params![org_id, pattern, filter.kind, filter.role];
-    let total = conn.query_row(&format!("SELECT count(*) FROM users u {cond}"), args, |r| r.get(0))?;
-    let sql = format!("{SELECT} {cond} ORDER BY {} LIMIT ?5 OFFSET ?6", page.order_by);
-    let items = conn
-        .prepare(&sql)?
-        .query_map(params![org_id, pattern, filter.kind, filter.role, page.limit, page.offset], from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(Listed { items, total })
+    list_page(conn, SELECT, "users u", cond, params![org_id, filter.username, filter.kind, filter.role], page, from_row)
 }
 
 pub fn update_profile(conn: &Connection, user_id: i64, profile: &Profile) -> StoreResult<()> {

@@ -367,3 +367,33 @@ impl Session {
         }
     }
 }
+
+/// Every resource with its maximum bits (API.md §3): what `Administrators` grants.
+pub const MAXIMA: [(&str, u8); 12] = [
+    ("apps", 15),
+    ("beUsers", 15),
+    ("bundles", 15),
+    ("consumption", 2),
+    ("dependencies", 15),
+    ("deployments", 15),
+    ("keys", 15),
+    ("roles", 15),
+    ("sources", 15),
+    ("subscriptions", 15),
+    ("tasks", 31),
+    ("trainings", 6),
+];
+
+/// A failure with this status and code that names `param`.
+#[track_caller]
+pub fn assert_param(reply: &Reply, status: u16, code: &str, param: &str) {
+    reply.assert_error(status, code);
+    assert_eq!(reply.body["param"], param, "{:?}", reply.body);
+}
+
+/// An RFC 3339 UTC timestamp with milliseconds: 2026-04-22T10:11:12.345Z (API.md §1.5).
+#[track_caller]
+pub fn assert_timestamp(value: &Value) {
+    let s = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    assert!(s.len() == 24 && s.ends_with('Z') && &s[10..11] == "T" && &s[19..20] == ".", "not RFC 3339 with ms: {s}");
+}
