@@ -27,6 +27,9 @@ fn the_unit_is_a_hardened_notify_service() {
     ] {
         assert_eq!(setting(key), vec![value], "{key}");
     }
+    // Hashing threads set their own scheduling policy; a filter denying @resources would silently
+    // leave them competing with requests.
+    assert!(setting("SystemCallFilter").iter().all(|f| !f.contains("@resources")), "@resources must stay allowed");
     let stop: u64 = setting("TimeoutStopSec")[0].trim_end_matches('s').parse().unwrap();
     assert!(stop > 30 + 5, "TimeoutStopSec must exceed the 30 s drain plus the 5 s worker grace");
 }
