@@ -77,7 +77,12 @@ fn lower_priority() {
         let param: libc::sched_param = std::mem::zeroed();
         if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+            if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
+                log::warn!(
+                    "password hashing runs at normal priority (a system-call filter denies changing it): \
+                     a login flood will slow other requests"
+                );
+            }
         }
     }
 }
