@@ -18,5 +18,5 @@ fn the_readme_opens_with_the_two_commands() {
     assert!(first_block.contains("serve"), "first command starts the server");
     assert!(first_block.contains("cargo test"), "second command runs the tests");
     let ci = include_str!("../.ci/run");
-    assert!(ci.lines().any(|l| l.trim() == "cargo test"), ".ci/run runs the README's test command");
+    assert!(ci.lines().any(|l| l.trim().starts_with("cargo test")), ".ci/run runs the README's test command");
 }
