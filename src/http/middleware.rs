@@ -57,10 +57,7 @@ pub async fn envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let res = match next.call(req).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(err) => return Err(err),
-    };
+    let res = next.call(req).await?.map_into_boxed_body();
     let status = res.status();
     let is_json = res
         .headers()
