@@ -1,7 +1,8 @@
 //! The read side: a fixed set of reader threads, each holding one read-only connection for its
 //! whole life, taking jobs from one queue. Compared with a blocking task per read that then waits
 //! for a pooled connection, this keeps the thread count at the connection count and never parks a
-//! request on a pool lock: under load the queue is the only place where reads wait.
+//! request on a pool lock: under load the queue is the only place where reads wait. Each job
+//! runs in one read transaction (one snapshot).
 
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -52,7 +53,7 @@ impl Readers {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::in_snapshot(conn, work)))
                 .unwrap_or_else(|_| Err(StoreError::Io("a read job panicked".into())));
             let _ = reply.send(outcome);
         });
