@@ -44,15 +44,15 @@ pub struct Patch {
 const SELECT: &str = "SELECT a.id, a.name, a.label, a.max_builds, a.i_cur_build, a.processing, a.exporting, a.size_bytes,
         a.status, a.error, a.dxf_name, a.created, a.updated, a.deployment_names, a.build_list, a.patch_list FROM apps a";
 
-fn json_rows(row: &Row, idx: usize) -> rusqlite::Result<Vec<serde_json::Value>> {
-    let text: String = row.get(idx)?;
-    serde_json::from_str(&text)
+/// Reads a JSON array column kept by the triggers straight into typed rows (no `Value` tree:
+/// this runs for every app of every list page).
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<Vec<T>> {
+    let text = row.get_ref(idx)?.as_str()?;
+    serde_json::from_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn from_row(row: &Row) -> rusqlite::Result<App> {
-    let int = |v: &serde_json::Value, i: usize| v.get(i).and_then(serde_json::Value::as_i64).unwrap_or(0);
-    let text = |v: &serde_json::Value, i: usize| v.get(i).and_then(serde_json::Value::as_str).map(str::to_string);
     Ok(App {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -67,19 +67,19 @@ fn from_row(row: &Row) -> rusqlite::Result<App> {
         dxf_name: row.get(10)?,
         created: row.get(11)?,
         updated: row.get(12)?,
-        deployments: json_rows(row, 13)?.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        builds: json_rows(row, 14)?
-            .iter()
-            .map(|b| Build {
-                build_id: int(b, 0),
-                name: text(b, 1),
-                size_bytes: int(b, 2),
-                created: text(b, 3).unwrap_or_default(),
+        deployments: json_column(row, 13)?,
+        builds: json_column::<(i64, Option<String>, i64, Option<String>)>(row, 14)?
+            .into_iter()
+            .map(|(build_id, name, size_bytes, created)| Build {
+                build_id,
+                name,
+                size_bytes,
+                created: created.unwrap_or_default(),
             })
             .collect(),
-        patches: json_rows(row, 15)?
-            .iter()
-            .map(|p| Patch { from_build_id: int(p, 0), to_build_id: int(p, 1), size_bytes: int(p, 2) })
+        patches: json_column::<(i64, i64, i64)>(row, 15)?
+            .into_iter()
+            .map(|(from_build_id, to_build_id, size_bytes)| Patch { from_build_id, to_build_id, size_bytes })
             .collect(),
     })
 }
