@@ -1,8 +1,9 @@
 //! Request-wide behaviour: the access log, the JSON envelope for every error (panics included),
 //! and the maintenance gate.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -11,8 +12,12 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, ResponseError};
 use futures_util::FutureExt;
 
+use super::access_log::Line;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The path template a resource was mounted with, kept as resource data for the access log.
+pub struct RouteTemplate(pub &'static str);
 
 /// One line per request: method, route template (never the raw path, which may carry a token),
 /// status and duration. Never a header or a body.
@@ -20,13 +25,19 @@ pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let started = Instant::now();
+    let (at, started) = (SystemTime::now(), Instant::now());
     let method = req.method().clone();
     let res = next.call(req).await?.map_into_boxed_body();
-    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-        let route = res.request().match_pattern().unwrap_or_else(|| "(no route)".to_string());
-        let (status, ms) = (res.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
-        state.access_log.record(format_args!("{method} {route} {status} {ms:.1}ms"));
+    let request = res.request();
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        // Routes of the route table carry their template; asking the router again
+        // (`match_pattern`) would re-match the path and allocate on every request.
+        let route = match request.app_data::<RouteTemplate>() {
+            Some(template) => Cow::Borrowed(template.0),
+            None => Cow::Owned(request.match_pattern().unwrap_or_else(|| "(no route)".to_string())),
+        };
+        let (status, took) = (res.status().as_u16(), started.elapsed());
+        state.access_log.record(Line { at, method, route, status, took });
     }
     Ok(res)
 }

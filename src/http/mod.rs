@@ -356,7 +356,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // comparisons instead of running the pattern matcher of every dynamic path before it.
     paths.sort_by_key(|path| path.contains('{'));
     for path in paths {
-        let mut resource = web::resource(path).default_service(web::to(method_not_allowed));
+        let mut resource =
+            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(method_not_allowed));
         for spec in specs.iter().filter(|s| s.path == path) {
             resource = resource.route((spec.handler)().method(spec.method.clone()));
         }
