@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::HttpResponse;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -106,36 +106,38 @@ impl ListQuery {
         self.filters.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
-    /// The list answer: `{"status":"success", <plural>: [...], "total", "offset", "limit"}`.
-    /// Items are serialized straight from their views; only `fields[]` goes through JSON values.
-    pub fn respond<T: Serialize>(&self, plural: &str, items: &[T], total: i64) -> HttpResponse {
+    /// The list answer `{"status":"success", <plural>: [...], "total", "offset", "limit"}`,
+    /// serialized. Services call it on the reader thread with the page they read, so the rows
+    /// never cross threads. Items are serialized straight from their views; only `fields[]`
+    /// goes through JSON values.
+    pub fn render<T: Serialize>(&self, plural: &str, items: &[T], total: i64) -> serde_json::Result<Vec<u8>> {
+        // Sized for the page up front: growing from empty cost a run of reallocations.
+        let mut body = Vec::with_capacity(256 + 512 * items.len());
         match &self.fields {
-            None => json_list(&ListAnswer { plural, items, total, page: &self.page }),
+            None => serde_json::to_writer(&mut body, &ListAnswer { plural, items, total, page: &self.page })?,
             Some(fields) => {
-                let chosen: Vec<Value> = items
+                let chosen = items
                     .iter()
-                    .map(|item| match serde_json::to_value(item) {
-                        Ok(Value::Object(map)) => {
-                            Value::Object(map.into_iter().filter(|(k, _)| fields.contains(k)).collect::<Map<_, _>>())
-                        }
-                        Ok(other) => other,
-                        Err(_) => Value::Null,
+                    .map(|item| {
+                        Ok(match serde_json::to_value(item)? {
+                            Value::Object(map) => Value::Object(
+                                map.into_iter().filter(|(k, _)| fields.contains(k)).collect::<Map<_, _>>(),
+                            ),
+                            other => other,
+                        })
                     })
-                    .collect();
-                json_list(&ListAnswer { plural, items: &chosen, total, page: &self.page })
+                    .collect::<serde_json::Result<Vec<Value>>>()?;
+                serde_json::to_writer(&mut body, &ListAnswer { plural, items: &chosen, total, page: &self.page })?
             }
         }
+        Ok(body)
     }
 }
 
-/// Serializes into one buffer sized for the page up front: growing it from empty cost a
-/// string of reallocations (and allocator consolidation) on every list request.
-fn json_list<T: Serialize>(answer: &ListAnswer<'_, T>) -> HttpResponse {
-    let mut body = Vec::with_capacity(256 + 512 * answer.items.len());
-    match serde_json::to_writer(&mut body, answer) {
-        Ok(()) => HttpResponse::Ok().content_type("application/json").body(body),
-        Err(e) => ApiError::internal(format!("cannot serialize a list: {e}")).error_response(),
-    }
+/// A rendered list as the answer.
+pub fn json_body(body: serde_json::Result<Vec<u8>>) -> ApiResult<HttpResponse> {
+    let body = body.map_err(|e| ApiError::internal(format!("cannot serialize a list: {e}")))?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
 /// The list envelope, with the list under its resource's name.

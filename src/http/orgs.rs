@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::list::{ListQuery, ListSpec};
+use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::{Admin, Caller};
 use super::views;
 use crate::domain::{names, public_key};
@@ -99,8 +99,14 @@ pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: JsonB
 
 pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &ORGS_LIST)?;
-    let listed = state.identity.list_orgs(query.filter("name"), query.page.clone()).await?;
-    Ok(query.respond("orgs", &listed.items.iter().map(views::org).collect::<Vec<_>>(), listed.total))
+    let (name, page) = (query.filter("name"), query.page.clone());
+    let body = state
+        .identity
+        .list_orgs(name, page, move |listed| {
+            query.render("orgs", &listed.items.iter().map(views::org).collect::<Vec<_>>(), listed.total)
+        })
+        .await?;
+    json_body(body)
 }
 
 pub async fn admin_delete(

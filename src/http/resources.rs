@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::list::{ListQuery, ListSpec};
+use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
 use super::views;
 use crate::domain::names;
@@ -101,11 +101,14 @@ pub async fn create_deployment(state: web::Data<AppState>, caller: Caller, body:
 
 pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &DEPLOYMENTS_LIST)?;
-    let listed = state
+    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
+    let body = state
         .resources
-        .list_deployments(&caller, query.filter("name"), query.filter("status"), query.page.clone())
+        .list_deployments(&caller, name, status, page, move |listed| {
+            query.render("deployments", &listed.items.iter().map(views::deployment).collect::<Vec<_>>(), listed.total)
+        })
         .await?;
-    Ok(query.respond("deployments", &listed.items.iter().map(views::deployment).collect::<Vec<_>>(), listed.total))
+    json_body(body)
 }
 
 pub async fn deployment(
@@ -149,9 +152,14 @@ pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: JsonBo
 
 pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &APPS_LIST)?;
-    let listed =
-        state.resources.list_apps(&caller, query.filter("name"), query.filter("status"), query.page.clone()).await?;
-    Ok(query.respond("apps", &listed.items.iter().map(views::app).collect::<Vec<_>>(), listed.total))
+    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
+    let body = state
+        .resources
+        .list_apps(&caller, name, status, page, move |listed| {
+            query.render("apps", &listed.items.iter().map(views::app).collect::<Vec<_>>(), listed.total)
+        })
+        .await?;
+    json_body(body)
 }
 
 pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -208,11 +216,18 @@ pub async fn list_subscriptions(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &SUBSCRIPTIONS_LIST)?;
-    let listed = state
+    let (name, kind, page) = (query.filter("name"), query.filter("type"), query.page.clone());
+    let body = state
         .resources
-        .list_subscriptions(&caller, query.filter("name"), query.filter("type"), query.page.clone())
+        .list_subscriptions(&caller, name, kind, page, move |listed| {
+            query.render(
+                "subscriptions",
+                &listed.items.iter().map(views::subscription).collect::<Vec<_>>(),
+                listed.total,
+            )
+        })
         .await?;
-    Ok(query.respond("subscriptions", &listed.items.iter().map(views::subscription).collect::<Vec<_>>(), listed.total))
+    json_body(body)
 }
 
 pub async fn delete_subscription(

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::JsonBody;
-use super::list::{ListQuery, ListSpec};
+use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
 use super::views;
 use crate::domain::names;
@@ -28,8 +28,14 @@ fn answer(role: &crate::store::roles::Role) -> HttpResponse {
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &ROLES_LIST)?;
-    let listed = state.identity.list_roles(&caller, query.filter("name"), query.page.clone()).await?;
-    Ok(query.respond("roles", &listed.items.iter().map(views::role).collect::<Vec<_>>(), listed.total))
+    let (name, page) = (query.filter("name"), query.page.clone());
+    let body = state
+        .identity
+        .list_roles(&caller, name, page, move |listed| {
+            query.render("roles", &listed.items.iter().map(views::role).collect::<Vec<_>>(), listed.total)
+        })
+        .await?;
+    json_body(body)
 }
 
 pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::list::{ListQuery, ListSpec};
+use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
 use super::views;
 use crate::auth::passwords;
@@ -145,17 +145,15 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
             return Err(ApiError::invalid("type", "`type` must be user or machine"));
         }
     }
-    let listed = state
+    let (username, kind, role) = (query.filter("username"), query.filter("type"), query.filter("role"));
+    let page = query.page.clone();
+    let body = state
         .identity
-        .list_accounts(
-            &caller,
-            query.filter("username"),
-            query.filter("type"),
-            query.filter("role"),
-            query.page.clone(),
-        )
+        .list_accounts(&caller, username, kind, role, page, move |listed| {
+            query.render("users", &listed.items.iter().map(views::user).collect::<Vec<_>>(), listed.total)
+        })
         .await?;
-    Ok(query.respond("users", &listed.items.iter().map(views::user).collect::<Vec<_>>(), listed.total))
+    json_body(body)
 }
 
 pub async fn details(
@@ -227,8 +225,14 @@ pub async fn create_api_key(state: web::Data<AppState>, caller: Caller, body: Js
 
 pub async fn list_api_keys(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(req.query_string(), &API_KEYS_LIST)?;
-    let listed = state.identity.list_api_keys(&caller, query.filter("username"), query.page.clone()).await?;
-    Ok(query.respond("apikeys", &listed.items.iter().map(views::api_key).collect::<Vec<_>>(), listed.total))
+    let (username, page) = (query.filter("username"), query.page.clone());
+    let body = state
+        .identity
+        .list_api_keys(&caller, username, page, move |listed| {
+            query.render("apikeys", &listed.items.iter().map(views::api_key).collect::<Vec<_>>(), listed.total)
+        })
+        .await?;
+    json_body(body)
 }
 
 pub async fn delete_api_key(

@@ -130,21 +130,24 @@ impl Identity {
         Ok((user, secret))
     }
 
-    pub async fn list_accounts(
+    /// One page of accounts, handed to `render` on the reader thread (the handler serializes
+    /// there, so the rows are freed by the thread that allocated them).
+    pub async fn list_accounts<R: Send + 'static>(
         &self,
         caller: &Principal,
         username: Option<String>,
         kind: Option<String>,
         role: Option<String>,
         page: Page,
-    ) -> ApiResult<Listed<User>> {
+        render: impl FnOnce(Listed<User>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
         caller.require(Resource::BE_USERS, READ)?;
         let org_id = caller.org_id;
         Ok(self
             .store
             .read(move |c| {
                 let filter = UserFilter { username: username.as_deref(), kind: kind.as_deref(), role: role.as_deref() };
-                users::list(c, org_id, &filter, &page)
+                Ok(render(users::list(c, org_id, &filter, &page)?))
             })
             .await?)
     }
@@ -340,15 +343,17 @@ impl Identity {
     }
 
     /// Keys of the organization with `beUsers` read; otherwise only the caller's own.
-    pub async fn list_api_keys(
+    /// One page of API keys, handed to `render` on the reader thread (see `list_accounts`).
+    pub async fn list_api_keys<R: Send + 'static>(
         &self,
         caller: &Principal,
         username: Option<String>,
         page: Page,
-    ) -> ApiResult<Listed<api_keys::ApiKey>> {
+        render: impl FnOnce(Listed<api_keys::ApiKey>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
         let owner = (!caller.permissions.has(Resource::BE_USERS, READ)).then_some(caller.user_id);
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| api_keys::list(c, org_id, owner, username.as_deref(), &page)).await?)
+        Ok(self.store.read(move |c| Ok(render(api_keys::list(c, org_id, owner, username.as_deref(), &page)?))).await?)
     }
 
     pub async fn delete_api_key(&self, caller: &Principal, id: &str) -> ApiResult<()> {

@@ -50,16 +50,22 @@ impl Resources {
         Ok(created)
     }
 
-    pub async fn list_apps(
+    /// One page of apps, handed to `render` on the reader thread: the handler serializes it
+    /// there, so the rows are freed by the thread that allocated them.
+    pub async fn list_apps<R: Send + 'static>(
         &self,
         caller: &Principal,
         name: Option<String>,
         status: Option<String>,
         page: Page,
-    ) -> ApiResult<Listed<App>> {
+        render: impl FnOnce(Listed<App>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
         caller.require(Resource::APPS, READ)?;
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| apps::list(c, org_id, name.as_deref(), status.as_deref(), &page)).await?)
+        Ok(self
+            .store
+            .read(move |c| Ok(render(apps::list(c, org_id, name.as_deref(), status.as_deref(), &page)?)))
+            .await?)
     }
 
     pub async fn app(&self, caller: &Principal, name: &str) -> ApiResult<App> {

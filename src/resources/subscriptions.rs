@@ -85,16 +85,21 @@ impl Resources {
         Ok((created, secret))
     }
 
-    pub async fn list_subscriptions(
+    /// One page of subscriptions, handed to `render` on the reader thread (see `list_apps`).
+    pub async fn list_subscriptions<R: Send + 'static>(
         &self,
         caller: &Principal,
         name: Option<String>,
         kind: Option<String>,
         page: Page,
-    ) -> ApiResult<Listed<Subscription>> {
+        render: impl FnOnce(Listed<Subscription>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
         caller.require(Resource::SUBSCRIPTIONS, READ)?;
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| subscriptions::list(c, org_id, name.as_deref(), kind.as_deref(), &page)).await?)
+        Ok(self
+            .store
+            .read(move |c| Ok(render(subscriptions::list(c, org_id, name.as_deref(), kind.as_deref(), &page)?)))
+            .await?)
     }
 
     pub async fn delete_subscription(&self, caller: &Principal, name: &str) -> ApiResult<()> {
