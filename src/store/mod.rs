@@ -213,7 +213,7 @@ pub struct Page {
 
 /// One page of `select` (a `SELECT … FROM <from>`) under `cond`, and the number of all matches.
 /// `args` bind `?1`…`?n` of `cond`; limit and offset follow them. Statements are cached, so
-/// every list pays its parse once per connection.
+/// every list pays its parse once per connection. Run it inside one snapshot (readers do).
 pub fn list_page<T>(
     conn: &Connection,
     select: &str,
@@ -223,14 +223,21 @@ pub fn list_page<T>(
     page: &Page,
     from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
 ) -> StoreResult<Listed<T>> {
-    // A separate count: a window count would make SQLite build every matching row before the LIMIT.
-    let total = conn.prepare_cached(&format!("SELECT count(*) FROM {from} {cond}"))?.query_row(args, |r| r.get(0))?;
     let n = args.len();
     let sql = format!("{select} {cond} ORDER BY {} LIMIT ?{} OFFSET ?{}", page.order_by, n + 1, n + 2);
     let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
     all.push(&page.limit);
     all.push(&page.offset);
-    let items = conn.prepare_cached(&sql)?.query_map(&all[..], from_row)?.collect::<Result<_, _>>()?;
+    let items: Vec<T> = conn.prepare_cached(&sql)?.query_map(&all[..], from_row)?.collect::<Result<_, _>>()?;
+    // A page that is neither full nor past the end holds the last match, so it tells the total;
+    // otherwise count separately (a window count would make SQLite build every matching row
+    // before the LIMIT). Callers read in one snapshot, so both agree.
+    let rows = items.len() as i64;
+    let total = if rows < page.limit && (rows > 0 || page.offset == 0) {
+        page.offset + rows
+    } else {
+        conn.prepare_cached(&format!("SELECT count(*) FROM {from} {cond}"))?.query_row(args, |r| r.get(0))?
+    };
     Ok(Listed { items, total })
 }
 
