@@ -48,6 +48,10 @@ const SELECT: &str = "SELECT a.id, a.name, a.label, a.max_builds, a.i_cur_build,
 /// this runs for every app of every list page).
 fn json_column<T: serde::de::DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<Vec<T>> {
     let text = row.get_ref(idx)?.as_str()?;
+    // Most apps have no builds, patches or explicit deployments yet.
+    if text == "[]" {
+        return Ok(Vec::new());
+    }
     serde_json::from_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
 }
