@@ -80,13 +80,9 @@ fn prune_flag(req: &HttpRequest) -> ApiResult<bool> {
     }
 }
 
-async fn delete_answer(state: &AppState, deleted: crate::identity::orgs::DeletedOrg) -> ApiResult<HttpResponse> {
-    let task = match deleted.prune {
-        Some(task) => Some(state.queue.submit(task).await?),
-        None => None,
-    };
+fn delete_answer(deleted: crate::identity::orgs::DeletedOrg) -> ApiResult<HttpResponse> {
     let mut body = json!({"status": "success"});
-    if let Some(task) = task {
+    if let Some(task) = deleted.prune {
         body["task"] = serde_json::to_value(task).map_err(ApiError::internal)?;
     }
     Ok(HttpResponse::Ok().json(body))
@@ -117,7 +113,7 @@ pub async fn admin_delete(
 ) -> ApiResult<HttpResponse> {
     names::validate("orgName", &name)?;
     let deleted = state.identity.delete_org(&name, prune_flag(&req)?).await?;
-    delete_answer(&state, deleted).await
+    delete_answer(deleted)
 }
 
 pub async fn member_create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
@@ -134,5 +130,5 @@ pub async fn member_delete(
 ) -> ApiResult<HttpResponse> {
     names::validate("orgName", &name)?;
     let deleted = state.identity.delete_own_org(&caller, &name, prune_flag(&req)?).await?;
-    delete_answer(&state, deleted).await
+    delete_answer(deleted)
 }

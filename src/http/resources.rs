@@ -13,7 +13,7 @@ use crate::resources::apps::{DEFAULT_MAX_BUILDS, MAX_BUILDS_RANGE};
 use crate::resources::deployments::DeploymentSpec;
 use crate::resources::subscriptions::{validate_events, validate_url};
 use crate::state::AppState;
-use crate::store::tasks::NewTask;
+use crate::store::tasks::Task;
 
 pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
     sort: &[
@@ -68,9 +68,8 @@ fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-/// Submits the background clean-up and answers with it.
-async fn with_task(state: &AppState, task: NewTask) -> ApiResult<HttpResponse> {
-    let task = state.queue.submit(task).await?;
+/// Answers a delete with the background clean-up it queued.
+fn with_task(task: Task) -> ApiResult<HttpResponse> {
     Ok(success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
 }
 
@@ -133,8 +132,7 @@ pub async fn delete_deployment(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate_deployment("name", &name)?;
-    let task = state.resources.delete_deployment(&caller, &name).await?;
-    with_task(&state, task).await
+    with_task(state.resources.delete_deployment(&caller, &name).await?)
 }
 
 // Apps.
@@ -184,8 +182,7 @@ pub async fn delete_app(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate("appName", &name)?;
-    let task = state.resources.delete_app(&caller, &name).await?;
-    with_task(&state, task).await
+    with_task(state.resources.delete_app(&caller, &name).await?)
 }
 
 // Subscriptions.

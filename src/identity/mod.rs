@@ -19,6 +19,7 @@ use crate::auth::passwords;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{api_keys, Store};
+use crate::tasks::Queue;
 
 use self::cache::AuthCache;
 use self::principal::Principal;
@@ -31,6 +32,8 @@ pub struct Identity {
     pub store: Store,
     pub keyring: Arc<Keyring>,
     pub settings: Arc<Settings>,
+    /// Woken after an organization's delete commits together with its prune task.
+    pub queue: Queue,
     pub hashing: HashPool,
     pub cache: AuthCache,
     pub limiter: LoginLimiter,
@@ -45,7 +48,12 @@ pub fn unix_now() -> i64 {
 }
 
 impl Identity {
-    pub fn new(store: Store, keyring: Arc<Keyring>, settings: Arc<Settings>) -> std::io::Result<Identity> {
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        settings: Arc<Settings>,
+        queue: Queue,
+    ) -> std::io::Result<Identity> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let dummy_hash = Arc::new(std::sync::OnceLock::new());
         let (fill, iterations) = (dummy_hash.clone(), settings.pbkdf2_iterations);
@@ -61,6 +69,7 @@ impl Identity {
             store,
             keyring,
             settings,
+            queue,
         })
     }
 

@@ -13,7 +13,7 @@ use super::{unix_now, Identity};
 use crate::auth::keyring::TokenKind;
 use crate::auth::{b64url_encode, random_bytes, sha256};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, orgs, sessions, users, StoreError};
+use crate::store::{self, orgs, sessions, users, StoreError, StoreResult};
 
 /// A fresh access + refresh pair, in the exact shape of API.md §2.4.
 #[derive(Debug)]
@@ -170,7 +170,7 @@ impl Identity {
         let (org_id, user_id) = (user.org_id, user.id);
         let (user, principal) = self
             .store
-            .write(move |c| {
+            .write(move |c| -> StoreResult<_> {
                 sessions::insert(c, &row)?;
                 users::set_last_login(c, user_id)?;
                 let user =
@@ -222,7 +222,7 @@ impl Identity {
         let sid = session_id.clone();
         let (outcome, user_id) = self
             .store
-            .write(move |c| {
+            .write(move |c| -> StoreResult<_> {
                 let Some(session) = sessions::get(c, &sid)? else { return Ok((Rotation::Revoked, 0)) };
                 if session.revoked {
                     return Ok((Rotation::Revoked, session.user_id));

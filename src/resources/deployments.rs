@@ -4,14 +4,15 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::{prune_target, Resources};
+use super::Resources;
 use crate::domain::origins::{self, DownloadAuth, Origin};
 use crate::domain::permissions::{Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::deployments::{self, Deployment, DeploymentWrite};
-use crate::store::tasks::NewTask;
+use crate::store::tasks::{self as task_rows, Task};
 use crate::store::{Listed, Page, StoreError, StoreResult};
+use crate::tasks::prune::{self, PruneTarget};
 
 /// A deployment's settings as the request gives them (secrets in clear, not yet sealed).
 #[derive(Clone, Debug)]
@@ -214,26 +215,27 @@ impl Resources {
     }
 
     /// Deletes an unused deployment and answers the background task that removes what was
-    /// published there.
-    pub async fn delete_deployment(&self, caller: &Principal, name: &str) -> ApiResult<NewTask> {
+    /// published there; the task commits with the delete.
+    pub async fn delete_deployment(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
         caller.require(Resource::DEPLOYMENTS, DELETE)?;
-        let (org_id, wanted) = (caller.org_id, name.to_string());
-        let outcome = self
+        let (org_id, org_name, wanted) = (caller.org_id, caller.org_name.clone(), name.to_string());
+        let task = self
             .store
-            .write(move |c| -> StoreResult<Result<Deployment, ApiError>> {
-                let Some(d) = deployments::by_name(c, org_id, &wanted)? else { return Ok(Err(not_found())) };
+            .write(move |c| -> ApiResult<Task> {
+                let d = deployments::by_name(c, org_id, &wanted)?.ok_or_else(not_found)?;
                 let apps = deployments::listed_by_apps(c, d.id)?;
                 if !apps.is_empty() {
-                    return Ok(Err(ApiError::InUse(format!(
+                    return Err(ApiError::InUse(format!(
                         "deployment `{wanted}` is listed by app(s) {}",
                         apps.join(", ")
-                    ))));
+                    )));
                 }
                 deployments::delete(c, d.id)?;
-                Ok(Ok(d))
+                Ok(task_rows::insert(c, &prune::task(&org_name, None, vec![PruneTarget::of(&d)], false))?)
             })
-            .await??;
-        Ok(super::prune_task(&caller.org_name, None, vec![prune_target(&outcome)], false))
+            .await?;
+        self.queue.wake_workers();
+        Ok(task)
     }
 
     fn open_download_auth(&self, org_id: i64, d: &Deployment) -> ApiResult<Option<DownloadAuth>> {
