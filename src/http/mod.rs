@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod orgs;
 pub mod principal;
+pub mod requests;
 pub mod resources;
 pub mod roles;
 pub mod srv;
