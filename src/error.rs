@@ -44,8 +44,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// Carries the `Allow` header's value: the methods the path does accept.
+    #[error("method not allowed; this path accepts {0}")]
+    MethodNotAllowed(String),
     #[error("too many attempts; try again in {retry_after} seconds")]
     RateLimited { retry_after: u64 },
     #[error("{message}")]
@@ -92,7 +93,7 @@ impl ApiError {
             Conflict(_) => "conflict",
             PayloadTooLarge { .. } => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
-            MethodNotAllowed => "method-not-allowed",
+            MethodNotAllowed(_) => "method-not-allowed",
             RateLimited { .. } => "rate-limited",
             Maintenance { .. } => "maintenance",
             Unavailable { .. } => "unavailable",
@@ -139,7 +140,7 @@ impl ResponseError for ApiError {
             }
             PermissionDenied(_) => StatusCode::FORBIDDEN,
             NotFound { .. } => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AlreadyExists { .. } | InUse(_) | Busy(_) | Conflict(_) => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -156,6 +157,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         if matches!(self, ApiError::TokenMissing | ApiError::TokenInvalid | ApiError::TokenExpired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

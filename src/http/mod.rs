@@ -344,7 +344,8 @@ pub fn routes() -> Vec<RouteSpec> {
     ]
 }
 
-/// Mounts every route of [`routes`]; a known path with another method answers 405.
+/// Mounts every route of [`routes`]; every GET route also answers HEAD, and a known path with
+/// another method answers 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let specs = routes();
     let mut paths: Vec<&'static str> = Vec::new();
@@ -357,18 +358,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // comparisons instead of running the pattern matcher of every dynamic path before it.
     paths.sort_by_key(|path| path.contains('{'));
     for path in paths {
+        let allow = allowed_methods(&specs, path);
+        let refuse = move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+        };
         let mut resource =
-            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(method_not_allowed));
+            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(refuse));
         for spec in specs.iter().filter(|s| s.path == path) {
             resource = resource.route((spec.handler)().method(spec.method.clone()));
+            if spec.method == Method::GET {
+                // The server sends no body for HEAD but keeps the headers of the GET answer.
+                resource = resource.route((spec.handler)().method(Method::HEAD));
+            }
         }
         cfg.service(resource.wrap(actix_web::middleware::from_fn(middleware::catch_panic)));
     }
     cfg.default_service(web::to(route_not_found));
 }
 
-async fn method_not_allowed() -> ApiResult<HttpResponse> {
-    Err(ApiError::MethodNotAllowed)
+/// The `Allow` value of a path: its methods in the route table, plus HEAD where GET is.
+pub fn allowed_methods(specs: &[RouteSpec], path: &str) -> String {
+    let mut methods: Vec<&str> = specs.iter().filter(|s| s.path == path).map(|s| s.method.as_str()).collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.join(", ")
 }
 
 async fn route_not_found() -> ApiResult<HttpResponse> {
