@@ -1,6 +1,7 @@
 //! Publish targets (API.md §7): a local directory (`fs`) or an S3-compatible bucket (`s3`), an
 //! optional CDN download-auth key and an optional prefix. Parsing and validation only.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -35,7 +36,7 @@ pub const MASK: &str = "****";
 
 /// The fields of an origin as a request sends them: which ones are needed depends on `type`, and
 /// a PATCH may send only some, so all are optional here and [`Origin::from_fields`] checks the whole.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OriginFields {
     #[serde(rename = "type")]
@@ -51,7 +52,7 @@ pub struct OriginFields {
 }
 
 /// The CDN download-auth key as a request sends it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadAuthFields {
     #[serde(rename = "type")]

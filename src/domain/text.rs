@@ -4,8 +4,11 @@
 //! Every text field has a maximum length: without one a single client can make every list answer
 //! as large as the body limit times the number of rows.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -182,6 +185,72 @@ impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Within<MIN, MAX> 
             return Err(de::Error::custom(format!("must be a whole number from {MIN} to {MAX}")));
         }
         Ok(Within(n))
+    }
+}
+
+// The JSON Schemas of these types carry their limits, so the OpenAPI document states exactly what
+// the deserializer enforces.
+
+impl<const MAX: usize> JsonSchema for Text<MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Text{MAX}").into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "maxLength": MAX})
+    }
+}
+
+impl JsonSchema for Name {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Name".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": NAME_PATTERN})
+    }
+}
+
+impl JsonSchema for DeploymentName {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "DeploymentName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": DEPLOYMENT_NAME_PATTERN})
+    }
+}
+
+/// What [`Email`] accepts, as a pattern (a `format: email` would promise more than is checked).
+pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]*\.[^@\s]*$";
+
+impl JsonSchema for Email {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Email".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "maxLength": limits::EMAIL, "pattern": EMAIL_PATTERN})
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> JsonSchema for Within<MIN, MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Within{MIN}To{MAX}").into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": MIN, "maximum": MAX})
     }
 }
 

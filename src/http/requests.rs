@@ -6,6 +6,7 @@
 //! PATCH bodies use `Option<Option<T>>` where the contract says `null` removes a field: absent is
 //! `None` (leave it), `null` is `Some(None)` (remove it).
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -18,14 +19,14 @@ pub type Password = Text<{ limits::PASSWORD }>;
 pub type PersonText = Text<{ limits::PERSON }>;
 
 /// `POST /srv/v1/ping`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ping {
     pub message: Option<Message>,
 }
 
 /// `POST /srv/v1/hello` [compat: both fields required].
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hello {
     pub message: Message,
@@ -33,7 +34,7 @@ pub struct Hello {
 }
 
 /// `POST /srv/v1/maintenance`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetMaintenance {
     pub enabled: bool,
@@ -42,7 +43,7 @@ pub struct SetMaintenance {
 }
 
 /// The first administrator of a new organization.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrgAdmin {
     pub username: Option<Name>,
@@ -52,7 +53,7 @@ pub struct NewOrgAdmin {
 }
 
 /// `POST /adm/v1/orgs`, `POST /be/v1/orgs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrg {
     pub name: Name,
@@ -62,7 +63,7 @@ pub struct CreateOrg {
 }
 
 /// `POST /be/v1/login`: username+password, orgName with a selection token, or all three.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Login {
     pub username: Option<Text<{ limits::LOGIN_NAME }>>,
@@ -72,11 +73,11 @@ pub struct Login {
 
 /// `POST /be/v1/refresh`: the token is in the header; the body is `{}` [compat], anything else
 /// in it is ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct Refresh {}
 
 /// `user` or `machine`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountType {
     User,
@@ -84,7 +85,7 @@ pub enum AccountType {
 }
 
 /// `POST /be/v1/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: Name,
@@ -100,7 +101,7 @@ pub struct CreateUser {
 }
 
 /// `PATCH /be/v1/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeUser {
     pub username: Option<Name>,
@@ -124,14 +125,14 @@ pub struct ChangeUser {
 }
 
 /// `POST /be/v1/apikeys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     pub username: Option<Name>,
 }
 
 /// `POST /be/v1/roles`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRole {
     pub name: Name,
@@ -141,7 +142,7 @@ pub struct CreateRole {
 }
 
 /// `PATCH /be/v1/roles`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     pub name: Name,
@@ -150,7 +151,7 @@ pub struct ChangeRole {
 }
 
 /// `POST /be/v1/deployments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeployment {
     pub name: DeploymentName,
@@ -161,7 +162,7 @@ pub struct CreateDeployment {
 }
 
 /// `PATCH /be/v1/deployments`: only what is sent changes; `null` removes an optional field.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeDeployment {
     pub name: DeploymentName,
@@ -180,7 +181,7 @@ pub struct ChangeDeployment {
 pub type MaxBuilds = Within<1, 100>;
 
 /// `POST /be/v1/apps`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApp {
     pub name: Name,
@@ -191,7 +192,7 @@ pub struct CreateApp {
 }
 
 /// `PATCH /be/v1/apps`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeApp {
     pub name: Name,
@@ -203,7 +204,7 @@ pub struct ChangeApp {
 }
 
 /// `webhook` or `slack`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionType {
     Webhook,
@@ -220,7 +221,7 @@ impl SubscriptionType {
 }
 
 /// One event a subscription listens to.
-#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
     #[serde(rename = "type")]
@@ -229,7 +230,7 @@ pub struct EventFilter {
 }
 
 /// `POST /be/v1/subscriptions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     pub name: Name,
