@@ -40,6 +40,7 @@ pub const MASK: &str = "****";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OriginFields {
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["fs", "s3"]))]
     pub kind: Option<Text<{ limits::SHORT }>>,
     pub path: Option<Text<{ limits::PATH }>>,
     pub endpoint: Option<Text<{ limits::SHORT }>>,
@@ -56,6 +57,7 @@ pub struct OriginFields {
 #[serde(deny_unknown_fields)]
 pub struct DownloadAuthFields {
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["akamai", "gcore"]))]
     pub kind: Option<Text<{ limits::SHORT }>>,
     pub key: Option<Text<{ limits::SECRET }>>,
 }

@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use super::list::{ListSpec, DEFAULT_LIMIT, MAX_LIMIT};
+use super::list::{ListSpec, DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT};
 use super::{routes, Answer, Auth, RouteSpec};
 use crate::domain::text::{limits, DEPLOYMENT_NAME_PATTERN, NAME_PATTERN};
 
@@ -35,7 +35,11 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     let sortable: Vec<String> =
         list.sort.iter().flat_map(|(field, _)| [field.to_string(), format!("-{field}")]).collect();
     let mut params = vec![
-        query_parameter("offset", json!({"type": "integer", "minimum": 0, "default": 0}), "first item of the page"),
+        query_parameter(
+            "offset",
+            json!({"type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0}),
+            "first item of the page",
+        ),
         query_parameter(
             "limit",
             json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
@@ -55,7 +59,7 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     for filter in list.filters {
         params.push(query_parameter(
             filter,
-            json!({"type": "string", "maxLength": limits::SHORT}),
+            json!({"type": "string", "maxLength": MAX_FILTER}),
             "filter (partial names match case-insensitively)",
         ));
     }
@@ -159,7 +163,17 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
     };
     if let Some(body) = spec.body {
         let schema = body(generator);
-        op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema}}});
+        // An empty body counts as `{}`: it is only optional when `{}` is a valid request.
+        let required = schema
+            .as_value()
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|name| generator.definitions().get(name))
+            .and_then(|definition| definition.get("required"))
+            .and_then(Value::as_array)
+            .is_some_and(|fields| !fields.is_empty());
+        op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
     }
     op
 }

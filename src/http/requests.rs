@@ -97,6 +97,7 @@ pub struct CreateUser {
     pub title: Option<PersonText>,
     pub label: Option<Label>,
     pub roles: Option<Vec<Name>>,
+    #[schemars(length(min = 12))]
     pub password: Option<Password>,
 }
 
@@ -119,6 +120,7 @@ pub struct ChangeUser {
     #[serde(rename = "oldPW")]
     pub old_pw: Option<Password>,
     #[serde(rename = "newPW")]
+    #[schemars(length(min = 12))]
     pub new_pw: Option<Password>,
     #[serde(rename = "resetCreds")]
     pub reset_creds: Option<bool>,
@@ -138,6 +140,7 @@ pub struct CreateRole {
     pub name: Name,
     pub label: Option<Label>,
     /// Resource name → bitmask; checked against the permission table by the domain.
+    #[schemars(schema_with = "crate::domain::permissions::request_schema")]
     pub permissions: serde_json::Map<String, Value>,
 }
 
@@ -147,6 +150,7 @@ pub struct CreateRole {
 pub struct ChangeRole {
     pub name: Name,
     pub label: Option<Label>,
+    #[schemars(schema_with = "crate::domain::permissions::request_schema")]
     pub permissions: Option<serde_json::Map<String, Value>>,
 }
 
@@ -225,7 +229,9 @@ impl SubscriptionType {
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["dltar", "mkraw", "deploy"]))]
     pub kind: Text<{ limits::SHORT }>,
+    #[schemars(extend("enum" = ["submit", "begin", "end", "error"]))]
     pub event: Text<{ limits::SHORT }>,
 }
 

@@ -84,13 +84,25 @@ impl Identity {
         let iterations = self.settings.pbkdf2_iterations;
         let (stored, real) = match stored {
             Some(hash) => (hash, true),
-            None => {
-                (self.dummy_hash.get_or_init(|| passwords::hash(&passwords::generate(), iterations)).clone(), false)
-            }
+            None => (self.dummy_hash(iterations).await?, false),
         };
         let matched =
             self.hashing.run(move || passwords::verify(&stored, &password)).await.map_err(|_| overloaded())?;
         Ok(real && matched)
+    }
+
+    /// The hash an unknown username is checked against. Normally ready (computed at start); if a
+    /// login comes first, it is computed on the hashing pool, never on the async worker — a
+    /// 600 000-iteration PBKDF2 there would stall every request that worker serves.
+    async fn dummy_hash(&self, iterations: u32) -> ApiResult<String> {
+        if let Some(hash) = self.dummy_hash.get() {
+            return Ok(hash.clone());
+        }
+        let cell = self.dummy_hash.clone();
+        self.hashing
+            .run(move || cell.get_or_init(|| passwords::hash(&passwords::generate(), iterations)).clone())
+            .await
+            .map_err(|_| overloaded())
     }
 
     /// Records that an API key was used, at most once a minute per key, off the request path.
