@@ -30,6 +30,10 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller's roles lack `bit` on `resource`; the envelope names the resource, so clients
+    /// (and tests) need not read the message.
+    #[error("this needs permission {bit} on `{resource}`")]
+    MissingPermission { resource: &'static str, bit: u8 },
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
     #[error("{resource} `{name}` already exists")]
@@ -85,7 +89,7 @@ impl ApiError {
             TokenRevoked => "token-revoked",
             InvalidCredentials => "invalid-credentials",
             InvalidApiKey => "invalid-api-key",
-            PermissionDenied(_) => "permission-denied",
+            PermissionDenied(_) | MissingPermission { .. } => "permission-denied",
             NotFound { .. } => "not-found",
             AlreadyExists { .. } => "already-exists",
             InUse(_) => "in-use",
@@ -117,7 +121,9 @@ impl ApiError {
             ApiError::MissingParam(param) | ApiError::InvalidParam { param, .. } => {
                 body["param"] = json!(param);
             }
-            ApiError::NotFound { resource } | ApiError::AlreadyExists { resource, .. } => {
+            ApiError::NotFound { resource }
+            | ApiError::AlreadyExists { resource, .. }
+            | ApiError::MissingPermission { resource, .. } => {
                 body["resource"] = json!(resource);
             }
             ApiError::Maintenance { retry_after, .. } => {
@@ -138,7 +144,7 @@ impl ResponseError for ApiError {
             TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials | InvalidApiKey => {
                 StatusCode::UNAUTHORIZED
             }
-            PermissionDenied(_) => StatusCode::FORBIDDEN,
+            PermissionDenied(_) | MissingPermission { .. } => StatusCode::FORBIDDEN,
             NotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AlreadyExists { .. } | InUse(_) | Busy(_) | Conflict(_) => StatusCode::CONFLICT,

@@ -39,7 +39,7 @@ impl Principal {
         if self.permissions.has(resource, bit) {
             Ok(())
         } else {
-            Err(ApiError::PermissionDenied(format!("this needs permission {bit} on `{}`", resource.name())))
+            Err(ApiError::MissingPermission { resource: resource.name(), bit })
         }
     }
 
