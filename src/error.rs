@@ -193,3 +193,23 @@ impl From<actix_web::error::BlockingError> for ApiError {
 
 /// Result of handlers and services at the HTTP edge.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_store_or_a_full_reader_queue_answers_503_with_retry_after() {
+        // `Readers::run` turns a full queue into `StoreError::Busy`.
+        let response = ApiError::from(crate::store::StoreError::Busy).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_method_not_allowed_names_the_allowed_methods() {
+        let response = ApiError::MethodNotAllowed("GET, HEAD".into()).error_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers().get(header::ALLOW).unwrap(), "GET, HEAD");
+    }
+}
