@@ -13,6 +13,11 @@ use serde_json::Value;
 use crate::domain::origins::{DownloadAuthFields, OriginFields};
 use crate::domain::text::{limits, present, DeploymentName, Email, Name, Text, Within};
 
+/// A list of names (roles, deployments) as the services take them.
+pub fn strings<N: std::ops::Deref<Target = str>>(names: Vec<N>) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
 pub type Label = Text<{ limits::LABEL }>;
 pub type Message = Text<{ limits::MESSAGE }>;
 pub type Password = Text<{ limits::PASSWORD }>;

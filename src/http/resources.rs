@@ -4,40 +4,28 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::Caller;
-use super::requests::{ChangeApp, ChangeDeployment, CreateApp, CreateDeployment, CreateSubscription};
+use super::requests::{strings, ChangeApp, ChangeDeployment, CreateApp, CreateDeployment, CreateSubscription};
 use super::views;
 use crate::domain::names;
-use crate::domain::text::{DeploymentName, Text};
+use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::apps::DEFAULT_MAX_BUILDS;
 use crate::resources::deployments::{DeploymentPatch, DeploymentSpec};
 use crate::resources::subscriptions::{validate_events, validate_url};
 use crate::state::AppState;
+use crate::store;
 use crate::store::tasks::Task;
 
 pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("name", "d.name"),
-        ("label", "d.label"),
-        ("status", "d.status"),
-        ("created", "d.created"),
-        ("updated", "d.updated"),
-    ],
+    sort: store::deployments::SORT,
     fields: &["name", "label", "originPrefix", "origin", "downloadAuth", "status", "message", "created", "updated"],
     filters: &["name", "status"],
 };
 
 pub const APPS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("name", "a.name"),
-        ("label", "a.label"),
-        ("status", "a.status"),
-        ("iCurBuild", "a.i_cur_build"),
-        ("created", "a.created"),
-        ("updated", "a.updated"),
-    ],
+    sort: store::apps::SORT,
     fields: &[
         "name",
         "label",
@@ -59,7 +47,7 @@ pub const APPS_LIST: ListSpec = ListSpec {
 };
 
 pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
-    sort: &[("name", "s.name"), ("type", "s.type"), ("created", "s.created")],
+    sort: store::subscriptions::SORT,
     fields: &["name", "type", "url", "events", "created", "updated"],
     filters: &["name", "type"],
 };
@@ -73,10 +61,6 @@ fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
 /// Answers a delete with the background clean-up it queued.
 fn with_task(task: Task) -> ApiResult<HttpResponse> {
     Ok(success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
-}
-
-fn deployment_names(names: Option<Vec<DeploymentName>>) -> Vec<String> {
-    names.unwrap_or_default().into_iter().map(DeploymentName::into_inner).collect()
 }
 
 // Deployments.
@@ -95,15 +79,17 @@ pub async fn create_deployment(
 }
 
 pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &DEPLOYMENTS_LIST)?;
-    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
-    let body = state
-        .resources
-        .list_deployments(&caller, name, status, page, move |listed| {
-            query.render("deployments", &listed.items.iter().map(views::deployment).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &DEPLOYMENTS_LIST,
+        |query, page| {
+            query.render("deployments", &page.items.iter().map(views::deployment).collect::<Vec<_>>(), page.total)
+        },
+        |filters, page, render| {
+            state.resources.list_deployments(&caller, filters.get("name"), filters.get("status"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn deployment(
@@ -145,22 +131,22 @@ pub async fn delete_deployment(
 pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: Json<CreateApp>) -> ApiResult<HttpResponse> {
     let body = body.0;
     let max_builds = body.max_builds.map_or(DEFAULT_MAX_BUILDS, |n| n.get());
-    let deployments = deployment_names(body.deployments);
+    let deployments = body.deployments.map(strings).unwrap_or_default();
     let label = body.label.into_inner();
     let app = state.resources.create_app(&caller, &body.name, label, max_builds, deployments).await?;
     Ok(success("app", views::app(&app)))
 }
 
 pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &APPS_LIST)?;
-    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
-    let body = state
-        .resources
-        .list_apps(&caller, name, status, page, move |listed| {
-            query.render("apps", &listed.items.iter().map(views::app).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &APPS_LIST,
+        |query, page| query.render("apps", &page.items.iter().map(views::app).collect::<Vec<_>>(), page.total),
+        |filters, page, render| {
+            state.resources.list_apps(&caller, filters.get("name"), filters.get("status"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -172,7 +158,7 @@ pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: Json<C
     let body = body.0;
     let label = body.label.map(Text::into_inner);
     // `null` or `[]`: all of the organization's deployments.
-    let deployments = body.deployments.map(deployment_names);
+    let deployments = body.deployments.map(|names| names.map(strings).unwrap_or_default());
     let max_builds = body.max_builds.map(|n| n.get());
     let app = state.resources.change_app(&caller, &body.name, label, max_builds, deployments).await?;
     Ok(success("app", views::app(&app)))
@@ -209,19 +195,17 @@ pub async fn list_subscriptions(
     caller: Caller,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &SUBSCRIPTIONS_LIST)?;
-    let (name, kind, page) = (query.filter("name"), query.filter("type"), query.page.clone());
-    let body = state
-        .resources
-        .list_subscriptions(&caller, name, kind, page, move |listed| {
-            query.render(
-                "subscriptions",
-                &listed.items.iter().map(views::subscription).collect::<Vec<_>>(),
-                listed.total,
-            )
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &SUBSCRIPTIONS_LIST,
+        |query, page| {
+            query.render("subscriptions", &page.items.iter().map(views::subscription).collect::<Vec<_>>(), page.total)
+        },
+        |filters, page, render| {
+            state.resources.list_subscriptions(&caller, filters.get("name"), filters.get("type"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn delete_subscription(

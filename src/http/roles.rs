@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::Caller;
 use super::requests::{ChangeRole, CreateRole};
 use super::views;
@@ -13,9 +13,10 @@ use crate::domain::permissions::Permissions;
 use crate::domain::text::Text;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::store;
 
 pub const ROLES_LIST: ListSpec = ListSpec {
-    sort: &[("name", "r.name"), ("label", "r.label"), ("created", "r.created"), ("updated", "r.updated")],
+    sort: store::roles::SORT,
     fields: &["name", "label", "permissions", "builtin", "users", "created", "updated"],
     filters: &["name"],
 };
@@ -29,15 +30,13 @@ fn answer(role: &crate::store::roles::Role) -> HttpResponse {
 }
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &ROLES_LIST)?;
-    let (name, page) = (query.filter("name"), query.page.clone());
-    let body = state
-        .identity
-        .list_roles(&caller, name, page, move |listed| {
-            query.render("roles", &listed.items.iter().map(views::role).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &ROLES_LIST,
+        |query, page| query.render("roles", &page.items.iter().map(views::role).collect::<Vec<_>>(), page.total),
+        |filters, page, render| state.identity.list_roles(&caller, filters.get("name"), page, render),
+    )
+    .await
 }
 
 pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {

@@ -5,6 +5,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 use crate::domain::permissions::Permissions;
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns =
+    &[("name", "r.name"), ("label", "r.label"), ("created", "r.created"), ("updated", "r.updated")];
+
 /// Name of the built-in role with every permission.
 pub const ADMINISTRATORS: &str = "Administrators";
 

@@ -5,6 +5,16 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{list_page, now_rfc3339, Listed, Page, StoreError, StoreResult};
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns = &[
+    ("username", "u.username"),
+    ("type", "u.type"),
+    ("email", "u.email"),
+    ("created", "u.created"),
+    ("updated", "u.updated"),
+    ("lastLogin", "u.last_login"),
+];
+
 #[derive(Clone, Debug)]
 pub struct User {
     pub id: i64,
