@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use super::{Checked, Refusal};
 
 pub const CREATE: u8 = 1;
 pub const READ: u8 = 2;
@@ -88,20 +88,20 @@ impl Permissions {
     }
 
     /// Parses a request's `{"apps": 15, ...}`; resources not named get no bits.
-    pub fn parse(param: &str, value: &Value) -> ApiResult<Self> {
+    pub fn parse(param: &str, value: &Value) -> Checked<Self> {
         let Value::Object(map) = value else {
-            return Err(ApiError::invalid(param, format!("`{param}` must be an object of resource: bits")));
+            return Err(Refusal::invalid(param, format!("`{param}` must be an object of resource: bits")));
         };
         let mut bits = [0; RESOURCES.len()];
         for (resource, mask) in map {
             let Some(i) = RESOURCES.iter().position(|(name, _)| name == resource) else {
-                return Err(ApiError::invalid(param, format!("`{resource}` is not a resource")));
+                return Err(Refusal::invalid(param, format!("`{resource}` is not a resource")));
             };
             let allowed = RESOURCES[i].1;
             match mask.as_u64() {
                 Some(m) if m <= u64::from(allowed) && (m as u8) & !allowed == 0 => bits[i] = m as u8,
                 _ => {
-                    return Err(ApiError::invalid(
+                    return Err(Refusal::invalid(
                         param,
                         format!("`{resource}` takes a bitmask within {allowed}, not {mask}"),
                     ))

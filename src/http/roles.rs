@@ -22,7 +22,7 @@ pub const ROLES_LIST: ListSpec = ListSpec {
 };
 
 fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Permissions> {
-    Permissions::parse("permissions", &serde_json::Value::Object(map))
+    Ok(Permissions::parse("permissions", &serde_json::Value::Object(map))?)
 }
 
 fn answer(role: &crate::store::roles::Role) -> HttpResponse {

@@ -39,6 +39,6 @@ impl Resources {
             ),
             None => None,
         };
-        Origin::from_stored(&d.origin, secret)
+        Ok(Origin::from_stored(&d.origin, secret)?)
     }
 }
