@@ -1,5 +1,6 @@
 //! Plain types and rules: names, permission bitmasks, validation. No actix, no SQL.
 
+pub mod kinds;
 pub mod names;
 pub mod origins;
 pub mod permissions;

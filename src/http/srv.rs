@@ -6,12 +6,13 @@ use serde_json::json;
 use super::body::Json;
 use super::principal::{unix_now, Admin};
 use super::requests::{Hello, Ping, SetMaintenance};
+use crate::domain::kinds::TaskStatus;
 use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
 use crate::instance::{Maintenance, DEFAULT_RETRY_AFTER};
 use crate::state::AppState;
 use crate::store::{meta, migrations, tasks as task_rows};
-use crate::tasks::{hello, is_final};
+use crate::tasks::hello;
 
 /// Revision of the public API this server follows.
 pub const API_REVISION: &str = "2026-04-22";
@@ -51,10 +52,10 @@ pub async fn hello(state: web::Data<AppState>, admin: Admin, body: Json<Hello>) 
         })
         .await?;
     let ended = state.queue.wait(task.id, state.settings.hello_timeout).await?.unwrap_or(task);
-    match ended.status.as_str() {
-        "done" => Ok(HttpResponse::Ok().json(json!({"status": "success", "task": ended}))),
+    match ended.status {
+        TaskStatus::Done => Ok(HttpResponse::Ok().json(json!({"status": "success", "task": ended}))),
         status => Err(ApiError::Unavailable {
-            message: if is_final(status) {
+            message: if status.is_final() {
                 format!("the hello task {} ended as {status}", ended.name)
             } else {
                 format!(
