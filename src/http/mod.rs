@@ -34,6 +34,19 @@ pub enum Auth {
     Session,
 }
 
+/// `{"status":"success", <key>: value}`: the answer of every endpoint that returns one thing.
+pub fn success(key: &str, value: impl serde::Serialize) -> HttpResponse {
+    let mut body = serde_json::Map::with_capacity(2);
+    body.insert("status".into(), "success".into());
+    body.insert(key.into(), serde_json::to_value(value).unwrap_or(serde_json::Value::Null));
+    HttpResponse::Ok().json(body)
+}
+
+/// `{"status":"success"}`: the answer of endpoints with nothing more to say.
+pub fn done() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "success"}))
+}
+
 /// Writes the JSON Schema of a request body (and registers the types it refers to).
 pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 

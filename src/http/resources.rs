@@ -1,7 +1,7 @@
 //! `/be/v1/deployments`, `/be/v1/apps` and `/be/v1/subscriptions` (API.md §7–§9).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::body::Json;
 use super::list::{self, ListSpec};
@@ -52,15 +52,9 @@ pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
     filters: &["name", "type"],
 };
 
-fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
-    let mut body = json!({"status": "success"});
-    body[key] = serde_json::to_value(value).unwrap_or(Value::Null);
-    HttpResponse::Ok().json(body)
-}
-
 /// Answers a delete with the background clean-up it queued.
 fn with_task(task: Task) -> ApiResult<HttpResponse> {
-    Ok(success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
+    Ok(super::success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
 }
 
 // Deployments.
@@ -75,7 +69,7 @@ pub async fn create_deployment(
     let prefix = body.origin_prefix.map(Text::into_inner);
     let spec = DeploymentSpec::new(&body.name, label, prefix, &body.origin, body.download_auth.as_ref())?;
     let created = state.resources.create_deployment(&caller, &body.name, spec).await?;
-    Ok(success("deployment", views::deployment(&created)))
+    Ok(super::success("deployment", views::deployment(&created)))
 }
 
 pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -98,7 +92,7 @@ pub async fn deployment(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate_deployment("name", &name)?;
-    Ok(success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
+    Ok(super::success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
 }
 
 pub async fn change_deployment(
@@ -114,7 +108,7 @@ pub async fn change_deployment(
         download_auth: body.download_auth,
     };
     let changed = state.resources.change_deployment(&caller, &body.name, patch).await?;
-    Ok(success("deployment", views::deployment(&changed)))
+    Ok(super::success("deployment", views::deployment(&changed)))
 }
 
 pub async fn delete_deployment(
@@ -134,7 +128,7 @@ pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: Json<C
     let deployments = body.deployments.map(strings).unwrap_or_default();
     let label = body.label.into_inner();
     let app = state.resources.create_app(&caller, &body.name, label, max_builds, deployments).await?;
-    Ok(success("app", views::app(&app)))
+    Ok(super::success("app", views::app(&app)))
 }
 
 pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -151,7 +145,7 @@ pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequ
 
 pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     names::validate("appName", &name)?;
-    Ok(success("app", views::app(&state.resources.app(&caller, &name).await?)))
+    Ok(super::success("app", views::app(&state.resources.app(&caller, &name).await?)))
 }
 
 pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: Json<ChangeApp>) -> ApiResult<HttpResponse> {
@@ -161,7 +155,7 @@ pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: Json<C
     let deployments = body.deployments.map(|names| names.map(strings).unwrap_or_default());
     let max_builds = body.max_builds.map(|n| n.get());
     let app = state.resources.change_app(&caller, &body.name, label, max_builds, deployments).await?;
-    Ok(success("app", views::app(&app)))
+    Ok(super::success("app", views::app(&app)))
 }
 
 pub async fn delete_app(
@@ -215,5 +209,5 @@ pub async fn delete_subscription(
 ) -> ApiResult<HttpResponse> {
     names::validate("subscriptionName", &name)?;
     state.resources.delete_subscription(&caller, &name).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

@@ -1,7 +1,6 @@
 //! `/be/v1/roles` (API.md §6).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
 use super::body::Json;
 use super::list::{self, ListSpec};
@@ -26,7 +25,7 @@ fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Per
 }
 
 fn answer(role: &crate::store::roles::Role) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "success", "role": views::role(role)}))
+    super::success("role", views::role(role))
 }
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -62,5 +61,5 @@ pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<Chang
 pub async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     names::validate("roleName", &name)?;
     state.identity.delete_role(&caller, &name).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

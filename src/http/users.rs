@@ -122,7 +122,7 @@ pub async fn details(
 ) -> ApiResult<HttpResponse> {
     names::validate("username", &username)?;
     let user = state.identity.account(&caller, &username).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": views::user(&user)})))
+    Ok(super::success("user", views::user(&user)))
 }
 
 pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeUser>) -> ApiResult<HttpResponse> {
@@ -160,7 +160,7 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     names::validate("username", &username)?;
     state.identity.delete_account(&caller, &username).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }
 
 pub async fn create_api_key(
@@ -192,5 +192,5 @@ pub async fn delete_api_key(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     state.identity.delete_api_key(&caller, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }
