@@ -39,6 +39,12 @@ pub fn request_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "object", "properties": properties, "additionalProperties": false})
 }
 
+/// [`request_schema`] for an optional field, where `null` counts as absent.
+pub fn optional_request_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let object = request_schema(generator);
+    schemars::json_schema!({"anyOf": [object, {"type": "null"}]})
+}
+
 /// A resource, by its position in [`RESOURCES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resource(usize);

@@ -20,6 +20,8 @@ pub struct ListSpec {
     pub fields: &'static [&'static str],
     /// Filter parameters this list accepts.
     pub filters: &'static [&'static str],
+    /// Filters that take one of a fixed set of values (anything else is a 400).
+    pub choices: &'static [(&'static str, &'static [&'static str])],
 }
 
 pub const DEFAULT_LIMIT: i64 = 10;
@@ -86,6 +88,15 @@ impl ListQuery {
                     }
                 }
                 other if spec.filters.contains(&other) => {
+                    let allowed = spec.choices.iter().find(|(name, _)| *name == other).map(|(_, values)| *values);
+                    if let Some(values) =
+                        allowed.filter(|values| !value.is_empty() && !values.contains(&value.as_str()))
+                    {
+                        return Err(ApiError::invalid(
+                            other,
+                            format!("`{other}` must be one of {}", values.join(", ")),
+                        ));
+                    }
                     if value.chars().count() > MAX_FILTER {
                         return Err(ApiError::invalid(
                             other,
@@ -200,6 +211,7 @@ mod tests {
         sort: &[("name", "t.name"), ("created", "t.created")],
         fields: &["name", "created"],
         filters: &["name"],
+        choices: &[],
     };
 
     #[test]

@@ -21,6 +21,7 @@ pub const ORGS_LIST: ListSpec = ListSpec {
     sort: store::orgs::SORT,
     fields: &["name", "label", "publicKey", "users", "apps", "created", "updated"],
     filters: &["name"],
+    choices: &[],
 };
 
 fn parse_new_org(body: CreateOrg) -> ApiResult<NewOrg> {

@@ -155,7 +155,8 @@ pub struct CreateRole {
 pub struct ChangeRole {
     pub name: Name,
     pub label: Option<Label>,
-    #[schemars(schema_with = "crate::domain::permissions::request_schema")]
+    #[serde(default)]
+    #[schemars(schema_with = "crate::domain::permissions::optional_request_schema")]
     pub permissions: Option<serde_json::Map<String, Value>>,
 }
 

@@ -22,6 +22,7 @@ pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
     sort: store::deployments::SORT,
     fields: &["name", "label", "originPrefix", "origin", "downloadAuth", "status", "message", "created", "updated"],
     filters: &["name", "status"],
+    choices: &[],
 };
 
 pub const APPS_LIST: ListSpec = ListSpec {
@@ -44,12 +45,14 @@ pub const APPS_LIST: ListSpec = ListSpec {
         "updated",
     ],
     filters: &["name", "status"],
+    choices: &[],
 };
 
 pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
     sort: store::subscriptions::SORT,
     fields: &["name", "type", "url", "events", "created", "updated"],
     filters: &["name", "type"],
+    choices: &[("type", &["webhook", "slack"])],
 };
 
 /// Answers a delete with the background clean-up it queued.

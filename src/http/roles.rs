@@ -18,6 +18,7 @@ pub const ROLES_LIST: ListSpec = ListSpec {
     sort: store::roles::SORT,
     fields: &["name", "label", "permissions", "builtin", "users", "created", "updated"],
     filters: &["name"],
+    choices: &[],
 };
 
 fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Permissions> {

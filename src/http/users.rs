@@ -34,12 +34,14 @@ pub const USERS_LIST: ListSpec = ListSpec {
         "lastLogin",
     ],
     filters: &["username", "type", "role"],
+    choices: &[("type", &["user", "machine"])],
 };
 
 pub const API_KEYS_LIST: ListSpec = ListSpec {
     sort: store::api_keys::SORT,
     fields: &["apiKeyId", "username", "created", "lastUsed"],
     filters: &["username"],
+    choices: &[],
 };
 
 /// A PATCH profile field: absent leaves it, `null` clears it, a value sets it.
@@ -104,12 +106,9 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
         &req,
         &USERS_LIST,
         |query, page| query.render("users", &page.items.iter().map(views::user).collect::<Vec<_>>(), page.total),
-        |filters, page, render| async move {
-            if filters.get("type").is_some_and(|kind| kind != "user" && kind != "machine") {
-                return Err(ApiError::invalid("type", "`type` must be user or machine"));
-            }
+        |filters, page, render| {
             let (username, kind, role) = (filters.get("username"), filters.get("type"), filters.get("role"));
-            state.identity.list_accounts(&caller, username, kind, role, page, render).await
+            state.identity.list_accounts(&caller, username, kind, role, page, render)
         },
     )
     .await
