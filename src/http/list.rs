@@ -114,11 +114,6 @@ impl ListQuery {
         Ok(ListQuery { page, fields, filters })
     }
 
-    /// A filter's value; an empty one counts as absent.
-    pub fn filter(&self, name: &str) -> Option<String> {
-        self.filters.get(name).filter(|v| !v.is_empty()).cloned()
-    }
-
     /// The list answer `{"status":"success", <plural>: [...], "total", "offset", "limit"}`,
     /// serialized. Services call it on the reader thread with the page they read, so the rows
     /// never cross threads. Items are serialized straight from their views; only `fields[]`
