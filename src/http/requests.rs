@@ -70,6 +70,8 @@ pub struct CreateOrg {
 /// `POST /be/v1/login`: username+password, orgName with a selection token, or all three.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["username", "password"]}, {"required": ["orgName"]}]))]
+#[schemars(extend("dependentRequired" = {"username": ["password"], "password": ["username"]}))]
 pub struct Login {
     pub username: Option<Text<{ limits::LOGIN_NAME }>>,
     pub password: Option<Password>,
