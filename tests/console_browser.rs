@@ -321,3 +321,100 @@ fn the_admin_page_runs_the_test_task_and_creates_an_organization_showing_its_pas
     browser.press("Turn maintenance off");
     browser.wait_for_text("Off: the API serves requests.");
 }
+
+#[test]
+fn an_apps_builds_and_patches_are_listed_with_each_patch_against_its_full_image() {
+    let Some(browser) = browser_or_skip("console_browser::builds_and_patches") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    // The import pipeline is not served over HTTP yet: the builds and patches it would record are
+    // written straight into the database (the app row's lists follow by trigger).
+    let db = rusqlite::Connection::open(server.database()).expect("open database");
+    db.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
+    let mib = 1024 * 1024;
+    db.execute_batch(&format!(
+        "INSERT INTO builds (app_id, build_id, name, size_bytes, created)
+           SELECT id, 1, 'v1.0', {a}, '2026-11-20T10:00:00.000Z' FROM apps WHERE name = 'space_game';
+         INSERT INTO builds (app_id, build_id, name, size_bytes, created)
+           SELECT id, 2, 'v1.1', {b}, '2026-11-22T10:00:00.000Z' FROM apps WHERE name = 'space_game';
+         INSERT INTO patches (app_id, from_build_id, to_build_id, size_bytes)
+           SELECT id, 1, 2, {p} FROM apps WHERE name = 'space_game';
+         UPDATE apps SET i_cur_build = 2, dxf_name = 'main' WHERE name = 'space_game';",
+        a = 64 * mib,
+        b = 80 * mib,
+        p = 20 * mib,
+    ))
+    .expect("seed builds");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("td", "v1.1");
+    browser.find_with_text("td", "#1 → #2");
+    browser.wait_for_text("25.0% of the 80.0 MiB image");
+    let bar = browser.script(
+        "const bar = document.querySelector('.bar-patch'); \
+         return Math.round(100 * bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width);",
+        json!([]),
+    );
+    assert_eq!(bar, 25, "the bar shows the patch's share of the image");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    browser.screenshots("app-builds");
+}
+
+#[test]
+fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
+    let Some(browser) = browser_or_skip("console_browser::secrets_once") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    // A deployment to a directory; the S3 fields stay hidden for that origin type.
+    browser.goto(&server.url("/#/deployments"));
+    browser.open("New deployment");
+    assert!(browser
+        .find_all("input[name='origin.bucket']")
+        .iter()
+        .all(|el| { browser.script("return arguments[0].offsetParent === null", json!([el.as_arg()])) == true }));
+    browser.fill("Name", "local_cdn");
+    let cdn = server.home.path().join("cdn");
+    browser.fill("Directory", &cdn.display().to_string());
+    browser.press("Create deployment");
+    browser.find_with_text("h1", "local_cdn");
+    admin.call("GET", "/be/v1/deployments/local_cdn", None).assert_ok();
+    browser.screenshots("deployment");
+
+    // A subscription: its signing secret appears once.
+    browser.goto(&server.url("/#/subscriptions"));
+    browser.open("New subscription");
+    browser.fill("Name", "builds_hook");
+    browser.fill("URL", "https://hooks.example.com/rockit");
+    browser.press("Create subscription");
+    let secret = browser.wait_for("the signing secret", || {
+        let code = browser.find_all(".one-time code.secret").into_iter().next()?;
+        Some(browser.text(&code))
+    });
+    assert!(secret.len() >= 32, "{secret:?}");
+    browser.find_with_text("td", "builds_hook");
+    browser.screenshots("subscriptions");
+    browser.press("Done");
+    assert!(!browser.page_text().contains(&secret), "gone once dismissed");
+
+    // A machine account: its API key appears once and works.
+    browser.goto(&server.url("/#/users"));
+    browser.open("New account");
+    let kind = browser.field("Kind");
+    browser.type_into(&kind, "Machine");
+    browser.fill("Username", "ci_bot");
+    browser.fill("Label", "CI pipeline");
+    browser.press("Create account");
+    let key = browser.wait_for("the API key", || {
+        let code = browser.find_all(".one-time code.secret").into_iter().next()?;
+        Some(browser.text(&code))
+    });
+    let headers = [("x-rockit-orgname", "acme"), ("x-rockit-username", "ci_bot"), ("x-rockit-api-key", key.as_str())];
+    send("GET", &server.url("/be/v1/users/ci_bot"), &headers, None).assert_ok();
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
