@@ -150,7 +150,7 @@ export function form({ fields, submit, onSubmit, title, className = '' }) {
  * dismissed, never stored.
  */
 export function oneTime(title, entries, onDone) {
-  const box = h('section', { class: 'one-time', role: 'status', 'aria-label': title },
+  const box = h('section', { class: 'one-time', role: 'status', 'aria-label': title, tabindex: '-1' },
     h('h2', { text: title }),
     h('p', { text: 'Shown only this once: copy it now. It cannot be shown again.' }),
     h('dl', {}, entries.map(([term, value]) => [
@@ -171,6 +171,17 @@ export function oneTime(title, entries, onDone) {
     ])),
     h('button', { type: 'button', text: 'Done', onclick: () => { box.remove(); onDone?.(); } }));
   return box;
+}
+
+/**
+ * Puts a one-time secret into `holder`, closes the form's section it came from and moves the
+ * focus (and the view) to it, so it is not missed below a long form.
+ */
+export function showOnce(holder, box, formEl) {
+  formEl?.closest('details')?.removeAttribute('open');
+  fill(holder, box);
+  box.scrollIntoView({ block: 'nearest' });
+  box.focus({ preventScroll: true });
 }
 
 /** A button that asks once more ("Really delete?") before it acts; no modal dialog. */

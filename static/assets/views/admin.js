@@ -1,7 +1,7 @@
 // The instance administrator's page: the admin token is pasted once and kept in this tab's
 // sessionStorage; versions, ping, the test task, maintenance mode, organizations.
 import { h, clear, details, when, add, fill } from '../dom.js';
-import { form, confirmButton, notice, oneTime } from '../forms.js';
+import { form, confirmButton, notice, oneTime, showOnce } from '../forms.js';
 import * as api from '../api.js';
 import { pagedList } from './list.js';
 
@@ -175,10 +175,10 @@ function orgsSection() {
           if (values.label) body.label = values.label;
           const answer = await api.admin.call('POST', '/adm/v1/orgs', body);
           formEl.reset();
-          fill(holder, oneTime(`First administrator of ${answer.org.name}`, [
+          showOnce(holder, oneTime(`First administrator of ${answer.org.name}`, [
             ['Username', answer.admin.username],
             ['Initial password', answer.admin.initialPassword],
-          ]));
+          ]), formEl);
           orgs.reload();
         },
       })),

@@ -1,6 +1,6 @@
 // Subscriptions: webhooks and Slack URLs for build events. The signing secret is shown once.
-import { h, when, add, fill } from '../dom.js';
-import { form, confirmButton, notice, oneTime } from '../forms.js';
+import { h, when, add } from '../dom.js';
+import { form, confirmButton, notice, oneTime, showOnce } from '../forms.js';
 import * as api from '../api.js';
 import { can, CREATE, DELETE } from '../permissions.js';
 import { pagedList } from './list.js';
@@ -58,9 +58,9 @@ export async function list(view) {
           const body = { name, type, url, events: events.map((v) => ({ type: v.split(':')[0], event: v.split(':')[1] })) };
           const answer = await api.call('POST', '/be/v1/subscriptions', body);
           formEl.reset();
-          fill(holder, answer.secret
+          showOnce(holder, answer.secret
             ? oneTime(`Signing secret of ${answer.subscription.name}`, [['Secret', answer.secret]])
-            : notice(`Subscription ${answer.subscription.name} created.`));
+            : notice(`Subscription ${answer.subscription.name} created.`), formEl);
           subscriptions.reload();
         },
       })), holder);

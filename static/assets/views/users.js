@@ -1,7 +1,7 @@
 // Users and machine accounts: list, create (initial password or API key shown once), change
 // profile and roles, reset credentials, delete; a machine account's API keys; one's own password.
 import { h, go, link, seg, table, details, when, add, fill } from '../dom.js';
-import { form, confirmButton, notice, oneTime } from '../forms.js';
+import { form, confirmButton, notice, oneTime, showOnce } from '../forms.js';
 import * as api from '../api.js';
 import { can, CREATE, READ, UPDATE, DELETE } from '../permissions.js';
 import { pagedList } from './list.js';
@@ -79,7 +79,7 @@ async function createForm(view, users) {
         : answer.initialPassword
           ? oneTime(`Initial password of ${answer.user.username}`, [['Password', answer.initialPassword]])
           : notice(`Account ${answer.user.username} created.`);
-      fill(holder, secret);
+      showOnce(holder, secret, formEl);
       users.reload();
     },
   });
@@ -114,7 +114,7 @@ export async function page(view, { name }) {
       confirmButton(machine ? 'Reset API key' : 'Reset password', 'Really reset?', async () => {
         const answer = await api.call('PATCH', '/be/v1/users', { username: user.username, resetCreds: true });
         await page(view, { name: user.username });
-        view.querySelector('.secret-holder')?.append(answer.apiKey
+        showOnce(view.querySelector('.secret-holder'), answer.apiKey
           ? oneTime(`New API key of ${user.username}`, [['API key', answer.apiKey], ['Key ID', answer.apiKeyId]])
           : oneTime(`New password of ${user.username}`, [['Password', answer.initialPassword]]));
       })));
@@ -178,7 +178,7 @@ async function apiKeys(user, secretHolder) {
     onclick: async () => {
       try {
         const answer = await api.call('POST', '/be/v1/apikeys', { username: user.username });
-        fill(secretHolder, oneTime(`New API key of ${user.username}`, [['API key', answer.apiKey], ['Key ID', answer.apiKeyId]]));
+        showOnce(secretHolder, oneTime(`New API key of ${user.username}`, [['API key', answer.apiKey], ['Key ID', answer.apiKeyId]]));
         await reload();
       } catch (err) {
         fill(secretHolder, notice(err.message, 'error'));
