@@ -100,6 +100,15 @@ fn an_administrator_signs_in_in_two_steps_creates_an_app_and_finds_it_by_search(
     browser.find_with_text("td a", "puzzle");
     browser.find_with_text("td a", "space_game");
     browser.screenshots("apps");
+    // Paging: 20 apps a page.
+    for i in 0..20 {
+        admin.call("POST", "/be/v1/apps", Some(json!({"name": format!("app_{i:02}"), "label": "More"}))).assert_ok();
+    }
+    browser.refresh();
+    browser.wait_for_text("1–20 of 22");
+    browser.press("Next page");
+    browser.wait_for_text("21–22 of 22");
+    browser.find_with_text("td a", "space_game");
     browser.fill("Search apps by name", "spa");
     browser.wait_for("the search to leave one app", || {
         let names: Vec<String> = browser.find_all("td a").iter().map(|a| browser.text(a)).collect();
@@ -214,6 +223,9 @@ fn the_session_outlives_its_access_tokens_and_a_reload_and_signing_out_ends_it()
     assert_ne!(first, later, "the console refreshed the session");
 
     // A reload keeps the session (the refresh token in sessionStorage buys a new access token).
+    // Reload right after a refresh completed: a reload that cut a refresh off in flight would
+    // present the old, already rotated token and rightly get the session revoked.
+    browser.wait_for("the next refresh", || (stored_refresh_token(&browser) != later).then_some(()));
     browser.refresh();
     browser.find_with_text("td a", "admin");
     assert!(browser.find_all(".who #sign-out").len() == 1);
@@ -378,6 +390,7 @@ fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
         .find_all("input[name='origin.bucket']")
         .iter()
         .all(|el| { browser.script("return arguments[0].offsetParent === null", json!([el.as_arg()])) == true }));
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
     browser.fill("Name", "local_cdn");
     let cdn = server.home.path().join("cdn");
     browser.fill("Directory", &cdn.display().to_string());
@@ -389,6 +402,7 @@ fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
     // A subscription: its signing secret appears once.
     browser.goto(&server.url("/#/subscriptions"));
     browser.open("New subscription");
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
     browser.fill("Name", "builds_hook");
     browser.fill("URL", "https://hooks.example.com/rockit");
     browser.press("Create subscription");
