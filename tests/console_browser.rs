@@ -432,3 +432,21 @@ fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
     send("GET", &server.url("/be/v1/users/ci_bot"), &headers, None).assert_ok();
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 }
+
+#[test]
+fn a_session_left_alone_longer_than_its_refresh_token_lives_asks_to_sign_in_again() {
+    let Some(browser) = browser_or_skip("console_browser::expired_session") else { return };
+    let server = Server::start_with(&[("ROCKIT_EDGE_ACCESS_TTL", "2s"), ("ROCKIT_EDGE_REFRESH_TTL", "3s")]);
+    let password = server.create_org("acme");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+    browser.find_with_text("h1", "Apps");
+
+    // The tab shows another page (as a sleeping laptop would, no timers run) past both lifetimes.
+    browser.goto("about:blank");
+    let start = Instant::now();
+    browser.wait_for("the refresh token to expire", || (start.elapsed() > Duration::from_secs(5)).then_some(()));
+    browser.goto(&server.url("/#/apps"));
+    browser.find_with_text("h1", "Sign in");
+    browser.wait_for_text("Your session has expired. Please sign in again.");
+    assert_eq!(stored_refresh_token(&browser), "", "the dead token is dropped");
+}

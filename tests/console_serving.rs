@@ -68,6 +68,10 @@ fn the_console_page_is_served_at_the_root_with_strict_security_headers() {
     // No inline script or style in the page: everything comes from the hashed asset directory.
     assert!(!page.body.contains("<script>") && !page.body.contains("style="), "{}", page.body);
     assert!(page.body.contains(&format!("/assets/{}/app.js", bundle_hash())));
+    // Monitoring and link checkers ask with HEAD.
+    let head = request("HEAD", &server.url("/"), &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-security-policy"), Some(CONTENT_SECURITY_POLICY));
 }
 
 #[test]

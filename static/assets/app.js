@@ -43,8 +43,16 @@ const ROUTES = [
 // Why the sign-in page is shown (session expired, revoked, signed out), shown there once.
 let signInMessage = null;
 
+function decode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function match(path) {
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const parts = path.split('/').filter(Boolean).map(decode);
   for (const route of ROUTES) {
     const pattern = route.pattern.split('/');
     if (pattern.length !== parts.length) continue;
