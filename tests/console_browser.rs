@@ -450,3 +450,75 @@ fn a_session_left_alone_longer_than_its_refresh_token_lives_asks_to_sign_in_agai
     browser.wait_for_text("Your session has expired. Please sign in again.");
     assert_eq!(stored_refresh_token(&browser), "", "the dead token is dropped");
 }
+
+/// The text of the visible error next to the field labelled `label`, once there is one.
+fn field_error(browser: &Browser, label: &str) -> String {
+    let field = browser.field(label);
+    browser.wait_for(&format!("an error next to {label:?}"), || {
+        let shown = browser.script(
+            "const ids = (arguments[0].getAttribute('aria-describedby') || '').split(' '); \
+             const error = document.getElementById(ids[ids.length - 1]); \
+             return error && !error.hidden ? error.textContent : null;",
+            json!([field.as_arg()]),
+        );
+        shown.as_str().map(str::to_string)
+    })
+}
+
+#[test]
+fn apps_roles_deployments_and_users_are_changed_and_deleted_through_the_console() {
+    let Some(browser) = browser_or_skip("console_browser::change_and_delete") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    admin.create_role("testers", json!({"apps": 2}));
+    admin.create_user(&server, "tess", &["testers"]);
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    // App: new label, then gone.
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.fill("Label", "Space Game II");
+    browser.press("Save changes");
+    browser.find_with_text("h1", "Space Game II");
+    browser.wait_for_text("Saved.");
+    browser.press("Delete app");
+    browser.press("Yes, delete app");
+    browser.find_with_text("h1", "Apps");
+    admin.call("GET", "/be/v1/apps/space_game", None).assert_error(404, "not-found");
+
+    // Role: one more bit through the grid.
+    browser.goto(&server.url("/#/roles/testers"));
+    let update_apps = browser.find("input[aria-label='apps: Update']");
+    browser.click(&update_apps);
+    browser.press("Save changes");
+    browser.wait_for_text("Saved.");
+    assert_eq!(admin.call("GET", "/be/v1/roles/testers", None).assert_ok()["role"]["permissions"]["apps"], 6);
+
+    // User: deleted; then the role it held can go too.
+    browser.goto(&server.url("/#/users/tess"));
+    browser.press("Delete account");
+    browser.press("Yes, delete account");
+    browser.find_with_text("h1", "Users");
+    admin.call("GET", "/be/v1/users/tess", None).assert_error(404, "not-found");
+    browser.goto(&server.url("/#/roles/testers"));
+    browser.press("Delete role");
+    browser.press("Yes, delete role");
+    browser.find_with_text("h1", "Roles");
+    admin.call("GET", "/be/v1/roles/testers", None).assert_error(404, "not-found");
+
+    // Deployment: a nested parameter's error (origin.path) lands next to its own field.
+    browser.goto(&server.url("/#/deployments"));
+    browser.open("New deployment");
+    browser.fill("Name", "inside_state");
+    browser.fill("Directory", &server.state_dir.join("depot").display().to_string());
+    browser.press("Create deployment");
+    assert!(field_error(&browser, "Directory").contains("state directory"));
+    browser.fill("Directory", &server.home.path().join("cdn").display().to_string());
+    browser.press("Create deployment");
+    browser.find_with_text("h1", "inside_state");
+    browser.press("Delete deployment");
+    browser.press("Yes, delete deployment");
+    browser.find_with_text("h1", "Deployments");
+    admin.call("GET", "/be/v1/deployments/inside_state", None).assert_error(404, "not-found");
+}
