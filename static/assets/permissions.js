@@ -7,8 +7,10 @@ export const UPDATE = 4;
 export const DELETE = 8;
 export const EXECUTE = 16;
 
-/** [bit, name] in grid order. */
-export const BITS = [[CREATE, 'Create'], [READ, 'Read'], [UPDATE, 'Update'], [DELETE, 'Delete'], [EXECUTE, 'Execute']];
+/** [bit, name, letter] in grid order (CRUDX). */
+export const BITS = [
+  [CREATE, 'Create', 'C'], [READ, 'Read', 'R'], [UPDATE, 'Update', 'U'], [DELETE, 'Delete', 'D'], [EXECUTE, 'Execute', 'X'],
+];
 
 /** Every resource with the bits it allows. */
 export const RESOURCES = [

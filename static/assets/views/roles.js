@@ -8,7 +8,7 @@ import { pagedList } from './list.js';
 
 /** "CRU-" style summary of a bitmask. */
 function letters(bits, allowed) {
-  return BITS.filter(([bit]) => allowed & bit).map(([bit, name]) => (bits & bit ? name[0] : '·')).join('');
+  return BITS.filter(([bit]) => allowed & bit).map(([bit, , letter]) => (bits & bit ? letter : '·')).join('');
 }
 
 /** The permission grid as a custom form field: `{element, read()}`. */
@@ -16,7 +16,9 @@ export function permissionGrid(permissions = {}, { editable = true } = {}) {
   const boxes = [];
   const element = h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
     h('caption', { class: 'visually-hidden', text: 'Permissions per resource' }),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Resource' }), BITS.map(([, name]) => h('th', { scope: 'col', text: name })))),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Resource' }), BITS.map(([, name, letter]) => h('th', { scope: 'col', title: name },
+      // Narrow screens show the initial only; every checkbox carries its full name anyway.
+      h('span', { class: 'bit-long', text: name }), h('span', { class: 'bit-short', 'aria-hidden': 'true', text: letter }))))),
     h('tbody', {}, RESOURCES.map(([resource, allowed]) => h('tr', {},
       h('th', { scope: 'row', text: resource }),
       BITS.map(([bit, name]) => {
