@@ -140,6 +140,15 @@ fn a_validation_error_appears_next_to_the_field_it_names() {
     });
     assert!(described[0].as_str().unwrap_or("").contains("`name` must be 2 to 50"), "{described}");
     assert_eq!(described[1], "true");
+
+    // The skip link takes keyboard users to the content and leaves the page where it is.
+    let url = browser.url();
+    browser.script("document.querySelector('.skip-link').focus()", json!([]));
+    browser.keys(ENTER);
+    browser.wait_for("the content to have the focus", || {
+        (browser.script("return document.activeElement.id", json!([])) == "main").then_some(())
+    });
+    assert_eq!(browser.url(), url);
     browser.screenshots("validation");
 }
 

@@ -149,6 +149,11 @@ api.onSessionEnd((message) => {
   else location.hash = '#/login';
 });
 
+// The skip link must not touch the hash: the hash is the router's.
+document.querySelector('.skip-link')?.addEventListener('click', (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener('hashchange', render);
 document.getElementById('loading')?.remove();
 await api.resume();
