@@ -117,7 +117,8 @@ fn failures(spec: &RouteSpec) -> Vec<(&'static str, &'static str)> {
         out.push(("413", "payload-too-large"));
         out.push(("415", "unsupported-media-type"));
     }
-    if spec.path == "/be/v1/login" {
+    // Password checks are rate limited: logins, and a password change (PATCH /be/v1/users).
+    if spec.path == "/be/v1/login" || spec.path == "/be/v1/users" && spec.method == actix_web::http::Method::PATCH {
         out.push(("429", "rate-limited (with Retry-After)"));
     }
     out.push(("500", "internal"));
@@ -163,16 +164,19 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
     };
     if let Some(body) = spec.body {
         let schema = body(generator);
-        // An empty body counts as `{}`: it is only optional when `{}` is a valid request.
+        // An empty body counts as `{}`: it is only optional when `{}` is a valid request, i.e.
+        // when no field is required, neither always nor in every alternative (`anyOf`).
         let required = schema
             .as_value()
             .get("$ref")
             .and_then(Value::as_str)
             .and_then(|r| r.rsplit('/').next())
             .and_then(|name| generator.definitions().get(name))
-            .and_then(|definition| definition.get("required"))
-            .and_then(Value::as_array)
-            .is_some_and(|fields| !fields.is_empty());
+            .is_some_and(|definition| {
+                let requires = |d: &Value| d.get("required").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+                requires(definition)
+                    || definition.get("anyOf").and_then(Value::as_array).is_some_and(|alts| alts.iter().all(requires))
+            });
         op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
     }
     op
@@ -250,6 +254,25 @@ mod tests {
         assert_eq!(body["$ref"], "#/components/schemas/CreateApp");
         // Optional fields stay optional, also where the schema is written by hand.
         assert_eq!(schemas["ChangeRole"]["required"], json!(["name"]), "{}", schemas["ChangeRole"]);
+    }
+
+    #[test]
+    fn rules_beyond_types_are_stated_where_a_schema_can_state_them() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        // `{}` is no valid login (every alternative requires a field), so the body is required.
+        assert_eq!(doc["paths"]["/be/v1/login"]["post"]["requestBody"]["required"], true);
+        assert_eq!(schemas["Login"]["properties"]["username"]["type"], "string", "{}", schemas["Login"]);
+        let user = &schemas["CreateUser"];
+        assert_eq!(user["then"]["properties"]["password"]["type"], "null", "{user}");
+        assert_eq!(user["else"]["required"], json!(["email", "firstname", "surname"]), "{user}");
+        assert_eq!(schemas["ChangeUser"]["dependentRequired"]["newPW"], json!(["oldPW"]));
+        let subscription = &schemas["CreateSubscription"];
+        assert_eq!(subscription["then"]["properties"]["url"]["pattern"], "^https://", "{subscription}");
+        assert!(subscription["properties"]["url"]["pattern"].is_string(), "{subscription}");
+        assert_eq!(schemas["CreateOrg"]["properties"]["publicKey"]["format"], "rsa-public-key-pem");
+        // Password changes are rate limited, so PATCH /be/v1/users documents 429.
+        assert!(doc["paths"]["/be/v1/users"]["patch"]["responses"]["429"].is_object());
     }
 
     #[test]
