@@ -66,21 +66,51 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     params
 }
 
+/// The schema of the thing an answer holds under `key`, from the view type the handler
+/// serializes (`views`), or `None` where the answer has no view type yet.
+fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+    use super::views::*;
+    Some(match key {
+        "org" | "orgs" => generator.subschema_for::<OrgView>(),
+        "user" | "users" => generator.subschema_for::<UserView>(),
+        "role" | "roles" => generator.subschema_for::<RoleView>(),
+        "apikeys" => generator.subschema_for::<ApiKeyView>(),
+        "deployment" | "deployments" => generator.subschema_for::<DeploymentView>(),
+        "app" | "apps" => generator.subschema_for::<AppView>(),
+        "subscription" | "subscriptions" => generator.subschema_for::<SubscriptionView>(),
+        _ => return None,
+    })
+}
+
+/// A list item: the view without `required`, since `fields[]` may choose any subset.
+fn list_item_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Value {
+    let Some(schema) = view_schema(key, generator) else { return json!({"type": "object"}) };
+    let name = schema.as_value().get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next());
+    let mut item = name.and_then(|name| generator.definitions().get(name).cloned()).unwrap_or(schema.to_value());
+    if let Some(object) = item.as_object_mut() {
+        object.remove("required");
+    }
+    item
+}
+
 /// The success envelope of an answer.
-fn answer_schema(answer: Answer) -> Value {
+fn answer_schema(answer: Answer, generator: &mut schemars::SchemaGenerator) -> Value {
     match answer {
         Answer::Status => json!({"$ref": "#/components/schemas/Success"}),
         Answer::One(key) => json!({
             "type": "object",
             "required": ["status", key],
-            "properties": {"status": {"const": "success"}, key: {}},
+            "properties": {
+                "status": {"const": "success"},
+                key: view_schema(key, generator).map_or(json!({}), schemars::Schema::to_value),
+            },
         }),
         Answer::List(key, _) => json!({
             "type": "object",
             "required": ["status", key, "total", "offset", "limit"],
             "properties": {
                 "status": {"const": "success"},
-                key: {"type": "array", "items": {"type": "object"}},
+                key: {"type": "array", "items": list_item_schema(key, generator)},
                 "total": {"type": "integer", "minimum": 0},
                 "offset": {"type": "integer", "minimum": 0},
                 "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
@@ -130,7 +160,7 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
     let mut responses = Map::new();
     responses.insert(
         "200".into(),
-        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer)}}}),
+        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer, generator)}}}),
     );
     for (status, codes) in failures(spec) {
         responses.insert(
@@ -273,6 +303,27 @@ mod tests {
         assert_eq!(schemas["CreateOrg"]["properties"]["publicKey"]["format"], "rsa-public-key-pem");
         // Password changes are rate limited, so PATCH /be/v1/users documents 429.
         assert!(doc["paths"]["/be/v1/users"]["patch"]["responses"]["429"].is_object());
+    }
+
+    #[test]
+    fn answers_carry_the_view_types_fields_and_list_items_may_be_partial() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        let one = &doc["paths"]["/be/v1/users/{username}"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["properties"]["user"];
+        assert_eq!(one["$ref"], "#/components/schemas/UserView", "{one}");
+        let user = &schemas["UserView"];
+        assert!(user["required"].as_array().is_some_and(|r| r.contains(&json!("username"))), "{user}");
+        assert_eq!(user["properties"]["type"]["enum"], json!(["user", "machine"]), "{user}");
+        for (path, key, field) in
+            [("/be/v1/apps", "apps", "maxBuilds"), ("/be/v1/deployments", "deployments", "origin")]
+        {
+            let items = &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+                ["properties"][key]["items"];
+            assert!(items["properties"][field].is_object(), "{path}: {items}");
+            // `fields[]` may leave any field out.
+            assert!(items.get("required").is_none(), "{path}: {items}");
+        }
     }
 
     #[test]
