@@ -78,6 +78,8 @@ fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<s
         "deployment" | "deployments" => generator.subschema_for::<DeploymentView>(),
         "app" | "apps" => generator.subschema_for::<AppView>(),
         "subscription" | "subscriptions" => generator.subschema_for::<SubscriptionView>(),
+        "task" => generator.subschema_for::<TaskView>(),
+        "session" => generator.subschema_for::<SessionView>(),
         _ => return None,
     })
 }
@@ -315,6 +317,13 @@ mod tests {
         let user = &schemas["UserView"];
         assert!(user["required"].as_array().is_some_and(|r| r.contains(&json!("username"))), "{user}");
         assert_eq!(user["properties"]["type"]["enum"], json!(["user", "machine"]), "{user}");
+        let answer = |path: &str, method: &str, key: &str| {
+            doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["properties"][key]
+                ["$ref"]
+                .clone()
+        };
+        assert_eq!(answer("/be/v1/refresh", "post", "session"), "#/components/schemas/SessionView");
+        assert_eq!(answer("/srv/v1/tasks/{taskName}", "get", "task"), "#/components/schemas/TaskView");
         for (path, key, field) in
             [("/be/v1/apps", "apps", "maxBuilds"), ("/be/v1/deployments", "deployments", "origin")]
         {

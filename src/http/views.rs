@@ -251,3 +251,76 @@ pub fn subscription(s: &crate::store::subscriptions::Subscription) -> Subscripti
         updated: &s.updated,
     }
 }
+
+/// A task (API.md §9); its input and retry bookkeeping stay inside.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[schemars(extend("enum" = ["submitted", "running", "done", "failed", "expired"]))]
+    status: &'a str,
+    group: Option<&'a str>,
+    app_name: Option<&'a str>,
+    build_id: Option<i64>,
+    progress: ProgressView,
+    #[schemars(with = "Vec<Value>")]
+    warnings: &'a [Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Value>,
+    attempts: i64,
+    created: &'a str,
+    started: Option<&'a str>,
+    ended: Option<&'a str>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ProgressView {
+    done: i64,
+    total: i64,
+}
+
+pub fn task(t: &crate::store::tasks::Task) -> TaskView<'_> {
+    TaskView {
+        name: &t.name,
+        kind: &t.kind,
+        status: t.status.as_ref(),
+        group: t.group.as_deref(),
+        app_name: t.app_name.as_deref(),
+        build_id: t.build_id,
+        progress: ProgressView { done: t.progress.done, total: t.progress.total },
+        warnings: &t.warnings,
+        exception: t.exception.as_ref(),
+        output: t.output.as_ref(),
+        attempts: t.attempts,
+        created: &t.created,
+        started: t.started.as_deref(),
+        ended: t.ended.as_deref(),
+    }
+}
+
+/// A fresh access + refresh pair (API.md §2.4).
+#[derive(Serialize, JsonSchema)]
+pub struct SessionView<'a> {
+    access: TokenView<'a>,
+    id: &'a str,
+    refresh: TokenView<'a>,
+}
+
+/// A token and when it expires (Unix seconds).
+#[derive(Serialize, JsonSchema)]
+pub struct TokenView<'a> {
+    expires: i64,
+    token: &'a str,
+}
+
+pub fn session(s: &crate::identity::sessions::SessionTokens) -> SessionView<'_> {
+    SessionView {
+        access: TokenView { expires: s.access.1, token: &s.access.0 },
+        id: &s.id,
+        refresh: TokenView { expires: s.refresh.1, token: &s.refresh.0 },
+    }
+}
