@@ -28,8 +28,16 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("the API key is not valid")]
     InvalidApiKey,
+    /// Part of the API key triple was sent: the request lacks complete credentials, which is a
+    /// 401 (RFC 9110 §15.5.2) like any other failed authentication; `param` names the header.
+    #[error("the API key triple lacks header `{0}`")]
+    IncompleteApiKey(&'static str),
     #[error("{0}")]
     PermissionDenied(String),
+    /// A well-formed value the caller may not use, e.g. a wrong current password; `param` lets a
+    /// form put the message on its field.
+    #[error("{message}")]
+    DeniedParam { param: &'static str, message: String },
     /// The caller's roles lack `bit` on `resource`; the envelope names the resource, so clients
     /// (and tests) need not read the message.
     #[error("this needs permission {bit} on `{resource}`")]
@@ -44,6 +52,10 @@ pub enum ApiError {
     Busy(String),
     #[error("{0}")]
     Conflict(String),
+    /// A well-formed value that the target's current state refuses, e.g. an API key for a person's
+    /// account: no request schema can know the target, so this is 409, not 400.
+    #[error("{message}")]
+    ConflictParam { param: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
@@ -88,13 +100,13 @@ impl ApiError {
             TokenExpired => "token-expired",
             TokenRevoked => "token-revoked",
             InvalidCredentials => "invalid-credentials",
-            InvalidApiKey => "invalid-api-key",
-            PermissionDenied(_) | MissingPermission { .. } => "permission-denied",
+            InvalidApiKey | IncompleteApiKey(_) => "invalid-api-key",
+            PermissionDenied(_) | DeniedParam { .. } | MissingPermission { .. } => "permission-denied",
             NotFound { .. } => "not-found",
             AlreadyExists { .. } => "already-exists",
             InUse(_) => "in-use",
             Busy(_) => "busy",
-            Conflict(_) => "conflict",
+            Conflict(_) | ConflictParam { .. } => "conflict",
             PayloadTooLarge { .. } => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
             MethodNotAllowed(_) => "method-not-allowed",
@@ -121,6 +133,11 @@ impl ApiError {
             ApiError::MissingParam(param) | ApiError::InvalidParam { param, .. } => {
                 body["param"] = json!(param);
             }
+            ApiError::IncompleteApiKey(param)
+            | ApiError::DeniedParam { param, .. }
+            | ApiError::ConflictParam { param, .. } => {
+                body["param"] = json!(param);
+            }
             ApiError::NotFound { resource }
             | ApiError::AlreadyExists { resource, .. }
             | ApiError::MissingPermission { resource, .. } => {
@@ -141,13 +158,12 @@ impl ResponseError for ApiError {
         use ApiError::*;
         match self {
             MissingParam(_) | InvalidParam { .. } | InvalidJson(_) | ConflictingCredentials => StatusCode::BAD_REQUEST,
-            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials | InvalidApiKey => {
-                StatusCode::UNAUTHORIZED
-            }
-            PermissionDenied(_) | MissingPermission { .. } => StatusCode::FORBIDDEN,
+            TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials | InvalidApiKey
+            | IncompleteApiKey(_) => StatusCode::UNAUTHORIZED,
+            PermissionDenied(_) | DeniedParam { .. } | MissingPermission { .. } => StatusCode::FORBIDDEN,
             NotFound { .. } => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            AlreadyExists { .. } | InUse(_) | Busy(_) | Conflict(_) => StatusCode::CONFLICT,
+            AlreadyExists { .. } | InUse(_) | Busy(_) | Conflict(_) | ConflictParam { .. } => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

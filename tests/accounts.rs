@@ -419,7 +419,8 @@ fn invalid_user_fields_are_refused_naming_the_parameter() {
     };
     assert_param(&with("password", json!("elevenchars")), 400, "invalid-param", "password");
     assert_param(&with("email", json!("not-an-email")), 400, "invalid-param", "email");
-    assert_param(&with("roles", json!(["Ghosts"])), 400, "invalid-param", "roles");
+    // A well-formed name of a role that does not exist conflicts with the organization's state.
+    assert_param(&with("roles", json!(["Ghosts"])), 409, "conflict", "roles");
     let mut no_email = person("alice");
     no_email.as_object_mut().unwrap().remove("email");
     assert_param(&admin.call("POST", "/be/v1/users", Some(no_email)), 400, "missing-param", "email");
@@ -951,8 +952,18 @@ fn an_admin_creates_a_key_for_a_machine_but_not_for_a_person() {
     probe_key(&with_key(&bot, reply.assert_ok())).assert_ok();
 
     for body in [Some(json!({"username": "hank"})), Some(json!({"username": "admin"})), None] {
-        assert_param(&admin.call("POST", "/be/v1/apikeys", body), 400, "invalid-param", "username");
+        // Well-formed, refused by the account's kind: a conflict with its state, not a bad request.
+        assert_param(&admin.call("POST", "/be/v1/apikeys", body), 409, "conflict", "username");
     }
+}
+
+#[test]
+fn a_machine_changing_its_own_password_is_a_conflict_naming_new_pw() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    let bot = admin.create_machine("bot", &[]);
+    let body = json!({"oldPW": "whatever-it-was", "newPW": "a-brand-new-password"});
+    assert_param(&bot.call("PATCH", "/be/v1/users", Some(body)), 409, "conflict", "newPW");
 }
 
 #[test]

@@ -486,18 +486,23 @@ fn app_bodies_are_validated() {
         (json!({"name": "game", "label": "Game", "maxBuilds": 0}), "invalid-param", "maxBuilds"),
         (json!({"name": "game", "label": "Game", "maxBuilds": 101}), "invalid-param", "maxBuilds"),
         (json!({"name": "game", "label": "Game", "maxBuilds": "x"}), "invalid-param", "maxBuilds"),
-        (json!({"name": "game", "label": "Game", "deployments": ["nothere"]}), "invalid-param", "deployments"),
+        (json!({"name": "game", "label": "Game", "maxBuilds": 2.5}), "invalid-param", "maxBuilds"),
         (json!({"name": "game", "label": "Game", "deployments": "cdn"}), "invalid-param", "deployments"),
     ];
     for (body, code, param) in cases {
         assert_param(&create_app(&admin, body), 400, code, param);
     }
+    // Well-formed, but no such deployment: a conflict with the organization's state.
+    let unknown = json!({"name": "game", "label": "Game", "deployments": ["nothere"]});
+    assert_param(&create_app(&admin, unknown), 409, "conflict", "deployments");
     assert_eq!(admin.call("GET", "/be/v1/apps", None).assert_ok()["total"], 0);
 
     fs_deployment(&server, &admin, "cdn");
     let accepted = [
         (json!({"name": "smallest", "label": "L", "maxBuilds": 1}), "maxBuilds", json!(1)),
         (json!({"name": "largest", "label": "L", "maxBuilds": 100}), "maxBuilds", json!(100)),
+        // JSON Schema's `integer` includes 7.0, so the document's promise holds.
+        (json!({"name": "whole_float", "label": "L", "maxBuilds": 7.0}), "maxBuilds", json!(7)),
         (json!({"name": "all_null", "label": "L", "deployments": null}), "deployments", json!([])),
         (json!({"name": "all_empty", "label": "L", "deployments": []}), "deployments", json!([])),
         (json!({"name": "one", "label": "L", "deployments": ["cdn"]}), "deployments", json!(["cdn"])),
@@ -554,7 +559,7 @@ fn an_app_patch_changes_label_max_builds_and_deployments() {
     assert_eq!(app(&admin, "game")["deployments"], json!([]));
 
     assert_param(&patch(json!({"name": "game", "maxBuilds": 0})), 400, "invalid-param", "maxBuilds");
-    assert_param(&patch(json!({"name": "game", "deployments": ["nothere"]})), 400, "invalid-param", "deployments");
+    assert_param(&patch(json!({"name": "game", "deployments": ["nothere"]})), 409, "conflict", "deployments");
     assert_eq!(app(&admin, "game")["maxBuilds"], 12);
     let missing = patch(json!({"name": "nothere", "label": "x"}));
     missing.assert_error(404, "not-found");

@@ -454,8 +454,10 @@ fn an_own_password_change_revokes_the_other_sessions_but_not_the_current_one() {
     let s2 = server.login("acme", "bob", PASSWORD);
     let change = |old: &str, new: &str| s1.call("PATCH", "/be/v1/users", Some(json!({"oldPW": old, "newPW": new})));
 
+    // A wrong current password is well-formed, so not a 400 (no schema can know it), and not a
+    // 401, which would tell clients that their session is gone.
     let reply = change("not-my-password", "a-brand-new-password");
-    reply.assert_error(400, "invalid-param");
+    reply.assert_error(403, "permission-denied");
     assert_eq!(reply.body["param"], "oldPW", "{:?}", reply.body);
     let reply = change(PASSWORD, "short");
     reply.assert_error(400, "invalid-param");
@@ -626,6 +628,21 @@ fn password_hashes_are_pbkdf2_and_rehashed_when_the_iterations_rise() {
 // 10. Credential rules
 
 #[test]
+fn login_and_password_fields_are_strings_and_null_is_a_missing_param() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    // The document says these fields are strings (not nullable), so schema-valid bodies are never
+    // refused for a missing field; `null` is schema-invalid and refused as missing.
+    let body = json!({"username": null, "password": PASSWORD, "orgName": "acme"});
+    let reply = send("POST", &server.url("/be/v1/login"), &[], Some(body));
+    reply.assert_error(400, "missing-param");
+    assert_eq!(reply.body["param"], "username", "{:?}", reply.body);
+    let reply = admin.call("PATCH", "/be/v1/users", Some(json!({"oldPW": null, "newPW": "a-brand-new-password"})));
+    reply.assert_error(400, "missing-param");
+    assert_eq!(reply.body["param"], "oldPW", "{:?}", reply.body);
+}
+
+#[test]
 fn a_token_and_an_api_key_together_conflict() {
     let server = Server::start();
     let admin = server.org_admin("acme");
@@ -641,13 +658,17 @@ fn a_token_and_an_api_key_together_conflict() {
 }
 
 #[test]
-fn a_partial_api_key_triple_is_missing_param_and_no_credentials_is_token_missing() {
+fn a_partial_api_key_triple_is_an_invalid_api_key_naming_the_missing_header() {
     let server = Server::start();
     server.org_admin("acme");
     let headers = [("x-rockit-orgname", "acme"), ("x-rockit-username", "bot")];
     let reply = send("GET", &server.url("/be/v1/users/bot"), &headers, None);
-    reply.assert_error(400, "missing-param");
+    reply.assert_error(401, "invalid-api-key");
     assert_eq!(reply.body["param"], "x-rockit-api-key", "{:?}", reply.body);
+    // A key alone (what an auth probe sends) is refused the same way.
+    let reply = send("GET", &server.url("/be/v1/users/bot"), &[("x-rockit-api-key", "nope")], None);
+    reply.assert_error(401, "invalid-api-key");
+    assert_eq!(reply.body["param"], "x-rockit-orgname", "{:?}", reply.body);
     send("GET", &server.url("/be/v1/users/bot"), &[], None).assert_error(401, "token-missing");
 }
 

@@ -167,7 +167,8 @@ impl<'de> Deserialize<'de> for Email {
     }
 }
 
-/// A whole number within `MIN..=MAX`. Only a JSON number: `"5"` is a wrong type, not a 5.
+/// A whole number within `MIN..=MAX`. Only a JSON number: `"5"` is a wrong type, not a 5; `5.0`
+/// is a 5, as JSON Schema's `integer` says (a number with a zero fractional part).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Within<const MIN: i64, const MAX: i64>(i64);
@@ -180,11 +181,44 @@ impl<const MIN: i64, const MAX: i64> Within<MIN, MAX> {
 
 impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Within<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        if !(MIN..=MAX).contains(&n) {
-            return Err(de::Error::custom(format!("must be a whole number from {MIN} to {MAX}")));
+        d.deserialize_any(WithinVisitor::<MIN, MAX>)
+    }
+}
+
+struct WithinVisitor<const MIN: i64, const MAX: i64>;
+
+impl<const MIN: i64, const MAX: i64> WithinVisitor<MIN, MAX> {
+    fn out_of_range<E: de::Error>() -> E {
+        E::custom(format!("must be a whole number from {MIN} to {MAX}"))
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> de::Visitor<'_> for WithinVisitor<MIN, MAX> {
+    type Value = Within<MIN, MAX>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a whole number from {MIN} to {MAX}")
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        if (MIN..=MAX).contains(&n) {
+            Ok(Within(n))
+        } else {
+            Err(Self::out_of_range())
         }
-        Ok(Within(n))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        i64::try_from(n).map_err(|_| Self::out_of_range()).and_then(|n| self.visit_i64(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        // Both bounds are small, so a whole f64 within them converts exactly.
+        if n.fract() == 0.0 && (MIN as f64..=MAX as f64).contains(&n) {
+            Ok(Within(n as i64))
+        } else {
+            Err(Self::out_of_range())
+        }
     }
 }
 
@@ -243,6 +277,13 @@ inline_schema!(Email, "Email", {"type": "string", "maxLength": limits::EMAIL, "p
 /// with `#[serde(default, deserialize_with = "present")]`.
 pub fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// For optional fields where `null` means nothing: absent is `None`, `null` is refused like any
+/// other wrong type, so the document can say `"type": "string"` and mean it. Use with
+/// `#[serde(default, deserialize_with = "not_null")]` and `#[schemars(with = "T")]`.
+pub fn not_null<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

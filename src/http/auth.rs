@@ -22,7 +22,7 @@ fn refuse_api_keys(req: &HttpRequest) -> ApiResult<()> {
 fn org_login_answer(login: OrgLogin) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "success",
-        "session": login.tokens.to_json(),
+        "session": views::session(&login.tokens),
         "user": views::user(&login.user),
         "permissions": login.principal.permissions.to_json(),
     }))
@@ -64,7 +64,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, _body: Json<R
     refuse_api_keys(&req)?;
     let token = bearer(&req)?.ok_or_else(|| ApiError::missing("Authorization"))?;
     let tokens = state.identity.refresh(token).await?;
-    Ok(super::success("session", tokens.to_json()))
+    Ok(super::success("session", views::session(&tokens)))
 }
 
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {

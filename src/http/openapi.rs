@@ -66,21 +66,53 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     params
 }
 
+/// The schema of the thing an answer holds under `key`, from the view type the handler
+/// serializes (`views`), or `None` where the answer has no view type yet.
+fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+    use super::views::*;
+    Some(match key {
+        "org" | "orgs" => generator.subschema_for::<OrgView>(),
+        "user" | "users" => generator.subschema_for::<UserView>(),
+        "role" | "roles" => generator.subschema_for::<RoleView>(),
+        "apikeys" => generator.subschema_for::<ApiKeyView>(),
+        "deployment" | "deployments" => generator.subschema_for::<DeploymentView>(),
+        "app" | "apps" => generator.subschema_for::<AppView>(),
+        "subscription" | "subscriptions" => generator.subschema_for::<SubscriptionView>(),
+        "task" => generator.subschema_for::<TaskView>(),
+        "session" => generator.subschema_for::<SessionView>(),
+        _ => return None,
+    })
+}
+
+/// A list item: the view without `required`, since `fields[]` may choose any subset.
+fn list_item_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Value {
+    let Some(schema) = view_schema(key, generator) else { return json!({"type": "object"}) };
+    let name = schema.as_value().get("$ref").and_then(Value::as_str).and_then(|r| r.rsplit('/').next());
+    let mut item = name.and_then(|name| generator.definitions().get(name).cloned()).unwrap_or(schema.to_value());
+    if let Some(object) = item.as_object_mut() {
+        object.remove("required");
+    }
+    item
+}
+
 /// The success envelope of an answer.
-fn answer_schema(answer: Answer) -> Value {
+fn answer_schema(answer: Answer, generator: &mut schemars::SchemaGenerator) -> Value {
     match answer {
         Answer::Status => json!({"$ref": "#/components/schemas/Success"}),
         Answer::One(key) => json!({
             "type": "object",
             "required": ["status", key],
-            "properties": {"status": {"const": "success"}, key: {}},
+            "properties": {
+                "status": {"const": "success"},
+                key: view_schema(key, generator).map_or(json!({}), schemars::Schema::to_value),
+            },
         }),
         Answer::List(key, _) => json!({
             "type": "object",
             "required": ["status", key, "total", "offset", "limit"],
             "properties": {
                 "status": {"const": "success"},
-                key: {"type": "array", "items": {"type": "object"}},
+                key: {"type": "array", "items": list_item_schema(key, generator)},
                 "total": {"type": "integer", "minimum": 0},
                 "offset": {"type": "integer", "minimum": 0},
                 "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
@@ -117,7 +149,8 @@ fn failures(spec: &RouteSpec) -> Vec<(&'static str, &'static str)> {
         out.push(("413", "payload-too-large"));
         out.push(("415", "unsupported-media-type"));
     }
-    if spec.path == "/be/v1/login" {
+    // Password checks are rate limited: logins, and a password change (PATCH /be/v1/users).
+    if spec.path == "/be/v1/login" || spec.path == "/be/v1/users" && spec.method == actix_web::http::Method::PATCH {
         out.push(("429", "rate-limited (with Retry-After)"));
     }
     out.push(("500", "internal"));
@@ -129,7 +162,7 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
     let mut responses = Map::new();
     responses.insert(
         "200".into(),
-        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer)}}}),
+        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer, generator)}}}),
     );
     for (status, codes) in failures(spec) {
         responses.insert(
@@ -163,16 +196,19 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
     };
     if let Some(body) = spec.body {
         let schema = body(generator);
-        // An empty body counts as `{}`: it is only optional when `{}` is a valid request.
+        // An empty body counts as `{}`: it is only optional when `{}` is a valid request, i.e.
+        // when no field is required, neither always nor in every alternative (`anyOf`).
         let required = schema
             .as_value()
             .get("$ref")
             .and_then(Value::as_str)
             .and_then(|r| r.rsplit('/').next())
             .and_then(|name| generator.definitions().get(name))
-            .and_then(|definition| definition.get("required"))
-            .and_then(Value::as_array)
-            .is_some_and(|fields| !fields.is_empty());
+            .is_some_and(|definition| {
+                let requires = |d: &Value| d.get("required").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+                requires(definition)
+                    || definition.get("anyOf").and_then(Value::as_array).is_some_and(|alts| alts.iter().all(requires))
+            });
         op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
     }
     op
@@ -250,6 +286,53 @@ mod tests {
         assert_eq!(body["$ref"], "#/components/schemas/CreateApp");
         // Optional fields stay optional, also where the schema is written by hand.
         assert_eq!(schemas["ChangeRole"]["required"], json!(["name"]), "{}", schemas["ChangeRole"]);
+    }
+
+    #[test]
+    fn rules_beyond_types_are_stated_where_a_schema_can_state_them() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        // `{}` is no valid login (every alternative requires a field), so the body is required.
+        assert_eq!(doc["paths"]["/be/v1/login"]["post"]["requestBody"]["required"], true);
+        assert_eq!(schemas["Login"]["properties"]["username"]["type"], "string", "{}", schemas["Login"]);
+        let user = &schemas["CreateUser"];
+        assert_eq!(user["then"]["properties"]["password"]["type"], "null", "{user}");
+        assert_eq!(user["else"]["required"], json!(["email", "firstname", "surname"]), "{user}");
+        assert_eq!(schemas["ChangeUser"]["dependentRequired"]["newPW"], json!(["oldPW"]));
+        let subscription = &schemas["CreateSubscription"];
+        assert_eq!(subscription["then"]["properties"]["url"]["pattern"], "^https://", "{subscription}");
+        assert!(subscription["properties"]["url"]["pattern"].is_string(), "{subscription}");
+        assert_eq!(schemas["CreateOrg"]["properties"]["publicKey"]["format"], "rsa-public-key-pem");
+        // Password changes are rate limited, so PATCH /be/v1/users documents 429.
+        assert!(doc["paths"]["/be/v1/users"]["patch"]["responses"]["429"].is_object());
+    }
+
+    #[test]
+    fn answers_carry_the_view_types_fields_and_list_items_may_be_partial() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        let one = &doc["paths"]["/be/v1/users/{username}"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["properties"]["user"];
+        assert_eq!(one["$ref"], "#/components/schemas/UserView", "{one}");
+        let user = &schemas["UserView"];
+        assert!(user["required"].as_array().is_some_and(|r| r.contains(&json!("username"))), "{user}");
+        assert_eq!(user["properties"]["type"]["enum"], json!(["user", "machine"]), "{user}");
+        let answer = |path: &str, method: &str, key: &str| {
+            doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]["properties"][key]
+                ["$ref"]
+                .clone()
+        };
+        assert_eq!(answer("/be/v1/refresh", "post", "session"), "#/components/schemas/SessionView");
+        assert_eq!(answer("/srv/v1/tasks/{taskName}", "get", "task"), "#/components/schemas/TaskView");
+        for (path, key, field) in
+            [("/be/v1/apps", "apps", "maxBuilds"), ("/be/v1/deployments", "deployments", "origin")]
+        {
+            let items = &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+                ["properties"][key]["items"];
+            assert!(items["properties"][field].is_object(), "{path}: {items}");
+            // `fields[]` may leave any field out.
+            assert!(items.get("required").is_none(), "{path}: {items}");
+        }
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn credentials(req: &HttpRequest) -> ApiResult<Credentials<'_>> {
         (None, Some(org), Some(username), Some(key)) => Ok(Credentials::ApiKey { org, username, key }),
         (None, ..) if any_key => {
             let missing = [org, username, key].iter().position(Option::is_none).unwrap_or(0);
-            Err(ApiError::missing(API_KEY_HEADERS[missing]))
+            Err(ApiError::IncompleteApiKey(API_KEY_HEADERS[missing]))
         }
         _ => Err(ApiError::TokenMissing),
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::origins::{DownloadAuthFields, OriginFields};
-use crate::domain::text::{limits, present, DeploymentName, Email, Name, Text, Within};
+use crate::domain::text::{limits, not_null, present, DeploymentName, Email, Name, Text, Within};
 
 /// A list of names (roles, deployments) as the services take them.
 pub fn strings<N: std::ops::Deref<Target = str>>(names: Vec<N>) -> Vec<String> {
@@ -63,6 +63,10 @@ pub struct NewOrgAdmin {
 pub struct CreateOrg {
     pub name: Name,
     pub label: Option<Label>,
+    /// Checked by `domain::public_key`; the format tells a client (and the conformance run)
+    /// that not every string is a key.
+    #[schemars(extend("format" = "rsa-public-key-pem",
+        "description" = "an RSA public key of at least 2048 bits in PEM (SPKI or PKCS#1)"))]
     pub public_key: Option<Text<{ limits::PUBLIC_KEY }>>,
     pub admin: Option<NewOrgAdmin>,
 }
@@ -73,8 +77,14 @@ pub struct CreateOrg {
 #[schemars(extend("anyOf" = [{"required": ["username", "password"]}, {"required": ["orgName"]}]))]
 #[schemars(extend("dependentRequired" = {"username": ["password"], "password": ["username"]}))]
 pub struct Login {
+    #[serde(default, deserialize_with = "not_null")]
+    #[schemars(with = "Text<{ limits::LOGIN_NAME }>")]
     pub username: Option<Text<{ limits::LOGIN_NAME }>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schemars(with = "Password")]
     pub password: Option<Password>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schemars(with = "Text<{ limits::LOGIN_NAME }>")]
     pub org_name: Option<Text<{ limits::LOGIN_NAME }>>,
 }
 
@@ -91,9 +101,20 @@ pub enum AccountType {
     Machine,
 }
 
-/// `POST /be/v1/users`.
+/// `POST /be/v1/users`. A machine account (`type: machine`, or no type with a label and no
+/// e-mail) has no password; a person needs e-mail, first name and surname.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = {"anyOf": [
+        {"required": ["type"], "properties": {"type": {"const": "machine"}}},
+        {"required": ["label"],
+         "properties": {"type": {"type": "null"}, "label": {"type": "string"}, "email": {"type": "null"}}},
+    ]},
+    "then" = {"properties": {"password": {"type": "null"}}},
+    "else" = {"required": ["email", "firstname", "surname"],
+              "properties": {"email": {"type": "string"}, "firstname": {"type": "string"}, "surname": {"type": "string"}}},
+))]
 pub struct CreateUser {
     pub username: Name,
     #[serde(rename = "type")]
@@ -108,9 +129,10 @@ pub struct CreateUser {
     pub password: Option<Password>,
 }
 
-/// `PATCH /be/v1/users`.
+/// `PATCH /be/v1/users`. `oldPW` and `newPW` go together and are never `null`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("dependentRequired" = {"oldPW": ["newPW"], "newPW": ["oldPW"]}))]
 pub struct ChangeUser {
     pub username: Option<Name>,
     #[serde(default, deserialize_with = "present")]
@@ -124,10 +146,11 @@ pub struct ChangeUser {
     #[serde(default, deserialize_with = "present")]
     pub label: Option<Option<Label>>,
     pub roles: Option<Vec<Name>>,
-    #[serde(rename = "oldPW")]
+    #[serde(rename = "oldPW", default, deserialize_with = "not_null")]
+    #[schemars(with = "Password")]
     pub old_pw: Option<Password>,
-    #[serde(rename = "newPW")]
-    #[schemars(length(min = 12))]
+    #[serde(rename = "newPW", default, deserialize_with = "not_null")]
+    #[schemars(with = "Password", length(min = 12))]
     pub new_pw: Option<Password>,
     #[serde(rename = "resetCreds")]
     pub reset_creds: Option<bool>,
@@ -243,13 +266,19 @@ pub struct EventFilter {
     pub event: Text<{ limits::SHORT }>,
 }
 
-/// `POST /be/v1/subscriptions`.
+/// `POST /be/v1/subscriptions`. Slack incoming webhooks are https only.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = {"properties": {"type": {"const": "slack"}}},
+    "then" = {"properties": {"url": {"pattern": "^https://"}}},
+))]
 pub struct CreateSubscription {
     pub name: Name,
     #[serde(rename = "type")]
     pub kind: SubscriptionType,
+    /// What `resources::subscriptions::validate_url` accepts.
+    #[schemars(extend("pattern" = crate::resources::subscriptions::URL_PATTERN))]
     pub url: Text<{ limits::URL }>,
     pub events: Option<Vec<EventFilter>>,
 }

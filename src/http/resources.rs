@@ -57,7 +57,7 @@ pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
 
 /// Answers a delete with the background clean-up it queued.
 fn with_task(task: Task) -> ApiResult<HttpResponse> {
-    Ok(super::success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
+    Ok(super::success("task", views::task(&task)))
 }
 
 // Deployments.

@@ -53,7 +53,7 @@ pub async fn hello(state: web::Data<AppState>, admin: Admin, body: Json<Hello>) 
         .await?;
     let ended = state.queue.wait(task.id, state.settings.hello_timeout).await?.unwrap_or(task);
     match ended.status {
-        TaskStatus::Done => Ok(super::success("task", ended)),
+        TaskStatus::Done => Ok(super::success("task", super::views::task(&ended))),
         status => Err(ApiError::Unavailable {
             message: if status.is_final() {
                 format!("the hello task {} ended as {status}", ended.name)
@@ -72,7 +72,7 @@ pub async fn task(state: web::Data<AppState>, _admin: Admin, name: web::Path<Str
     let name = name.into_inner();
     let task = state.store.read(move |c| task_rows::get_by_name(c, &name)).await?;
     let task = task.ok_or(ApiError::NotFound { resource: "task" })?;
-    Ok(super::success("task", task))
+    Ok(super::success("task", super::views::task(&task)))
 }
 
 pub async fn get_maintenance(state: web::Data<AppState>, _admin: Admin) -> ApiResult<HttpResponse> {

@@ -1,55 +1,162 @@
 //! How resources look on the wire. Never a hash, never a stored secret.
 
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, users::User};
 
-pub fn org(o: &Org) -> Value {
-    json!({
-        "name": o.name, "label": o.label, "publicKey": o.public_key,
-        "users": o.users, "apps": o.apps, "created": o.created, "updated": o.updated,
-    })
+// Each view is a typed struct: serialized straight from the stored row (no `Value` tree per list
+// item) and, through schemars, the answer's schema in `/openapi.json`, so the two cannot differ.
+
+/// An organization (API.md §3).
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgView<'a> {
+    name: &'a str,
+    label: &'a str,
+    public_key: Option<&'a str>,
+    users: i64,
+    apps: i64,
+    created: &'a str,
+    updated: &'a str,
 }
 
-pub fn user(u: &User) -> Value {
-    json!({
-        "username": u.username, "type": u.kind, "email": u.email, "firstname": u.firstname,
-        "surname": u.surname, "title": u.title, "label": u.label, "roles": u.roles,
-        "created": u.created, "updated": u.updated, "lastLogin": u.last_login,
-    })
+pub fn org(o: &Org) -> OrgView<'_> {
+    OrgView {
+        name: &o.name,
+        label: &o.label,
+        public_key: o.public_key.as_deref(),
+        users: o.users,
+        apps: o.apps,
+        created: &o.created,
+        updated: &o.updated,
+    }
 }
 
-pub fn role(r: &Role) -> Value {
-    json!({
-        "name": r.name, "label": r.label, "permissions": r.permissions.to_json(), "builtin": r.builtin,
-        "users": r.users, "created": r.created, "updated": r.updated,
-    })
+/// A person's or a machine's account; never its password hash.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView<'a> {
+    username: &'a str,
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["user", "machine"]))]
+    kind: &'a str,
+    email: Option<&'a str>,
+    firstname: Option<&'a str>,
+    surname: Option<&'a str>,
+    title: Option<&'a str>,
+    label: Option<&'a str>,
+    roles: &'a [String],
+    created: &'a str,
+    updated: &'a str,
+    last_login: Option<&'a str>,
 }
 
-pub fn api_key(k: &ApiKey) -> Value {
-    json!({"apiKeyId": k.id, "username": k.username, "created": k.created, "lastUsed": k.last_used})
+pub fn user(u: &User) -> UserView<'_> {
+    UserView {
+        username: &u.username,
+        kind: u.kind.as_ref(),
+        email: u.email.as_deref(),
+        firstname: u.firstname.as_deref(),
+        surname: u.surname.as_deref(),
+        title: u.title.as_deref(),
+        label: u.label.as_deref(),
+        roles: &u.roles,
+        created: &u.created,
+        updated: &u.updated,
+        last_login: u.last_login.as_deref(),
+    }
+}
+
+/// A role with its permission bits per resource.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleView<'a> {
+    name: &'a str,
+    label: &'a str,
+    #[schemars(with = "std::collections::BTreeMap<String, u8>")]
+    permissions: Value,
+    builtin: bool,
+    users: i64,
+    created: &'a str,
+    updated: &'a str,
+}
+
+pub fn role(r: &Role) -> RoleView<'_> {
+    RoleView {
+        name: &r.name,
+        label: &r.label,
+        permissions: r.permissions.to_json(),
+        builtin: r.builtin,
+        users: r.users,
+        created: &r.created,
+        updated: &r.updated,
+    }
+}
+
+/// An API key's public part; the key itself is shown once, at creation.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView<'a> {
+    api_key_id: &'a str,
+    username: &'a str,
+    created: &'a str,
+    last_used: Option<&'a str>,
+}
+
+pub fn api_key(k: &ApiKey) -> ApiKeyView<'_> {
+    ApiKeyView { api_key_id: &k.id, username: &k.username, created: &k.created, last_used: k.last_used.as_deref() }
 }
 
 /// A deployment with every secret shown as `****`.
-pub fn deployment(d: &crate::store::deployments::Deployment) -> Value {
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentView<'a> {
+    name: &'a str,
+    label: &'a str,
+    origin_prefix: &'a str,
+    /// The origin's fields as sent, `secretAccessKey` masked.
+    #[schemars(with = "serde_json::Map<String, Value>")]
+    origin: Value,
+    download_auth: Option<DownloadAuthView<'a>>,
+    status: &'a str,
+    message: Option<&'a str>,
+    created: &'a str,
+    updated: &'a str,
+}
+
+/// Which download authentication a deployment uses; the key is always masked.
+#[derive(Serialize, JsonSchema)]
+pub struct DownloadAuthView<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    key: &'static str,
+}
+
+pub fn deployment(d: &crate::store::deployments::Deployment) -> DeploymentView<'_> {
     let mut origin = d.origin.clone();
     if d.origin_secret.is_some() {
-        origin["secretAccessKey"] = json!(crate::domain::origins::MASK);
+        origin["secretAccessKey"] = Value::from(crate::domain::origins::MASK);
     }
-    let download_auth = d
-        .download_auth_type
-        .as_ref()
-        .map_or(Value::Null, |kind| json!({"type": kind, "key": crate::domain::origins::MASK}));
-    json!({
-        "name": d.name, "label": d.label, "originPrefix": d.origin_prefix, "origin": origin,
-        "downloadAuth": download_auth, "status": d.status, "message": d.message,
-        "created": d.created, "updated": d.updated,
-    })
+    DeploymentView {
+        name: &d.name,
+        label: &d.label,
+        origin_prefix: &d.origin_prefix,
+        origin,
+        download_auth: d
+            .download_auth_type
+            .as_deref()
+            .map(|kind| DownloadAuthView { kind, key: crate::domain::origins::MASK }),
+        status: &d.status,
+        message: d.message.as_deref(),
+        created: &d.created,
+        updated: &d.updated,
+    }
 }
 
 /// An app as the API shows it (API.md §8); serialized directly, it is on the hot list path.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppView<'a> {
     name: &'a str,
@@ -69,7 +176,7 @@ pub struct AppView<'a> {
     updated: &'a str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildView<'a> {
     build_id: i64,
@@ -78,7 +185,7 @@ pub struct BuildView<'a> {
     created: &'a str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatchView {
     from_build_id: i64,
@@ -120,6 +227,100 @@ pub fn app(a: &crate::store::apps::App) -> AppView<'_> {
 }
 
 /// A subscription; its signing secret is never shown after creation.
-pub fn subscription(s: &crate::store::subscriptions::Subscription) -> Value {
-    json!({"name": s.name, "type": s.kind, "url": s.url, "events": s.events, "created": s.created, "updated": s.updated})
+#[derive(Serialize, JsonSchema)]
+pub struct SubscriptionView<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["webhook", "slack"]))]
+    kind: &'a str,
+    url: &'a str,
+    /// `[{"type","event"}]`; empty means every event.
+    #[schemars(with = "Vec<serde_json::Map<String, Value>>")]
+    events: &'a Value,
+    created: &'a str,
+    updated: &'a str,
+}
+
+pub fn subscription(s: &crate::store::subscriptions::Subscription) -> SubscriptionView<'_> {
+    SubscriptionView {
+        name: &s.name,
+        kind: &s.kind,
+        url: &s.url,
+        events: &s.events,
+        created: &s.created,
+        updated: &s.updated,
+    }
+}
+
+/// A task (API.md §9); its input and retry bookkeeping stay inside.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[schemars(extend("enum" = ["submitted", "running", "done", "failed", "expired"]))]
+    status: &'a str,
+    group: Option<&'a str>,
+    app_name: Option<&'a str>,
+    build_id: Option<i64>,
+    progress: ProgressView,
+    #[schemars(with = "Vec<Value>")]
+    warnings: &'a [Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exception: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Value>,
+    attempts: i64,
+    created: &'a str,
+    started: Option<&'a str>,
+    ended: Option<&'a str>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ProgressView {
+    done: i64,
+    total: i64,
+}
+
+pub fn task(t: &crate::store::tasks::Task) -> TaskView<'_> {
+    TaskView {
+        name: &t.name,
+        kind: &t.kind,
+        status: t.status.as_ref(),
+        group: t.group.as_deref(),
+        app_name: t.app_name.as_deref(),
+        build_id: t.build_id,
+        progress: ProgressView { done: t.progress.done, total: t.progress.total },
+        warnings: &t.warnings,
+        exception: t.exception.as_ref(),
+        output: t.output.as_ref(),
+        attempts: t.attempts,
+        created: &t.created,
+        started: t.started.as_deref(),
+        ended: t.ended.as_deref(),
+    }
+}
+
+/// A fresh access + refresh pair (API.md §2.4).
+#[derive(Serialize, JsonSchema)]
+pub struct SessionView<'a> {
+    access: TokenView<'a>,
+    id: &'a str,
+    refresh: TokenView<'a>,
+}
+
+/// A token and when it expires (Unix seconds).
+#[derive(Serialize, JsonSchema)]
+pub struct TokenView<'a> {
+    expires: i64,
+    token: &'a str,
+}
+
+pub fn session(s: &crate::identity::sessions::SessionTokens) -> SessionView<'_> {
+    SessionView {
+        access: TokenView { expires: s.access.1, token: &s.access.0 },
+        id: &s.id,
+        refresh: TokenView { expires: s.refresh.1, token: &s.refresh.0 },
+    }
 }

@@ -63,8 +63,9 @@ fn resolve_roles(
     Ok(Ok((ids, union)))
 }
 
+/// 409, not 400: the name is well-formed, the organization just has no such role (yet).
 fn unknown_role(name: String) -> ApiError {
-    ApiError::invalid("roles", format!("there is no role `{name}`"))
+    ApiError::ConflictParam { param: "roles", message: format!("there is no role `{name}`") }
 }
 
 /// A new API key: `rk_` + 256 random bits, and its public id.
@@ -218,13 +219,16 @@ impl Identity {
                 ));
             }
             if target.kind != AccountKind::User {
-                return Err(ApiError::invalid("newPW", "machine accounts have no password"));
+                return Err(ApiError::ConflictParam {
+                    param: "newPW",
+                    message: "machine accounts have no password".into(),
+                });
             }
             let keys = vec![format!("acct:{}", target.username)];
             self.limiter.check(&keys).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
             if !self.verify_password(target.password_hash.clone(), old.clone()).await? {
                 self.limiter.record_failure(&keys);
-                return Err(ApiError::invalid("oldPW", "the old password is wrong"));
+                return Err(ApiError::DeniedParam { param: "oldPW", message: "the old password is wrong".into() });
             }
             new_hash = Some(self.hash_password(new.clone()).await?);
         }
@@ -322,7 +326,10 @@ impl Identity {
             Self::require_over(caller, &target, &rights, UPDATE)?;
         }
         if target.kind != AccountKind::Machine {
-            return Err(ApiError::invalid("username", "API keys belong to machine accounts"));
+            return Err(ApiError::ConflictParam {
+                param: "username",
+                message: "API keys belong to machine accounts".into(),
+            });
         }
         let (key, id) = new_api_key();
         let (org_id, user_id, hash, key_id) = (caller.org_id, target.id, sha256(key.as_bytes()), id.clone());

@@ -6,8 +6,6 @@
 //! token whose secret is not the current one can only be a retired one: presenting it revokes
 //! the whole session (refresh-token reuse detection, OAuth 2.0 Security BCP).
 
-use serde_json::{json, Value};
-
 use super::principal::{load_principal, AccountKind, Principal};
 use super::{unix_now, Identity};
 use crate::auth::claims::{AccessClaims, OrgSelectionClaims, RefreshClaims, SessionClaim};
@@ -22,16 +20,6 @@ pub struct SessionTokens {
     pub id: String,
     pub access: (String, i64),
     pub refresh: (String, i64),
-}
-
-impl SessionTokens {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "access": {"expires": self.access.1, "token": self.access.0},
-            "id": self.id,
-            "refresh": {"expires": self.refresh.1, "token": self.refresh.0},
-        })
-    }
 }
 
 /// What the organization login answers besides the tokens.

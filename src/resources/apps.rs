@@ -18,8 +18,9 @@ fn not_found() -> ApiError {
     ApiError::NotFound { resource: "app" }
 }
 
+/// 409, not 400: the name is well-formed, the organization just has no such deployment (yet).
 fn unknown_deployment(name: String) -> ApiError {
-    ApiError::invalid("deployments", format!("there is no deployment `{name}`"))
+    ApiError::ConflictParam { param: "deployments", message: format!("there is no deployment `{name}`") }
 }
 
 impl Resources {

@@ -15,6 +15,10 @@ use crate::store::{Listed, Page};
 pub const EVENT_TYPES: [&str; 3] = ["dltar", "mkraw", "deploy"];
 pub const EVENTS: [&str; 4] = ["submit", "begin", "end", "error"];
 
+/// The rule of `validate_url` as a pattern for the document: a host right after the scheme, no
+/// whitespace or control character anywhere.
+pub const URL_PATTERN: &str = r"^https?://[^\s\x00-\x1f\x7f-\x9f/?#:][^\s\x00-\x1f\x7f-\x9f]*$";
+
 /// Checks `url`: http or https with a host; Slack incoming webhooks are https only.
 pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
     let bad = || ApiError::invalid("url", "`url` must be an http:// or https:// URL with a host");
@@ -24,7 +28,7 @@ pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty()
         || host.starts_with(':')
-        || url.len() > 2048
+        || url.chars().count() > crate::domain::text::limits::URL
         || url.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(bad());
