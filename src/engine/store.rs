@@ -1,0 +1,188 @@
+//! The per-app chunk store: one file per chunk, named by the SHA-256 of its raw bytes, so
+//! identical content is stored once across every build of the app and a rerun after a crash
+//! skips what is already there.
+//!
+//! A chunk file is one codec byte (0 raw, 1 zstd) followed by the stored bytes. The codec byte
+//! lets the image writer copy stored bytes into a pack without recompressing.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{EngineError, IoContext, Result};
+use super::fsutil::{self, sha256_hex};
+
+/// zstd level for stored chunks: fast enough to keep up with the chunker on one core.
+const CHUNK_LEVEL: i32 = 3;
+
+/// SHA-256 of a chunk's raw bytes, lower-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChunkId(pub String);
+
+impl ChunkId {
+    pub fn of(raw: &[u8]) -> ChunkId {
+        ChunkId(sha256_hex(raw))
+    }
+
+    fn is_valid(&self) -> bool {
+        self.0.len() == 64 && self.0.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
+impl std::fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a chunk's bytes are stored (in the store, in packs and in patches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Raw,
+    Zstd,
+}
+
+impl Codec {
+    fn byte(self) -> u8 {
+        match self {
+            Codec::Raw => 0,
+            Codec::Zstd => 1,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+
+    /// Turns stored bytes back into the raw chunk; `raw_len` bounds the output.
+    pub fn decode(self, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+        match self {
+            Codec::Raw => Ok(stored.to_vec()),
+            Codec::Zstd => zstd::bulk::decompress(stored, raw_len)
+                .map_err(|e| EngineError::Corrupt(format!("zstd chunk does not decode: {e}"))),
+        }
+    }
+}
+
+/// A chunk as stored: its codec and stored bytes.
+pub struct StoredChunk {
+    pub codec: Codec,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    root: PathBuf,
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the chunk store in `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ChunkStore> {
+        let root = root.into();
+        fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
+        Ok(ChunkStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, id: &ChunkId) -> Result<PathBuf> {
+        if !id.is_valid() {
+            return Err(EngineError::Corrupt(format!("not a chunk id: {:?}", id.0)));
+        }
+        Ok(self.root.join(&id.0[..2]).join(&id.0))
+    }
+
+    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.path(id)?.is_file())
+    }
+
+    /// Stores `raw` under `id` unless it is already there. zstd level 3, kept raw when
+    /// compression saves less than 5 %. Written to a temporary file, fsynced, then renamed, so a
+    /// chunk file that exists is always whole.
+    pub fn put(&self, id: &ChunkId, raw: &[u8]) -> Result<()> {
+        let path = self.path(id)?;
+        if path.is_file() {
+            return Ok(());
+        }
+        let compressed = zstd::bulk::compress(raw, CHUNK_LEVEL).ctx(|| format!("compress chunk {id}"))?;
+        let (codec, stored) = if (compressed.len() as u64) * 100 < (raw.len() as u64) * 95 {
+            (Codec::Zstd, &compressed[..])
+        } else {
+            (Codec::Raw, raw)
+        };
+        let dir = fsutil::parent(&path);
+        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        let tmp = dir.join(fsutil::temp_name("chunk"));
+        let result = (|| {
+            let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+            f.write_all(&[codec.byte()])
+                .and_then(|_| f.write_all(stored))
+                .ctx(|| format!("write {}", tmp.display()))?;
+            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+            fs::rename(&tmp, &path).ctx(|| format!("rename to {}", path.display()))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// The chunk as stored (codec and stored bytes).
+    pub fn get(&self, id: &ChunkId) -> Result<StoredChunk> {
+        let path = self.path(id)?;
+        let mut bytes = Vec::new();
+        File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).ctx(|| format!("read chunk {id}"))?;
+        if bytes.is_empty() {
+            return Err(EngineError::Corrupt(format!("chunk {id} is empty")));
+        }
+        let codec =
+            Codec::from_byte(bytes[0]).ok_or_else(|| EngineError::Corrupt(format!("chunk {id}: unknown codec")))?;
+        bytes.remove(0);
+        Ok(StoredChunk { codec, bytes })
+    }
+
+    /// The raw bytes of a chunk, checked against its id.
+    pub fn read_raw(&self, id: &ChunkId, raw_len: usize) -> Result<Vec<u8>> {
+        let stored = self.get(id)?;
+        let raw = stored.codec.decode(&stored.bytes, raw_len)?;
+        if raw.len() != raw_len || ChunkId::of(&raw) != *id {
+            return Err(EngineError::Corrupt(format!("chunk {id} does not match its id")));
+        }
+        Ok(raw)
+    }
+
+    /// Removes a chunk no retained build uses any more (eviction).
+    pub fn remove(&self, id: &ChunkId) -> Result<()> {
+        match fs::remove_file(self.path(id)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(EngineError::Io { context: format!("remove chunk {id}"), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes every chunk file and directory entry written so far durable: one `syncfs` instead
+    /// of one fsync per directory.
+    pub fn sync(&self) -> Result<()> {
+        let dir = File::open(&self.root).ctx(|| format!("open {}", self.root.display()))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a valid, open file descriptor owned by `dir`.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(EngineError::Io {
+                context: format!("syncfs {}", self.root.display()),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+}
