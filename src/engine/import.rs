@@ -206,7 +206,10 @@ pub fn import_tar<R: Read + Send>(
     }
     drop(archive);
     batch.wait()?;
-    for (path, target) in &tree.links {
+    // In path order, so the same tar always reports the same link.
+    let mut links: Vec<_> = tree.links.iter().collect();
+    links.sort();
+    for (path, target) in links {
         check_link(path, target, &tree.links)?;
     }
     // Chunks were fsynced one by one; this makes their directory entries durable too, before
