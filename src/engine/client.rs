@@ -24,51 +24,10 @@ use super::patch::{FileOp, Patch, PatchKind, Piece};
 use super::store::{ChunkId, Codec};
 use super::validate::{check_link, normalize_path};
 
+pub use super::origin::{DirOrigin, HttpOrigin, Origin};
+
 /// Adjacent chunks are fetched with one request up to this many bytes.
 const MAX_COALESCED: u64 = 16 << 20;
-
-/// Where published objects come from: the depot, an `fs` origin's directory, or a CDN.
-pub trait Origin {
-    /// The whole object at `rel` (`/`-separated, below the origin's root).
-    fn get(&self, rel: &str) -> Result<Vec<u8>>;
-    /// `len` bytes at `offset` of the object at `rel`.
-    fn get_range(&self, rel: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
-    /// The names in a directory, where the origin can list (a local one can); used to find the
-    /// `dxfName` of a build when the caller does not know it.
-    fn list(&self, rel: &str) -> Result<Vec<String>>;
-}
-
-/// A published tree on the local filesystem (the depot or an `fs` origin).
-pub struct DirOrigin {
-    pub root: PathBuf,
-}
-
-impl Origin for DirOrigin {
-    fn get(&self, rel: &str) -> Result<Vec<u8>> {
-        let path = self.root.join(rel);
-        fs::read(&path).ctx(|| format!("read {}", path.display()))
-    }
-
-    fn get_range(&self, rel: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let path = self.root.join(rel);
-        let mut buf = vec![0u8; len as usize];
-        File::open(&path)
-            .and_then(|mut f| f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_exact(&mut buf)))
-            .ctx(|| format!("read {len} bytes at {offset} of {}", path.display()))?;
-        Ok(buf)
-    }
-
-    fn list(&self, rel: &str) -> Result<Vec<String>> {
-        let path = self.root.join(rel);
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&path).ctx(|| format!("list {}", path.display()))? {
-            let entry = entry.ctx(|| format!("list {}", path.display()))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
-    }
-}
 
 /// What a rebuild or update did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -33,6 +33,7 @@ pub mod image;
 pub mod import;
 pub mod layout;
 pub mod manifest;
+pub mod origin;
 pub mod patch;
 pub mod pool;
 pub mod sniff;
