@@ -262,3 +262,39 @@ fn walkdir_count(dir: &Path) -> usize {
     }
     n
 }
+
+#[test]
+fn evicting_a_build_removes_only_the_chunks_no_retained_build_uses() {
+    let depot = Depot::new(small_engine());
+    let (m1, m2) = (depot.import(&game_v1()), depot.import(&game_v2()));
+    let only_in_v1: Vec<_> = m1.chunk_ids().into_iter().filter(|id| !m2.chunk_ids().contains(id)).cloned().collect();
+    assert!(!only_in_v1.is_empty());
+    let leftover = depot.store.root().join("ab").join(".tmp-chunk-1");
+    std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+    std::fs::write(&leftover, b"half a chunk").unwrap();
+
+    let removed = depot.store.prune(&[&m2]).unwrap();
+    assert_eq!(removed, only_in_v1.len());
+    assert!(only_in_v1.iter().all(|id| !depot.store.contains(id).unwrap()));
+    assert!(!leftover.exists());
+    let image = depot.publish(2, &m2);
+    let out = tempfile::tempdir().unwrap();
+    let origin = depot.origin();
+    Client::new(&origin, ORG, APP).rebuild(2, Some(&image.dxf_name), &out.path().join("t")).unwrap();
+    assert_same_tree(&read_tree(&out.path().join("t")), &game_v2());
+}
+
+#[test]
+fn leftovers_of_interrupted_writes_are_removed_and_published_objects_kept() {
+    let depot = Depot::new(small_engine());
+    let m = depot.import(&game_v1());
+    let image = depot.publish(1, &m);
+    let build_dir = layout::build_dir(&depot.root, ORG, APP, 1);
+    std::fs::create_dir(build_dir.join(".tmp-dxf-123-0-0")).unwrap();
+    std::fs::write(build_dir.join(".tmp-w-123-1-0"), b"partial").unwrap();
+
+    assert_eq!(rockit_edge::engine::fsutil::remove_leftovers(&build_dir).unwrap(), 2);
+    let names: Vec<String> =
+        std::fs::read_dir(&build_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec![image.dxf_name]);
+}

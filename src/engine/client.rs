@@ -15,7 +15,6 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::delta;
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::hex;
 use super::image::{Index, IndexChunk, IndexKind};
@@ -23,6 +22,7 @@ use super::layout::{build_rel, pack_name, patch_rel, INDEX_FILE, PATCH_DATA_FILE
 use super::patch::{FileOp, Patch, PatchKind, Piece};
 use super::store::{ChunkId, Codec};
 use super::validate::{check_link, normalize_path};
+use super::{chunker, delta};
 
 pub use super::origin::{DirOrigin, HttpOrigin, Origin};
 
@@ -122,12 +122,27 @@ fn read_file_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 
 /// Decodes a chunk's stored bytes and checks them against its id.
 fn decode_chunk(id: &ChunkId, codec: Codec, stored: &[u8], raw_len: u32) -> Result<Vec<u8>> {
+    check_chunk_sizes(raw_len, stored.len() as u64)?;
     let raw = codec.decode(stored, raw_len as usize)?;
     if raw.len() != raw_len as usize || ChunkId::of(&raw) != *id {
         return Err(EngineError::Corrupt(format!("chunk {id} does not match its id")));
     }
     Ok(raw)
 }
+
+/// Published sizes are checked before anything is allocated for them: a damaged or hostile
+/// index must not make the client reserve gigabytes.
+fn check_chunk_sizes(raw_len: u32, stored_len: u64) -> Result<()> {
+    // A zstd frame of a chunk is at most a little larger than the chunk.
+    let max_stored = chunker::MAX_CHUNK as u64 + 4096;
+    if raw_len as usize > chunker::MAX_CHUNK || stored_len > max_stored {
+        return Err(EngineError::Corrupt(format!("chunk sizes {raw_len}/{stored_len} exceed the format's limits")));
+    }
+    Ok(())
+}
+
+/// The largest delta segment (reference, frame or output) a client accepts: zstd's window limit.
+const MAX_SEGMENT: u64 = 2 << 30;
 
 impl<'o> Client<'o> {
     pub fn new(origin: &'o dyn Origin, org: &str, app: &str) -> Client<'o> {
@@ -173,6 +188,9 @@ impl<'o> Client<'o> {
         let pack = packs
             .get(first.pack as usize)
             .ok_or_else(|| EngineError::Corrupt(format!("pack {} missing from index", first.pack)))?;
+        for c in run {
+            check_chunk_sizes(c.raw_len, c.stored_len as u64)?;
+        }
         let len: u64 = run.iter().map(|c| c.stored_len as u64).sum();
         let bytes = self.get_range(&format!("{dxf_rel}/{pack}"), first.offset, len)?;
         let mut at = 0usize;
@@ -209,6 +227,7 @@ impl<'o> Client<'o> {
         let mut report = Report::default();
         let mut written: HashMap<&str, PathBuf> = HashMap::new();
         let mut dir_modes = Vec::new();
+        let mut link_list = Vec::new();
         for entry in &index.files {
             let path = dest.join(safe_path(&entry.path)?);
             match &entry.kind {
@@ -219,10 +238,8 @@ impl<'o> Client<'o> {
                 IndexKind::Symlink { target } => {
                     check_link(&entry.path, target, &links)
                         .map_err(|_| EngineError::Corrupt(format!("link {} leaves the tree", entry.path)))?;
-                    if let Some(dir) = path.parent() {
-                        fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-                    }
-                    std::os::unix::fs::symlink(target, &path).ctx(|| format!("symlink {}", path.display()))?;
+                    // Created after every file, so no file is ever written through a link.
+                    link_list.push((path, target));
                 }
                 IndexKind::File { mode, size, sha256, chunks } => {
                     let mut out = Output::create(&path)?;
@@ -262,6 +279,12 @@ impl<'o> Client<'o> {
                     report.files_written += 1;
                 }
             }
+        }
+        for (path, target) in link_list {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+            }
+            std::os::unix::fs::symlink(target, &path).ctx(|| format!("symlink {}", path.display()))?;
         }
         for (path, mode) in dir_modes.into_iter().rev() {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o777))
@@ -357,7 +380,9 @@ impl<'o> Client<'o> {
                             // Coalesce the following remote pieces that sit right after this one.
                             let mut end = i;
                             let mut next_offset = *offset;
-                            while let Some(Piece::Remote { pack: p, offset: o, stored_len, .. }) = pieces.get(end) {
+                            while let Some(Piece::Remote { pack: p, offset: o, stored_len, len, .. }) = pieces.get(end)
+                            {
+                                check_chunk_sizes(*len, *stored_len as u64)?;
                                 if *p != *pack
                                     || *o != next_offset
                                     || next_offset - offset + *stored_len as u64 > MAX_COALESCED
@@ -387,6 +412,12 @@ impl<'o> Client<'o> {
             }
             FileOp::Delta { segments } => {
                 for seg in segments {
+                    if seg.src_len.max(seg.dat_len).max(seg.out_len) > MAX_SEGMENT {
+                        return Err(EngineError::Corrupt(format!(
+                            "delta segment of {} exceeds the format's limits",
+                            seg.source
+                        )));
+                    }
                     let source = read_file_range(&tree.join(safe_path(&seg.source)?), seg.src_offset, seg.src_len)?;
                     let frame = self.get_range(dat_rel, seg.dat_offset, seg.dat_len)?;
                     out.write(&delta::decode(&source, &frame, seg.out_len as usize)?)?;

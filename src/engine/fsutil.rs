@@ -18,6 +18,30 @@ pub fn temp_name(hint: &str) -> String {
     format!(".tmp-{}-{}-{n}-{nanos}", hint, std::process::id())
 }
 
+/// Removes what a crash left in `dir` (not below it): temporary files and staging
+/// directories of interrupted writes. Only safe while no engine call writes into `dir`, which
+/// one import per app at a time guarantees. Returns how many were removed.
+pub fn remove_leftovers(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(super::error::EngineError::Io { context: format!("list {}", dir.display()), source: e }),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir { fs::remove_dir_all(&path) } else { fs::remove_file(&path) }
+            .ctx(|| format!("remove {}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))
 }

@@ -136,6 +136,7 @@ pub fn import_tar<R: Read + Send>(
     let batch = pool.batch();
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().ctx(|| format!("read {}", sniff::INPUT_NAME))?;
+    let report = || (hooks.progress)(consumed.load(Ordering::Relaxed), size_hint.unwrap_or(0));
     for entry in entries {
         if (hooks.cancel)() {
             return Err(EngineError::Cancelled);
@@ -150,7 +151,7 @@ pub fn import_tar<R: Read + Send>(
             continue;
         }
         let raw_path = entry.path_bytes().into_owned();
-        let mode = header.mode().unwrap_or(0o644) & 0o777;
+        let mode = header.mode().map_err(|e| tar_error(&e))? & 0o777;
         let Some(path) = normalize_path(&raw_path)? else {
             if etype == EntryType::Directory {
                 continue;
@@ -165,7 +166,7 @@ pub fn import_tar<R: Read + Send>(
             EntryType::Regular | EntryType::Continuous => {
                 tree.admit(&path, false)?;
                 let size = entry.size();
-                let (sha256, chunks) = chunk_file(&mut entry, store, &batch, hooks)?;
+                let (sha256, chunks) = chunk_file(&mut entry, store, &batch, hooks, &report)?;
                 if size == 0 {
                     tree.empty_files.push(path.clone());
                 }
@@ -202,7 +203,7 @@ pub fn import_tar<R: Read + Send>(
                 return Err(EngineError::file_read_failed(&path, "file, directory or symlink", entry_kind_name(other)))
             }
         }
-        (hooks.progress)(consumed.load(Ordering::Relaxed), size_hint.unwrap_or(0));
+        report();
     }
     drop(archive);
     batch.wait()?;
@@ -244,6 +245,7 @@ fn chunk_file<R: Read>(
     store: &ChunkStore,
     batch: &super::pool::Batch,
     hooks: &Hooks,
+    report: &dyn Fn(),
 ) -> Result<(String, Vec<ChunkRef>)> {
     let mut file_hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut refs = Vec::new();
@@ -262,6 +264,7 @@ fn chunk_file<R: Read>(
             let store = store.clone();
             batch.spawn(move || store.put(&id, &data))?;
         }
+        report();
     }
     Ok((hex(file_hash.finish().as_ref()), refs))
 }

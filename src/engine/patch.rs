@@ -26,8 +26,10 @@ use super::Hooks;
 
 pub const PATCH_FORMAT: u32 = 1;
 /// Largest delta segment: the source and target windows a delta holds in memory (server and
-/// client) are bounded by it, far below zstd's 2 GiB window limit.
-pub const DEFAULT_SEGMENT: u64 = 256 << 20;
+/// client) are bounded by it, far below zstd's 2 GiB window limit. At 128 MiB a level-19 delta
+/// needs about 400 MB (target, 1.25× reference, matcher tables); data moved by more than
+/// 16 MiB across a segment boundary is fetched instead of found.
+pub const DEFAULT_SEGMENT: u64 = 128 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

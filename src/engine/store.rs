@@ -171,6 +171,31 @@ impl ChunkStore {
         }
     }
 
+    /// Removes every chunk no manifest in `keep` uses (eviction of a build) and the temporary
+    /// files of interrupted writes. Run it only while no import of the app runs. Returns how
+    /// many chunks were removed.
+    pub fn prune(&self, keep: &[&super::manifest::Manifest]) -> Result<usize> {
+        let used: std::collections::HashSet<&str> =
+            keep.iter().flat_map(|m| m.chunk_ids()).map(|id| id.0.as_str()).collect();
+        let mut removed = 0;
+        for dir in fs::read_dir(&self.root).ctx(|| format!("list {}", self.root.display()))? {
+            let dir = dir.ctx(|| format!("list {}", self.root.display()))?;
+            if !dir.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            fsutil::remove_leftovers(&dir.path())?;
+            for chunk in fs::read_dir(dir.path()).ctx(|| format!("list {}", dir.path().display()))? {
+                let chunk = chunk.ctx(|| format!("list {}", dir.path().display()))?;
+                let name = chunk.file_name().to_string_lossy().into_owned();
+                if !used.contains(name.as_str()) {
+                    fs::remove_file(chunk.path()).ctx(|| format!("remove {}", chunk.path().display()))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Makes every chunk file and directory entry written so far durable: one `syncfs` instead
     /// of one fsync per directory.
     pub fn sync(&self) -> Result<()> {
