@@ -298,3 +298,31 @@ fn leftovers_of_interrupted_writes_are_removed_and_published_objects_kept() {
         std::fs::read_dir(&build_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec![image.dxf_name]);
 }
+
+#[test]
+fn a_saved_manifest_loads_back_equal() {
+    let depot = Depot::new(small_engine());
+    let m = depot.import(&game_v2());
+    let path = depot.root.join("manifests").join("0002.zst");
+    m.save(&path).unwrap();
+    assert_eq!(Manifest::load(&path).unwrap(), m);
+    assert!(m.warnings.iter().any(|w| w.code == "emptyFiles"), "{:?}", m.warnings);
+}
+
+#[test]
+fn cancelled_image_and_patch_writes_leave_nothing_published() {
+    let depot = Depot::new(small_engine());
+    let (m1, m2) = (depot.import(&game_v1()), depot.import(&game_v2()));
+    let image2 = depot.publish(2, &m2);
+    let cancel = || true;
+    let hooks = Hooks::new(&|_, _| {}, &cancel);
+    let build_dir = layout::build_dir(&depot.root, ORG, APP, 1);
+    let err = depot.engine.write_image(&m1, &depot.store, &build_dir, &hooks).unwrap_err();
+    assert!(matches!(err, rockit_edge::engine::EngineError::Cancelled), "{err}");
+    assert_eq!(std::fs::read_dir(&build_dir).unwrap().count(), 0, "no image and no staging directory left");
+
+    let patch_dir = layout::patch_dir(&depot.root, ORG, APP, 2, 1);
+    let err = depot.engine.write_patch(&m1, &m2, &image2, &depot.store, &patch_dir, &hooks).unwrap_err();
+    assert!(matches!(err, rockit_edge::engine::EngineError::Cancelled), "{err}");
+    assert_eq!(std::fs::read_dir(&patch_dir).unwrap().count(), 0, "no patch.zst, patch.dat or temporary file left");
+}

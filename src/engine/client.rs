@@ -318,6 +318,7 @@ impl<'o> Client<'o> {
             .collect();
         let mut report = Report::default();
         let mut staged: Vec<(PathBuf, &str)> = Vec::new();
+        let mut kept = Vec::new();
         for (n, entry) in patch.files.iter().enumerate() {
             safe_path(&entry.path)?;
             let PatchKind::File { mode, size, sha256, op } = &entry.kind else {
@@ -329,7 +330,7 @@ impl<'o> Client<'o> {
             };
             if let FileOp::Same { source } = op {
                 if *source == entry.path {
-                    // Unchanged: verify in place, leave it.
+                    // Unchanged: verify in place, leave it (its mode may still change).
                     let (got_size, got_sha) = sha256_of_file(&tree.join(&entry.path))?;
                     if got_size != *size || got_sha != *sha256 {
                         return Err(EngineError::Invalid(format!(
@@ -337,6 +338,7 @@ impl<'o> Client<'o> {
                             entry.path
                         )));
                     }
+                    kept.push((tree.join(&entry.path), *mode));
                     report.files_kept += 1;
                     continue;
                 }
@@ -349,6 +351,10 @@ impl<'o> Client<'o> {
             report.files_written += 1;
         }
         self.commit(&patch, tree, staged)?;
+        for (path, mode) in kept {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o777))
+                .ctx(|| format!("chmod {}", path.display()))?;
+        }
         fs::remove_dir_all(&staging).ctx(|| format!("remove {}", staging.display()))?;
         report.bytes_fetched = self.fetched.get();
         Ok(report)

@@ -18,6 +18,9 @@
 //! let patch = engine.write_patch(&old_manifest, &manifest, &image, &store,
 //!                                &layout::patch_dir(depot, org, app, n, b), &hooks)?;
 //!     // patch.size_bytes
+//! // eviction of build N − maxBuilds, while no import of the app runs:
+//! store.prune(&[&retained_manifest, …])?;       // chunks no retained build uses, temp files
+//! fsutil::remove_leftovers(&build_dir)?;        // staging of an image write a crash cut short
 //! ```
 //!
 //! Every call is deterministic: rerunning it after a crash writes the same bytes, and outputs

@@ -198,7 +198,7 @@ pub fn game_v1() -> Tree {
 }
 
 /// Build 2: scattered edits, an insert that shifts data, an append, a renamed and edited
-/// library, a renamed directory, a new file, a removed one, a new empty file.
+/// library, a renamed directory, a new file, a removed one, a new empty file, a mode change.
 pub fn game_v2() -> Tree {
     let mut t = game_v1();
     let Some(Node::File { bytes, .. }) = t.get_mut("bin/game") else { unreachable!() };
@@ -223,5 +223,8 @@ pub fn game_v2() -> Tree {
     t.remove("old");
     t.insert("data/new.bin".into(), file(noise(9, 200_000)));
     t.insert("new-empty.txt".into(), file(Vec::new()));
+    // Same content, new mode: an update must still apply the mode.
+    let Some(Node::File { mode, .. }) = t.get_mut("copy/level1-again.pak") else { unreachable!() };
+    *mode = 0o600;
     t
 }
