@@ -19,6 +19,10 @@ use super::store::{ChunkId, ChunkStore};
 use super::validate::{ancestors, check_link, normalize_path};
 use super::Hooks;
 
+/// Pending new chunk bytes that trigger a flush of the store: bounds the pending list (and
+/// what a crash makes the rerun store again) while keeping syncs rare.
+const FLUSH_EVERY: u64 = 256 << 20;
+
 /// How many example paths a warning names.
 const WARNING_EXAMPLES: usize = 5;
 
@@ -213,9 +217,8 @@ pub fn import_tar<R: Read + Send>(
     for (path, target) in links {
         check_link(path, target, &tree.links)?;
     }
-    // Chunks were fsynced one by one; this makes their directory entries durable too, before
-    // the caller commits the manifest that names them.
-    store.sync()?;
+    // Every chunk the manifest names is durable under its name before the caller commits it.
+    store.flush()?;
     let mut warnings = Vec::new();
     match wrapping {
         Wrapping::Plain => {}
@@ -263,6 +266,9 @@ fn chunk_file<R: Read>(
         if !store.contains(&id)? {
             let store = store.clone();
             batch.spawn(move || store.put(&id, &data))?;
+        }
+        if store.pending_bytes()? >= FLUSH_EVERY {
+            store.flush()?;
         }
         report();
     }

@@ -4,10 +4,18 @@
 //!
 //! A chunk file is one codec byte (0 raw, 1 zstd) followed by the stored bytes. The codec byte
 //! lets the image writer copy stored bytes into a pack without recompressing.
+//!
+//! Durability without one fsync per chunk (measured: it halved import throughput): a new chunk
+//! is written under a temporary name; [`ChunkStore::flush`] makes every pending temporary file
+//! durable with one `syncfs`, then renames them to their final names and syncs again. So a
+//! file under a chunk's name is always whole and durable, and a crash loses only temporary
+//! files (removed by `prune`) and chunks a rerun stores again.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +89,15 @@ pub struct StoredChunk {
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
     root: PathBuf,
+    pending: Arc<Mutex<Pending>>,
+}
+
+/// Chunks written under temporary names, waiting for the next `flush`.
+#[derive(Debug, Default)]
+struct Pending {
+    files: Vec<(PathBuf, PathBuf)>,
+    ids: HashSet<String>,
+    raw_bytes: u64,
 }
 
 impl ChunkStore {
@@ -88,7 +105,7 @@ impl ChunkStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<ChunkStore> {
         let root = root.into();
         fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
-        Ok(ChunkStore { root })
+        Ok(ChunkStore { root, pending: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -102,16 +119,25 @@ impl ChunkStore {
         Ok(self.root.join(&id.0[..2]).join(&id.0))
     }
 
+    /// Whether the chunk is stored or pending (written, waiting for `flush`).
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.path(id)?.is_file())
+        Ok(self.path(id)?.is_file() || self.lock_pending()?.ids.contains(&id.0))
+    }
+
+    fn lock_pending(&self) -> Result<std::sync::MutexGuard<'_, Pending>> {
+        self.pending.lock().map_err(|_| EngineError::Invalid("chunk store lock poisoned".into()))
+    }
+
+    /// Raw bytes of the chunks written since the last `flush`.
+    pub fn pending_bytes(&self) -> Result<u64> {
+        Ok(self.lock_pending()?.raw_bytes)
     }
 
     /// Stores `raw` under `id` unless it is already there. zstd level 3, kept raw when
-    /// compression saves less than 5 %. Written to a temporary file, fsynced, then renamed, so a
-    /// chunk file that exists is always whole.
+    /// compression saves less than 5 %. The chunk is pending until the next `flush`.
     pub fn put(&self, id: &ChunkId, raw: &[u8]) -> Result<()> {
         let path = self.path(id)?;
-        if path.is_file() {
+        if self.contains(id)? {
             return Ok(());
         }
         let compressed = zstd::bulk::compress(raw, CHUNK_LEVEL).ctx(|| format!("compress chunk {id}"))?;
@@ -128,13 +154,33 @@ impl ChunkStore {
             f.write_all(&[codec.byte()])
                 .and_then(|_| f.write_all(stored))
                 .ctx(|| format!("write {}", tmp.display()))?;
-            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-            fs::rename(&tmp, &path).ctx(|| format!("rename to {}", path.display()))
+            Ok(())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
+            return result;
         }
-        result
+        let mut pending = self.lock_pending()?;
+        pending.ids.insert(id.0.clone());
+        pending.files.push((tmp, path));
+        pending.raw_bytes += raw.len() as u64;
+        Ok(())
+    }
+
+    /// Makes every pending chunk durable and visible under its name: `syncfs` (the data of
+    /// every temporary file), the renames, `syncfs` again (the renames). Call it before
+    /// committing a manifest that names the chunks, and every few hundred MB during an import
+    /// to keep the pending list short.
+    pub fn flush(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *self.lock_pending()?);
+        if batch.files.is_empty() {
+            return Ok(());
+        }
+        self.syncfs()?;
+        for (tmp, path) in &batch.files {
+            fs::rename(tmp, path).ctx(|| format!("rename to {}", path.display()))?;
+        }
+        self.syncfs()
     }
 
     /// The chunk as stored (codec and stored bytes).
@@ -196,9 +242,8 @@ impl ChunkStore {
         Ok(removed)
     }
 
-    /// Makes every chunk file and directory entry written so far durable: one `syncfs` instead
-    /// of one fsync per directory.
-    pub fn sync(&self) -> Result<()> {
+    /// One `syncfs` of the store's filesystem: cheaper than one fsync per file and directory.
+    fn syncfs(&self) -> Result<()> {
         let dir = File::open(&self.root).ctx(|| format!("open {}", self.root.display()))?;
         use std::os::fd::AsRawFd;
         // SAFETY: syncfs on a valid, open file descriptor owned by `dir`.
@@ -209,5 +254,68 @@ impl ChunkStore {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_files(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_chunk_gets_its_name_only_when_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let raw = vec![42u8; 100_000];
+        let id = ChunkId::of(&raw);
+        store.put(&id, &raw).unwrap();
+        assert!(store.contains(&id).unwrap(), "pending chunks count as stored, so they are not written twice");
+        assert!(chunk_files(dir.path()).iter().all(|n| n.starts_with(".tmp-")));
+        assert!(store.get(&id).is_err());
+
+        store.flush().unwrap();
+        assert_eq!(chunk_files(dir.path()), vec![id.0.clone()]);
+        assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+        assert_eq!(store.get(&id).unwrap().codec, Codec::Zstd);
+    }
+
+    #[test]
+    fn chunks_a_crash_left_unflushed_are_removed_by_prune_and_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = vec![7u8; 50_000];
+        let id = ChunkId::of(&raw);
+        // The store instance of a process that died before flushing.
+        ChunkStore::open(dir.path()).unwrap().put(&id, &raw).unwrap();
+
+        let store = ChunkStore::open(dir.path()).unwrap();
+        assert!(!store.contains(&id).unwrap());
+        assert_eq!(store.prune(&[]).unwrap(), 0);
+        assert!(chunk_files(dir.path()).is_empty());
+        store.put(&id, &raw).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+    }
+
+    #[test]
+    fn incompressible_chunks_are_kept_raw() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let raw: Vec<u8> = (0..2048u32)
+            .flat_map(|i| ring::digest::digest(&ring::digest::SHA256, &i.to_le_bytes()).as_ref().to_vec())
+            .collect();
+        let id = ChunkId::of(&raw);
+        store.put(&id, &raw).unwrap();
+        store.flush().unwrap();
+        let stored = store.get(&id).unwrap();
+        assert_eq!((stored.codec, stored.bytes.len()), (Codec::Raw, raw.len()));
     }
 }
