@@ -326,3 +326,19 @@ fn cancelled_image_and_patch_writes_leave_nothing_published() {
     assert!(matches!(err, rockit_edge::engine::EngineError::Cancelled), "{err}");
     assert_eq!(std::fs::read_dir(&patch_dir).unwrap().count(), 0, "no patch.zst, patch.dat or temporary file left");
 }
+
+#[test]
+fn an_image_written_earlier_opens_with_the_same_name_size_and_index() {
+    let depot = Depot::new(small_engine());
+    let written = depot.publish(1, &depot.import(&game_v1()));
+    let opened = ImageInfo::open(&written.dir).unwrap();
+    assert_eq!(
+        (&opened.dxf_name, opened.size_bytes, &opened.index),
+        (&written.dxf_name, written.size_bytes, &written.index)
+    );
+
+    let renamed = written.dir.with_file_name("0123456789abcdef0123456789abcdef");
+    std::fs::rename(&written.dir, &renamed).unwrap();
+    let err = ImageInfo::open(&renamed).unwrap_err();
+    assert!(err.to_string().contains("index hash is"), "{err}");
+}

@@ -123,6 +123,30 @@ pub struct ImageInfo {
     pub index: Index,
 }
 
+impl ImageInfo {
+    /// Reads back an image written earlier (a retried task that needs it for its patches
+    /// without writing it again), checking that the directory's name is its index's hash.
+    pub fn open(dxf_dir: &Path) -> Result<ImageInfo> {
+        let index_path = dxf_dir.join(INDEX_FILE);
+        let bytes = fs::read(&index_path).ctx(|| format!("read {}", index_path.display()))?;
+        let dxf_name = sha256_hex(&bytes)[..32].to_string();
+        if dxf_dir.file_name().and_then(|n| n.to_str()) != Some(dxf_name.as_str()) {
+            return Err(EngineError::Corrupt(format!("{}: index hash is {dxf_name}", dxf_dir.display())));
+        }
+        let index = Index::decode(&bytes)?;
+        let mut size_bytes = bytes.len() as u64;
+        for pack in &index.packs {
+            let path = dxf_dir.join(&pack.name);
+            let len = fs::metadata(&path).ctx(|| format!("stat {}", path.display()))?.len();
+            if len != pack.size {
+                return Err(EngineError::Corrupt(format!("{}: {len} bytes, index says {}", path.display(), pack.size)));
+            }
+            size_bytes += len;
+        }
+        Ok(ImageInfo { dxf_name, size_bytes, dir: dxf_dir.to_path_buf(), index })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ImageOptions {
     pub pack_limit: u64,

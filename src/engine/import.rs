@@ -2,7 +2,7 @@
 //! chunk and hash file contents, store new chunks on the pool, and return the build's manifest.
 //! Memory holds one chunk per pool slot plus the manifest, whatever the tar's size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,7 +45,7 @@ impl<R: Read> Read for Counting<R> {
 struct Tree {
     entries: Vec<Entry>,
     by_path: HashMap<String, usize>,
-    implied_dirs: HashMap<String, ()>,
+    implied_dirs: HashSet<String>,
     links: HashMap<String, String>,
     empty_files: Vec<String>,
     lower_case: HashMap<String, String>,
@@ -59,7 +59,7 @@ impl Tree {
         if self.by_path.contains_key(path) {
             return Err(EngineError::file_read_failed(path, "unique path", "duplicate entry"));
         }
-        if !is_dir && self.implied_dirs.contains_key(path) {
+        if !is_dir && self.implied_dirs.contains(path) {
             return Err(EngineError::file_read_failed(path, "directory", "file over a directory"));
         }
         for dir in ancestors(path) {
@@ -74,7 +74,7 @@ impl Tree {
             }
         }
         for dir in ancestors(path) {
-            self.implied_dirs.insert(dir.to_string(), ());
+            self.implied_dirs.insert(dir.to_string());
         }
         let lower = path.to_lowercase();
         match self.lower_case.get(&lower) {

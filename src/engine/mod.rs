@@ -14,7 +14,7 @@
 //!     // manifest.warnings → the task's warnings
 //! manifest.save(&manifest_path)?;               // durable; a crash before it reruns the import
 //! let image = engine.write_image(&manifest, &store, &layout::build_dir(depot, org, app, n), &hooks)?;
-//!     // image.dxf_name, image.size_bytes
+//!     // image.dxf_name, image.size_bytes; a retried task reopens it: ImageInfo::open(&dxf_dir)
 //! let patch = engine.write_patch(&old_manifest, &manifest, &image, &store,
 //!                                &layout::patch_dir(depot, org, app, n, b), &hooks)?;
 //!     // patch.size_bytes
