@@ -32,7 +32,8 @@ impl WorkPool {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        // A panicking job must not take the worker with it.
+                        Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
                         Err(_) => return,
                     }
                 }
@@ -54,7 +55,7 @@ impl WorkPool {
     pub fn run<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
         let (tx, rx) = mpsc::channel();
         self.queue.send(Box::new(move || drop(tx.send(work())))).map_err(|_| stopped())?;
-        rx.recv().map_err(|_| stopped())?
+        rx.recv().map_err(|_| EngineError::Invalid("an engine job panicked or the pool stopped".into()))?
     }
 }
 
@@ -66,6 +67,8 @@ fn stopped() -> EngineError {
 struct BatchState {
     pending: usize,
     error: Option<EngineError>,
+    /// The error was already handed out by `spawn`; `wait` must still fail.
+    error_taken: bool,
 }
 
 pub struct Batch {
@@ -80,13 +83,16 @@ impl Batch {
         {
             let mut st = self.state.0.lock().map_err(|_| stopped())?;
             if let Some(e) = st.error.take() {
+                st.error_taken = true;
                 return Err(e);
             }
             st.pending += 1;
         }
         let state = self.state.clone();
         let job: Job = Box::new(move || {
-            let outcome = work();
+            // A panic still counts the job as done, so `wait` cannot hang on it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| Err(EngineError::Invalid("an engine job panicked".into())));
             let (lock, cv) = &*state;
             if let Ok(mut st) = lock.lock() {
                 st.pending -= 1;
@@ -108,7 +114,51 @@ impl Batch {
         }
         match st.error.take() {
             Some(e) => Err(e),
+            None if st.error_taken => Err(EngineError::Invalid("a job of this batch failed (reported earlier)".into())),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_at_idle_priority_and_a_batch_reports_the_first_error() {
+        let pool = WorkPool::start(2).unwrap();
+        // SAFETY: plain queries about the calling (worker) thread.
+        let (policy, nice) = pool
+            .run(|| Ok(unsafe { (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, 0)) }))
+            .unwrap();
+        assert!(policy == libc::SCHED_IDLE || nice == 19, "policy {policy}, nice {nice}");
+
+        let batch = pool.batch();
+        let mut refused = None;
+        for i in 0..64 {
+            let job = move || if i == 5 { Err(EngineError::Invalid("job 5".into())) } else { Ok(()) };
+            if let Err(e) = batch.spawn(job) {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+        let waited = batch.wait().unwrap_err().to_string();
+        // The real error comes out once, from whichever call saw it first; both calls fail.
+        match refused {
+            Some(first) => assert_eq!(
+                (first.as_str(), waited.as_str()),
+                ("job 5", "a job of this batch failed (reported earlier)")
+            ),
+            None => assert_eq!(waited, "job 5"),
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_batch_and_the_pool_keeps_working() {
+        let pool = WorkPool::start(1).unwrap();
+        let batch = pool.batch();
+        batch.spawn(|| panic!("boom")).unwrap();
+        assert_eq!(batch.wait().unwrap_err().to_string(), "an engine job panicked");
+        assert_eq!(pool.run(|| Ok(7)).unwrap(), 7);
     }
 }
