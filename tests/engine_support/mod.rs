@@ -175,7 +175,7 @@ pub fn assert_same_tree(actual: &Tree, expected: &Tree) {
 }
 
 /// Build 1 of a small game: executables, data, a library, identical files, an empty file, a
-/// link and an empty directory.
+/// link, an empty directory and a path too long for a plain tar header.
 pub fn game_v1() -> Tree {
     let mut t = Tree::new();
     t.insert("bin".into(), Node::Dir);
@@ -194,6 +194,8 @@ pub fn game_v1() -> Tree {
     t.insert("saves".into(), Node::Dir);
     t.insert("old".into(), Node::Dir);
     t.insert("old/removed.bin".into(), file(noise(6, 100_000)));
+    // Longer than the 100 bytes of a tar header's name field: a GNU long-name entry.
+    t.insert(format!("assets/{}/deep.bin", "sub-directory".repeat(10)), file(text(10, 3_000)));
     t
 }
 
