@@ -156,6 +156,9 @@ struct OldBuild<'a> {
     /// chunk id → (file, offset) of its first occurrence, and every file holding it.
     chunk_at: HashMap<&'a ChunkId, (usize, u64)>,
     chunk_files: HashMap<&'a ChunkId, Vec<usize>>,
+    /// Non-empty files by extension, sorted by (size, file): the last pairing fallback is a
+    /// binary search, not a scan of the old build per new file.
+    by_ext: HashMap<&'a str, Vec<(u64, usize)>>,
 }
 
 impl<'a> OldBuild<'a> {
@@ -166,6 +169,7 @@ impl<'a> OldBuild<'a> {
             by_sha: HashMap::new(),
             chunk_at: HashMap::new(),
             chunk_files: HashMap::new(),
+            by_ext: HashMap::new(),
         };
         for entry in &manifest.files {
             if let EntryKind::File { size, sha256, chunks, .. } = &entry.kind {
@@ -183,6 +187,12 @@ impl<'a> OldBuild<'a> {
                     offset += c.len as u64;
                 }
             }
+        }
+        for (i, f) in old.files.iter().enumerate().filter(|(_, f)| f.size > 0) {
+            old.by_ext.entry(extension(f.path)).or_default().push((f.size, i));
+        }
+        for list in old.by_ext.values_mut() {
+            list.sort_unstable();
         }
         old
     }
@@ -203,13 +213,23 @@ impl<'a> OldBuild<'a> {
         if let Some(i) = same_path.filter(|&i| self.files[i].size > 0) {
             return Some(i);
         }
-        let ext = extension(path);
-        self.files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.size > 0 && extension(f.path) == ext)
-            .min_by_key(|(i, f)| (f.size.abs_diff(size), *i))
-            .map(|(i, _)| i)
+        let list = self.by_ext.get(extension(path))?;
+        // The nearest size sits next to where `size` would be inserted. On equal distance the
+        // smaller size wins; among equal sizes the earliest file (the list is sorted by both).
+        let at = list.partition_point(|&(s, _)| s < size);
+        let above = list.get(at).map(|&(s, _)| (s - size, s));
+        let below = at.checked_sub(1).map(|i| (size - list[i].0, list[i].0));
+        let (_, nearest) = match (below, above) {
+            (Some(b), Some(a)) => {
+                if a.0 < b.0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            (b, a) => b.or(a)?,
+        };
+        list.get(list.partition_point(|&(s, _)| s < nearest)).map(|&(_, i)| i)
     }
 }
 
@@ -439,4 +459,63 @@ fn plan_file(
 
 fn old_sha_matches(old: &OldBuild, a: usize, b: usize) -> bool {
     a == b || (old.files[a].size == old.files[b].size && old.files[a].chunks == old.files[b].chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64, chunks: &[&str]) -> Entry {
+        let chunks = chunks
+            .iter()
+            .map(|c| ChunkRef { id: ChunkId(c.repeat(64)), len: (size / chunks.len() as u64) as u32 })
+            .collect();
+        Entry {
+            path: path.into(),
+            order: 0,
+            kind: EntryKind::File { mode: 0o644, size, sha256: format!("sha-{path}"), chunks },
+        }
+    }
+
+    fn refs(size: u64, chunks: &[&str]) -> Vec<ChunkRef> {
+        match file("x", size, chunks).kind {
+            EntryKind::File { chunks, .. } => chunks,
+            _ => unreachable!(),
+        }
+    }
+
+    fn old_build() -> Manifest {
+        Manifest {
+            format: 1,
+            files: vec![
+                file("a/lib-1.so", 300, &["a", "b", "c"]),
+                file("b/data.pak", 200, &["d", "e"]),
+                file("c/big.pak", 900, &["f"]),
+                file("d/small.pak", 100, &["1"]),
+                file("e/other.txt", 150, &["2"]),
+            ],
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_file_pairs_with_the_old_file_sharing_the_most_chunk_bytes() {
+        let manifest = old_build();
+        let old = OldBuild::new(&manifest);
+        let renamed = old.pair("z/lib-2.so", 300, &refs(300, &["a", "b", "x"]));
+        assert_eq!(renamed.map(|i| old.files[i].path), Some("a/lib-1.so"));
+    }
+
+    #[test]
+    fn without_shared_chunks_the_same_path_then_the_nearest_size_with_the_extension_wins() {
+        let manifest = old_build();
+        let old = OldBuild::new(&manifest);
+        let same_path = old.pair("b/data.pak", 800, &refs(800, &["y"]));
+        assert_eq!(same_path.map(|i| old.files[i].path), Some("b/data.pak"));
+        let nearest = old.pair("new/level.pak", 700, &refs(700, &["y"]));
+        assert_eq!(nearest.map(|i| old.files[i].path), Some("c/big.pak"));
+        let nearest = old.pair("new/level.pak", 120, &refs(120, &["y"]));
+        assert_eq!(nearest.map(|i| old.files[i].path), Some("d/small.pak"));
+        assert_eq!(old.pair("new/readme.md", 100, &refs(100, &["y"])), None);
+    }
 }
