@@ -25,6 +25,8 @@ use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
 
 pub const PATCH_FORMAT: u32 = 1;
+/// How many old files per chunk pairing considers.
+const MAX_HOLDERS: usize = 32;
 /// Largest delta segment: the source and target windows a delta holds in memory (server and
 /// client) are bounded by it, far below zstd's 2 GiB window limit. At 128 MiB a level-19 delta
 /// needs about 400 MB (target, 1.25× reference, matcher tables); data moved by more than
@@ -181,7 +183,9 @@ impl<'a> OldBuild<'a> {
                 for c in chunks.iter() {
                     old.chunk_at.entry(&c.id).or_insert((i, offset));
                     let holders = old.chunk_files.entry(&c.id).or_default();
-                    if holders.last() != Some(&i) {
+                    // A chunk in very many files (zero padding, a common header) says little
+                    // about pairing and would make it quadratic: the first few holders suffice.
+                    if holders.last() != Some(&i) && holders.len() < MAX_HOLDERS {
                         holders.push(i);
                     }
                     offset += c.len as u64;
