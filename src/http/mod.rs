@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod console;
 pub mod health;
 pub mod list;
 pub mod middleware;
@@ -363,6 +364,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         cfg.service(resource.wrap(actix_web::middleware::from_fn(middleware::catch_panic)));
     }
+    console::configure(cfg);
     cfg.default_service(web::to(route_not_found));
 }
 

@@ -1,0 +1,135 @@
+// Apps: the list (search, paging), creating one, and an app's page with its builds, patches
+// (size against the full image), deployments, status and error. Build imports and task progress
+// join the app page as further sections once the API offers them.
+import { h, go, link, seg, table, details, bytes, when, badge, add, fill } from '../dom.js';
+import { form, confirmButton, notice } from '../forms.js';
+import * as api from '../api.js';
+import { can, CREATE, UPDATE, DELETE } from '../permissions.js';
+import { pagedList } from './list.js';
+
+const LIST_FIELDS = 'name,label,status,iCurBuild,sizeBytes,updated';
+
+/** "a, b" → ["a", "b"]; empty → []. */
+export function names(text) {
+  return String(text || '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+export async function list(view) {
+  const apps = pagedList({
+    caption: 'Apps',
+    headers: ['Name', 'Label', 'Status', 'Current build', 'Size', 'Updated'],
+    searchLabel: 'Search apps by name',
+    load: async ({ offset, limit, search }) => {
+      const answer = await api.call('GET', `/be/v1/apps${api.query({ offset, limit, name: search, 'fields[]': LIST_FIELDS })}`);
+      return { items: answer.apps, total: answer.total };
+    },
+    row: (app) => [
+      link(`apps/${seg(app.name)}`, app.name),
+      app.label,
+      badge(app.status),
+      app.iCurBuild > 0 ? `#${app.iCurBuild}` : '—',
+      bytes(app.sizeBytes),
+      when(app.updated),
+    ],
+  });
+  add(view, h('div', { class: 'page-head' }, h('h1', { text: 'Apps' })));
+  if (can('apps', CREATE)) add(view, createForm());
+  add(view, apps.element);
+}
+
+function createForm() {
+  return h('details', { class: 'create' },
+    h('summary', { text: 'New app' }),
+    form({
+      submit: 'Create app',
+      fields: [
+        { name: 'name', label: 'Name', required: true, hint: '2 to 50 letters, digits or _; cannot be changed later.' },
+        { name: 'label', label: 'Label', required: true },
+        { name: 'maxBuilds', label: 'Builds kept', type: 'number', value: 5, min: 1, max: 100 },
+        { name: 'deployments', label: 'Deployments', hint: 'Comma-separated names; empty means all of the organization’s deployments.' },
+      ],
+      onSubmit: async ({ name, label, maxBuilds, deployments }) => {
+        const answer = await api.call('POST', '/be/v1/apps', { name, label, maxBuilds, deployments: names(deployments) });
+        go(`apps/${seg(answer.app.name)}`);
+      },
+    }));
+}
+
+export async function page(view, { name }) {
+  const { app } = await api.call('GET', `/be/v1/apps/${seg(name)}`);
+  fill(view,
+    h('div', { class: 'page-head' },
+      h('p', { class: 'crumbs' }, link('apps', 'Apps'), ' / ', h('span', { text: app.name })),
+      h('h1', {}, h('span', { text: app.label }), ' ', badge(app.status))),
+    app.error ? notice(`Error: ${app.error}`, 'error') : null,
+    details([
+      ['Name', app.name],
+      ['Status', app.status],
+      ['Current build', app.iCurBuild > 0 ? `#${app.iCurBuild}` : 'none yet'],
+      ['Size', bytes(app.sizeBytes)],
+      ['Builds kept', String(app.maxBuilds)],
+      ['Deployments', app.deployments.length ? app.deployments.join(', ') : 'all of the organization’s deployments'],
+      ['Image name', app.dxfName],
+      ['Processing', app.processing ? 'yes' : 'no'],
+      ['Created', when(app.created)],
+      ['Updated', when(app.updated)],
+    ]),
+    h('section', {}, h('h2', { text: 'Builds' }), buildsTable(app)),
+    h('section', {}, h('h2', { text: 'Patches' }), patchesChart(app)),
+    can('apps', UPDATE) ? editForm(view, app) : null,
+    can('apps', DELETE) ? h('section', { class: 'danger-zone' },
+      h('h2', { text: 'Delete this app' }),
+      h('p', { text: 'Its images and patches are removed everywhere, in the background.' }),
+      confirmButton('Delete app', `Delete ${app.name}?`, async () => {
+        await api.call('DELETE', `/be/v1/apps/${seg(app.name)}`);
+        go('apps');
+      })) : null);
+}
+
+function buildsTable(app) {
+  return table('Builds', ['ID', 'Name', 'Size', 'Created'], app.builds.map((build) => [
+    build.buildId === app.iCurBuild ? h('span', {}, `#${build.buildId} `, h('span', { class: 'badge badge-good', text: 'current' })) : `#${build.buildId}`,
+    build.buildName || '—',
+    bytes(build.sizeBytes),
+    when(build.created),
+  ]), { empty: 'No builds yet.' });
+}
+
+/** Each patch as a bar against the full image of the build it leads to. */
+function patchesChart(app) {
+  const imageSize = new Map(app.builds.map((build) => [build.buildId, build.sizeBytes]));
+  return table('Patches', ['From → to', 'Patch size', 'Against the full image'], app.patches.map((patch) => {
+    const full = imageSize.get(patch.toBuildId);
+    const share = full > 0 ? Math.min(1, patch.sizeBytes / full) : null;
+    const bar = h('span', { class: 'bar-patch' });
+    bar.style.width = `${share === null ? 0 : Math.max(0.5, share * 100)}%`;
+    const describe = share === null
+      ? 'image size unknown'
+      : `${(share * 100).toFixed(1)}% of the ${bytes(full)} image`;
+    return [
+      `#${patch.fromBuildId} → #${patch.toBuildId}`,
+      bytes(patch.sizeBytes),
+      h('span', { class: 'bar-cell' },
+        h('span', { class: 'bar-image', role: 'img', 'aria-label': describe }, bar),
+        h('span', { class: 'bar-text', text: describe })),
+    ];
+  }), { empty: 'No patches yet: a patch appears once a second build is imported.' });
+}
+
+function editForm(view, app) {
+  return h('section', {},
+    form({
+      title: 'Change',
+      submit: 'Save changes',
+      fields: [
+        { name: 'label', label: 'Label', required: true, value: app.label },
+        { name: 'maxBuilds', label: 'Builds kept', type: 'number', value: app.maxBuilds, min: 1, max: 100 },
+        { name: 'deployments', label: 'Deployments', value: app.deployments.join(', '), hint: 'Comma-separated names; empty means all.' },
+      ],
+      onSubmit: async ({ label, maxBuilds, deployments }) => {
+        await api.call('PATCH', '/be/v1/apps', { name: app.name, label, maxBuilds, deployments: names(deployments) });
+        await page(view, { name: app.name });
+        view.prepend(notice('Saved.'));
+      },
+    }));
+}

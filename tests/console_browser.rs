@@ -1,0 +1,532 @@
+//! The web console in a real browser (headless Chromium over WebDriver) against the real binary.
+//! Screenshots of the main pages land in target/console-screenshots/ (1280 and 390 px wide).
+
+mod common;
+mod webdriver;
+
+use std::time::{Duration, Instant};
+
+use common::{send, Server, PASSWORD};
+use serde_json::{json, Value};
+use webdriver::{browser_or_skip, Browser, ENTER, TAB};
+
+/// Signs in with the two-step flow using only the keyboard: the username field has the focus,
+/// Tab moves on, Enter submits; then the organization is chosen.
+fn sign_in_two_steps(browser: &Browser, server: &Server, username: &str, password: &str, org: &str) {
+    browser.goto(&server.url("/#/login"));
+    browser.find_with_text("h1", "Sign in");
+    browser.wait_for("the username field to have the focus", || {
+        let focused = browser.script("return document.activeElement && document.activeElement.name", json!([]));
+        (focused == "username").then_some(())
+    });
+    browser.keys(username);
+    browser.keys(TAB);
+    browser.keys(password);
+    browser.keys(ENTER);
+    browser.find_with_text("h1", "Choose an organization");
+    let select = browser.field("Organization");
+    browser.type_into(&select, org);
+    browser.press("Continue");
+    browser.find(".who #sign-out");
+}
+
+/// Signs in with the one-step shortcut (username, password and organization in one form).
+fn sign_in_directly(browser: &Browser, server: &Server, username: &str, password: &str, org: &str) {
+    browser.goto(&server.url("/#/login"));
+    browser.fill("Username", username);
+    browser.fill("Password", password);
+    browser.fill("Organization (optional)", org);
+    browser.press("Sign in");
+    browser.find(".who #sign-out");
+}
+
+/// Form controls of the current page that no label names (for, aria-label, aria-labelledby).
+fn unlabelled_fields(browser: &Browser) -> Vec<String> {
+    let found = browser.script(
+        "return [...document.querySelectorAll('input, select, textarea')].filter((el) => { \
+           if (el.type === 'hidden') return false; \
+           if (el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')) return false; \
+           return !(el.id && document.querySelector(`label[for=\"${el.id}\"]`)); \
+         }).map((el) => el.outerHTML);",
+        json!([]),
+    );
+    serde_json::from_value(found).unwrap_or_default()
+}
+
+/// What `sessionStorage` and `localStorage` hold, as JSON.
+fn storage(browser: &Browser) -> (Value, Value) {
+    let answer = browser.script(
+        "return [JSON.stringify(Object.assign({}, sessionStorage)), JSON.stringify(Object.assign({}, localStorage))];",
+        json!([]),
+    );
+    let parse = |v: &Value| serde_json::from_str(v.as_str().unwrap_or("{}")).unwrap_or(Value::Null);
+    (parse(&answer[0]), parse(&answer[1]))
+}
+
+/// The refresh token the console keeps in sessionStorage.
+fn stored_refresh_token(browser: &Browser) -> String {
+    let (session, _) = storage(browser);
+    let stored: Value =
+        serde_json::from_str(session["rockit-edge.session"].as_str().unwrap_or("{}")).unwrap_or_default();
+    stored["refresh"]["token"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn an_administrator_signs_in_in_two_steps_creates_an_app_and_finds_it_by_search() {
+    let Some(browser) = browser_or_skip("console_browser::two_step_sign_in") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+
+    sign_in_two_steps(&browser, &server, "admin", &password, "acme");
+    browser.find_with_text("h1", "Apps");
+    browser.wait_for_text("Nothing here yet.");
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+
+    browser.open("New app");
+    browser.fill("Name", "space_game");
+    browser.fill("Label", "Space Game");
+    browser.press("Create app");
+    browser.find_with_text("h1", "Space Game");
+    assert!(browser.url().ends_with("#/apps/space_game"), "{}", browser.url());
+    browser.wait_for_text("No builds yet.");
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    browser.screenshots("app");
+
+    // A second app, then the search narrows the list to one.
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "puzzle", "label": "Puzzle"}))).assert_ok();
+    browser.goto(&server.url("/#/apps"));
+    browser.find_with_text("td a", "puzzle");
+    browser.find_with_text("td a", "space_game");
+    browser.screenshots("apps");
+    // Paging: 20 apps a page.
+    for i in 0..20 {
+        admin.call("POST", "/be/v1/apps", Some(json!({"name": format!("app_{i:02}"), "label": "More"}))).assert_ok();
+    }
+    browser.refresh();
+    browser.wait_for_text("1–20 of 22");
+    browser.press("Next page");
+    browser.wait_for_text("21–22 of 22");
+    browser.find_with_text("td a", "space_game");
+    browser.fill("Search apps by name", "spa");
+    browser.wait_for("the search to leave one app", || {
+        let names: Vec<String> = browser.find_all("td a").iter().map(|a| browser.text(a)).collect();
+        (names == ["space_game"]).then_some(())
+    });
+}
+
+#[test]
+fn a_validation_error_appears_next_to_the_field_it_names() {
+    let Some(browser) = browser_or_skip("console_browser::validation_error") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    browser.goto(&server.url("/#/apps"));
+    browser.open("New app");
+    browser.fill("Name", "x");
+    browser.fill("Label", "Too short a name");
+    browser.press("Create app");
+    // The server's message for `param: name`, shown under the Name field and tied to it.
+    let described = browser.wait_for("the error under Name", || {
+        let answer = browser.script(
+            "const input = document.querySelector('input[name=name]'); \
+             const error = document.getElementById(input.getAttribute('aria-describedby').split(' ').pop()); \
+             return error && !error.hidden ? [error.textContent, input.getAttribute('aria-invalid')] : null;",
+            json!([]),
+        );
+        (!answer.is_null()).then_some(answer)
+    });
+    assert!(described[0].as_str().unwrap_or("").contains("`name` must be 2 to 50"), "{described}");
+    assert_eq!(described[1], "true");
+
+    // The skip link takes keyboard users to the content and leaves the page where it is.
+    let url = browser.url();
+    browser.script("document.querySelector('.skip-link').focus()", json!([]));
+    browser.keys(ENTER);
+    browser.wait_for("the content to have the focus", || {
+        (browser.script("return document.activeElement.id", json!([])) == "main").then_some(())
+    });
+    assert_eq!(browser.url(), url);
+    browser.screenshots("validation");
+}
+
+#[test]
+fn a_user_holding_a_narrow_role_is_offered_only_what_the_role_allows() {
+    let Some(browser) = browser_or_skip("console_browser::narrow_role") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    // The role: apps Read only, ticked in the permission grid.
+    browser.goto(&server.url("/#/roles"));
+    browser.open("New role");
+    browser.fill("Name", "viewers");
+    browser.fill("Label", "App viewers");
+    let read_apps = browser.find("input[aria-label='apps: Read']");
+    browser.click(&read_apps);
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    browser.screenshots("roles-new");
+    browser.press("Create role");
+    browser.find_with_text("h1", "App viewers");
+    let role = admin.call("GET", "/be/v1/roles/viewers", None);
+    assert_eq!(role.assert_ok()["role"]["permissions"]["apps"], 2);
+    assert_eq!(role.body["role"]["permissions"]["beUsers"], 0);
+
+    // The user, with that role, through the form.
+    browser.goto(&server.url("/#/users"));
+    browser.open("New account");
+    browser.fill("Username", "vera");
+    browser.fill("Email", "vera@example.com");
+    browser.fill("First name", "Vera");
+    browser.fill("Surname", "Viewer");
+    browser.fill("Password", PASSWORD);
+    let role_input = browser.find(".choice input[value='viewers']");
+    browser.click(&role_input);
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    browser.press("Create account");
+    browser.find_with_text("td a", "vera");
+    browser.screenshots("users");
+    browser.press("Sign out");
+    browser.find_with_text("h1", "Sign in");
+
+    // As vera: Apps and nothing else; no way to create, change or delete.
+    sign_in_directly(&browser, &server, "vera", PASSWORD, "acme");
+    browser.find_with_text("h1", "Apps");
+    let nav: Vec<String> = browser.find_all(".topbar nav a").iter().map(|a| browser.text(a)).collect();
+    assert_eq!(nav, ["Apps", "Administration"]);
+    browser.find_with_text("td a", "space_game");
+    assert!(browser.find_all("details.create").is_empty(), "no 'New app' for a reader");
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("h1", "Space Game");
+    let buttons: Vec<String> = browser.find_all("main button").iter().map(|b| browser.text(b)).collect();
+    assert!(buttons.is_empty(), "a reader gets no buttons on the app page: {buttons:?}");
+    assert!(browser.find_all("main form").is_empty(), "a reader gets no change form");
+    browser.goto(&server.url("/#/users"));
+    browser.wait_for_text("Your roles do not allow you to see this page.");
+}
+
+#[test]
+fn the_session_outlives_its_access_tokens_and_a_reload_and_signing_out_ends_it() {
+    let Some(browser) = browser_or_skip("console_browser::refresh") else { return };
+    // Access tokens live 3 s: the console must refresh several times during this test.
+    let server = Server::start_with(&[("ROCKIT_EDGE_ACCESS_TTL", "3s")]);
+    let password = server.create_org("acme");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+    browser.find_with_text("h1", "Apps");
+    let first = stored_refresh_token(&browser);
+    assert!(!first.is_empty());
+    let (_, local) = storage(&browser);
+    assert_eq!(local, json!({}), "nothing in localStorage");
+    assert!(!browser.url().contains(&first), "the token is never in a URL");
+
+    // Outlive two access tokens, then keep working.
+    let start = Instant::now();
+    browser.wait_for("two access-token lifetimes to pass", || (start.elapsed() > Duration::from_secs(7)).then_some(()));
+    browser.goto(&server.url("/#/users"));
+    browser.find_with_text("td a", "admin");
+    let later = stored_refresh_token(&browser);
+    assert_ne!(first, later, "the console refreshed the session");
+
+    // A reload keeps the session (the refresh token in sessionStorage buys a new access token).
+    // Reload right after a refresh completed: a reload that cut a refresh off in flight would
+    // present the old, already rotated token and rightly get the session revoked.
+    browser.wait_for("the next refresh", || (stored_refresh_token(&browser) != later).then_some(()));
+    browser.refresh();
+    browser.find_with_text("td a", "admin");
+    assert!(browser.find_all(".who #sign-out").len() == 1);
+
+    // Signing out ends the session on the server too.
+    let before = stored_refresh_token(&browser);
+    browser.press("Sign out");
+    browser.find_with_text("h1", "Sign in");
+    browser.wait_for_text("You are signed out.");
+    assert_eq!(stored_refresh_token(&browser), "");
+    let auth = format!("Bearer {before}");
+    send("POST", &server.url("/be/v1/refresh"), &[("Authorization", &auth)], Some(json!({})))
+        .assert_error(401, "token-revoked");
+}
+
+#[test]
+fn a_revoked_session_shows_why_on_the_sign_in_page() {
+    let Some(browser) = browser_or_skip("console_browser::revoked_session") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+    browser.find_with_text("h1", "Apps");
+
+    let auth = format!("Bearer {}", stored_refresh_token(&browser));
+    send("POST", &server.url("/be/v1/logout"), &[("Authorization", &auth)], None).assert_ok();
+    let users = browser.find_with_text(".topbar nav a", "Users");
+    browser.click(&users);
+    browser.find_with_text("h1", "Sign in");
+    browser.wait_for_text("Your session was ended");
+    browser.screenshots("session-ended");
+}
+
+#[test]
+fn failed_sign_ins_show_the_servers_answer_and_then_the_slow_down() {
+    let Some(browser) = browser_or_skip("console_browser::failed_sign_in") else { return };
+    let server = Server::start_with(&[("ROCKIT_EDGE_LOGIN_MAX_FAILURES", "2")]);
+    server.create_org("acme");
+    browser.goto(&server.url("/#/login"));
+    browser.fill("Username", "admin");
+    browser.fill("Password", "not-the-password");
+    browser.press("Sign in");
+    browser.wait_for_text("wrong username or password");
+    // Two failures are allowed; a button press while an answer is pending does nothing.
+    browser.wait_for("the slow-down", || {
+        browser.press("Sign in");
+        browser.page_text().contains("too many attempts; try again in").then_some(())
+    });
+    browser.screenshots("sign-in-slow-down");
+}
+
+#[test]
+fn text_from_the_server_is_shown_as_text_and_never_run() {
+    let Some(browser) = browser_or_skip("console_browser::xss") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    let label = "<img src=x onerror=alert(1)>";
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "evil", "label": label}))).assert_ok();
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    browser.find_with_text("td", label);
+    browser.goto(&server.url("/#/apps/evil"));
+    browser.find_with_text("h1", label);
+    assert!(browser.find_all("img").is_empty(), "the label became an element");
+    assert_eq!(browser.alert_text(), None, "a script ran");
+    let handlers = browser.script("return document.querySelectorAll('[onerror]').length", json!([]));
+    assert_eq!(handlers, 0);
+}
+
+#[test]
+fn the_admin_page_runs_the_test_task_and_creates_an_organization_showing_its_password_once() {
+    let Some(browser) = browser_or_skip("console_browser::admin") else { return };
+    let server = Server::start();
+    browser.goto(&server.url("/#/admin"));
+    browser.fill("Admin token", &server.admin_token());
+    browser.press("Continue");
+    browser.find_with_text("h1", "Instance administration");
+    browser.wait_for_text(env!("CARGO_PKG_VERSION"));
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+
+    browser.press("Ping");
+    browser.wait_for_text("pong at");
+    browser.fill("Message", "hi there");
+    browser.press("Run test task");
+    browser.wait_for_text("\"hi there\"");
+
+    browser.open("New organization");
+    browser.fill("Name", "globex");
+    browser.fill("Label", "Globex");
+    browser.press("Create organization");
+    let shown = browser.wait_for("the one-time password", || {
+        let codes = browser.find_all(".one-time code.secret");
+        (codes.len() == 2).then(|| browser.text(&codes[1]))
+    });
+    let password = shown;
+    assert!(password.len() >= 12, "initial password shown: {password:?}");
+    browser.find_with_text("td", "globex");
+    browser.screenshots("admin");
+    // The password shown works, once, for the first administrator.
+    server.login("globex", "admin", &password);
+
+    browser.press("Turn maintenance on");
+    browser.wait_for_text("On: the API answers 503");
+    send("GET", &server.url("/be/v1/apps"), &[], None).assert_error(503, "maintenance");
+    browser.press("Turn maintenance off");
+    browser.wait_for_text("Off: the API serves requests.");
+}
+
+#[test]
+fn an_apps_builds_and_patches_are_listed_with_each_patch_against_its_full_image() {
+    let Some(browser) = browser_or_skip("console_browser::builds_and_patches") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    // The import pipeline is not served over HTTP yet: the builds and patches it would record are
+    // written straight into the database (the app row's lists follow by trigger).
+    let db = rusqlite::Connection::open(server.database()).expect("open database");
+    db.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
+    let mib = 1024 * 1024;
+    db.execute_batch(&format!(
+        "INSERT INTO builds (app_id, build_id, name, size_bytes, created)
+           SELECT id, 1, 'v1.0', {a}, '2026-11-20T10:00:00.000Z' FROM apps WHERE name = 'space_game';
+         INSERT INTO builds (app_id, build_id, name, size_bytes, created)
+           SELECT id, 2, 'v1.1', {b}, '2026-11-22T10:00:00.000Z' FROM apps WHERE name = 'space_game';
+         INSERT INTO patches (app_id, from_build_id, to_build_id, size_bytes)
+           SELECT id, 1, 2, {p} FROM apps WHERE name = 'space_game';
+         UPDATE apps SET i_cur_build = 2, dxf_name = 'main' WHERE name = 'space_game';",
+        a = 64 * mib,
+        b = 80 * mib,
+        p = 20 * mib,
+    ))
+    .expect("seed builds");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("td", "v1.1");
+    browser.find_with_text("td", "#1 → #2");
+    browser.wait_for_text("25.0% of the 80.0 MiB image");
+    let bar = browser.script(
+        "const bar = document.querySelector('.bar-patch'); \
+         return Math.round(100 * bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width);",
+        json!([]),
+    );
+    assert_eq!(bar, 25, "the bar shows the patch's share of the image");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    browser.screenshots("app-builds");
+}
+
+#[test]
+fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
+    let Some(browser) = browser_or_skip("console_browser::secrets_once") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    // A deployment to a directory; the S3 fields stay hidden for that origin type.
+    browser.goto(&server.url("/#/deployments"));
+    browser.open("New deployment");
+    assert!(browser
+        .find_all("input[name='origin.bucket']")
+        .iter()
+        .all(|el| { browser.script("return arguments[0].offsetParent === null", json!([el.as_arg()])) == true }));
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    browser.fill("Name", "local_cdn");
+    let cdn = server.home.path().join("cdn");
+    browser.fill("Directory", &cdn.display().to_string());
+    browser.press("Create deployment");
+    browser.find_with_text("h1", "local_cdn");
+    admin.call("GET", "/be/v1/deployments/local_cdn", None).assert_ok();
+    browser.screenshots("deployment");
+
+    // A subscription: its signing secret appears once.
+    browser.goto(&server.url("/#/subscriptions"));
+    browser.open("New subscription");
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    browser.fill("Name", "builds_hook");
+    browser.fill("URL", "https://hooks.example.com/rockit");
+    browser.press("Create subscription");
+    let secret = browser.wait_for("the signing secret", || {
+        let code = browser.find_all(".one-time code.secret").into_iter().next()?;
+        Some(browser.text(&code))
+    });
+    assert!(secret.len() >= 32, "{secret:?}");
+    browser.find_with_text("td", "builds_hook");
+    browser.screenshots("subscriptions");
+    browser.press("Done");
+    assert!(!browser.page_text().contains(&secret), "gone once dismissed");
+
+    // A machine account: its API key appears once and works.
+    browser.goto(&server.url("/#/users"));
+    browser.open("New account");
+    let kind = browser.field("Kind");
+    browser.type_into(&kind, "Machine");
+    browser.fill("Username", "ci_bot");
+    browser.fill("Label", "CI pipeline");
+    browser.press("Create account");
+    let key = browser.wait_for("the API key", || {
+        let code = browser.find_all(".one-time code.secret").into_iter().next()?;
+        Some(browser.text(&code))
+    });
+    let headers = [("x-rockit-orgname", "acme"), ("x-rockit-username", "ci_bot"), ("x-rockit-api-key", key.as_str())];
+    send("GET", &server.url("/be/v1/users/ci_bot"), &headers, None).assert_ok();
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
+
+#[test]
+fn a_session_left_alone_longer_than_its_refresh_token_lives_asks_to_sign_in_again() {
+    let Some(browser) = browser_or_skip("console_browser::expired_session") else { return };
+    let server = Server::start_with(&[("ROCKIT_EDGE_ACCESS_TTL", "2s"), ("ROCKIT_EDGE_REFRESH_TTL", "3s")]);
+    let password = server.create_org("acme");
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+    browser.find_with_text("h1", "Apps");
+
+    // The tab shows another page (as a sleeping laptop would, no timers run) past both lifetimes.
+    browser.goto("about:blank");
+    let start = Instant::now();
+    browser.wait_for("the refresh token to expire", || (start.elapsed() > Duration::from_secs(5)).then_some(()));
+    browser.goto(&server.url("/#/apps"));
+    browser.find_with_text("h1", "Sign in");
+    browser.wait_for_text("Your session has expired. Please sign in again.");
+    assert_eq!(stored_refresh_token(&browser), "", "the dead token is dropped");
+}
+
+/// The text of the visible error next to the field labelled `label`, once there is one.
+fn field_error(browser: &Browser, label: &str) -> String {
+    let field = browser.field(label);
+    browser.wait_for(&format!("an error next to {label:?}"), || {
+        let shown = browser.script(
+            "const ids = (arguments[0].getAttribute('aria-describedby') || '').split(' '); \
+             const error = document.getElementById(ids[ids.length - 1]); \
+             return error && !error.hidden ? error.textContent : null;",
+            json!([field.as_arg()]),
+        );
+        shown.as_str().map(str::to_string)
+    })
+}
+
+#[test]
+fn apps_roles_deployments_and_users_are_changed_and_deleted_through_the_console() {
+    let Some(browser) = browser_or_skip("console_browser::change_and_delete") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    admin.create_role("testers", json!({"apps": 2}));
+    admin.create_user(&server, "tess", &["testers"]);
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+
+    // App: new label, then gone.
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.fill("Label", "Space Game II");
+    browser.press("Save changes");
+    browser.find_with_text("h1", "Space Game II");
+    browser.wait_for_text("Saved.");
+    browser.press("Delete app");
+    browser.press("Yes, delete app");
+    browser.find_with_text("h1", "Apps");
+    admin.call("GET", "/be/v1/apps/space_game", None).assert_error(404, "not-found");
+
+    // Role: one more bit through the grid.
+    browser.goto(&server.url("/#/roles/testers"));
+    let update_apps = browser.find("input[aria-label='apps: Update']");
+    browser.click(&update_apps);
+    browser.press("Save changes");
+    browser.wait_for_text("Saved.");
+    assert_eq!(admin.call("GET", "/be/v1/roles/testers", None).assert_ok()["role"]["permissions"]["apps"], 6);
+
+    // User: deleted; then the role it held can go too.
+    browser.goto(&server.url("/#/users/tess"));
+    browser.press("Delete account");
+    browser.press("Yes, delete account");
+    browser.find_with_text("h1", "Users");
+    admin.call("GET", "/be/v1/users/tess", None).assert_error(404, "not-found");
+    browser.goto(&server.url("/#/roles/testers"));
+    browser.press("Delete role");
+    browser.press("Yes, delete role");
+    browser.find_with_text("h1", "Roles");
+    admin.call("GET", "/be/v1/roles/testers", None).assert_error(404, "not-found");
+
+    // Deployment: a nested parameter's error (origin.path) lands next to its own field.
+    browser.goto(&server.url("/#/deployments"));
+    browser.open("New deployment");
+    browser.fill("Name", "inside_state");
+    browser.fill("Directory", &server.state_dir.join("depot").display().to_string());
+    browser.press("Create deployment");
+    assert!(field_error(&browser, "Directory").contains("state directory"));
+    browser.fill("Directory", &server.home.path().join("cdn").display().to_string());
+    browser.press("Create deployment");
+    browser.find_with_text("h1", "inside_state");
+    browser.press("Delete deployment");
+    browser.press("Yes, delete deployment");
+    browser.find_with_text("h1", "Deployments");
+    admin.call("GET", "/be/v1/deployments/inside_state", None).assert_error(404, "not-found");
+}
