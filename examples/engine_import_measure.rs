@@ -1,5 +1,6 @@
 //! Measurement, not a test: import throughput and peak memory of the engine on a synthetic
-//! build of a given size, next to `zstd -3 -T0` on the same tar (the PIPELINE.md baseline).
+//! build of a given size, next to `zstd -3 -T0` on the same tar (the import target is ≥ 0.6×
+//! its throughput; bench/pipeline/baselines.sh runs the same baseline).
 //! Peak RSS should not grow with the build size. Usage:
 //!
 //! ```text

@@ -6,7 +6,8 @@ use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
 use super::error::{EngineError, Result};
 
-/// `zstd -19`: the measured sweet spot for patch size against time (PIPELINE.md).
+/// `zstd -19`: on pygame 2.6.0→2.6.1 level 22 saved 0.02 % of the patch; 19 is the sweet spot
+/// of size against time.
 pub const DELTA_LEVEL: i32 = 19;
 /// zstd's largest window on 64-bit targets; decoders accept any frame up to it.
 const MAX_WINDOW_LOG: u32 = 31;

@@ -4,8 +4,10 @@
 //! old file) or `fetch` (new chunks from the new build's image, known chunks from the old tree).
 //!
 //! Pairing follows itch.io wharf's rule: the old file sharing the most chunk bytes; without
-//! any, the same path, then the same extension and nearest size. Measured on pygame 2.6.0→2.6.1
-//! (PIPELINE.md), pairing by content is what makes per-file deltas as small as a whole-tar delta.
+//! any, the same path, then the same extension and nearest size. Measured on pygame
+//! 2.6.0→2.6.1, pairing by content is what makes per-file deltas as small as a whole-tar delta
+//! (245 KB of delta frames, against 495 KB when files are paired by path only: renamed
+//! libraries).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
