@@ -25,7 +25,7 @@ impl WorkPool {
         for i in 0..threads {
             let jobs = jobs.clone();
             std::thread::Builder::new().name(format!("engine-{i}")).spawn(move || {
-                crate::auth::hash_pool::lower_priority("build compression");
+                crate::auth::hash_pool::lower_priority();
                 loop {
                     let job = match jobs.lock() {
                         Ok(rx) => rx.recv(),

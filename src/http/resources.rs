@@ -1,41 +1,32 @@
 //! `/be/v1/deployments`, `/be/v1/apps` and `/be/v1/subscriptions` (API.md §7–§9).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::body::JsonBody;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::body::Json;
+use super::list::{self, ListSpec};
 use super::principal::Caller;
+use super::requests::{strings, ChangeApp, ChangeDeployment, CreateApp, CreateDeployment, CreateSubscription};
 use super::views;
 use crate::domain::names;
+use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
-use crate::resources::apps::{DEFAULT_MAX_BUILDS, MAX_BUILDS_RANGE};
-use crate::resources::deployments::DeploymentSpec;
+use crate::resources::apps::DEFAULT_MAX_BUILDS;
+use crate::resources::deployments::{DeploymentPatch, DeploymentSpec};
 use crate::resources::subscriptions::{validate_events, validate_url};
 use crate::state::AppState;
-use crate::store::tasks::NewTask;
+use crate::store;
+use crate::store::tasks::Task;
 
 pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("name", "d.name"),
-        ("label", "d.label"),
-        ("status", "d.status"),
-        ("created", "d.created"),
-        ("updated", "d.updated"),
-    ],
+    sort: store::deployments::SORT,
     fields: &["name", "label", "originPrefix", "origin", "downloadAuth", "status", "message", "created", "updated"],
     filters: &["name", "status"],
+    choices: &[],
 };
 
 pub const APPS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("name", "a.name"),
-        ("label", "a.label"),
-        ("status", "a.status"),
-        ("iCurBuild", "a.i_cur_build"),
-        ("created", "a.created"),
-        ("updated", "a.updated"),
-    ],
+    sort: store::apps::SORT,
     fields: &[
         "name",
         "label",
@@ -54,61 +45,48 @@ pub const APPS_LIST: ListSpec = ListSpec {
         "updated",
     ],
     filters: &["name", "status"],
+    choices: &[],
 };
 
 pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
-    sort: &[("name", "s.name"), ("type", "s.type"), ("created", "s.created")],
+    sort: store::subscriptions::SORT,
     fields: &["name", "type", "url", "events", "created", "updated"],
     filters: &["name", "type"],
+    choices: &[("type", &["webhook", "slack"])],
 };
 
-fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
-    let mut body = json!({"status": "success"});
-    body[key] = serde_json::to_value(value).unwrap_or(Value::Null);
-    HttpResponse::Ok().json(body)
-}
-
-/// Submits the background clean-up and answers with it.
-async fn with_task(state: &AppState, task: NewTask) -> ApiResult<HttpResponse> {
-    let task = state.queue.submit(task).await?;
-    Ok(success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
-}
-
-fn deployment_names(body: &JsonBody) -> ApiResult<Option<Vec<String>>> {
-    match body.get("deployments") {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(name) => names::validate_deployment("deployments", name).map(|_| name.clone()),
-                _ => Err(ApiError::invalid("deployments", "`deployments` must be a list of deployment names")),
-            })
-            .collect::<ApiResult<Vec<_>>>()
-            .map(Some),
-        Some(_) => Err(ApiError::invalid("deployments", "`deployments` must be a list of deployment names")),
-    }
+/// Answers a delete with the background clean-up it queued.
+fn with_task(task: Task) -> ApiResult<HttpResponse> {
+    Ok(super::success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
 }
 
 // Deployments.
 
-pub async fn create_deployment(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate_deployment("name", name)?;
-    let spec = DeploymentSpec::parse(&body.0, name)?;
-    let created = state.resources.create_deployment(&caller, name, spec).await?;
-    Ok(success("deployment", views::deployment(&created)))
+pub async fn create_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<CreateDeployment>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let label = body.label.map(Text::into_inner);
+    let prefix = body.origin_prefix.map(Text::into_inner);
+    let spec = DeploymentSpec::new(&body.name, label, prefix, &body.origin, body.download_auth.as_ref())?;
+    let created = state.resources.create_deployment(&caller, &body.name, spec).await?;
+    Ok(super::success("deployment", views::deployment(&created)))
 }
 
 pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &DEPLOYMENTS_LIST)?;
-    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
-    let body = state
-        .resources
-        .list_deployments(&caller, name, status, page, move |listed| {
-            query.render("deployments", &listed.items.iter().map(views::deployment).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &DEPLOYMENTS_LIST,
+        |query, page| {
+            query.render("deployments", &page.items.iter().map(views::deployment).collect::<Vec<_>>(), page.total)
+        },
+        |filters, page, render| {
+            state.resources.list_deployments(&caller, filters.get("name"), filters.get("status"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn deployment(
@@ -117,14 +95,23 @@ pub async fn deployment(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate_deployment("name", &name)?;
-    Ok(success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
+    Ok(super::success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
 }
 
-pub async fn change_deployment(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate_deployment("name", name)?;
-    let changed = state.resources.change_deployment(&caller, name, &body.0).await?;
-    Ok(success("deployment", views::deployment(&changed)))
+pub async fn change_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<ChangeDeployment>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let patch = DeploymentPatch {
+        label: body.label.map(|v| v.map(Text::into_inner)),
+        origin_prefix: body.origin_prefix.map(|v| v.map(Text::into_inner)),
+        origin: body.origin,
+        download_auth: body.download_auth,
+    };
+    let changed = state.resources.change_deployment(&caller, &body.name, patch).await?;
+    Ok(super::success("deployment", views::deployment(&changed)))
 }
 
 pub async fn delete_deployment(
@@ -133,49 +120,45 @@ pub async fn delete_deployment(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate_deployment("name", &name)?;
-    let task = state.resources.delete_deployment(&caller, &name).await?;
-    with_task(&state, task).await
+    with_task(state.resources.delete_deployment(&caller, &name).await?)
 }
 
 // Apps.
 
-pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.required_str("label")?.to_string();
-    let max_builds =
-        body.optional_int("maxBuilds", MAX_BUILDS_RANGE.0, MAX_BUILDS_RANGE.1)?.unwrap_or(DEFAULT_MAX_BUILDS);
-    let deployments = deployment_names(&body)?.unwrap_or_default();
-    let app = state.resources.create_app(&caller, name, label, max_builds, deployments).await?;
-    Ok(success("app", views::app(&app)))
+pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: Json<CreateApp>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let max_builds = body.max_builds.map_or(DEFAULT_MAX_BUILDS, |n| n.get());
+    let deployments = body.deployments.map(strings).unwrap_or_default();
+    let label = body.label.into_inner();
+    let app = state.resources.create_app(&caller, &body.name, label, max_builds, deployments).await?;
+    Ok(super::success("app", views::app(&app)))
 }
 
 pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &APPS_LIST)?;
-    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
-    let body = state
-        .resources
-        .list_apps(&caller, name, status, page, move |listed| {
-            query.render("apps", &listed.items.iter().map(views::app).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &APPS_LIST,
+        |query, page| query.render("apps", &page.items.iter().map(views::app).collect::<Vec<_>>(), page.total),
+        |filters, page, render| {
+            state.resources.list_apps(&caller, filters.get("name"), filters.get("status"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     names::validate("appName", &name)?;
-    Ok(success("app", views::app(&state.resources.app(&caller, &name).await?)))
+    Ok(super::success("app", views::app(&state.resources.app(&caller, &name).await?)))
 }
 
-pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.map(str::to_string);
-    let max_builds = body.optional_int("maxBuilds", MAX_BUILDS_RANGE.0, MAX_BUILDS_RANGE.1)?;
+pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: Json<ChangeApp>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let label = body.label.map(Text::into_inner);
     // `null` or `[]`: all of the organization's deployments.
-    let deployments = if body.has("deployments") { Some(deployment_names(&body)?.unwrap_or_default()) } else { None };
-    let app = state.resources.change_app(&caller, name, label, max_builds, deployments).await?;
-    Ok(success("app", views::app(&app)))
+    let deployments = body.deployments.map(|names| names.map(strings).unwrap_or_default());
+    let max_builds = body.max_builds.map(|n| n.get());
+    let app = state.resources.change_app(&caller, &body.name, label, max_builds, deployments).await?;
+    Ok(super::success("app", views::app(&app)))
 }
 
 pub async fn delete_app(
@@ -184,8 +167,7 @@ pub async fn delete_app(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate("appName", &name)?;
-    let task = state.resources.delete_app(&caller, &name).await?;
-    with_task(&state, task).await
+    with_task(state.resources.delete_app(&caller, &name).await?)
 }
 
 // Subscriptions.
@@ -193,19 +175,14 @@ pub async fn delete_app(
 pub async fn create_subscription(
     state: web::Data<AppState>,
     caller: Caller,
-    body: JsonBody,
+    body: Json<CreateSubscription>,
 ) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let kind = body.required_str("type")?;
-    if kind != "webhook" && kind != "slack" {
-        return Err(ApiError::invalid("type", "`type` must be webhook or slack"));
-    }
-    let url = body.required_str("url")?;
-    validate_url(kind, url)?;
-    let events = body.get("events").cloned().unwrap_or(Value::Array(Vec::new()));
+    let body = body.0;
+    let kind = body.kind.as_str();
+    validate_url(kind, &body.url)?;
+    let events = serde_json::to_value(body.events.unwrap_or_default()).map_err(ApiError::internal)?;
     validate_events(&events)?;
-    let (created, secret) = state.resources.create_subscription(&caller, name, kind, url, events).await?;
+    let (created, secret) = state.resources.create_subscription(&caller, &body.name, kind, &body.url, events).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"status": "success", "subscription": views::subscription(&created), "secret": secret})))
 }
@@ -215,19 +192,17 @@ pub async fn list_subscriptions(
     caller: Caller,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &SUBSCRIPTIONS_LIST)?;
-    let (name, kind, page) = (query.filter("name"), query.filter("type"), query.page.clone());
-    let body = state
-        .resources
-        .list_subscriptions(&caller, name, kind, page, move |listed| {
-            query.render(
-                "subscriptions",
-                &listed.items.iter().map(views::subscription).collect::<Vec<_>>(),
-                listed.total,
-            )
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &SUBSCRIPTIONS_LIST,
+        |query, page| {
+            query.render("subscriptions", &page.items.iter().map(views::subscription).collect::<Vec<_>>(), page.total)
+        },
+        |filters, page, render| {
+            state.resources.list_subscriptions(&caller, filters.get("name"), filters.get("type"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn delete_subscription(
@@ -237,5 +212,5 @@ pub async fn delete_subscription(
 ) -> ApiResult<HttpResponse> {
     names::validate("subscriptionName", &name)?;
     state.resources.delete_subscription(&caller, &name).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

@@ -1,41 +1,42 @@
 //! `/be/v1/roles` (API.md §6).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
-use super::body::JsonBody;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::body::Json;
+use super::list::{self, ListSpec};
 use super::principal::Caller;
+use super::requests::{ChangeRole, CreateRole};
 use super::views;
 use crate::domain::names;
 use crate::domain::permissions::Permissions;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::text::Text;
+use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::store;
 
 pub const ROLES_LIST: ListSpec = ListSpec {
-    sort: &[("name", "r.name"), ("label", "r.label"), ("created", "r.created"), ("updated", "r.updated")],
+    sort: store::roles::SORT,
     fields: &["name", "label", "permissions", "builtin", "users", "created", "updated"],
     filters: &["name"],
+    choices: &[],
 };
 
-fn permissions(body: &JsonBody) -> ApiResult<Option<Permissions>> {
-    body.get("permissions").map(|value| Permissions::parse("permissions", value)).transpose()
+fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Permissions> {
+    Ok(Permissions::parse("permissions", &serde_json::Value::Object(map))?)
 }
 
 fn answer(role: &crate::store::roles::Role) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "success", "role": views::role(role)}))
+    super::success("role", views::role(role))
 }
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &ROLES_LIST)?;
-    let (name, page) = (query.filter("name"), query.page.clone());
-    let body = state
-        .identity
-        .list_roles(&caller, name, page, move |listed| {
-            query.render("roles", &listed.items.iter().map(views::role).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &ROLES_LIST,
+        |query, page| query.render("roles", &page.items.iter().map(views::role).collect::<Vec<_>>(), page.total),
+        |filters, page, render| state.identity.list_roles(&caller, filters.get("name"), page, render),
+    )
+    .await
 }
 
 pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -43,23 +44,23 @@ pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path
     Ok(answer(&state.identity.role(&caller, &name).await?))
 }
 
-pub async fn create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.unwrap_or(name).to_string();
-    let permissions = permissions(&body)?.ok_or_else(|| ApiError::missing("permissions"))?;
-    Ok(answer(&state.identity.create_role(&caller, name.to_string(), label, permissions).await?))
+pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<CreateRole>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let name = body.name.into_inner();
+    let label = body.label.map_or_else(|| name.clone(), Text::into_inner);
+    let permissions = permissions(body.permissions)?;
+    Ok(answer(&state.identity.create_role(&caller, name, label, permissions).await?))
 }
 
-pub async fn change(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.map(str::to_string);
-    Ok(answer(&state.identity.change_role(&caller, name, label, permissions(&body)?).await?))
+pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeRole>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let label = body.label.map(Text::into_inner);
+    let permissions = body.permissions.map(permissions).transpose()?;
+    Ok(answer(&state.identity.change_role(&caller, &body.name, label, permissions).await?))
 }
 
 pub async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     names::validate("roleName", &name)?;
     state.identity.delete_role(&caller, &name).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

@@ -3,13 +3,16 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::principal::{unix_now, Admin};
+use super::requests::{Hello, Ping, SetMaintenance};
+use crate::domain::kinds::TaskStatus;
+use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
 use crate::instance::{Maintenance, DEFAULT_RETRY_AFTER};
 use crate::state::AppState;
 use crate::store::{meta, migrations, tasks as task_rows};
-use crate::tasks::{hello, is_final};
+use crate::tasks::hello;
 
 /// Revision of the public API this server follows.
 pub const API_REVISION: &str = "2026-04-22";
@@ -23,16 +26,15 @@ pub async fn versions(state: web::Data<AppState>, _admin: Admin) -> ApiResult<Ht
     })))
 }
 
-pub async fn ping(_admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let message = body.optional_str("message")?.unwrap_or("pong");
+pub async fn ping(_admin: Admin, body: Json<Ping>) -> ApiResult<HttpResponse> {
+    let message = body.0.message.as_deref().unwrap_or("pong");
     Ok(HttpResponse::Ok().json(json!({
         "status": "success", "message": message, "time": unix_now(), "version": env!("CARGO_PKG_VERSION"),
     })))
 }
 
-pub async fn hello(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let message = body.required_str("message")?.to_string();
-    let run_in_maintenance = body.required_bool("maintenance")?;
+pub async fn hello(state: web::Data<AppState>, admin: Admin, body: Json<Hello>) -> ApiResult<HttpResponse> {
+    let (message, run_in_maintenance) = (body.0.message.into_inner(), body.0.maintenance);
     if state.maintenance.is_on() && !run_in_maintenance {
         return Err(maintenance_error(&state.maintenance.current()));
     }
@@ -44,16 +46,16 @@ pub async fn hello(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> 
             group: None,
             app_name: None,
             build_id: None,
-            input: json!({"message": message}),
+            input: serde_json::to_value(hello::HelloInput { message }).map_err(ApiError::internal)?,
             max_attempts: 1,
             run_in_maintenance,
         })
         .await?;
     let ended = state.queue.wait(task.id, state.settings.hello_timeout).await?.unwrap_or(task);
-    match ended.status.as_str() {
-        "done" => Ok(HttpResponse::Ok().json(json!({"status": "success", "task": ended}))),
+    match ended.status {
+        TaskStatus::Done => Ok(super::success("task", ended)),
         status => Err(ApiError::Unavailable {
-            message: if is_final(status) {
+            message: if status.is_final() {
                 format!("the hello task {} ended as {status}", ended.name)
             } else {
                 format!(
@@ -70,24 +72,28 @@ pub async fn task(state: web::Data<AppState>, _admin: Admin, name: web::Path<Str
     let name = name.into_inner();
     let task = state.store.read(move |c| task_rows::get_by_name(c, &name)).await?;
     let task = task.ok_or(ApiError::NotFound { resource: "task" })?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "task": task})))
+    Ok(super::success("task", task))
 }
 
 pub async fn get_maintenance(state: web::Data<AppState>, _admin: Admin) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "maintenance": state.maintenance.current()})))
+    Ok(super::success("maintenance", state.maintenance.current()))
 }
 
-pub async fn set_maintenance(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let enabled = body.required_bool("enabled")?;
-    let message = body.optional_str("message")?.unwrap_or("The server is under maintenance.").to_string();
-    let retry_after = body.optional_int("retryAfter", 1, 86_400)?.map_or(DEFAULT_RETRY_AFTER, |n| n as u64);
+pub async fn set_maintenance(
+    state: web::Data<AppState>,
+    admin: Admin,
+    body: Json<SetMaintenance>,
+) -> ApiResult<HttpResponse> {
+    let SetMaintenance { enabled, message, retry_after } = body.0;
+    let message = message.map_or_else(|| "The server is under maintenance.".to_string(), Text::into_inner);
+    let retry_after = retry_after.map_or(DEFAULT_RETRY_AFTER, |n| n.get() as u64);
     let wanted = Maintenance { enabled, message, retry_after };
     state.maintenance.set(&state.store, wanted.clone()).await?;
     log::warn!("maintenance mode {} by admin {}", if enabled { "enabled" } else { "disabled" }, admin.username);
     if !enabled {
         state.queue.wake_workers();
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "maintenance": wanted})))
+    Ok(super::success("maintenance", wanted))
 }
 
 /// The 503 every `/adm` and `/be` request gets in maintenance mode.

@@ -95,9 +95,8 @@ impl Identity {
         let role_id = current.id;
         let in_use = self
             .store
-            .write(move |c| {
-                let holders: i64 =
-                    c.query_row("SELECT count(*) FROM user_roles WHERE role_id = ?1", [role_id], |r| r.get(0))?;
+            .write(move |c| -> StoreResult<_> {
+                let holders = roles::holders(c, role_id)?;
                 if holders > 0 {
                     return Ok(Some(holders));
                 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{now_rfc3339, StoreError, StoreResult};
+use crate::domain::kinds::TaskStatus;
 
 /// Progress of a task, as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub struct Task {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub group: Option<String>,
     pub app_name: Option<String>,
     pub build_id: Option<i64>,
