@@ -1,0 +1,164 @@
+//! The engine's CPU work (chunk compression, deltas) runs here: a fixed set of threads at idle
+//! scheduling priority, as password hashing does (`auth::hash_pool`), so an import on a 2-core
+//! box takes only cycles the API does not want. The queue is bounded: a producer that runs ahead
+//! blocks, which keeps memory bounded whatever the build size.
+
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+
+use super::error::{EngineError, Result};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A bounded pool of low-priority worker threads. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkPool {
+    queue: mpsc::SyncSender<Job>,
+    threads: usize,
+}
+
+impl WorkPool {
+    /// Starts `threads` workers (at least one). The queue holds two jobs per worker.
+    pub fn start(threads: usize) -> std::io::Result<WorkPool> {
+        let threads = threads.max(1);
+        let (queue, jobs) = mpsc::sync_channel::<Job>(threads * 2);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..threads {
+            let jobs = jobs.clone();
+            std::thread::Builder::new().name(format!("engine-{i}")).spawn(move || {
+                crate::auth::hash_pool::lower_priority();
+                loop {
+                    let job = match jobs.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A panicking job must not take the worker with it.
+                        Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                        Err(_) => return,
+                    }
+                }
+            })?;
+        }
+        Ok(WorkPool { queue, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// A group of jobs whose completion and first error the caller waits for.
+    pub fn batch(&self) -> Batch {
+        Batch { pool: self.clone(), state: Arc::new((Mutex::new(BatchState::default()), Condvar::new())) }
+    }
+
+    /// Runs one job on the pool and waits for its result.
+    pub fn run<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let (tx, rx) = mpsc::channel();
+        self.queue.send(Box::new(move || drop(tx.send(work())))).map_err(|_| stopped())?;
+        rx.recv().map_err(|_| EngineError::Invalid("an engine job panicked or the pool stopped".into()))?
+    }
+}
+
+fn stopped() -> EngineError {
+    EngineError::Invalid("the engine pool has stopped".into())
+}
+
+#[derive(Default)]
+struct BatchState {
+    pending: usize,
+    error: Option<EngineError>,
+    /// The error was already handed out by `spawn`; `wait` must still fail.
+    error_taken: bool,
+}
+
+pub struct Batch {
+    pool: WorkPool,
+    state: Arc<(Mutex<BatchState>, Condvar)>,
+}
+
+impl Batch {
+    /// Queues a job; blocks while the pool's queue is full. Fails early with the first error a
+    /// job of this batch returned, so a producer stops feeding work that is bound to be wasted.
+    pub fn spawn(&self, work: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+        {
+            let mut st = self.state.0.lock().map_err(|_| stopped())?;
+            if let Some(e) = st.error.take() {
+                st.error_taken = true;
+                return Err(e);
+            }
+            st.pending += 1;
+        }
+        let state = self.state.clone();
+        let job: Job = Box::new(move || {
+            // A panic still counts the job as done, so `wait` cannot hang on it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| Err(EngineError::Invalid("an engine job panicked".into())));
+            let (lock, cv) = &*state;
+            if let Ok(mut st) = lock.lock() {
+                st.pending -= 1;
+                if let Err(e) = outcome {
+                    st.error.get_or_insert(e);
+                }
+                cv.notify_all();
+            }
+        });
+        self.pool.queue.send(job).map_err(|_| stopped())
+    }
+
+    /// Waits until every job of the batch finished; the first error, if any.
+    pub fn wait(self) -> Result<()> {
+        let (lock, cv) = &*self.state;
+        let mut st = lock.lock().map_err(|_| stopped())?;
+        while st.pending > 0 {
+            st = cv.wait(st).map_err(|_| stopped())?;
+        }
+        match st.error.take() {
+            Some(e) => Err(e),
+            None if st.error_taken => Err(EngineError::Invalid("a job of this batch failed (reported earlier)".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_at_idle_priority_and_a_batch_reports_the_first_error() {
+        let pool = WorkPool::start(2).unwrap();
+        // SAFETY: plain queries about the calling (worker) thread.
+        let (policy, nice) = pool
+            .run(|| Ok(unsafe { (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, 0)) }))
+            .unwrap();
+        assert!(policy == libc::SCHED_IDLE || nice == 19, "policy {policy}, nice {nice}");
+
+        let batch = pool.batch();
+        let mut refused = None;
+        for i in 0..64 {
+            let job = move || if i == 5 { Err(EngineError::Invalid("job 5".into())) } else { Ok(()) };
+            if let Err(e) = batch.spawn(job) {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+        let waited = batch.wait().unwrap_err().to_string();
+        // The real error comes out once, from whichever call saw it first; both calls fail.
+        match refused {
+            Some(first) => assert_eq!(
+                (first.as_str(), waited.as_str()),
+                ("job 5", "a job of this batch failed (reported earlier)")
+            ),
+            None => assert_eq!(waited, "job 5"),
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_batch_and_the_pool_keeps_working() {
+        let pool = WorkPool::start(1).unwrap();
+        let batch = pool.batch();
+        batch.spawn(|| panic!("boom")).unwrap();
+        assert_eq!(batch.wait().unwrap_err().to_string(), "an engine job panicked");
+        assert_eq!(pool.run(|| Ok(7)).unwrap(), 7);
+    }
+}
