@@ -34,6 +34,30 @@ pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Secrets without a database mean the database was lost or copied without its log: making a
+/// fresh empty one beside the old secrets would look like a working server with no data.
+fn refuse_secrets_without_database(settings: &Settings) -> Result<(), String> {
+    let secrets = settings.state_dir.join(crate::auth::keyring::SECRETS_FILE);
+    let database = settings.database_path();
+    if !secrets.exists() {
+        return Ok(());
+    }
+    let initialised = crate::store::is_initialised(&database)
+        .map_err(|e| format!("cannot read the database {}: {e}", database.display()))?;
+    if initialised {
+        return Ok(());
+    }
+    Err(format!(
+        "{} holds {} but no initialised database ({} is missing or empty); refusing to create an \
+         empty one beside existing secrets. Restore the database with `rockit-edge restore --from FILE`, \
+         or move {} away to start from scratch",
+        settings.state_dir.display(),
+        crate::auth::keyring::SECRETS_FILE,
+        database.display(),
+        crate::auth::keyring::SECRETS_FILE,
+    ))
+}
+
 /// An exclusive lock on the state directory, held while a server (or a migration) runs, so two
 /// processes never share one database as writers.
 pub struct StateLock(#[allow(dead_code)] File);
@@ -52,9 +76,12 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
 pub fn serve(settings: Settings) -> Result<(), String> {
     let fresh = prepare_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let keyring = Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
-        .map_err(|e| e.to_string())?;
+    refuse_secrets_without_database(&settings)?;
+    // The database before the secrets: a first start cut short between the two leaves a database
+    // without secrets (fresh ones are made next time), never secrets without a database.
     let store = Store::open(&settings.database_path(), Pragmas::from_settings(&settings), settings.read_pool_size)
+        .map_err(|e| e.to_string())?;
+    let keyring = Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
         .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
     let queue = Queue::new(store.clone(), settings.state_dir.join("depot"), maintenance.clone());
@@ -89,6 +116,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         access_log,
     });
     let json_limit = settings.json_limit;
+    let (database, pragmas) = (settings.database_path(), Pragmas::from_settings(&settings));
     let outcome = actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             App::new()
@@ -111,6 +139,10 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     log::info!("HTTP server stopped; stopping task workers");
     queue.shutdown(workers, std::time::Duration::from_secs(5));
     access_log_writer.finish();
+    match crate::store::checkpoint(&database, pragmas) {
+        Ok(()) => log::info!("database checkpointed: {} holds all data", database.display()),
+        Err(e) => log::warn!("cannot checkpoint the database at stop ({e}); the next start replays the log"),
+    }
     log::info!("stopped");
     outcome
 }

@@ -108,6 +108,30 @@ pub fn open_connection(path: &Path, pragmas: Pragmas) -> StoreResult<Connection>
     Ok(conn)
 }
 
+/// Whether the database at `path` exists and carries a schema (`user_version` above 0). Opened
+/// without the create flag, so asking never makes an empty file.
+pub fn is_initialised(path: &Path) -> StoreResult<bool> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    Ok(migrations::current_version(&conn)? > 0)
+}
+
+/// Moves everything in the write-ahead log into the database file and empties the log
+/// (TRUNCATE), so that after a clean stop `rockit-edge.db` alone holds all the data: a copy of
+/// that one file is then complete. Fails if a reader or writer still holds the log.
+pub fn checkpoint(path: &Path, pragmas: Pragmas) -> StoreResult<()> {
+    let conn = open_connection(path, pragmas)?;
+    let (busy, log, moved): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if busy != 0 {
+        return Err(StoreError::Busy);
+    }
+    log::debug!("checkpointed {moved} of {log} WAL frame(s) into the database");
+    Ok(())
+}
+
 impl Store {
     /// Migrates the database at `path` if needed, then starts the writer and the read pool.
     pub fn open(path: &Path, pragmas: Pragmas, read_pool_size: u32) -> StoreResult<Store> {
