@@ -6,7 +6,6 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
 use crate::auth::jws::SigningKey;
@@ -58,30 +57,30 @@ fn existing_database(settings: &Settings) -> Result<std::path::PathBuf, String> 
     Ok(path)
 }
 
-/// `VACUUM INTO` a temporary name next to the target, check it, then rename: a consistent
-/// snapshot even while the server writes, and never a half-written file under the final name.
+/// A consistent, checked copy of the database while the server may run (see `backups`).
 pub fn backup(settings: &Settings, out: &Path) -> Result<(), String> {
-    let source = existing_database(settings)?;
-    if out.exists() {
-        return Err(format!("{} already exists; choose a new file", out.display()));
+    let written = crate::backups::write_backup(settings, out)?;
+    println!(
+        "backup written to {} ({} bytes, schema version {})",
+        written.path.display(),
+        written.bytes,
+        written.schema_version
+    );
+    Ok(())
+}
+
+/// Replaces the database with a backup; the server must be stopped.
+pub fn restore(settings: &Settings, from: &Path) -> Result<(), String> {
+    let restored = crate::backups::restore(settings, from)?;
+    if let Some(aside) = &restored.replaced {
+        println!("the replaced database is kept in {}", aside.display());
     }
-    let partial = out.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    let conn = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
-    conn.busy_timeout(settings.busy_timeout).map_err(|e| e.to_string())?;
-    conn.execute("VACUUM INTO ?1", [partial.to_string_lossy()]).map_err(|e| format!("backup failed: {e}"))?;
-    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
-    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
-    let version = migrations::current_version(&copy).map_err(|e| e.to_string())?;
-    drop(copy);
-    if check != "ok" {
-        let _ = std::fs::remove_file(&partial);
-        return Err(format!("the copy failed its integrity check: {check}"));
-    }
-    std::fs::rename(&partial, out).map_err(|e| format!("cannot move the copy to {}: {e}", out.display()))?;
-    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("backup written to {} ({size} bytes, schema version {version})", out.display());
+    println!(
+        "restored {} (schema version {}) into {}; start the server (it migrates an older schema)",
+        from.display(),
+        restored.schema_version,
+        settings.database_path().display()
+    );
     Ok(())
 }
 

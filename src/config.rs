@@ -53,6 +53,10 @@ pub struct Settings {
     pub login_max_failures: u32,
     pub login_window: Duration,
     pub hello_timeout: Duration,
+    /// How often a scheduled backup is written to `backups/`; `None` turns them off.
+    pub backup_interval: Option<Duration>,
+    /// How many scheduled backups are kept (the newest).
+    pub backup_keep: usize,
 }
 
 impl Default for Settings {
@@ -78,6 +82,8 @@ impl Default for Settings {
             login_max_failures: 5,
             login_window: Duration::from_secs(60),
             hello_timeout: Duration::from_secs(10),
+            backup_interval: Some(Duration::from_secs(24 * 3600)),
+            backup_keep: 7,
         }
     }
 }
@@ -137,6 +143,12 @@ pub const SETTINGS: &[SettingDoc] = &[
     },
     SettingDoc { key: "login_window", default: "60s", doc: "window in which failed logins are counted" },
     SettingDoc { key: "hello_timeout", default: "10s", doc: "how long POST /srv/v1/hello waits for its task" },
+    SettingDoc {
+        key: "backup_interval",
+        default: "24h",
+        doc: "how often the running server writes a backup into backups/ (off: never)",
+    },
+    SettingDoc { key: "backup_keep", default: "7", doc: "how many scheduled backups are kept (the newest)" },
 ];
 
 /// Where a setting came from, for error messages that point at the right place.
@@ -274,6 +286,13 @@ impl Settings {
             "login_max_failures" => self.login_max_failures = parse_number(text, 1, 1_000_000).map_err(bad)? as u32,
             "login_window" => self.login_window = parse_duration(text).map_err(bad)?,
             "hello_timeout" => self.hello_timeout = parse_duration(text).map_err(bad)?,
+            "backup_interval" => {
+                self.backup_interval = match text {
+                    "off" => None,
+                    _ => Some(parse_duration(text).map_err(bad)?).filter(|d| !d.is_zero()),
+                }
+            }
+            "backup_keep" => self.backup_keep = parse_number(text, 1, 10_000).map_err(bad)? as usize,
             _ => return Err(ConfigError(format!("unknown setting `{key}` {source}"))),
         }
         Ok(())

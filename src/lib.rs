@@ -2,6 +2,7 @@
 //! these modules; data flows HTTP → handler → service → store.
 
 pub mod auth;
+pub mod backups;
 pub mod commands;
 pub mod config;
 pub mod domain;

@@ -46,6 +46,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Replace the database with a backup (stop the server first); the old one is kept aside.
+    Restore {
+        /// The backup file to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
     /// Apply pending schema migrations (stop the server first), or only report them.
     Migrate {
         /// Only report; exit 1 when migrations are pending.
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::AdminToken { name, ttl } => commands::admin_token(&settings, &name, &ttl),
         Command::AdminSecret => commands::admin_secret(&settings),
         Command::Backup { out } => commands::backup(&settings, &out),
+        Command::Restore { from } => commands::restore(&settings, &from),
         Command::Migrate { check } => commands::migrate(&settings, check),
         Command::Healthcheck { url } => commands::healthcheck(&settings, url.as_deref()),
         Command::Version => commands::version(),

@@ -132,6 +132,9 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         .bind(settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         announce(&settings, server.addrs().first().copied(), fresh);
+        if let Some(interval) = settings.backup_interval {
+            crate::backups::start_schedule(settings.clone(), interval, settings.backup_keep);
+        }
         crate::systemd::notify("READY=1");
         server.run().await.map_err(|e| format!("server failed: {e}"))
     });

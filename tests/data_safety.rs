@@ -68,3 +68,107 @@ fn a_state_directory_with_secrets_and_an_empty_database_file_is_refused() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no initialised database"), "{stderr}");
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_backup_is_readable_by_its_owner_only() {
+    let server = Server::start();
+    let out_file = server.home.path().join("copy.db");
+    let out = server.cli(&["backup", "--out", out_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&out_file), 0o600, "a backup holds password hashes and sealed secrets");
+}
+
+#[test]
+fn restore_replaces_the_database_and_keeps_the_replaced_one_aside() {
+    let mut server = Server::start();
+    server.create_org("acme");
+    let out_file = server.home.path().join("before-globex.db");
+    assert!(server.cli(&["backup", "--out", out_file.to_str().unwrap()]).status.success());
+    server.create_org("globex");
+    server.stop();
+
+    let out = server.cli(&["restore", "--from", out_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count_orgs(&server.database()), 1, "the backup's data is back");
+    assert_eq!(mode(&server.database()), 0o600);
+    let aside: Vec<_> = std::fs::read_dir(server.state_dir.join("backups"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("replaced-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the replaced database is kept");
+    assert_eq!(count_orgs(&aside[0].path().join("rockit-edge.db")), 2);
+
+    let server = server.restart();
+    let orgs = server.admin("GET", "/adm/v1/orgs", None);
+    let names: Vec<&str> =
+        orgs.assert_ok()["orgs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme"]);
+}
+
+#[test]
+fn restore_is_refused_while_the_server_runs() {
+    let server = Server::start();
+    let out_file = server.home.path().join("copy.db");
+    assert!(server.cli(&["backup", "--out", out_file.to_str().unwrap()]).status.success());
+    let out = server.cli(&["restore", "--from", out_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+}
+
+#[test]
+fn restore_refuses_a_damaged_file_and_a_newer_schema_and_leaves_the_database_alone() {
+    let mut server = Server::start();
+    server.create_org("acme");
+    let newer = server.home.path().join("newer.db");
+    assert!(server.cli(&["backup", "--out", newer.to_str().unwrap()]).status.success());
+    server.stop();
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.pragma_update(None, "user_version", 9999).unwrap();
+    drop(conn);
+    let garbage = server.home.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+
+    for (file, why) in [(&garbage, "cannot be restored"), (&newer, "newer")] {
+        let out = server.cli(&["restore", "--from", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    assert_eq!(count_orgs(&server.database()), 1, "the database was not touched");
+    assert!(!server.state_dir.join("backups").exists(), "nothing was moved aside");
+}
+
+#[test]
+fn scheduled_backups_keep_only_the_newest_copies() {
+    let mut server = Server::start_with(&[("ROCKIT_EDGE_BACKUP_INTERVAL", "300ms"), ("ROCKIT_EDGE_BACKUP_KEEP", "2")]);
+    server.create_org("acme");
+    let dir = server.state_dir.join("backups");
+    let mut seen = std::collections::BTreeSet::new();
+    let copies = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let entries = std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect());
+        entries
+            .unwrap_or_else(|_| Vec::new())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "db"))
+            .collect()
+    };
+    common::eventually(std::time::Duration::from_secs(60), || {
+        let now = copies(&dir);
+        seen.extend(now.iter().cloned());
+        (seen.len() >= 4 && now.len() == 2).then_some(())
+    });
+    // Stopped, so no copy is pruned while it is being checked.
+    server.kill();
+    for copy in copies(&dir) {
+        assert_eq!(mode(&copy), 0o600);
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+    }
+}
