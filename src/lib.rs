@@ -12,6 +12,7 @@ pub mod identity;
 pub mod instance;
 pub mod resources;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod systemd;

@@ -19,6 +19,7 @@ use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
 use crate::resources::Resources;
+use crate::shutdown::{self, Drain};
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
 use crate::tasks::Queue;
@@ -117,16 +118,22 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     });
     let json_limit = settings.json_limit;
     let (database, pragmas) = (settings.database_path(), Pragmas::from_settings(&settings));
+    let drain = Drain::new();
+    let drain_data = web::Data::from(drain.clone());
     let outcome = actix_web::rt::System::new().block_on(async move {
+        let stop_signal = drain.stop_signal().map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(drain_data.clone())
                 .app_data(web::PayloadConfig::new(json_limit))
                 .configure(http::configure)
                 .wrap(from_fn(middleware::maintenance_gate))
                 .wrap(from_fn(middleware::envelope))
                 .wrap(from_fn(middleware::access_log))
+                .wrap(from_fn(shutdown::mark_connections))
         })
+        .shutdown_signal(stop_signal)
         .workers(settings.http_workers)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .bind(settings.listen)

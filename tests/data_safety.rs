@@ -172,3 +172,59 @@ fn scheduled_backups_keep_only_the_newest_copies() {
         assert_eq!(check, "ok");
     }
 }
+
+/// Reads one HTTP/1.1 answer with a `Content-Length` body; `None` if the connection closed first.
+fn read_answer(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Some(head);
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn sigterm_answers_requests_that_just_reached_idle_keep_alive_connections() {
+    use std::io::Write;
+    let mut server = Server::start();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n";
+    let mut connections: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+            stream.write_all(request).unwrap();
+            let head = read_answer(&mut stream).expect("first answer");
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
+        })
+        .collect();
+    // Every connection is idle and kept alive; a request goes out on each, and the stop follows
+    // within microseconds, before the server can have read them all.
+    for stream in &mut connections {
+        stream.write_all(request).unwrap();
+    }
+    // SAFETY: signals our own child process.
+    assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
+    let unanswered = connections
+        .iter_mut()
+        .map(read_answer)
+        .filter(|answer| answer.as_ref().is_none_or(|head| !head.starts_with("HTTP/1.1 200")))
+        .count();
+    assert_eq!(unanswered, 0, "every request that reached the server got its answer");
+    assert_eq!(server.stop().and_then(|s| s.code()), Some(0));
+}
