@@ -57,6 +57,12 @@ pub struct Settings {
     pub backup_interval: Option<Duration>,
     /// How many scheduled backups are kept (the newest).
     pub backup_keep: usize,
+    /// Time a client has to send the request line and headers.
+    pub request_head_timeout: Duration,
+    /// Time a client has to send a request body once its headers arrived.
+    pub body_timeout: Duration,
+    /// Connections open at once from one peer address (trusted proxies are exempt).
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Settings {
@@ -84,6 +90,9 @@ impl Default for Settings {
             hello_timeout: Duration::from_secs(10),
             backup_interval: Some(Duration::from_secs(24 * 3600)),
             backup_keep: 7,
+            request_head_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections_per_peer: 128,
         }
     }
 }
@@ -149,6 +158,17 @@ pub const SETTINGS: &[SettingDoc] = &[
         doc: "how often the running server writes a backup into backups/ (off: never)",
     },
     SettingDoc { key: "backup_keep", default: "7", doc: "how many scheduled backups are kept (the newest)" },
+    SettingDoc {
+        key: "request_head_timeout",
+        default: "5s",
+        doc: "time a client has to send the request line and headers",
+    },
+    SettingDoc { key: "body_timeout", default: "10s", doc: "time a client has to send a request body" },
+    SettingDoc {
+        key: "max_connections_per_peer",
+        default: "128",
+        doc: "connections open at once from one address (trusted proxies exempt)",
+    },
 ];
 
 /// Where a setting came from, for error messages that point at the right place.
@@ -291,6 +311,13 @@ impl Settings {
                     "off" => None,
                     _ => Some(parse_duration(text).map_err(bad)?).filter(|d| !d.is_zero()),
                 }
+            }
+            "request_head_timeout" => {
+                self.request_head_timeout = parse_duration(text).map_err(bad)?.max(Duration::from_millis(100))
+            }
+            "body_timeout" => self.body_timeout = parse_duration(text).map_err(bad)?.max(Duration::from_millis(100)),
+            "max_connections_per_peer" => {
+                self.max_connections_per_peer = parse_number(text, 1, 1_000_000).map_err(bad)? as usize
             }
             "backup_keep" => self.backup_keep = parse_number(text, 1, 10_000).map_err(bad)? as usize,
             _ => return Err(ConfigError(format!("unknown setting `{key}` {source}"))),

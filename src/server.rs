@@ -18,6 +18,7 @@ use crate::http::access_log::AccessLog;
 use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
+use crate::limits::{self, BodyTimeout, PeerConnections};
 use crate::resources::Resources;
 use crate::shutdown::{self, Drain};
 use crate::state::AppState;
@@ -120,20 +121,26 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let (database, pragmas) = (settings.database_path(), Pragmas::from_settings(&settings));
     let drain = Drain::new();
     let drain_data = web::Data::from(drain.clone());
+    let peers = PeerConnections::new(settings.max_connections_per_peer, settings.trusted_proxies.clone());
+    let body_timeout = web::Data::new(BodyTimeout(settings.body_timeout));
     let outcome = actix_web::rt::System::new().block_on(async move {
         let stop_signal = drain.stop_signal().map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(drain_data.clone())
+                .app_data(body_timeout.clone())
                 .app_data(web::PayloadConfig::new(json_limit))
                 .configure(http::configure)
                 .wrap(from_fn(middleware::maintenance_gate))
+                .wrap(from_fn(limits::limit_peers_and_bodies))
                 .wrap(from_fn(middleware::envelope))
                 .wrap(from_fn(middleware::access_log))
                 .wrap(from_fn(shutdown::mark_connections))
         })
         .shutdown_signal(stop_signal)
+        .on_connect(move |connection, data| peers.on_connect(connection, data))
+        .client_request_timeout(settings.request_head_timeout)
         .workers(settings.http_workers)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .bind(settings.listen)
