@@ -87,9 +87,10 @@ pub fn sends_api_key(req: &HttpRequest) -> bool {
 }
 
 fn credentials(req: &HttpRequest) -> ApiResult<Credentials<'_>> {
-    let token = match bearer(req)? {
-        Some(token) => Some(token),
-        None => header_str(req, BEAUTH_HEADER)?,
+    // Two different tokens (say, of two organizations) must not be resolved by picking one.
+    let token = match (bearer(req)?, header_str(req, BEAUTH_HEADER)?) {
+        (Some(bearer), Some(beauth)) if bearer != beauth => return Err(ApiError::ConflictingCredentials),
+        (bearer, beauth) => bearer.or(beauth),
     };
     let [org, username, key] = [
         header_str(req, API_KEY_HEADERS[0])?,
