@@ -262,7 +262,7 @@ impl Settings {
         let text = text.trim();
         match key {
             "state_dir" => self.state_dir = PathBuf::from(text),
-            "listen" => self.listen = text.parse().map_err(|_| bad(format!("`{text}` is not an ADDRESS:PORT")))?,
+            "listen" => self.listen = parse_listen(text).map_err(bad)?,
             "synchronous" => {
                 self.synchronous = match text.to_ascii_lowercase().as_str() {
                     "normal" => Synchronous::Normal,
@@ -328,6 +328,22 @@ impl Settings {
     pub fn database_path(&self) -> PathBuf {
         self.state_dir.join("rockit-edge.db")
     }
+}
+
+/// `ADDRESS:PORT`, or `HOST:PORT` resolved now (`localhost:8081`), preferring IPv4.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let resolved: Vec<SocketAddr> =
+        text.to_socket_addrs().map_err(|e| format!("`{text}` is not an ADDRESS:PORT or HOST:PORT ({e})"))?.collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
 fn parse_number(text: &str, min: u64, max: u64) -> Result<u64, String> {

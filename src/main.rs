@@ -35,7 +35,7 @@ enum Command {
         #[arg(long)]
         name: String,
         /// Lifetime such as 15m, 24h, 30d, or `never`.
-        #[arg(long, default_value = "never")]
+        #[arg(long, default_value = "never", value_parser = ttl_argument)]
         ttl: String,
     },
     /// Print the admin secret as base64, for existing HS256 token tooling.
@@ -100,6 +100,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A malformed `--ttl` is bad usage (exit 2, like any malformed setting), caught by clap.
+fn ttl_argument(text: &str) -> Result<String, String> {
+    if text != "never" {
+        rockit_edge::config::parse_duration(text).map_err(|e| format!("{e}, or `never`"))?;
+    }
+    Ok(text.to_string())
 }
 
 fn init_logging(settings: &Settings) {

@@ -76,6 +76,9 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
 }
 
 pub fn serve(settings: Settings) -> Result<(), String> {
+    // The port first: a start that cannot listen must not leave a new state directory behind.
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let fresh = prepare_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
     refuse_secrets_without_database(&settings)?;
@@ -143,7 +146,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         .client_request_timeout(settings.request_head_timeout)
         .workers(settings.http_workers)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
-        .bind(settings.listen)
+        .listen(listener)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         announce(&settings, server.addrs().first().copied(), fresh);
         if let Some(interval) = settings.backup_interval {
@@ -186,6 +189,9 @@ fn start_housekeeping(identity: Arc<Identity>) {
 fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool) {
     let addr = addr.unwrap_or(settings.listen);
     let dir = settings.state_dir.display();
+    // The commands as they can be run from here: after `cargo run` the binary is not on the PATH.
+    let exe = std::env::current_exe().map_or_else(|_| "rockit-edge".to_string(), |p| p.display().to_string());
+    let exe = if exe.contains(char::is_whitespace) { format!("'{exe}'") } else { exe };
     let mut out = std::io::stdout().lock();
     let _ =
         writeln!(out, "rockit-edge {} listening on http://{addr} (state directory {dir})", env!("CARGO_PKG_VERSION"));
@@ -193,7 +199,7 @@ fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool
         let _ = writeln!(
             out,
             "\nNew state directory {dir}: database and secrets created.\nFirst steps:\n  \
-             1. Get an admin token:  TOKEN=$(rockit-edge admin-token --name admin --state-dir {dir})\n  \
+             1. Get an admin token:  TOKEN=$({exe} admin-token --name admin --state-dir {dir})\n  \
              2. Ping the server:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" http://{addr}/srv/v1/ping\n  \
              3. Run a test task:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" -H 'Content-Type: application/json' \\\n                            \
              -d '{{\"message\":\"hi\",\"maintenance\":false}}' http://{addr}/srv/v1/hello\n  \
