@@ -97,3 +97,25 @@ fn connections_beyond_the_per_address_cap_are_refused_and_freed_places_are_reuse
         status_line(&mut again).filter(|l| l.contains(" 200 ")).map(|_| ())
     });
 }
+
+/// The shortcut login for `acme` as a trusted proxy on 127.0.0.1 reports it for `client`.
+fn login_from(server: &Server, client: &str, username: &str, password: &str) -> common::Reply {
+    let body = serde_json::json!({"username": username, "password": password, "orgName": "acme"});
+    send("POST", &server.url("/be/v1/login"), &[("X-Forwarded-For", client)], Some(body))
+}
+
+#[test]
+fn guessing_an_accounts_password_does_not_lock_its_owner_out() {
+    let server =
+        Server::start_with(&[("ROCKIT_EDGE_LOGIN_MAX_FAILURES", "3"), ("ROCKIT_EDGE_TRUSTED_PROXIES", "127.0.0.1")]);
+    let password = server.create_org("acme");
+    for _ in 0..3 {
+        login_from(&server, "10.6.6.6", "admin", "not-the-password").assert_error(401, "invalid-credentials");
+    }
+    // The guessing address is refused, for this account and for any other.
+    login_from(&server, "10.6.6.6", "admin", "not-the-password").assert_error(429, "rate-limited");
+    login_from(&server, "10.6.6.6", "someone", "not-the-password").assert_error(429, "rate-limited");
+    // The owner, elsewhere, is only slowed down: a typo is answered as one, the password works.
+    login_from(&server, "10.1.1.1", "admin", "a-typo-in-the-password").assert_error(401, "invalid-credentials");
+    login_from(&server, "10.1.1.1", "admin", &password).assert_ok();
+}
