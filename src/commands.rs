@@ -23,22 +23,63 @@ fn sign_admin(settings: &Settings, claims: &serde_json::Value) -> Result<String,
     Ok(keyring.key(TokenKind::Admin).sign(claims))
 }
 
-pub fn admin_token(settings: &Settings, name: &str, ttl: &str) -> Result<(), String> {
+/// `admin-token`: prints a token for `name` living `ttl` (`never`, a duration, or the
+/// `admin_token_ttl` setting when not given).
+pub fn admin_token(settings: &Settings, name: &str, ttl: Option<&str>) -> Result<(), String> {
     let name = name.trim();
     if name.is_empty() {
         return Err("--name must not be empty".into());
     }
-    let now = chrono::Utc::now().timestamp();
-    let mut claims = json!({"username": name, "iat": now});
-    if ttl != "never" {
-        let ttl = parse_duration(ttl).map_err(|e| format!("--ttl: {e} (or `never`)"))?;
-        claims["exp"] = json!(now + ttl.as_secs() as i64);
+    let now = chrono::Utc::now();
+    let lifetime = match ttl {
+        Some("never") => None,
+        Some(text) => Some(parse_duration(text).map_err(|e| format!("--ttl: {e} (or `never`)"))?),
+        None => settings.admin_token_ttl,
+    };
+    // `iat` to the millisecond (a NumericDate may have a fraction), so a token minted right after
+    // a revocation is told apart from those it revokes.
+    let iat = now.timestamp_millis() as f64 / 1000.0;
+    let mut claims = json!({"username": name, "iat": iat});
+    if let Some(lifetime) = lifetime {
+        claims["exp"] = json!(now.timestamp() + lifetime.as_secs() as i64);
     }
     println!("{}", sign_admin(settings, &claims)?);
     Ok(())
 }
 
-pub fn admin_secret(settings: &Settings) -> Result<(), String> {
+/// `admin-token --revoke`: refuses, from now on, every token named `name` issued before `before`
+/// (RFC 3339; default now). A running server applies it at its next admin request.
+pub fn revoke_admin_tokens(settings: &Settings, name: &str, before: Option<&str>) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("--name must not be empty".into());
+    }
+    let before = match before {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| format!("--before `{text}`: {e} (write e.g. 2026-11-26T18:00:00Z)"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    if !settings.state_dir.join(crate::auth::keyring::SECRETS_FILE).is_file() {
+        return Err(format!("no secrets in {}; check --state-dir", settings.state_dir.display()));
+    }
+    crate::auth::revocations::revoke(&settings.state_dir, name, before.timestamp_millis())
+        .map_err(|e| e.to_string())?;
+    println!("admin tokens named {name} issued before {} are revoked", before.to_rfc3339());
+    Ok(())
+}
+
+/// `admin-secret`: prints the admin secret, or with `rotate` replaces it first.
+pub fn admin_secret(settings: &Settings, rotate: bool) -> Result<(), String> {
+    if rotate {
+        if settings.admin_secret.is_some() {
+            return Err("the admin secret comes from the admin_secret setting; change it there".into());
+        }
+        let secret = crate::auth::keyring::rotate_admin_secret(&settings.state_dir).map_err(|e| e.to_string())?;
+        eprintln!("admin secret rotated: tokens signed with the old one are refused from now on");
+        println!("{secret}");
+        return Ok(());
+    }
     match &settings.admin_secret {
         Some(secret) => println!("{}", secret.trim()),
         None => {

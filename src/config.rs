@@ -63,6 +63,8 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Connections open at once from one peer address (trusted proxies are exempt).
     pub max_connections_per_peer: usize,
+    /// Lifetime of tokens printed by `admin-token` without `--ttl`; `None` is `never`.
+    pub admin_token_ttl: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -93,6 +95,7 @@ impl Default for Settings {
             request_head_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             max_connections_per_peer: 128,
+            admin_token_ttl: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -156,6 +159,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         key: "backup_interval",
         default: "24h",
         doc: "how often the running server writes a backup into backups/ (off: never)",
+    },
+    SettingDoc {
+        key: "admin_token_ttl",
+        default: "30d",
+        doc: "lifetime of tokens printed by admin-token without --ttl (never: no expiry)",
     },
     SettingDoc { key: "backup_keep", default: "7", doc: "how many scheduled backups are kept (the newest)" },
     SettingDoc {
@@ -318,6 +326,12 @@ impl Settings {
             "body_timeout" => self.body_timeout = parse_duration(text).map_err(bad)?.max(Duration::from_millis(100)),
             "max_connections_per_peer" => {
                 self.max_connections_per_peer = parse_number(text, 1, 1_000_000).map_err(bad)? as usize
+            }
+            "admin_token_ttl" => {
+                self.admin_token_ttl = match text {
+                    "never" => None,
+                    _ => Some(parse_duration(text).map_err(bad)?),
+                }
             }
             "backup_keep" => self.backup_keep = parse_number(text, 1, 10_000).map_err(bad)? as usize,
             _ => return Err(ConfigError(format!("unknown setting `{key}` {source}"))),

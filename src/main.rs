@@ -29,17 +29,28 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<String>,
     },
-    /// Print an admin token signed with this instance's admin secret.
+    /// Print an admin token signed with this instance's admin secret, or revoke tokens by name.
     AdminToken {
         /// Who the token is for (its `username` claim; shown in the log).
         #[arg(long)]
         name: String,
-        /// Lifetime such as 15m, 24h, 30d, or `never`.
-        #[arg(long, default_value = "never", value_parser = ttl_argument)]
-        ttl: String,
+        /// Lifetime such as 15m, 24h, 30d, or `never`. Default: the admin_token_ttl setting.
+        #[arg(long, value_parser = ttl_argument, conflicts_with_all = ["revoke", "before"])]
+        ttl: Option<String>,
+        /// Instead of printing a token, refuse every token of this name issued before --before.
+        #[arg(long)]
+        revoke: bool,
+        /// With --revoke: RFC 3339 time, e.g. 2026-11-26T18:00:00Z. Default: now.
+        #[arg(long, requires = "revoke")]
+        before: Option<String>,
     },
     /// Print the admin secret as base64, for existing HS256 token tooling.
-    AdminSecret,
+    AdminSecret {
+        /// Replace it with a new random secret first; every token signed with the old one is
+        /// refused from then on (a running server picks it up at its next admin request).
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Write a consistent copy of the database while the server runs.
     Backup {
         /// Where to write the copy; must not exist yet.
@@ -85,8 +96,11 @@ fn main() -> ExitCode {
     init_logging(&settings);
     let outcome = match cli.command {
         Command::Serve { .. } => server::serve(settings),
-        Command::AdminToken { name, ttl } => commands::admin_token(&settings, &name, &ttl),
-        Command::AdminSecret => commands::admin_secret(&settings),
+        Command::AdminToken { name, revoke: true, before, .. } => {
+            commands::revoke_admin_tokens(&settings, &name, before.as_deref())
+        }
+        Command::AdminToken { name, ttl, .. } => commands::admin_token(&settings, &name, ttl.as_deref()),
+        Command::AdminSecret { rotate } => commands::admin_secret(&settings, rotate),
         Command::Backup { out } => commands::backup(&settings, &out),
         Command::Restore { from } => commands::restore(&settings, &from),
         Command::Migrate { check } => commands::migrate(&settings, check),

@@ -87,6 +87,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let store = Store::open(&settings.database_path(), Pragmas::from_settings(&settings), settings.read_pool_size)
         .map_err(|e| e.to_string())?;
     let keyring = Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
+        .and_then(|keyring| keyring.follow_state_dir(&settings.state_dir, settings.admin_secret.is_some()))
         .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
     let queue = Queue::new(store.clone(), settings.state_dir.join("depot"), maintenance.clone());

@@ -123,6 +123,8 @@ pub enum TokenError {
     Invalid,
     #[error("token expired")]
     Expired,
+    #[error("token revoked")]
+    Revoked,
 }
 
 impl From<TokenError> for crate::error::ApiError {
@@ -130,6 +132,7 @@ impl From<TokenError> for crate::error::ApiError {
         match err {
             TokenError::Invalid => crate::error::ApiError::TokenInvalid,
             TokenError::Expired => crate::error::ApiError::TokenExpired,
+            TokenError::Revoked => crate::error::ApiError::TokenRevoked,
         }
     }
 }

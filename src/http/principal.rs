@@ -7,7 +7,6 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 
-use crate::auth::keyring::TokenKind;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::{Credentials, Principal};
 use crate::state::AppState;
@@ -37,7 +36,7 @@ fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::TokenMissing)?;
-    let claims = state.keyring.key(TokenKind::Admin).verify(token, unix_now())?;
+    let claims = state.keyring.verify_admin(token, unix_now())?;
     let username = claims
         .get("username")
         .and_then(|v| v.as_str())
