@@ -16,5 +16,6 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod system_settings;
 pub mod systemd;
 pub mod tasks;

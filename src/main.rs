@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use rockit_edge::config::{Overrides, Settings};
-use rockit_edge::{commands, server};
+use rockit_edge::{commands, server, system_settings};
 
 #[derive(Parser)]
 #[command(name = "rockit-edge", version, about = "Self-contained ROCKIT Edge server")]
@@ -86,7 +86,15 @@ fn main() -> ExitCode {
         _ => None,
     };
     let overrides = Overrides { config_file: cli.config.clone(), state_dir: cli.state_dir.clone(), listen };
-    let settings = match Settings::load(&overrides, std::env::vars()) {
+    let system_dir = std::path::Path::new(system_settings::SYSTEM_DIR);
+    let env = match system_settings::environment(system_dir, std::env::vars(), cli.config.is_some()) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("rockit-edge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::load(&overrides, env) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("rockit-edge: {e}");
