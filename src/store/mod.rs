@@ -44,6 +44,8 @@ pub enum StoreError {
     Io(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("the disk is full")]
+    Full,
 }
 
 impl StoreError {
@@ -51,7 +53,21 @@ impl StoreError {
     pub fn classify(err: rusqlite::Error) -> StoreError {
         match err.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
             _ => StoreError::Sqlite(err),
+        }
+    }
+
+    /// SQLite's answer when a write finds no space left (`SQLITE_FULL`).
+    pub fn is_disk_full(err: &rusqlite::Error) -> bool {
+        err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+
+    /// `Full` whether the disk ran out under a job's statement or under the commit.
+    fn reclassify(self) -> StoreError {
+        match self {
+            StoreError::Sqlite(e) => StoreError::classify(e),
+            other => other,
         }
     }
 }
@@ -174,6 +190,12 @@ impl Store {
     pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let conn = self.pool.get()?;
         in_snapshot(&conn, f)
+    }
+
+    /// Whether writes currently fail for lack of disk space (since the last failure, until a
+    /// write gets through again).
+    pub fn writes_failing(&self) -> bool {
+        self.writer.disk_full()
     }
 
     /// Runs `f` inside the writer's current transaction; answers once it is committed.

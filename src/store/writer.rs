@@ -4,7 +4,8 @@
 //! `synchronous=FULL` that is one fsync per batch instead of one per request.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -17,6 +18,8 @@ const MAX_BATCH: usize = 256;
 trait Job: Send {
     /// Runs the job's work inside the open transaction.
     fn run(&mut self, conn: &Connection);
+    /// Whether the job's own statements found the disk full.
+    fn ran_out_of_space(&self) -> bool;
     /// Delivers the outcome once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: &StoreResult<()>);
 }
@@ -38,15 +41,23 @@ where
             Err(e) => Err(StoreError::classify(e)),
             Ok(()) => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
-                    .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into())));
+                    .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into())))
+                    .map_err(StoreError::reclassify);
                 let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-                match conn.execute_batch(end) {
-                    Ok(()) => outcome,
-                    Err(e) => Err(StoreError::classify(e)),
+                match (conn.execute_batch(end), outcome) {
+                    (Ok(()), outcome) => outcome,
+                    // SQLite may have rolled the whole transaction back on a full disk; the
+                    // savepoint is then gone, but the reason is still the disk.
+                    (Err(_), Err(StoreError::Full)) => Err(StoreError::Full),
+                    (Err(e), _) => Err(StoreError::classify(e)),
                 }
             }
         };
         self.outcome = Some(outcome);
+    }
+
+    fn ran_out_of_space(&self) -> bool {
+        matches!(self.outcome, Some(Err(StoreError::Full)))
     }
 
     fn finish(self: Box<Self>, commit: &StoreResult<()>) {
@@ -54,6 +65,7 @@ where
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (Some(Ok(_)), Err(StoreError::Busy)) | (None, Err(StoreError::Busy)) => Err(StoreError::Busy),
+            (Some(Ok(_)), Err(StoreError::Full)) | (None, Err(StoreError::Full)) => Err(StoreError::Full),
             (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Io(format!("commit failed: {e}"))),
             (None, Ok(())) => Err(StoreError::Io("write job did not run".into())),
         };
@@ -66,17 +78,25 @@ where
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    disk_full: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer thread on the given (already migrated) connection.
     pub fn start(conn: Connection) -> StoreResult<Writer> {
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
+        let disk_full = Arc::new(AtomicBool::new(false));
+        let flag = disk_full.clone();
         std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run_writer(conn, jobs))
+            .spawn(move || run_writer(conn, jobs, &flag))
             .map_err(|e| StoreError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { queue })
+        Ok(Writer { queue, disk_full })
+    }
+
+    /// Whether the latest write that needed space found none (see `run_writer`).
+    pub fn disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire)
     }
 
     /// Queues `work`; the receiver yields its result after commit.
@@ -92,7 +112,10 @@ impl Writer {
     }
 }
 
-fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+/// Runs batches until every handle is gone. A full disk is one episode from the first write that
+/// finds no space to the first batch that writes something again: logged once at each end and
+/// visible through `disk_full` meanwhile (readiness reports it).
+fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &AtomicBool) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = jobs.recv() {
         batch.push(first);
@@ -102,9 +125,24 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit = run_batch(&conn, &mut batch);
-        if let Err(e) = &commit {
-            log::error!("write batch of {} jobs failed: {e}", batch.len());
+        let changes_before = conn.total_changes();
+        let mut commit = run_batch(&conn, &mut batch);
+        let full = matches!(commit, Err(StoreError::Full)) || batch.iter().any(|job| job.ran_out_of_space());
+        if full && commit.is_err() {
+            // A commit failing after a job found the disk full (SQLite may roll the whole
+            // transaction back then) failed for the same reason.
+            commit = Err(StoreError::Full);
+        }
+        let wrote = commit.is_ok() && conn.total_changes() > changes_before;
+        if full && !disk_full.swap(true, Ordering::AcqRel) {
+            log::error!("the disk is full: writes are refused (507) until space is freed; reads keep working");
+        } else if wrote && !full && disk_full.swap(false, Ordering::AcqRel) {
+            log::warn!("disk space is available again: writes are accepted");
+        }
+        match &commit {
+            Err(StoreError::Full) => {}
+            Err(e) => log::error!("write batch of {} jobs failed: {e}", batch.len()),
+            Ok(()) => {}
         }
         for job in batch.drain(..) {
             job.finish(&commit);
