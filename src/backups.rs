@@ -12,6 +12,10 @@ use crate::store::{backup, migrations};
 const SCHEDULED_PREFIX: &str = "rockit-edge-";
 const SCHEDULED_SUFFIX: &str = ".db";
 
+/// When the first scheduled copy is due if none exists yet: soon, but not in the middle of the
+/// start-up work of a new installation.
+const FIRST_WITHOUT_COPIES: Duration = Duration::from_secs(600);
+
 /// A verified copy on disk.
 pub struct Written {
     pub path: PathBuf,
@@ -79,11 +83,7 @@ pub fn scheduled_backup(settings: &Settings, keep: usize) -> Result<Written, Str
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(SCHEDULED_PREFIX) && n.ends_with(SCHEDULED_SUFFIX) && !n.contains(".partial")
-            })
-        })
+        .filter(|path| is_scheduled(path))
         .collect();
     copies.sort();
     let excess = copies.len().saturating_sub(keep);
@@ -95,20 +95,45 @@ pub fn scheduled_backup(settings: &Settings, keep: usize) -> Result<Written, Str
     Ok(written)
 }
 
-/// Starts the thread that takes a scheduled copy every `interval` while the server runs.
+/// Starts the thread that takes a scheduled copy every `interval` while the server runs. The
+/// first one is due `interval` after the newest scheduled copy already there (or 10 minutes after
+/// the start if there is none yet), so a server restarted more often than `interval` still takes
+/// its backups.
 pub fn start_schedule(settings: Settings, interval: Duration, keep: usize) {
-    let spawned = std::thread::Builder::new().name("backups".into()).spawn(move || loop {
-        std::thread::sleep(interval);
-        match scheduled_backup(&settings, keep) {
-            Ok(written) => {
-                log::info!("scheduled backup written to {} ({} bytes)", written.path.display(), written.bytes)
+    let spawned = std::thread::Builder::new().name("backups".into()).spawn(move || {
+        let age = newest_scheduled_age(&settings.state_dir.join("backups"));
+        let mut wait = age.map_or(interval.min(FIRST_WITHOUT_COPIES), |age| interval.saturating_sub(age));
+        loop {
+            std::thread::sleep(wait);
+            match scheduled_backup(&settings, keep) {
+                Ok(written) => {
+                    log::info!("scheduled backup written to {} ({} bytes)", written.path.display(), written.bytes)
+                }
+                Err(e) => log::error!("scheduled backup failed: {e}"),
             }
-            Err(e) => log::error!("scheduled backup failed: {e}"),
+            wait = interval;
         }
     });
     if let Err(e) = spawned {
         log::error!("cannot start scheduled backups: {e}");
     }
+}
+
+/// How long ago the newest scheduled copy in `dir` was written, if there is one.
+fn newest_scheduled_age(dir: &Path) -> Option<Duration> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| is_scheduled(&entry.path()))
+        .filter_map(|entry| entry.metadata().ok()?.modified().ok())
+        .max()
+        .map(|newest| newest.elapsed().unwrap_or(Duration::ZERO))
+}
+
+fn is_scheduled(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(SCHEDULED_PREFIX) && n.ends_with(SCHEDULED_SUFFIX) && !n.contains(".partial"))
 }
 
 /// What `restore` did, for its report.

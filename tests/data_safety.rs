@@ -228,3 +228,25 @@ fn sigterm_answers_requests_that_just_reached_idle_keep_alive_connections() {
     assert_eq!(unanswered, 0, "every request that reached the server got its answer");
     assert_eq!(server.stop().and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn a_scheduled_backup_that_is_overdue_at_start_is_taken_at_once() {
+    let mut server = Server::start_with(&[("ROCKIT_EDGE_BACKUP_INTERVAL", "1h")]);
+    server.stop();
+    // The newest scheduled copy is two hours old: restarts must not keep postponing the next.
+    let dir = server.state_dir.join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = std::fs::File::create(dir.join("rockit-edge-20260101T000000.000Z.db")).unwrap();
+    old.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200)).unwrap();
+    drop(old);
+    let server = server.restart();
+    common::eventually(std::time::Duration::from_secs(30), || {
+        let copies = std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".db"))
+            .count();
+        (copies >= 2).then_some(())
+    });
+    drop(server);
+}
