@@ -60,6 +60,17 @@ fn refuse_secrets_without_database(settings: &Settings) -> Result<(), String> {
     ))
 }
 
+/// Binds the listening socket as actix's own `bind` would (address reuse, a backlog of 1024
+/// rather than std's smaller default), so bursts of new connections are not refused.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// An exclusive lock on the state directory, held while a server (or a migration) runs, so two
 /// processes never share one database as writers.
 pub struct StateLock(#[allow(dead_code)] File);
@@ -77,8 +88,7 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
 
 pub fn serve(settings: Settings) -> Result<(), String> {
     // The port first: a start that cannot listen must not leave a new state directory behind.
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let listener = listen(settings.listen).map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let fresh = prepare_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
     refuse_secrets_without_database(&settings)?;
