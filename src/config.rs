@@ -65,6 +65,10 @@ pub struct Settings {
     pub max_connections_per_peer: usize,
     /// Lifetime of tokens printed by `admin-token` without `--ttl`; `None` is `never`.
     pub admin_token_ttl: Option<Duration>,
+    /// PEM certificate chain for built-in TLS (with `tls_key`); plain HTTP without.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for built-in TLS.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -96,6 +100,8 @@ impl Default for Settings {
             body_timeout: Duration::from_secs(10),
             max_connections_per_peer: 128,
             admin_token_ttl: Some(Duration::from_secs(30 * 86_400)),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -160,6 +166,12 @@ pub const SETTINGS: &[SettingDoc] = &[
         default: "24h",
         doc: "how often the running server writes a backup into backups/ (off: never)",
     },
+    SettingDoc {
+        key: "tls_cert",
+        default: "(none)",
+        doc: "PEM certificate chain: serve HTTPS (with tls_key; reloaded on SIGHUP)",
+    },
+    SettingDoc { key: "tls_key", default: "(none)", doc: "PEM private key of tls_cert" },
     SettingDoc {
         key: "admin_token_ttl",
         default: "30d",
@@ -327,6 +339,8 @@ impl Settings {
             "max_connections_per_peer" => {
                 self.max_connections_per_peer = parse_number(text, 1, 1_000_000).map_err(bad)? as usize
             }
+            "tls_cert" => self.tls_cert = Some(PathBuf::from(text)).filter(|p| !p.as_os_str().is_empty()),
+            "tls_key" => self.tls_key = Some(PathBuf::from(text)).filter(|p| !p.as_os_str().is_empty()),
             "admin_token_ttl" => {
                 self.admin_token_ttl = match text {
                     "never" => None,

@@ -19,3 +19,4 @@ pub mod store;
 pub mod system_settings;
 pub mod systemd;
 pub mod tasks;
+pub mod tls;

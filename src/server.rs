@@ -8,7 +8,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::keyring::Keyring;
@@ -24,6 +25,7 @@ use crate::shutdown::{self, Drain};
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
 use crate::tasks::Queue;
+use crate::tls::CertificateFiles;
 
 /// Creates the state directory (mode 0700) if needed; answers whether it was new.
 pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
@@ -88,6 +90,11 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
 
 pub fn serve(settings: Settings) -> Result<(), String> {
     // The port first: a start that cannot listen must not leave a new state directory behind.
+    let certificate = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(CertificateFiles::load(cert, key)?),
+        (None, None) => None,
+        _ => return Err("TLS needs both tls_cert and tls_key".into()),
+    };
     let listener = listen(settings.listen).map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let fresh = prepare_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
@@ -139,6 +146,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let body_timeout = web::Data::new(BodyTimeout(settings.body_timeout));
     let outcome = actix_web::rt::System::new().block_on(async move {
         let stop_signal = drain.stop_signal().map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+        let tls = certificate.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -151,15 +159,21 @@ pub fn serve(settings: Settings) -> Result<(), String> {
                 .wrap(from_fn(middleware::envelope))
                 .wrap(from_fn(middleware::access_log))
                 .wrap(from_fn(shutdown::mark_connections))
+                // Once a browser has seen the box over HTTPS it must never fall back to plain HTTP.
+                .wrap(Condition::new(tls, DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS))))
         })
         .shutdown_signal(stop_signal)
         .on_connect(move |connection, data| peers.on_connect(connection, data))
         .client_request_timeout(settings.request_head_timeout)
         .workers(settings.http_workers)
-        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
-        .listen(listener)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+        crate::tls::reload_on_sighup(certificate.clone()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+        let server = match &certificate {
+            Some(files) => server.listen_rustls_0_23(listener, files.server_config()?),
+            None => server.listen(listener),
+        }
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-        announce(&settings, server.addrs().first().copied(), fresh);
+        announce(&settings, server.addrs().first().copied(), fresh, if tls { "https" } else { "http" });
         if let Some(interval) = settings.backup_interval {
             crate::backups::start_schedule(settings.clone(), interval, settings.backup_keep);
         }
@@ -177,6 +191,9 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     log::info!("stopped");
     outcome
 }
+
+/// HSTS when TLS is on: a year, the usual value once HTTPS is known to work.
+const HSTS: &str = "max-age=31536000";
 
 /// How often expired sessions are removed (also once at start).
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -197,24 +214,27 @@ fn start_housekeeping(identity: Arc<Identity>) {
 }
 
 /// The first lines an operator sees: where it listens and, on a fresh state directory, what to do.
-fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool) {
+fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool, scheme: &str) {
     let addr = addr.unwrap_or(settings.listen);
     let dir = settings.state_dir.display();
     // The commands as they can be run from here: after `cargo run` the binary is not on the PATH.
     let exe = std::env::current_exe().map_or_else(|_| "rockit-edge".to_string(), |p| p.display().to_string());
     let exe = if exe.contains(char::is_whitespace) { format!("'{exe}'") } else { exe };
     let mut out = std::io::stdout().lock();
-    let _ =
-        writeln!(out, "rockit-edge {} listening on http://{addr} (state directory {dir})", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "rockit-edge {} listening on {scheme}://{addr} (state directory {dir})",
+        env!("CARGO_PKG_VERSION")
+    );
     if fresh {
         let _ = writeln!(
             out,
             "\nNew state directory {dir}: database and secrets created.\nFirst steps:\n  \
              1. Get an admin token:  TOKEN=$({exe} admin-token --name admin --state-dir {dir})\n  \
-             2. Ping the server:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" http://{addr}/srv/v1/ping\n  \
+             2. Ping the server:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" {scheme}://{addr}/srv/v1/ping\n  \
              3. Run a test task:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" -H 'Content-Type: application/json' \\\n                            \
-             -d '{{\"message\":\"hi\",\"maintenance\":false}}' http://{addr}/srv/v1/hello\n  \
-             4. The API:             http://{addr}/openapi.json\n"
+             -d '{{\"message\":\"hi\",\"maintenance\":false}}' {scheme}://{addr}/srv/v1/hello\n  \
+             4. The API:             {scheme}://{addr}/openapi.json\n"
         );
     }
     let _ = out.flush();
