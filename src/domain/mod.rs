@@ -2,5 +2,6 @@
 
 pub mod names;
 pub mod origins;
+pub mod outbound;
 pub mod permissions;
 pub mod public_key;

@@ -67,6 +67,9 @@ fn check_endpoint(endpoint: &str, bucket: &str) -> ApiResult<()> {
             "`origin.endpoint` must be a host name such as s3.us-east-1.amazonaws.com",
         ));
     }
+    if let Some(why) = super::outbound::refused_host(host) {
+        return Err(ApiError::invalid("origin.endpoint", format!("`origin.endpoint` must not point at {why}")));
+    }
     if host_only.split('.').any(|label| label == bucket) || host_only.starts_with(&format!("{bucket}.")) {
         return Err(ApiError::invalid(
             "origin.endpoint",
