@@ -91,6 +91,11 @@ impl Origin {
                         "`origin.path` must be an absolute path without `..`",
                     ));
                 }
+                // A newline or other control character in a path only serves to confuse logs,
+                // scripts and people reading directory listings.
+                if path.chars().any(char::is_control) {
+                    return Err(ApiError::invalid("origin.path", "`origin.path` must not contain control characters"));
+                }
                 Ok(Origin::Fs { path: path.trim_end_matches('/').to_string() }.normalized())
             }
             "s3" => {

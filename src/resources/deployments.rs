@@ -79,16 +79,27 @@ fn resolved(path: &Path) -> std::io::Result<std::path::PathBuf> {
 
 /// An `fs` origin must be a directory the service can write, outside its own state directory.
 /// The location is checked before anything is created.
+/// The answer names neither the resolved path nor the OS error (they would map the box's file
+/// system for an API user); the operator finds both in the log.
 fn prepare_fs_origin(path: &Path, state_dir: &Path) -> ApiResult<()> {
-    let bad = |why: String| ApiError::invalid("origin.path", why);
+    let bad = |why: &str| ApiError::invalid("origin.path", why.to_string());
     let state = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    let real = resolved(path).map_err(|e| bad(format!("cannot resolve {}: {e}", path.display())))?;
+    let real = resolved(path).map_err(|e| {
+        log::warn!("fs origin {}: cannot resolve: {e}", path.display());
+        bad("`origin.path` cannot be used")
+    })?;
     if real.starts_with(&state) || state.starts_with(&real) {
-        return Err(bad("`origin.path` must not contain or be inside the server's state directory".into()));
+        return Err(bad("`origin.path` must not contain or be inside the server's state directory"));
     }
-    std::fs::create_dir_all(&real).map_err(|e| bad(format!("cannot create {}: {e}", real.display())))?;
+    std::fs::create_dir_all(&real).map_err(|e| {
+        log::warn!("fs origin {} (resolved {}): cannot create: {e}", path.display(), real.display());
+        bad("`origin.path` cannot be created by the service")
+    })?;
     let probe = real.join(format!(".rockit-edge-write-test-{}", crate::auth::hex(&crate::auth::random_bytes::<6>())));
-    std::fs::write(&probe, b"").map_err(|e| bad(format!("{} is not writable by the service: {e}", real.display())))?;
+    std::fs::write(&probe, b"").map_err(|e| {
+        log::warn!("fs origin {} (resolved {}): not writable: {e}", path.display(), real.display());
+        bad("`origin.path` is not writable by the service")
+    })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
