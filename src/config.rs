@@ -69,6 +69,8 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for built-in TLS.
     pub tls_key: Option<PathBuf>,
+    /// Directories `fs` origins must resolve into; empty: anywhere outside the state directory.
+    pub origin_roots: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -102,6 +104,7 @@ impl Default for Settings {
             admin_token_ttl: Some(Duration::from_secs(30 * 86_400)),
             tls_cert: None,
             tls_key: None,
+            origin_roots: Vec::new(),
         }
     }
 }
@@ -165,6 +168,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         key: "backup_interval",
         default: "24h",
         doc: "how often the running server writes a backup into backups/ (off: never)",
+    },
+    SettingDoc {
+        key: "origin_roots",
+        default: "(none)",
+        doc: "comma-separated directories fs origins must resolve into (none: anywhere outside the state directory)",
     },
     SettingDoc {
         key: "tls_cert",
@@ -338,6 +346,17 @@ impl Settings {
             "body_timeout" => self.body_timeout = parse_duration(text).map_err(bad)?.max(Duration::from_millis(100)),
             "max_connections_per_peer" => {
                 self.max_connections_per_peer = parse_number(text, 1, 1_000_000).map_err(bad)? as usize
+            }
+            "origin_roots" => {
+                self.origin_roots = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| match s.starts_with('/') {
+                        true => Ok(PathBuf::from(s)),
+                        false => Err(bad(format!("`{s}` is not an absolute path"))),
+                    })
+                    .collect::<Result<_, _>>()?
             }
             "tls_cert" => self.tls_cert = Some(PathBuf::from(text)).filter(|p| !p.as_os_str().is_empty()),
             "tls_key" => self.tls_key = Some(PathBuf::from(text)).filter(|p| !p.as_os_str().is_empty()),

@@ -125,6 +125,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         store: store.clone(),
         sealer: Arc::new(Sealer::new(keyring.sealing_key())),
         state_dir: settings.state_dir.clone(),
+        origin_roots: settings.origin_roots.clone(),
     });
     let (access_log, access_log_writer) =
         AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;

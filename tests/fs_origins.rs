@@ -35,3 +35,22 @@ fn a_refused_fs_origin_names_neither_the_resolved_path_nor_the_os_error() {
     });
     assert!(log.contains("fs origin"), "the operator finds the details in the log: {log}");
 }
+
+#[test]
+fn fs_origins_must_resolve_inside_the_origin_roots() {
+    let roots = tempfile::tempdir().unwrap();
+    let (allowed, elsewhere) = (roots.path().join("origins"), roots.path().join("elsewhere"));
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, allowed.join("escape")).unwrap();
+    let server = Server::start_with(&[("ROCKIT_EDGE_ORIGIN_ROOTS", allowed.to_str().unwrap())]);
+    let admin = server.org_admin("acme");
+    let create = |name: &str, path: std::path::PathBuf| {
+        admin.call("POST", "/be/v1/deployments", Some(json!({"name": name, "origin": {"type": "fs", "path": path}})))
+    };
+    create("inside", allowed.join("cdn")).assert_ok();
+    assert_param(&create("outside", elsewhere.join("cdn")), 400, "invalid-param", "origin.path");
+    // A symlink inside the root that leads out of it does not count as inside.
+    assert_param(&create("escape", allowed.join("escape").join("cdn")), 400, "invalid-param", "origin.path");
+    assert!(!elsewhere.join("cdn").exists(), "nothing was created outside the root");
+}

@@ -21,6 +21,8 @@ pub struct Resources {
     pub sealer: Arc<Sealer>,
     /// The state directory; an `fs` origin may not point into it.
     pub state_dir: PathBuf,
+    /// The `origin_roots` setting: where `fs` origins may point (empty: anywhere else).
+    pub origin_roots: Vec<PathBuf>,
 }
 
 /// Where published files of one deployment live, for the prune task.
