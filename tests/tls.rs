@@ -31,8 +31,18 @@ fn make_certificate(cert: &Path, key: &Path) {
     assert!(status.success());
 }
 
-/// `serve` with TLS on a temporary state directory; answers the child and its base URL.
-fn start_tls(home: &Path, cert: &Path, key: &Path) -> (Child, String) {
+/// A server process killed when the test ends, passed or failed.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve` with TLS on a temporary state directory; answers the process and its address.
+fn start_tls(home: &Path, cert: &Path, key: &Path) -> (Running, String) {
     let env = vec![
         ("ROCKIT_EDGE_TLS_CERT".to_string(), cert.to_string_lossy().into_owned()),
         ("ROCKIT_EDGE_TLS_KEY".to_string(), key.to_string_lossy().into_owned()),
@@ -46,7 +56,7 @@ fn start_tls(home: &Path, cert: &Path, key: &Path) -> (Child, String) {
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let base = first.split_whitespace().find(|w| w.starts_with("https://")).unwrap_or_else(|| panic!("{first:?}"));
-    (child, base.trim_start_matches("https://").to_string())
+    (Running(child), base.trim_start_matches("https://").to_string())
 }
 
 /// A TLS connection to `addr` that trusts only `cert`; `None` if the handshake fails.
@@ -104,7 +114,7 @@ fn tls_serves_https_with_hsts_and_swaps_the_certificate_on_sighup_without_droppi
     let home = tempfile::tempdir().unwrap();
     let (cert, key) = (home.path().join("cert.pem"), home.path().join("key.pem"));
     make_certificate(&cert, &key);
-    let (mut child, addr) = start_tls(home.path(), &cert, &key);
+    let (server, addr) = start_tls(home.path(), &cert, &key);
 
     let mut open = connect(&addr, &cert).expect("handshake with the first certificate");
     let head = healthz(&mut open);
@@ -116,14 +126,11 @@ fn tls_serves_https_with_hsts_and_swaps_the_certificate_on_sighup_without_droppi
     std::fs::copy(&new_key, &key).unwrap();
     std::fs::copy(&new_cert, &cert).unwrap();
     // SAFETY: signals our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
+    assert_eq!(unsafe { libc::kill(server.0.id() as i32, libc::SIGHUP) }, 0);
     let mut fresh = common::eventually(Duration::from_secs(30), || connect(&addr, &new_cert));
     assert!(healthz(&mut fresh).starts_with("http/1.1 200"));
     // The connection made before the swap still works.
     assert!(healthz(&mut open).starts_with("http/1.1 200"));
-
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
