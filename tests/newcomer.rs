@@ -48,7 +48,8 @@ fn listen_accepts_a_host_name() {
 #[test]
 fn admin_token_with_a_malformed_ttl_is_bad_usage() {
     let server = Server::start();
-    let out = server.cli(&["admin-token", "--name", "ops", "--ttl", "1y"]);
+    // A bare number: units are never guessed.
+    let out = server.cli(&["admin-token", "--name", "ops", "--ttl", "30"]);
     assert_eq!(out.status.code(), Some(2), "as the README promises for malformed input");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl"));
 }
