@@ -262,6 +262,32 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_seen_whatever_the_jobs_error_type_and_clears_after_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        // SQLite answers SQLITE_FULL, as on a full disk, once the file would outgrow this.
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE b (x BLOB); PRAGMA max_page_count = 8").unwrap();
+        let writer = Writer::start(conn).unwrap();
+        // The HTTP edge's error type: the store error reaches the writer already converted.
+        let big = writer
+            .submit(|c| -> Result<usize, crate::error::ApiError> {
+                Ok(c.execute("INSERT INTO b VALUES (zeroblob(1000000))", []).map_err(StoreError::from)?)
+            })
+            .unwrap();
+        assert!(matches!(big.blocking_recv().unwrap(), Err(crate::error::ApiError::InsufficientStorage)));
+        assert!(writer.disk_full(), "a job's own error type still tells the writer the disk is full");
+        let freed = writer
+            .submit(|c| -> StoreResult<()> {
+                c.execute_batch("PRAGMA max_page_count = 100000")?;
+                c.execute("INSERT INTO b VALUES (x'00')", [])?;
+                Ok(())
+            })
+            .unwrap();
+        freed.blocking_recv().unwrap().unwrap();
+        assert!(!writer.disk_full(), "the first write that gets through ends the episode");
+    }
+
+    #[test]
     fn concurrent_jobs_all_commit() {
         let (_dir, writer, path) = writer();
         let receivers: Vec<_> = (0..500)
