@@ -6,7 +6,6 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
 use crate::auth::jws::SigningKey;
@@ -24,22 +23,63 @@ fn sign_admin(settings: &Settings, claims: &serde_json::Value) -> Result<String,
     Ok(keyring.key(TokenKind::Admin).sign(claims))
 }
 
-pub fn admin_token(settings: &Settings, name: &str, ttl: &str) -> Result<(), String> {
+/// `admin-token`: prints a token for `name` living `ttl` (`never`, a duration, or the
+/// `admin_token_ttl` setting when not given).
+pub fn admin_token(settings: &Settings, name: &str, ttl: Option<&str>) -> Result<(), String> {
     let name = name.trim();
     if name.is_empty() {
         return Err("--name must not be empty".into());
     }
-    let now = chrono::Utc::now().timestamp();
-    let mut claims = json!({"username": name, "iat": now});
-    if ttl != "never" {
-        let ttl = parse_duration(ttl).map_err(|e| format!("--ttl: {e} (or `never`)"))?;
-        claims["exp"] = json!(now + ttl.as_secs() as i64);
+    let now = chrono::Utc::now();
+    let lifetime = match ttl {
+        Some("never") => None,
+        Some(text) => Some(parse_duration(text).map_err(|e| format!("--ttl: {e} (or `never`)"))?),
+        None => settings.admin_token_ttl,
+    };
+    // `iat` to the millisecond (a NumericDate may have a fraction), so a token minted right after
+    // a revocation is told apart from those it revokes.
+    let iat = now.timestamp_millis() as f64 / 1000.0;
+    let mut claims = json!({"username": name, "iat": iat});
+    if let Some(lifetime) = lifetime {
+        claims["exp"] = json!(now.timestamp() + lifetime.as_secs() as i64);
     }
     println!("{}", sign_admin(settings, &claims)?);
     Ok(())
 }
 
-pub fn admin_secret(settings: &Settings) -> Result<(), String> {
+/// `admin-token --revoke`: refuses, from now on, every token named `name` issued before `before`
+/// (RFC 3339; default now). A running server applies it at its next admin request.
+pub fn revoke_admin_tokens(settings: &Settings, name: &str, before: Option<&str>) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("--name must not be empty".into());
+    }
+    let before = match before {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| format!("--before `{text}`: {e} (write e.g. 2026-11-26T18:00:00Z)"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    if !settings.state_dir.join(crate::auth::keyring::SECRETS_FILE).is_file() {
+        return Err(format!("no secrets in {}; check --state-dir", settings.state_dir.display()));
+    }
+    crate::auth::revocations::revoke(&settings.state_dir, name, before.timestamp_millis())
+        .map_err(|e| e.to_string())?;
+    println!("admin tokens named {name} issued before {} are revoked", before.to_rfc3339());
+    Ok(())
+}
+
+/// `admin-secret`: prints the admin secret, or with `rotate` replaces it first.
+pub fn admin_secret(settings: &Settings, rotate: bool) -> Result<(), String> {
+    if rotate {
+        if settings.admin_secret.is_some() {
+            return Err("the admin secret comes from the admin_secret setting; change it there".into());
+        }
+        let secret = crate::auth::keyring::rotate_admin_secret(&settings.state_dir).map_err(|e| e.to_string())?;
+        eprintln!("admin secret rotated: tokens signed with the old one are refused from now on");
+        println!("{secret}");
+        return Ok(());
+    }
     match &settings.admin_secret {
         Some(secret) => println!("{}", secret.trim()),
         None => {
@@ -58,30 +98,30 @@ fn existing_database(settings: &Settings) -> Result<std::path::PathBuf, String> 
     Ok(path)
 }
 
-/// `VACUUM INTO` a temporary name next to the target, check it, then rename: a consistent
-/// snapshot even while the server writes, and never a half-written file under the final name.
+/// A consistent, checked copy of the database while the server may run (see `backups`).
 pub fn backup(settings: &Settings, out: &Path) -> Result<(), String> {
-    let source = existing_database(settings)?;
-    if out.exists() {
-        return Err(format!("{} already exists; choose a new file", out.display()));
+    let written = crate::backups::write_backup(settings, out)?;
+    println!(
+        "backup written to {} ({} bytes, schema version {})",
+        written.path.display(),
+        written.bytes,
+        written.schema_version
+    );
+    Ok(())
+}
+
+/// Replaces the database with a backup; the server must be stopped.
+pub fn restore(settings: &Settings, from: &Path) -> Result<(), String> {
+    let restored = crate::backups::restore(settings, from)?;
+    if let Some(aside) = &restored.replaced {
+        println!("the replaced database is kept in {}", aside.display());
     }
-    let partial = out.with_extension("partial");
-    let _ = std::fs::remove_file(&partial);
-    let conn = Connection::open_with_flags(&source, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
-    conn.busy_timeout(settings.busy_timeout).map_err(|e| e.to_string())?;
-    conn.execute("VACUUM INTO ?1", [partial.to_string_lossy()]).map_err(|e| format!("backup failed: {e}"))?;
-    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
-    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
-    let version = migrations::current_version(&copy).map_err(|e| e.to_string())?;
-    drop(copy);
-    if check != "ok" {
-        let _ = std::fs::remove_file(&partial);
-        return Err(format!("the copy failed its integrity check: {check}"));
-    }
-    std::fs::rename(&partial, out).map_err(|e| format!("cannot move the copy to {}: {e}", out.display()))?;
-    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    println!("backup written to {} ({size} bytes, schema version {version})", out.display());
+    println!(
+        "restored {} (schema version {}) into {}; start the server (it migrates an older schema)",
+        from.display(),
+        restored.schema_version,
+        settings.database_path().display()
+    );
     Ok(())
 }
 

@@ -121,6 +121,28 @@ settings! {
         "window in which failed logins are counted", serde(deserialize_with = "read::duration");
     hello_timeout: Duration = Duration::from_secs(10), "10s",
         "how long POST /srv/v1/hello waits for its task", serde(deserialize_with = "read::duration");
+    request_head_timeout: Duration = Duration::from_secs(5), "5s",
+        "time a client has to send the request line and headers", serde(deserialize_with = "read::short_timeout");
+    body_timeout: Duration = Duration::from_secs(10), "10s",
+        "time a client has to send a request body", serde(deserialize_with = "read::short_timeout");
+    max_connections_per_peer: usize = 128, "128",
+        "connections open at once from one address (trusted proxies exempt)",
+        serde(deserialize_with = "read::within::<1, 1000000, _, _>");
+    origin_roots: Vec<PathBuf> = Vec::new(), "(none)",
+        "comma-separated directories fs origins must resolve into (none: anywhere outside the state directory)",
+        serde(deserialize_with = "read::absolute_paths");
+    tls_cert: Option<PathBuf> = None, "(none)",
+        "PEM certificate chain: serve HTTPS (with tls_key; reloaded on SIGHUP)", serde(deserialize_with = "read::path");
+    tls_key: Option<PathBuf> = None, "(none)",
+        "PEM private key of tls_cert", serde(deserialize_with = "read::path");
+    admin_token_ttl: Option<Duration> = Some(Duration::from_secs(30 * 86_400)), "30d",
+        "lifetime of tokens printed by admin-token without --ttl (never: no expiry)",
+        serde(deserialize_with = "read::duration_or_never");
+    backup_interval: Option<Duration> = Some(Duration::from_secs(24 * 3600)), "24h",
+        "how often the running server writes a backup into backups/ (off: never)",
+        serde(deserialize_with = "read::duration_or_off");
+    backup_keep: usize = 7, "7",
+        "how many scheduled backups are kept (the newest)", serde(deserialize_with = "read::within::<1, 10000, _, _>");
 }
 
 fn available_cores() -> usize {
@@ -265,7 +287,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// native TOML numbers and lists; every reader takes both.
 mod read {
     use std::fmt;
-    use std::net::{IpAddr, SocketAddr};
+    use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+    use std::path::PathBuf;
     use std::time::Duration;
 
     use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -301,9 +324,82 @@ mod read {
         super::parse_duration(&String::deserialize(d)?).map_err(de::Error::custom)
     }
 
+    /// `ADDRESS:PORT`, or `HOST:PORT` resolved now (`localhost:8081`), preferring IPv4.
     pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
         let text = String::deserialize(d)?;
-        text.trim().parse().map_err(|_| de::Error::custom(format!("`{text}` is not an ADDRESS:PORT")))
+        let text = text.trim();
+        if let Ok(addr) = text.parse() {
+            return Ok(addr);
+        }
+        let resolved: Vec<SocketAddr> = text
+            .to_socket_addrs()
+            .map_err(|e| de::Error::custom(format!("`{text}` is not an ADDRESS:PORT or HOST:PORT ({e})")))?
+            .collect();
+        resolved
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(resolved.first())
+            .copied()
+            .ok_or_else(|| de::Error::custom(format!("`{text}` resolves to no address")))
+    }
+
+    /// A duration, or `off` (and `0s`) for none: a schedule that can be turned off.
+    pub fn duration_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "off" => Ok(None),
+            text => Ok(Some(super::parse_duration(text).map_err(de::Error::custom)?).filter(|d| !d.is_zero())),
+        }
+    }
+
+    /// A duration, or `never` for none: a lifetime without expiry.
+    pub fn duration_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "never" => Ok(None),
+            text => super::parse_duration(text).map(Some).map_err(de::Error::custom),
+        }
+    }
+
+    /// A network timeout: at least 100 ms, so a typo like `1ms` cannot cut every client off.
+    pub fn short_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(duration(d)?.max(Duration::from_millis(100)))
+    }
+
+    /// An optional file path; empty text is none.
+    pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(Some(PathBuf::from(text.trim())).filter(|p| !p.as_os_str().is_empty()))
+    }
+
+    /// A list of absolute directories: a TOML list, or comma-separated text.
+    pub fn absolute_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+        d.deserialize_any(TextList)?
+            .into_iter()
+            .map(|s| match s.starts_with('/') {
+                true => Ok(PathBuf::from(s)),
+                false => Err(de::Error::custom(format!("`{s}` is not an absolute path"))),
+            })
+            .collect()
+    }
+
+    /// A list of strings given as a TOML list or as comma-separated text; empty items dropped.
+    struct TextList;
+    impl<'de> Visitor<'de> for TextList {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list, or comma-separated text")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+            Ok(text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item.trim().to_string());
+            }
+            Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+        }
     }
 
     pub fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -326,24 +422,7 @@ mod read {
 
     /// A list of IP addresses: a TOML list, or comma-separated text.
     pub fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
-        struct Ips;
-        impl<'de> Visitor<'de> for Ips {
-            type Value = Vec<String>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of IP addresses")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<String>, E> {
-                Ok(text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item.trim().to_string());
-                }
-                Ok(items)
-            }
-        }
-        d.deserialize_any(Ips)?
+        d.deserialize_any(TextList)?
             .iter()
             .map(|s| s.parse().map_err(|_| de::Error::custom(format!("`{s}` is not an IP address"))))
             .collect()
@@ -436,8 +515,45 @@ mod tests {
         assert!(err.0.contains("edge.toml: `15` is not a duration"), "{err}");
         let flags = Overrides { listen: Some("localhost".into()), ..Default::default() };
         let err = Settings::load(&flags, env(&[])).unwrap_err();
-        assert_eq!(err.0, "setting `listen` on the command line: `localhost` is not an ADDRESS:PORT");
+        assert!(err.0.starts_with("setting `listen` on the command line: `localhost` is not an ADDRESS:PORT"), "{err}");
         assert!(!err.0.contains('\n'));
+    }
+
+    #[test]
+    fn optional_settings_read_their_word_for_none() {
+        let settings = Settings::load(
+            &Overrides::default(),
+            env(&[
+                ("ROCKIT_EDGE_BACKUP_INTERVAL", "off"),
+                ("ROCKIT_EDGE_ADMIN_TOKEN_TTL", "never"),
+                ("ROCKIT_EDGE_TLS_CERT", ""),
+                ("ROCKIT_EDGE_REQUEST_HEAD_TIMEOUT", "1ms"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((settings.backup_interval, settings.admin_token_ttl, settings.tls_cert), (None, None, None));
+        assert_eq!(settings.request_head_timeout, Duration::from_millis(100));
+        let defaults = Settings::load(&Overrides::default(), env(&[])).unwrap();
+        assert_eq!(defaults.backup_interval, Some(Duration::from_secs(86_400)));
+        assert_eq!(defaults.admin_token_ttl, Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn origin_roots_must_be_absolute_in_file_and_environment() {
+        let (_dir, overrides) = with_file("origin_roots = [\"/srv/a\", \"/srv/b\"]\n");
+        let from_file = Settings::load(&overrides, env(&[])).unwrap();
+        assert_eq!(from_file.origin_roots, [PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]);
+        let err =
+            Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_ORIGIN_ROOTS", "/srv/a, srv/b")])).unwrap_err();
+        assert!(err.0.ends_with("`srv/b` is not an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn listen_takes_a_host_name() {
+        let flags = Overrides { listen: Some("localhost:8081".into()), ..Default::default() };
+        let settings = Settings::load(&flags, env(&[])).unwrap();
+        assert_eq!(settings.listen.port(), 8081);
+        assert!(settings.listen.ip().is_loopback());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum ApiError {
     #[error("{message}")]
     Unavailable { message: String, retry_after: u64 },
     /// Anything unexpected. The inner text goes to the log only, never to the client.
+    #[error("the server's disk is full: changes cannot be saved until space is freed; reading still works")]
+    InsufficientStorage,
     #[error("internal error")]
     Internal(String),
 }
@@ -113,6 +115,7 @@ impl ApiError {
             RateLimited { .. } => "rate-limited",
             Maintenance { .. } => "maintenance",
             Unavailable { .. } => "unavailable",
+            InsufficientStorage => "insufficient-storage",
             Internal(_) => "internal",
         }
     }
@@ -168,6 +171,7 @@ impl ResponseError for ApiError {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Maintenance { .. } | Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -196,8 +200,19 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::Busy => {
                 ApiError::Unavailable { message: "the database is busy; try again".into(), retry_after: 1 }
             }
+            crate::store::StoreError::Full => ApiError::InsufficientStorage,
+            crate::store::StoreError::Sqlite(e) if crate::store::StoreError::is_disk_full(&e) => {
+                ApiError::InsufficientStorage
+            }
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// Store errors arrive here already converted (see `From<StoreError>` above), a full disk as 507.
+impl crate::store::WriteError for ApiError {
+    fn is_disk_full(&self) -> bool {
+        matches!(self, ApiError::InsufficientStorage)
     }
 }
 

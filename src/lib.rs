@@ -2,6 +2,7 @@
 //! these modules; data flows HTTP → handler → service → store.
 
 pub mod auth;
+pub mod backups;
 pub mod commands;
 pub mod config;
 pub mod domain;
@@ -10,12 +11,16 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod instance;
+pub mod limits;
 pub mod logging;
 pub mod outbound;
 pub mod resources;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod system_settings;
 pub mod systemd;
 pub mod tasks;
+pub mod tls;
 pub mod workers;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use rockit_edge::config::{Overrides, Settings};
-use rockit_edge::{commands, server};
+use rockit_edge::{commands, server, system_settings};
 
 #[derive(Parser)]
 #[command(name = "rockit-edge", version, about = "Self-contained ROCKIT Edge server")]
@@ -29,22 +29,39 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<String>,
     },
-    /// Print an admin token signed with this instance's admin secret.
+    /// Print an admin token signed with this instance's admin secret, or revoke tokens by name.
     AdminToken {
         /// Who the token is for (its `username` claim; shown in the log).
         #[arg(long)]
         name: String,
-        /// Lifetime such as 15m, 24h, 30d, or `never`.
-        #[arg(long, default_value = "never")]
-        ttl: String,
+        /// Lifetime such as 15m, 24h, 30d, or `never`. Default: the admin_token_ttl setting.
+        #[arg(long, value_parser = ttl_argument, conflicts_with_all = ["revoke", "before"])]
+        ttl: Option<String>,
+        /// Instead of printing a token, refuse every token of this name issued before --before.
+        #[arg(long)]
+        revoke: bool,
+        /// With --revoke: RFC 3339 time, e.g. 2026-11-26T18:00:00Z. Default: now.
+        #[arg(long, requires = "revoke")]
+        before: Option<String>,
     },
     /// Print the admin secret as base64, for existing HS256 token tooling.
-    AdminSecret,
+    AdminSecret {
+        /// Replace it with a new random secret first; every token signed with the old one is
+        /// refused from then on (a running server picks it up at its next admin request).
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Write a consistent copy of the database while the server runs.
     Backup {
         /// Where to write the copy; must not exist yet.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Replace the database with a backup (stop the server first); the old one is kept aside.
+    Restore {
+        /// The backup file to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
     },
     /// Apply pending schema migrations (stop the server first), or only report them.
     Migrate {
@@ -72,7 +89,15 @@ fn main() -> ExitCode {
         _ => None,
     };
     let overrides = Overrides { config_file: cli.config.clone(), state_dir: cli.state_dir.clone(), listen };
-    let settings = match Settings::load(&overrides, std::env::vars()) {
+    let system_dir = std::path::Path::new(system_settings::SYSTEM_DIR);
+    let env = match system_settings::environment(system_dir, std::env::vars(), cli.config.is_some()) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("rockit-edge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::load(&overrides, env) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("rockit-edge: {e}");
@@ -82,9 +107,13 @@ fn main() -> ExitCode {
     init_logging(&settings);
     let outcome = match cli.command {
         Command::Serve { .. } => server::serve(settings),
-        Command::AdminToken { name, ttl } => commands::admin_token(&settings, &name, &ttl),
-        Command::AdminSecret => commands::admin_secret(&settings),
+        Command::AdminToken { name, revoke: true, before, .. } => {
+            commands::revoke_admin_tokens(&settings, &name, before.as_deref())
+        }
+        Command::AdminToken { name, ttl, .. } => commands::admin_token(&settings, &name, ttl.as_deref()),
+        Command::AdminSecret { rotate } => commands::admin_secret(&settings, rotate),
         Command::Backup { out } => commands::backup(&settings, &out),
+        Command::Restore { from } => commands::restore(&settings, &from),
         Command::Migrate { check } => commands::migrate(&settings, check),
         Command::Healthcheck { url } => commands::healthcheck(&settings, url.as_deref()),
         Command::Version => commands::version(),
@@ -97,6 +126,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A malformed `--ttl` is bad usage (exit 2, like any malformed setting), caught by clap.
+fn ttl_argument(text: &str) -> Result<String, String> {
+    if text != "never" {
+        rockit_edge::config::parse_duration(text).map_err(|e| format!("{e}, or `never`"))?;
+    }
+    Ok(text.to_string())
 }
 
 fn init_logging(settings: &Settings) {

@@ -8,7 +8,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::keyring::Keyring;
@@ -18,10 +19,13 @@ use crate::http::access_log::AccessLog;
 use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
+use crate::limits::{self, BodyTimeout, PeerConnections};
 use crate::resources::Resources;
+use crate::shutdown::{self, Drain};
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
 use crate::tasks::Queue;
+use crate::tls::CertificateFiles;
 
 /// Creates the state directory (mode 0700) if needed; answers whether it was new.
 pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
@@ -32,6 +36,41 @@ pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot restrict state directory {}: {e}", dir.display()))?;
     Ok(true)
+}
+
+/// Secrets without a database mean the database was lost or copied without its log: making a
+/// fresh empty one beside the old secrets would look like a working server with no data.
+fn refuse_secrets_without_database(settings: &Settings) -> Result<(), String> {
+    let secrets = settings.state_dir.join(crate::auth::keyring::SECRETS_FILE);
+    let database = settings.database_path();
+    if !secrets.exists() {
+        return Ok(());
+    }
+    let initialised = crate::store::is_initialised(&database)
+        .map_err(|e| format!("cannot read the database {}: {e}", database.display()))?;
+    if initialised {
+        return Ok(());
+    }
+    Err(format!(
+        "{} holds {} but no initialised database ({} is missing or empty); refusing to create an \
+         empty one beside existing secrets. Restore the database with `rockit-edge restore --from FILE`, \
+         or move {} away to start from scratch",
+        settings.state_dir.display(),
+        crate::auth::keyring::SECRETS_FILE,
+        database.display(),
+        crate::auth::keyring::SECRETS_FILE,
+    ))
+}
+
+/// Binds the listening socket as actix's own `bind` would (address reuse, a backlog of 1024
+/// rather than std's smaller default), so bursts of new connections are not refused.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// An exclusive lock on the state directory, held while a server (or a migration) runs, so two
@@ -50,11 +89,22 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, String> {
 }
 
 pub fn serve(settings: Settings) -> Result<(), String> {
+    // The port first: a start that cannot listen must not leave a new state directory behind.
+    let certificate = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(CertificateFiles::load(cert, key)?),
+        (None, None) => None,
+        _ => return Err("TLS needs both tls_cert and tls_key".into()),
+    };
+    let listener = listen(settings.listen).map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let fresh = prepare_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let keyring = Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
-        .map_err(|e| e.to_string())?;
+    refuse_secrets_without_database(&settings)?;
+    // The database before the secrets: a first start cut short between the two leaves a database
+    // without secrets (fresh ones are made next time), never secrets without a database.
     let store = Store::open(&settings.database_path(), Pragmas::from_settings(&settings), settings.read_pool_size)
+        .map_err(|e| e.to_string())?;
+    let keyring = Keyring::load_or_create(&settings.state_dir, settings.admin_secret.as_deref(), true)
+        .and_then(|keyring| keyring.follow_state_dir(&settings.state_dir, settings.admin_secret.is_some()))
         .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
     let queue = Queue::new(store.clone(), settings.state_dir.join("depot"), maintenance.clone());
@@ -76,6 +126,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         sealer: Arc::new(Sealer::new(keyring.sealing_key())),
         state_dir: settings.state_dir.clone(),
         queue: queue.clone(),
+        origin_roots: settings.origin_roots.clone(),
     });
     let (access_log, access_log_writer) =
         AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;
@@ -90,21 +141,44 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         access_log,
     });
     let json_limit = settings.json_limit;
+    let (database, pragmas) = (settings.database_path(), Pragmas::from_settings(&settings));
+    let drain = Drain::new();
+    let drain_data = web::Data::from(drain.clone());
+    let peers = PeerConnections::new(settings.max_connections_per_peer, settings.trusted_proxies.clone());
+    let body_timeout = web::Data::new(BodyTimeout(settings.body_timeout));
     let outcome = actix_web::rt::System::new().block_on(async move {
+        let stop_signal = drain.stop_signal().map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+        let tls = certificate.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(drain_data.clone())
+                .app_data(body_timeout.clone())
                 .app_data(web::PayloadConfig::new(json_limit))
                 .configure(http::configure)
                 .wrap(from_fn(middleware::maintenance_gate))
+                .wrap(from_fn(limits::limit_peers_and_bodies))
                 .wrap(from_fn(middleware::envelope))
                 .wrap(from_fn(middleware::access_log))
+                .wrap(from_fn(shutdown::mark_connections))
+                // Once a browser has seen the box over HTTPS it must never fall back to plain HTTP.
+                .wrap(Condition::new(tls, DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS))))
         })
+        .shutdown_signal(stop_signal)
+        .on_connect(move |connection, data| peers.on_connect(connection, data))
+        .client_request_timeout(settings.request_head_timeout)
         .workers(settings.http_workers)
-        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
-        .bind(settings.listen)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+        crate::tls::reload_on_sighup(certificate.clone()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+        let server = match &certificate {
+            Some(files) => server.listen_rustls_0_23(listener, files.server_config()?),
+            None => server.listen(listener),
+        }
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-        announce(&settings, server.addrs().first().copied(), fresh);
+        announce(&settings, server.addrs().first().copied(), fresh, if tls { "https" } else { "http" });
+        if let Some(interval) = settings.backup_interval {
+            crate::backups::start_schedule(settings.clone(), interval, settings.backup_keep);
+        }
         crate::systemd::notify("READY=1");
         server.run().await.map_err(|e| format!("server failed: {e}"))
     });
@@ -112,9 +186,16 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     log::info!("HTTP server stopped; stopping task workers");
     queue.shutdown(workers, std::time::Duration::from_secs(5));
     access_log_writer.finish();
+    match crate::store::checkpoint(&database, pragmas) {
+        Ok(()) => log::info!("database checkpointed: {} holds all data", database.display()),
+        Err(e) => log::warn!("cannot checkpoint the database at stop ({e}); the next start replays the log"),
+    }
     log::info!("stopped");
     outcome
 }
+
+/// HSTS when TLS is on: a year, the usual value once HTTPS is known to work.
+const HSTS: &str = "max-age=31536000";
 
 /// How often expired sessions are removed (also once at start).
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -135,21 +216,27 @@ fn start_housekeeping(identity: Arc<Identity>) {
 }
 
 /// The first lines an operator sees: where it listens and, on a fresh state directory, what to do.
-fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool) {
+fn announce(settings: &Settings, addr: Option<std::net::SocketAddr>, fresh: bool, scheme: &str) {
     let addr = addr.unwrap_or(settings.listen);
     let dir = settings.state_dir.display();
+    // The commands as they can be run from here: after `cargo run` the binary is not on the PATH.
+    let exe = std::env::current_exe().map_or_else(|_| "rockit-edge".to_string(), |p| p.display().to_string());
+    let exe = if exe.contains(char::is_whitespace) { format!("'{exe}'") } else { exe };
     let mut out = std::io::stdout().lock();
-    let _ =
-        writeln!(out, "rockit-edge {} listening on http://{addr} (state directory {dir})", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "rockit-edge {} listening on {scheme}://{addr} (state directory {dir})",
+        env!("CARGO_PKG_VERSION")
+    );
     if fresh {
         let _ = writeln!(
             out,
             "\nNew state directory {dir}: database and secrets created.\nFirst steps:\n  \
-             1. Get an admin token:  TOKEN=$(rockit-edge admin-token --name admin --state-dir {dir})\n  \
-             2. Ping the server:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" http://{addr}/srv/v1/ping\n  \
+             1. Get an admin token:  TOKEN=$({exe} admin-token --name admin --state-dir {dir})\n  \
+             2. Ping the server:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" {scheme}://{addr}/srv/v1/ping\n  \
              3. Run a test task:     curl -X POST -H \"x-rockit-admin-token: $TOKEN\" -H 'Content-Type: application/json' \\\n                            \
-             -d '{{\"message\":\"hi\",\"maintenance\":false}}' http://{addr}/srv/v1/hello\n  \
-             4. The API:             http://{addr}/openapi.json\n"
+             -d '{{\"message\":\"hi\",\"maintenance\":false}}' {scheme}://{addr}/srv/v1/hello\n  \
+             4. The API:             {scheme}://{addr}/openapi.json\n"
         );
     }
     let _ = out.flush();

@@ -106,7 +106,7 @@ fn the_cli_token_with_a_ttl_carries_an_expiry() {
     assert!((exp - chrono::Utc::now().timestamp() - 900).abs() < 60);
     ping_with(&server, token.trim()).assert_ok();
     let bad = server.cli(&["admin-token", "--name", "ci", "--ttl", "soon"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2), "a malformed --ttl is bad usage");
 }
 
 #[test]

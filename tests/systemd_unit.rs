@@ -17,7 +17,7 @@ fn the_unit_is_a_hardened_notify_service() {
     for (key, value) in [
         ("Type", "notify"),
         ("DynamicUser", "yes"),
-        ("StateDirectory", "rockit-edge"),
+        ("StateDirectory", "rockit-edge rockit-edge-origins"),
         ("ProtectSystem", "strict"),
         ("NoNewPrivileges", "yes"),
         ("PrivateTmp", "yes"),

@@ -83,10 +83,14 @@ impl SigningKey {
                 return Err(TokenError::Invalid);
             }
         }
+        // Our own `kid` means this server (or its CLI, on the same clock) issued the token: there
+        // is no skew to allow for, so it expires exactly at `exp` (`admin-token --ttl 1s` is
+        // refused after one second, not after 61).
+        let leeway = if header.contains_key("kid") { 0 } else { self.leeway };
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Invalid)?;
         hmac::verify(&self.key, signing_input.as_bytes(), &signature).map_err(|_| TokenError::Invalid)?;
         let claims: Map<String, Value> = decode_json(payload)?;
-        check_times(&claims, now, self.leeway)?;
+        check_times(&claims, now, leeway)?;
         Ok(claims)
     }
 }
@@ -130,6 +134,8 @@ pub enum TokenError {
     Invalid,
     #[error("token expired")]
     Expired,
+    #[error("token revoked")]
+    Revoked,
 }
 
 impl From<TokenError> for crate::error::ApiError {
@@ -137,6 +143,7 @@ impl From<TokenError> for crate::error::ApiError {
         match err {
             TokenError::Invalid => crate::error::ApiError::TokenInvalid,
             TokenError::Expired => crate::error::ApiError::TokenExpired,
+            TokenError::Revoked => crate::error::ApiError::TokenRevoked,
         }
     }
 }
@@ -200,13 +207,31 @@ mod tests {
     }
 
     #[test]
-    fn expiry_and_not_before_honour_the_leeway() {
+    fn tokens_this_key_signed_get_no_leeway() {
         let k = key();
-        assert!(k.verify(&k.sign(&json!({"exp": NOW - 30})), NOW).is_ok());
-        assert_eq!(k.verify(&k.sign(&json!({"exp": NOW - 61})), NOW), Err(TokenError::Expired));
-        assert!(k.verify(&k.sign(&json!({"nbf": NOW + 30})), NOW).is_ok());
-        assert_eq!(k.verify(&k.sign(&json!({"nbf": NOW + 120})), NOW), Err(TokenError::Invalid));
-        assert_eq!(k.verify(&k.sign(&json!({"iat": NOW + 120})), NOW), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&k.sign(&json!({"exp": NOW})), NOW), Err(TokenError::Expired));
+        assert!(k.verify(&k.sign(&json!({"exp": NOW + 1})), NOW).is_ok());
+    }
+
+    #[test]
+    fn expiry_and_not_before_of_foreign_tokens_honour_the_leeway() {
+        let k = key();
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let foreign = |claims: Value| forge(&json!({"alg": "HS256"}), &claims, secret);
+        assert!(k.verify(&foreign(json!({"exp": NOW - 30})), NOW).is_ok());
+        assert_eq!(k.verify(&foreign(json!({"exp": NOW - 61})), NOW), Err(TokenError::Expired));
+        assert!(k.verify(&foreign(json!({"nbf": NOW + 30})), NOW).is_ok());
+        assert_eq!(k.verify(&foreign(json!({"nbf": NOW + 120})), NOW), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&foreign(json!({"iat": NOW + 120})), NOW), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&foreign(json!({"exp": "soon"})), NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn own_tokens_keep_exact_not_before_and_type_checks() {
+        let k = key();
+        assert!(k.verify(&k.sign(&json!({"nbf": NOW, "iat": NOW})), NOW).is_ok());
+        assert_eq!(k.verify(&k.sign(&json!({"nbf": NOW + 30})), NOW), Err(TokenError::Invalid));
+        assert_eq!(k.verify(&k.sign(&json!({"iat": NOW + 30})), NOW), Err(TokenError::Invalid));
         assert_eq!(k.verify(&k.sign(&json!({"exp": "soon"})), NOW), Err(TokenError::Invalid));
     }
 

@@ -6,11 +6,14 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-use super::jws::SigningKey;
+use super::jws::{SigningKey, TokenError};
+use super::revocations::{Revocations, REVOCATIONS_FILE};
 use super::{b64_decode_any, b64_encode, random_bytes};
 
 /// The kinds of token this server issues.
@@ -30,6 +33,37 @@ pub struct Keyring {
     access: SigningKey,
     refresh: SigningKey,
     sealing: [u8; 32],
+    /// What admin tokens are checked against while the server runs; follows the state
+    /// directory's files, so `admin-secret --rotate` and revocations apply without a restart.
+    live_admin: Option<LiveAdmin>,
+}
+
+/// The admin key and the revocations as last read, and the file versions they were read from.
+struct LiveAdmin {
+    state_dir: PathBuf,
+    /// The `admin_secret` setting pins the key: the file's admin secret is then not used.
+    pinned: bool,
+    current: RwLock<LiveAdminState>,
+}
+
+struct LiveAdminState {
+    key: Arc<SigningKey>,
+    revocations: Arc<Revocations>,
+    seen: (Option<FileVersion>, Option<FileVersion>),
+}
+
+/// Enough of a file's metadata to notice that it was replaced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileVersion {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn file_version(path: &Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).ok()?;
+    Some(FileVersion { modified: meta.modified().ok(), len: meta.len(), inode: meta.ino() })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +128,7 @@ impl Keyring {
         let tokens = decode("tokens", &file.tokens)?;
         let sealing: [u8; 32] = decode("sealing", &file.sealing)?[..32].try_into().expect("32 bytes");
         Ok(Keyring {
+            live_admin: None,
             admin: SigningKey::new("adm", &admin_secret),
             org_selection: SigningKey::new("sel", &derive(&tokens, "org-selection")).without_leeway(),
             access: SigningKey::new("acc", &derive(&tokens, "access")).without_leeway(),
@@ -101,6 +136,51 @@ impl Keyring {
             admin_secret,
             sealing,
         })
+    }
+
+    /// Makes [`Keyring::verify_admin`] follow the state directory's secrets and revocations.
+    /// For the server; the CLI signs with the key as loaded.
+    pub fn follow_state_dir(mut self, state_dir: &Path, pinned: bool) -> Result<Keyring, KeyringError> {
+        let revocations_path = state_dir.join(REVOCATIONS_FILE);
+        let seen = (file_version(&state_dir.join(SECRETS_FILE)), file_version(&revocations_path));
+        let revocations = Revocations::load(&revocations_path)?;
+        self.live_admin = Some(LiveAdmin {
+            state_dir: state_dir.to_path_buf(),
+            pinned,
+            current: RwLock::new(LiveAdminState {
+                key: Arc::new(SigningKey::new("adm", &self.admin_secret)),
+                revocations: Arc::new(revocations),
+                seen,
+            }),
+        });
+        Ok(self)
+    }
+
+    /// Checks an admin token against the current admin secret and revocations. Two `stat`s per
+    /// admin request notice a rotated secret or a new revocation; a file that cannot be read
+    /// keeps the last good state (and is logged), so a half-done edit never opens the door.
+    pub fn verify_admin(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        let Some(live) = &self.live_admin else { return self.admin.verify(token, now) };
+        let secrets_path = live.state_dir.join(SECRETS_FILE);
+        let revocations_path = live.state_dir.join(REVOCATIONS_FILE);
+        let seen = (file_version(&secrets_path), file_version(&revocations_path));
+        let stale = live.current.read().unwrap_or_else(|p| p.into_inner()).seen != seen;
+        if stale {
+            live.reload(&secrets_path, &revocations_path, seen);
+        }
+        let (key, revocations) = {
+            let current = live.current.read().unwrap_or_else(|p| p.into_inner());
+            (current.key.clone(), current.revocations.clone())
+        };
+        let claims = key.verify(token, now)?;
+        if revocations.revokes(&claims) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
     }
 
     pub fn key(&self, kind: TokenKind) -> &SigningKey {
@@ -121,6 +201,55 @@ impl Keyring {
     pub fn sealing_key(&self) -> &[u8; 32] {
         &self.sealing
     }
+}
+
+impl LiveAdmin {
+    fn reload(&self, secrets_path: &Path, revocations_path: &Path, seen: (Option<FileVersion>, Option<FileVersion>)) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if !self.pinned {
+            match read_admin_secret(secrets_path) {
+                Ok(secret) => {
+                    let key = SigningKey::new("adm", &secret);
+                    if key.kid() != current.key.kid() {
+                        log::info!("admin secret changed: tokens signed with the previous one are refused from now on");
+                    }
+                    current.key = Arc::new(key);
+                }
+                Err(e) => log::error!("cannot reload the admin secret, keeping the previous one: {e}"),
+            }
+        }
+        match Revocations::load(revocations_path) {
+            Ok(revocations) => current.revocations = Arc::new(revocations),
+            Err(e) => log::error!("cannot reload admin token revocations, keeping the previous ones: {e}"),
+        }
+        current.seen = seen;
+    }
+}
+
+fn read_admin_secret(path: &Path) -> Result<Vec<u8>, KeyringError> {
+    let bytes = fs::read(path).map_err(|source| KeyringError::Io { action: "read", path: path.into(), source })?;
+    let file: SecretsFile =
+        serde_json::from_slice(&bytes).map_err(|e| KeyringError::Damaged { path: path.into(), why: e.to_string() })?;
+    b64_decode_any(&file.admin)
+        .filter(|bytes| bytes.len() >= 32)
+        .ok_or_else(|| KeyringError::Damaged { path: path.into(), why: "`admin` is not 32+ bytes of base64".into() })
+}
+
+/// Replaces the admin secret in the state directory's secrets file with a fresh random one
+/// (the other secrets stay); answers it as base64. Every admin token signed with the old one
+/// is refused from then on, by a running server too.
+pub fn rotate_admin_secret(state_dir: &Path) -> Result<String, KeyringError> {
+    let path = state_dir.join(SECRETS_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(KeyringError::Missing { path }),
+        Err(source) => return Err(KeyringError::Io { action: "read", path, source }),
+    };
+    let mut file: SecretsFile =
+        serde_json::from_slice(&bytes).map_err(|e| KeyringError::Damaged { path: path.clone(), why: e.to_string() })?;
+    file.admin = b64_encode(&random_bytes::<32>());
+    write_private(&path, &serde_json::to_vec_pretty(&file).expect("serializable"))?;
+    Ok(file.admin)
 }
 
 /// One independent key per purpose from the master token secret (HMAC as a PRF).

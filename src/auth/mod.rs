@@ -5,6 +5,7 @@ pub mod hash_pool;
 pub mod jws;
 pub mod keyring;
 pub mod passwords;
+pub mod revocations;
 pub mod sealing;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};

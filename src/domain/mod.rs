@@ -3,6 +3,7 @@
 pub mod kinds;
 pub mod names;
 pub mod origins;
+pub mod outbound;
 pub mod permissions;
 pub mod public_key;
 pub mod text;

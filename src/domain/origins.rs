@@ -120,6 +120,9 @@ fn check_endpoint(endpoint: &str, bucket: &str) -> Checked<()> {
             "`origin.endpoint` must be a host name such as s3.us-east-1.amazonaws.com",
         ));
     }
+    if let Some(why) = super::outbound::refused_host(host) {
+        return Err(Refusal::invalid("origin.endpoint", format!("`origin.endpoint` must not point at {why}")));
+    }
     if host_only.split('.').any(|label| label == bucket) || host_only.starts_with(&format!("{bucket}.")) {
         return Err(Refusal::invalid(
             "origin.endpoint",
@@ -157,6 +160,11 @@ impl Origin {
                 let path = text(&f.path, "origin", "path")?;
                 if !path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
                     return Err(Refusal::invalid("origin.path", "`origin.path` must be an absolute path without `..`"));
+                }
+                // A newline or other control character in a path only serves to confuse logs,
+                // scripts and people reading directory listings.
+                if path.chars().any(char::is_control) {
+                    return Err(Refusal::invalid("origin.path", "`origin.path` must not contain control characters"));
                 }
                 Ok(Origin::Fs { path: path.trim_end_matches('/').to_string() }.normalized())
             }

@@ -20,10 +20,19 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let store = state.store.clone();
     let check = async move {
         store.read(crate::store::meta::probe).await?;
-        store.write(|_| -> crate::store::StoreResult<()> { Ok(()) }).await
+        if store.writes_failing() {
+            // An empty write succeeds on a full disk; after a failure only a real one tells.
+            let now = crate::store::now_rfc3339();
+            store.write(move |c| crate::store::meta::set(c, crate::store::meta::READY_PROBE, &now)).await
+        } else {
+            store.write(|_| -> crate::store::StoreResult<()> { Ok(()) }).await
+        }
     };
     match tokio::time::timeout(READY_DEADLINE, check).await {
         Ok(Ok(())) => Ok(super::success("message", "ready")),
+        Ok(Err(crate::store::StoreError::Full)) => {
+            Err(ApiError::Unavailable { message: "the disk is full: changes cannot be saved".into(), retry_after: 30 })
+        }
         Ok(Err(e)) => {
             log::warn!("readiness check failed: {e}");
             Err(not_ready())

@@ -8,7 +8,6 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 
 use crate::auth::claims::AdminClaims;
-use crate::auth::keyring::TokenKind;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::{Credentials, Principal};
 use crate::state::AppState;
@@ -38,7 +37,10 @@ fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::TokenMissing)?;
-    let claims: AdminClaims = state.keyring.key(TokenKind::Admin).verify_as(token, unix_now())?;
+    // The keyring's admin check also follows secret rotation and revocations on disk.
+    let claims = state.keyring.verify_admin(token, unix_now())?;
+    let claims: AdminClaims =
+        serde_json::from_value(serde_json::Value::Object(claims)).map_err(|_| ApiError::TokenInvalid)?;
     if claims.username.is_empty() {
         return Err(ApiError::TokenInvalid);
     }
@@ -86,9 +88,10 @@ pub fn sends_api_key(req: &HttpRequest) -> bool {
 }
 
 fn credentials(req: &HttpRequest) -> ApiResult<Credentials<'_>> {
-    let token = match bearer(req)? {
-        Some(token) => Some(token),
-        None => header_str(req, BEAUTH_HEADER)?,
+    // Two different tokens (say, of two organizations) must not be resolved by picking one.
+    let token = match (bearer(req)?, header_str(req, BEAUTH_HEADER)?) {
+        (Some(bearer), Some(beauth)) if bearer != beauth => return Err(ApiError::ConflictingCredentials),
+        (bearer, beauth) => bearer.or(beauth),
     };
     let [org, username, key] = [
         header_str(req, API_KEY_HEADERS[0])?,

@@ -44,18 +44,33 @@ enum Rotation {
 }
 
 impl Identity {
+    /// Counters of a login attempt: (account, address) and address refuse past the limit; the
+    /// account alone (last) only slows down, so guessing from elsewhere cannot lock its owner out.
+    /// The account's key differs from the one of password changes, which only the owner makes.
     fn rate_keys(username: &str, client: &str) -> Vec<String> {
-        vec![format!("acct:{username}"), format!("addr:{client}")]
+        vec![format!("pair:{client}|{username}"), format!("addr:{client}"), format!("login:{username}")]
     }
 
-    fn check_rate(&self, keys: &[String]) -> ApiResult<()> {
-        self.limiter.check(keys).map_err(|retry_after| ApiError::RateLimited { retry_after })
+    /// Refuses an attempt from an address over its limits, and makes one on an account under
+    /// attack wait first.
+    async fn check_rate(&self, keys: &[String]) -> ApiResult<()> {
+        self.limiter.check(&keys[..2]).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        let wait = self.limiter.slowdown(&keys[2]);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// After a success: the account and this address's attempts on it start afresh.
+    fn rate_success(&self, keys: &[String]) {
+        self.limiter.record_success(&[&keys[0], &keys[2]]);
     }
 
     /// `POST /be/v1/login` with username + password.
     pub async fn login_password(&self, username: &str, password: &str, client: &str) -> ApiResult<OrgChoice> {
         let keys = Self::rate_keys(username, client);
-        self.check_rate(&keys)?;
+        self.check_rate(&keys).await?;
         let name = username.to_string();
         let candidates = self.store.read(move |c| users::people_named(c, &name)).await?;
         let mut matched = Vec::new();
@@ -72,7 +87,7 @@ impl Identity {
             self.limiter.record_failure(&keys);
             return Err(ApiError::InvalidCredentials);
         }
-        self.limiter.record_success(&keys[0]);
+        self.rate_success(&keys);
         let now = unix_now();
         let expires = now + self.settings.orgsel_ttl.as_secs() as i64;
         let org_ids: Vec<i64> = matched.iter().map(|(id, _, _)| *id).collect();
@@ -104,7 +119,7 @@ impl Identity {
         client: &str,
     ) -> ApiResult<OrgLogin> {
         let keys = Self::rate_keys(username, client);
-        self.check_rate(&keys)?;
+        self.check_rate(&keys).await?;
         let (name, org) = (username.to_string(), org_name.to_string());
         let user = self
             .store
@@ -119,7 +134,7 @@ impl Identity {
             self.limiter.record_failure(&keys);
             return Err(ApiError::InvalidCredentials);
         }
-        self.limiter.record_success(&keys[0]);
+        self.rate_success(&keys);
         let user = user.ok_or(ApiError::InvalidCredentials)?;
         self.rehash_if_needed(&user, password).await;
         self.open_session(user).await

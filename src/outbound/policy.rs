@@ -62,11 +62,14 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
     }
 }
 
+/// The AWS metadata service over IPv6: not in fe80::/10, but as dangerous as 169.254.169.254.
+const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+
 fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     let first = ip.segments()[0];
     if ip.is_loopback() {
         AddressClass::Loopback
-    } else if first & 0xffc0 == 0xfe80 {
+    } else if first & 0xffc0 == 0xfe80 || ip == AWS_METADATA_V6 {
         AddressClass::LinkLocal
     } else if ip.is_unspecified() || ip.is_multicast() || first == 0x2001 && ip.segments()[1] == 0x0db8 {
         AddressClass::Unroutable
@@ -124,7 +127,7 @@ mod tests {
 
     #[test]
     fn metadata_and_link_local_addresses_are_link_local() {
-        for a in ["169.254.169.254", "169.254.0.1", "fe80::1", "febf::1", "::ffff:169.254.169.254"] {
+        for a in ["169.254.169.254", "169.254.0.1", "fe80::1", "febf::1", "::ffff:169.254.169.254", "fd00:ec2::254"] {
             assert_eq!(classify(ip(a)), AddressClass::LinkLocal, "{a}");
         }
     }

@@ -70,16 +70,33 @@ fn resolved(path: &Path) -> std::io::Result<std::path::PathBuf> {
 
 /// An `fs` origin must be a directory the service can write, outside its own state directory.
 /// The location is checked before anything is created.
-fn prepare_fs_origin(path: &Path, state_dir: &Path) -> ApiResult<()> {
-    let bad = |why: String| ApiError::invalid("origin.path", why);
+/// The answer names neither the resolved path nor the OS error (they would map the box's file
+/// system for an API user); the operator finds both in the log.
+fn prepare_fs_origin(path: &Path, state_dir: &Path, roots: &[std::path::PathBuf]) -> ApiResult<()> {
+    let bad = |why: &str| ApiError::invalid("origin.path", why.to_string());
     let state = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-    let real = resolved(path).map_err(|e| bad(format!("cannot resolve {}: {e}", path.display())))?;
+    let real = resolved(path).map_err(|e| {
+        log::warn!("fs origin {}: cannot resolve: {e}", path.display());
+        bad("`origin.path` cannot be used")
+    })?;
     if real.starts_with(&state) || state.starts_with(&real) {
-        return Err(bad("`origin.path` must not contain or be inside the server's state directory".into()));
+        return Err(bad("`origin.path` must not contain or be inside the server's state directory"));
     }
-    std::fs::create_dir_all(&real).map_err(|e| bad(format!("cannot create {}: {e}", real.display())))?;
+    // Resolved, so neither `..` nor a symlink leads out of the allowed directories.
+    let inside = |root: &std::path::PathBuf| real.starts_with(root.canonicalize().unwrap_or_else(|_| root.clone()));
+    if !roots.is_empty() && !roots.iter().any(inside) {
+        log::warn!("fs origin {} (resolved {}) is outside origin_roots", path.display(), real.display());
+        return Err(bad("`origin.path` must be inside a directory the operator allows for origins (origin_roots)"));
+    }
+    std::fs::create_dir_all(&real).map_err(|e| {
+        log::warn!("fs origin {} (resolved {}): cannot create: {e}", path.display(), real.display());
+        bad("`origin.path` cannot be created by the service")
+    })?;
     let probe = real.join(format!(".rockit-edge-write-test-{}", crate::auth::hex(&crate::auth::random_bytes::<6>())));
-    std::fs::write(&probe, b"").map_err(|e| bad(format!("{} is not writable by the service: {e}", real.display())))?;
+    std::fs::write(&probe, b"").map_err(|e| {
+        log::warn!("fs origin {} (resolved {}): not writable: {e}", path.display(), real.display());
+        bad("`origin.path` is not writable by the service")
+    })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -105,8 +122,9 @@ impl Resources {
 
     async fn check_origin(&self, origin: &Origin) -> ApiResult<()> {
         if let Origin::Fs { path } = origin {
-            let (path, state) = (std::path::PathBuf::from(path), self.state_dir.clone());
-            tokio::task::spawn_blocking(move || prepare_fs_origin(&path, &state))
+            let (path, state, roots) =
+                (std::path::PathBuf::from(path), self.state_dir.clone(), self.origin_roots.clone());
+            tokio::task::spawn_blocking(move || prepare_fs_origin(&path, &state, &roots))
                 .await
                 .map_err(ApiError::internal)??;
         }

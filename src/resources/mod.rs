@@ -21,6 +21,8 @@ pub struct Resources {
     pub state_dir: PathBuf,
     /// Woken after a delete commits together with its prune task.
     pub queue: Queue,
+    /// The `origin_roots` setting: where `fs` origins may point (empty: anywhere else).
+    pub origin_roots: Vec<PathBuf>,
 }
 
 impl Resources {

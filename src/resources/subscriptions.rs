@@ -33,6 +33,9 @@ pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
     {
         return Err(bad());
     }
+    if let Some(why) = crate::domain::outbound::refused_host(host) {
+        return Err(ApiError::invalid("url", format!("`url` must not point at {why}")));
+    }
     Ok(())
 }
 

@@ -25,3 +25,5 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> StoreResult<()> {
 pub const MAINTENANCE: &str = "maintenance";
 /// Key of the id of the engine that last ran a task.
 pub const ENGINE: &str = "engine";
+/// Key written by the readiness check to learn whether writes get through again after a full disk.
+pub const READY_PROBE: &str = "ready_probe";

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod apps;
+pub mod backup;
 pub mod deployments;
 pub mod meta;
 pub mod migrations;
@@ -43,6 +44,8 @@ pub enum StoreError {
     Io(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("the disk is full")]
+    Full,
 }
 
 impl StoreError {
@@ -50,12 +53,55 @@ impl StoreError {
     pub fn classify(err: rusqlite::Error) -> StoreError {
         match err.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
             _ => StoreError::Sqlite(err),
+        }
+    }
+
+    /// SQLite's answer when a write finds no space left (`SQLITE_FULL`).
+    pub fn is_disk_full(err: &rusqlite::Error) -> bool {
+        err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+
+    /// `Full` whether the disk ran out under a job's statement or under the commit.
+    fn reclassify(self) -> StoreError {
+        match self {
+            StoreError::Sqlite(e) => StoreError::classify(e),
+            other => other,
         }
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a write job may fail with: anything a store error converts into, that can tell whether it
+/// is the disk being full. The writer needs to know (whatever the job's own error type) to report
+/// a full disk once and to answer the commit's failure for the right reason.
+pub trait WriteError: From<StoreError> {
+    fn is_disk_full(&self) -> bool;
+
+    /// The same error with a disk-full SQLite failure turned into its own kind, if it has one.
+    fn reclassify(self) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
+}
+
+impl WriteError for StoreError {
+    fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Full => true,
+            StoreError::Sqlite(e) => StoreError::is_disk_full(e),
+            _ => false,
+        }
+    }
+
+    fn reclassify(self) -> StoreError {
+        StoreError::reclassify(self)
+    }
+}
 
 /// Handle to the database: cheap to clone, shared by handlers and workers.
 #[derive(Clone)]
@@ -108,6 +154,30 @@ pub fn open_connection(path: &Path, pragmas: Pragmas) -> StoreResult<Connection>
     Ok(conn)
 }
 
+/// Whether the database at `path` exists and carries a schema (`user_version` above 0). Opened
+/// without the create flag, so asking never makes an empty file.
+pub fn is_initialised(path: &Path) -> StoreResult<bool> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    Ok(migrations::current_version(&conn)? > 0)
+}
+
+/// Moves everything in the write-ahead log into the database file and empties the log
+/// (TRUNCATE), so that after a clean stop `rockit-edge.db` alone holds all the data: a copy of
+/// that one file is then complete. Fails if a reader or writer still holds the log.
+pub fn checkpoint(path: &Path, pragmas: Pragmas) -> StoreResult<()> {
+    let conn = open_connection(path, pragmas)?;
+    let (busy, log, moved): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if busy != 0 {
+        return Err(StoreError::Busy);
+    }
+    log::debug!("checkpointed {moved} of {log} WAL frame(s) into the database");
+    Ok(())
+}
+
 impl Store {
     /// Migrates the database at `path` if needed, then starts the writer and the read pool.
     pub fn open(path: &Path, pragmas: Pragmas, read_pool_size: u32) -> StoreResult<Store> {
@@ -151,6 +221,12 @@ impl Store {
         in_snapshot(&conn, f)
     }
 
+    /// Whether writes currently fail for lack of disk space (since the last failure, until a
+    /// write gets through again).
+    pub fn writes_failing(&self) -> bool {
+        self.writer.disk_full()
+    }
+
     /// Runs `f` inside the writer's current transaction; answers once it is committed. Any `Err`
     /// of `f` — a database error or a refusal such as "already exists" — rolls back all that `f`
     /// wrote, so follow-up work inserted by `f` (a prune task) commits with the change or not at all.
@@ -158,7 +234,7 @@ impl Store {
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: WriteError + Send + 'static,
     {
         self.writer.submit(f)?.await.map_err(|_| StoreError::WriterGone)?
     }
@@ -168,7 +244,7 @@ impl Store {
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: WriteError + Send + 'static,
     {
         self.writer.submit(f)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }

@@ -4,12 +4,13 @@
 //! `synchronous=FULL` that is one fsync per batch instead of one per request.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, WriteError};
 
 /// Most jobs folded into one transaction; bounds the latency one batch adds to its first job.
 const MAX_BATCH: usize = 256;
@@ -19,6 +20,8 @@ trait Job: Send {
     /// not be rolled back, so its half-done writes are still in the transaction: the whole batch
     /// must be abandoned rather than committed.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether the job's own statements found the disk full.
+    fn ran_out_of_space(&self) -> bool;
     /// Delivers the outcome once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: &StoreResult<()>);
 }
@@ -33,7 +36,7 @@ impl<T, E, F> Job for TypedJob<T, E, F>
 where
     F: FnOnce(&Connection) -> Result<T, E> + Send,
     T: Send,
-    E: From<StoreError> + Send,
+    E: WriteError + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(work) = self.work.take() else { return true };
@@ -42,7 +45,8 @@ where
             return true;
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
-            .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into()).into()));
+            .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into()).into()))
+            .map_err(WriteError::reclassify);
         // Any error — a database failure or a refusal the job decided on after writing — undoes
         // everything the job wrote: a job either happens whole or not at all.
         let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
@@ -51,7 +55,11 @@ where
         self.outcome = Some(match (outcome, ended) {
             (outcome, Ok(())) => outcome,
             (Err(refused), Err(e)) => {
-                log::error!("cannot roll back a failed write job: {e}");
+                // On a full disk SQLite may have rolled the whole transaction back, taking the
+                // savepoint with it: the reason is still the disk, reported once by the writer.
+                if !refused.is_disk_full() {
+                    log::error!("cannot roll back a failed write job: {e}");
+                }
                 Err(refused)
             }
             (Ok(_), Err(e)) => Err(StoreError::classify(e).into()),
@@ -59,11 +67,16 @@ where
         clean
     }
 
+    fn ran_out_of_space(&self) -> bool {
+        matches!(&self.outcome, Some(Err(e)) if e.is_disk_full())
+    }
+
     fn finish(self: Box<Self>, commit: &StoreResult<()>) {
         let outcome = match (self.outcome, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (_, Err(StoreError::Busy)) => Err(StoreError::Busy.into()),
+            (_, Err(StoreError::Full)) => Err(StoreError::Full.into()),
             (_, Err(e)) => Err(StoreError::Io(format!("commit failed: {e}")).into()),
             (None, Ok(())) => Err(StoreError::Io("write job did not run".into()).into()),
         };
@@ -76,17 +89,25 @@ where
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    disk_full: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer thread on the given (already migrated) connection.
     pub fn start(conn: Connection) -> StoreResult<Writer> {
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
+        let disk_full = Arc::new(AtomicBool::new(false));
+        let flag = disk_full.clone();
         std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run_writer(conn, jobs))
+            .spawn(move || run_writer(conn, jobs, &flag))
             .map_err(|e| StoreError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { queue })
+        Ok(Writer { queue, disk_full })
+    }
+
+    /// Whether the latest write that needed space found none (see `run_writer`).
+    pub fn disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Acquire)
     }
 
     /// Queues `work`; the receiver yields its result after commit. An `Err` from `work` rolls
@@ -95,7 +116,7 @@ impl Writer {
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: WriteError + Send + 'static,
     {
         let (reply, receiver) = oneshot::channel();
         let job = TypedJob { work: Some(work), outcome: None, reply };
@@ -104,7 +125,10 @@ impl Writer {
     }
 }
 
-fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+/// Runs batches until every handle is gone. A full disk is one episode from the first write that
+/// finds no space to the first batch that writes something again: logged once at each end and
+/// visible through `disk_full` meanwhile (readiness reports it).
+fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &AtomicBool) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = jobs.recv() {
         batch.push(first);
@@ -114,9 +138,24 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit = run_batch(&conn, &mut batch);
-        if let Err(e) = &commit {
-            log::error!("write batch of {} jobs failed: {e}", batch.len());
+        let changes_before = conn.total_changes();
+        let mut commit = run_batch(&conn, &mut batch);
+        let full = matches!(commit, Err(StoreError::Full)) || batch.iter().any(|job| job.ran_out_of_space());
+        if full && commit.is_err() {
+            // A commit failing after a job found the disk full (SQLite may roll the whole
+            // transaction back then) failed for the same reason.
+            commit = Err(StoreError::Full);
+        }
+        let wrote = commit.is_ok() && conn.total_changes() > changes_before;
+        if full && !disk_full.swap(true, Ordering::AcqRel) {
+            log::error!("the disk is full: writes are refused (507) until space is freed; reads keep working");
+        } else if wrote && !full && disk_full.swap(false, Ordering::AcqRel) {
+            log::warn!("disk space is available again: writes are accepted");
+        }
+        match &commit {
+            Err(StoreError::Full) => {}
+            Err(e) => log::error!("write batch of {} jobs failed: {e}", batch.len()),
+            Ok(()) => {}
         }
         for job in batch.drain(..) {
             job.finish(&commit);
@@ -178,6 +217,12 @@ mod tests {
         }
     }
 
+    impl WriteError for Refusal {
+        fn is_disk_full(&self) -> bool {
+            false
+        }
+    }
+
     #[test]
     fn a_failing_job_rolls_back_alone() {
         let (_dir, writer, path) = writer();
@@ -214,6 +259,32 @@ mod tests {
         assert_eq!(refused.blocking_recv().unwrap(), Err(Refusal::InUse));
         assert!(after.blocking_recv().unwrap().is_ok());
         assert_eq!(values(&path), vec![8], "the refused job's insert was rolled back");
+    }
+
+    #[test]
+    fn a_full_disk_is_seen_whatever_the_jobs_error_type_and_clears_after_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        // SQLite answers SQLITE_FULL, as on a full disk, once the file would outgrow this.
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE b (x BLOB); PRAGMA max_page_count = 8").unwrap();
+        let writer = Writer::start(conn).unwrap();
+        // The HTTP edge's error type: the store error reaches the writer already converted.
+        let big = writer
+            .submit(|c| -> Result<usize, crate::error::ApiError> {
+                Ok(c.execute("INSERT INTO b VALUES (zeroblob(1000000))", []).map_err(StoreError::from)?)
+            })
+            .unwrap();
+        assert!(matches!(big.blocking_recv().unwrap(), Err(crate::error::ApiError::InsufficientStorage)));
+        assert!(writer.disk_full(), "a job's own error type still tells the writer the disk is full");
+        let freed = writer
+            .submit(|c| -> StoreResult<()> {
+                c.execute_batch("PRAGMA max_page_count = 100000")?;
+                c.execute("INSERT INTO b VALUES (x'00')", [])?;
+                Ok(())
+            })
+            .unwrap();
+        freed.blocking_recv().unwrap().unwrap();
+        assert!(!writer.disk_full(), "the first write that gets through ends the episode");
     }
 
     #[test]
