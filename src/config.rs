@@ -1,12 +1,19 @@
 //! Settings, layered: built-in defaults → TOML file → `ROCKIT_EDGE_*` environment → flags.
 //!
-//! Every layer goes through the same `apply(key, text)` so a value means the same thing wherever it
-//! is written, and an unknown key is refused wherever it appears.
+//! Every setting is declared once, in the `settings!` table below: its field, type, default, the
+//! default as the README writes it, its one-line meaning and how its value is read. The struct,
+//! its `Default`, the documented table [`SETTINGS`] and the deserialization all come from that
+//! one line. The layers are merged by figment; each layer (the file, each environment variable,
+//! the command line) is its own provider, so a bad value is reported with the place it came from.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Deserializer};
 
 /// Prefix of the environment variables that carry settings.
 pub const ENV_PREFIX: &str = "ROCKIT_EDGE_";
@@ -29,57 +36,95 @@ impl Synchronous {
     }
 }
 
-/// Every setting of the server. `Debug` never shows a secret.
-#[derive(Clone)]
-pub struct Settings {
-    pub state_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub synchronous: Synchronous,
-    pub busy_timeout: Duration,
-    pub read_pool_size: u32,
-    pub http_workers: usize,
-    pub task_workers: usize,
-    pub json_limit: usize,
-    pub shutdown_timeout: Duration,
-    pub log_level: String,
-    /// Base64 admin secret given by configuration instead of the generated one.
-    pub admin_secret: Option<String>,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
-    pub orgsel_ttl: Duration,
-    pub pbkdf2_iterations: u32,
-    pub trusted_proxies: Vec<IpAddr>,
-    /// Failed logins allowed per account and per client address within `login_window`.
-    pub login_max_failures: u32,
-    pub login_window: Duration,
-    pub hello_timeout: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Settings {
-            state_dir: PathBuf::from("./rockit-edge-data"),
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            synchronous: Synchronous::Full,
-            busy_timeout: Duration::from_secs(5),
-            read_pool_size: 4,
-            http_workers: cores,
-            task_workers: 2,
-            json_limit: 64 * 1024,
-            shutdown_timeout: Duration::from_secs(30),
-            log_level: "info".into(),
-            admin_secret: None,
-            access_ttl: Duration::from_secs(15 * 60),
-            refresh_ttl: Duration::from_secs(24 * 3600),
-            orgsel_ttl: Duration::from_secs(15 * 60),
-            pbkdf2_iterations: 600_000,
-            trusted_proxies: Vec::new(),
-            login_max_failures: 5,
-            login_window: Duration::from_secs(60),
-            hello_timeout: Duration::from_secs(10),
+impl<'de> Deserialize<'de> for Synchronous {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            "extra" => Ok(Synchronous::Extra),
+            _ => Err(serde::de::Error::custom(format!("`{text}` is not one of normal, full, extra"))),
         }
     }
+}
+
+/// One row of the settings table: its key, default as written, and what it does.
+pub struct SettingDoc {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Declares every setting once: `field: Type = default, "default as written", "meaning"` plus an
+/// optional `serde(...)` attribute saying how the value is read.
+macro_rules! settings {
+    ($($field:ident: $ty:ty = $default:expr, $shown:literal, $doc:literal $(, serde($($serde:tt)*))?;)*) => {
+        /// Every setting of the server. `Debug` never shows a secret.
+        #[derive(Clone, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Settings {
+            $(
+                #[doc = $doc]
+                $(#[serde($($serde)*)])?
+                pub $field: $ty,
+            )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings { $($field: $default,)* }
+            }
+        }
+
+        /// The documented settings, in the order of the README table.
+        pub const SETTINGS: &[SettingDoc] = &[$(SettingDoc { key: stringify!($field), default: $shown, doc: $doc },)*];
+    };
+}
+
+settings! {
+    state_dir: PathBuf = PathBuf::from("./rockit-edge-data"), "./rockit-edge-data",
+        "directory holding the database, secrets and depot";
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "127.0.0.1:8080",
+        "address and port the HTTP server binds", serde(deserialize_with = "read::socket_addr");
+    synchronous: Synchronous = Synchronous::Full, "full",
+        "SQLite durability: normal, full or extra";
+    busy_timeout: Duration = Duration::from_secs(5), "5s",
+        "how long a database call waits for a lock", serde(deserialize_with = "read::duration");
+    read_pool_size: u32 = 4, "4",
+        "read connections to the database", serde(deserialize_with = "read::within::<1, 64, _, _>");
+    http_workers: usize = available_cores(), "cores",
+        "HTTP worker threads", serde(deserialize_with = "read::within::<1, 256, _, _>");
+    task_workers: usize = 2, "2",
+        "threads running background tasks", serde(deserialize_with = "read::within::<1, 64, _, _>");
+    json_limit: usize = 64 * 1024, "65536",
+        "largest accepted JSON body, bytes", serde(deserialize_with = "read::within::<1024, 16777216, _, _>");
+    shutdown_timeout: Duration = Duration::from_secs(30), "30s",
+        "how long SIGTERM waits for requests in flight", serde(deserialize_with = "read::duration");
+    log_level: String = "info".into(), "info",
+        "error, warn, info, debug or trace (RUST_LOG overrides)", serde(deserialize_with = "read::log_level");
+    admin_secret: Option<String> = None, "generated",
+        "base64 admin token secret instead of the generated one", serde(deserialize_with = "read::admin_secret");
+    access_ttl: Duration = Duration::from_secs(15 * 60), "15m",
+        "lifetime of access tokens", serde(deserialize_with = "read::duration");
+    refresh_ttl: Duration = Duration::from_secs(24 * 3600), "24h",
+        "lifetime of refresh tokens (and so of an idle session)", serde(deserialize_with = "read::duration");
+    orgsel_ttl: Duration = Duration::from_secs(15 * 60), "15m",
+        "lifetime of organization selection tokens", serde(deserialize_with = "read::duration");
+    pbkdf2_iterations: u32 = 600_000, "600000",
+        "PBKDF2 iterations for new password hashes", serde(deserialize_with = "read::within::<1000, 100000000, _, _>");
+    trusted_proxies: Vec<IpAddr> = Vec::new(), "(none)",
+        "comma-separated peer IPs whose X-Forwarded-For is believed", serde(deserialize_with = "read::ip_list");
+    login_max_failures: u32 = 5, "5",
+        "failed logins per account or address before slowing down",
+        serde(deserialize_with = "read::within::<1, 1000000, _, _>");
+    login_window: Duration = Duration::from_secs(60), "60s",
+        "window in which failed logins are counted", serde(deserialize_with = "read::duration");
+    hello_timeout: Duration = Duration::from_secs(10), "10s",
+        "how long POST /srv/v1/hello waits for its task", serde(deserialize_with = "read::duration");
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 impl fmt::Debug for Settings {
@@ -92,52 +137,6 @@ impl fmt::Debug for Settings {
             .finish_non_exhaustive()
     }
 }
-
-/// One row of the settings table: its key, default as written, and what it does.
-pub struct SettingDoc {
-    pub key: &'static str,
-    pub default: &'static str,
-    pub doc: &'static str,
-}
-
-/// The documented settings; `apply` accepts exactly these keys (a unit test keeps them in step).
-pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc {
-        key: "state_dir",
-        default: "./rockit-edge-data",
-        doc: "directory holding the database, secrets and depot",
-    },
-    SettingDoc { key: "listen", default: "127.0.0.1:8080", doc: "address and port the HTTP server binds" },
-    SettingDoc { key: "synchronous", default: "full", doc: "SQLite durability: normal, full or extra" },
-    SettingDoc { key: "busy_timeout", default: "5s", doc: "how long a database call waits for a lock" },
-    SettingDoc { key: "read_pool_size", default: "4", doc: "read connections to the database" },
-    SettingDoc { key: "http_workers", default: "cores", doc: "HTTP worker threads" },
-    SettingDoc { key: "task_workers", default: "2", doc: "threads running background tasks" },
-    SettingDoc { key: "json_limit", default: "65536", doc: "largest accepted JSON body, bytes" },
-    SettingDoc { key: "shutdown_timeout", default: "30s", doc: "how long SIGTERM waits for requests in flight" },
-    SettingDoc { key: "log_level", default: "info", doc: "error, warn, info, debug or trace (RUST_LOG overrides)" },
-    SettingDoc {
-        key: "admin_secret",
-        default: "generated",
-        doc: "base64 admin token secret instead of the generated one",
-    },
-    SettingDoc { key: "access_ttl", default: "15m", doc: "lifetime of access tokens" },
-    SettingDoc { key: "refresh_ttl", default: "24h", doc: "lifetime of refresh tokens (and so of an idle session)" },
-    SettingDoc { key: "orgsel_ttl", default: "15m", doc: "lifetime of organization selection tokens" },
-    SettingDoc { key: "pbkdf2_iterations", default: "600000", doc: "PBKDF2 iterations for new password hashes" },
-    SettingDoc {
-        key: "trusted_proxies",
-        default: "(none)",
-        doc: "comma-separated peer IPs whose X-Forwarded-For is believed",
-    },
-    SettingDoc {
-        key: "login_max_failures",
-        default: "5",
-        doc: "failed logins per account or address before slowing down",
-    },
-    SettingDoc { key: "login_window", default: "60s", doc: "window in which failed logins are counted" },
-    SettingDoc { key: "hello_timeout", default: "10s", doc: "how long POST /srv/v1/hello waits for its task" },
-];
 
 /// Where a setting came from, for error messages that point at the right place.
 #[derive(Clone, Debug)]
@@ -170,6 +169,47 @@ pub struct Overrides {
     pub listen: Option<String>,
 }
 
+/// One layer of settings from one place. Being its own figment provider gives every value the
+/// metadata of its place, which the error message then names.
+struct Layer {
+    source: Source,
+    values: Dict,
+}
+
+impl Layer {
+    /// Refuses keys that are not settings, naming the layer (serde alone would not say where).
+    fn known_keys_only(self) -> Result<Layer, ConfigError> {
+        match self.values.keys().find(|key| !SETTINGS.iter().any(|s| s.key == key.as_str())) {
+            Some(key) => Err(ConfigError(format!("unknown setting `{key}` {}", self.source))),
+            None => Ok(self),
+        }
+    }
+
+    fn single(source: Source, key: &str, text: &str) -> Layer {
+        let mut values = Dict::new();
+        values.insert(key.to_string(), Value::from(text.trim().to_string()));
+        Layer { source, values }
+    }
+
+    fn file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        let values: Dict = toml::from_str(&text)
+            .map_err(|e| ConfigError(format!("config file {} is not valid TOML: {e}", path.display())))?;
+        Ok(Layer { source: Source::File(path.to_path_buf()), values })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.source.to_string())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.values.clone()))
+    }
+}
+
 impl Settings {
     /// Builds the settings from every layer, in order. `env` is passed in so tests need no globals.
     pub fn load(
@@ -177,106 +217,28 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
         let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
-        let mut settings = Settings::default();
         let env_config = env.iter().find(|(k, _)| k == "ROCKIT_EDGE_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let mut layers = Vec::new();
         if let Some(path) = overrides.config_file.clone().or(env_config) {
-            settings.apply_file(&path)?;
+            layers.push(Layer::file(&path)?);
         }
         for (var, value) in &env {
             let key = var[ENV_PREFIX.len()..].to_ascii_lowercase();
-            if key == "config" {
-                continue;
+            if key != "config" {
+                layers.push(Layer::single(Source::Env(var.clone()), &key, value));
             }
-            settings.apply(&key, value, &Source::Env(var.clone()))?;
         }
         if let Some(dir) = &overrides.state_dir {
-            settings.apply("state_dir", &dir.to_string_lossy(), &Source::Flag)?;
+            layers.push(Layer::single(Source::Flag, "state_dir", &dir.to_string_lossy()));
         }
         if let Some(listen) = &overrides.listen {
-            settings.apply("listen", listen, &Source::Flag)?;
+            layers.push(Layer::single(Source::Flag, "listen", listen));
         }
-        Ok(settings)
-    }
-
-    fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-        let table: toml::Table =
-            text.parse().map_err(|e| ConfigError(format!("config file {} is not valid TOML: {e}", path.display())))?;
-        let source = Source::File(path.to_path_buf());
-        for (key, value) in table {
-            let text = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|item| match item {
-                        toml::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
-                other => return Err(ConfigError(format!("setting `{key}` {source} has an unsupported value {other}"))),
-            };
-            self.apply(&key, &text, &source)?;
+        let mut figment = Figment::new();
+        for layer in layers {
+            figment = figment.merge(layer.known_keys_only()?);
         }
-        Ok(())
-    }
-
-    /// Sets one key from its text form.
-    pub fn apply(&mut self, key: &str, text: &str, source: &Source) -> Result<(), ConfigError> {
-        let bad = |why: String| ConfigError(format!("setting `{key}` {source}: {why}"));
-        let text = text.trim();
-        match key {
-            "state_dir" => self.state_dir = PathBuf::from(text),
-            "listen" => self.listen = text.parse().map_err(|_| bad(format!("`{text}` is not an ADDRESS:PORT")))?,
-            "synchronous" => {
-                self.synchronous = match text.to_ascii_lowercase().as_str() {
-                    "normal" => Synchronous::Normal,
-                    "full" => Synchronous::Full,
-                    "extra" => Synchronous::Extra,
-                    _ => return Err(bad(format!("`{text}` is not one of normal, full, extra"))),
-                }
-            }
-            "busy_timeout" => self.busy_timeout = parse_duration(text).map_err(bad)?,
-            "read_pool_size" => self.read_pool_size = parse_number(text, 1, 64).map_err(bad)? as u32,
-            "http_workers" => self.http_workers = parse_number(text, 1, 256).map_err(bad)? as usize,
-            "task_workers" => self.task_workers = parse_number(text, 1, 64).map_err(bad)? as usize,
-            "json_limit" => self.json_limit = parse_number(text, 1024, 16 << 20).map_err(bad)? as usize,
-            "shutdown_timeout" => self.shutdown_timeout = parse_duration(text).map_err(bad)?,
-            "log_level" => {
-                let level = text.to_ascii_lowercase();
-                if !["error", "warn", "info", "debug", "trace", "off"].contains(&level.as_str()) {
-                    return Err(bad(format!("`{text}` is not a log level")));
-                }
-                self.log_level = level;
-            }
-            "admin_secret" => {
-                let bytes = crate::auth::b64_decode_any(text).ok_or_else(|| bad("not valid base64".into()))?;
-                if bytes.len() < 32 {
-                    return Err(bad("must decode to at least 32 bytes".into()));
-                }
-                self.admin_secret = Some(text.to_string());
-            }
-            "access_ttl" => self.access_ttl = parse_duration(text).map_err(bad)?,
-            "refresh_ttl" => self.refresh_ttl = parse_duration(text).map_err(bad)?,
-            "orgsel_ttl" => self.orgsel_ttl = parse_duration(text).map_err(bad)?,
-            "pbkdf2_iterations" => self.pbkdf2_iterations = parse_number(text, 1_000, 100_000_000).map_err(bad)? as u32,
-            "trusted_proxies" => {
-                self.trusted_proxies = text
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.parse().map_err(|_| bad(format!("`{s}` is not an IP address"))))
-                    .collect::<Result<_, _>>()?
-            }
-            "login_max_failures" => self.login_max_failures = parse_number(text, 1, 1_000_000).map_err(bad)? as u32,
-            "login_window" => self.login_window = parse_duration(text).map_err(bad)?,
-            "hello_timeout" => self.hello_timeout = parse_duration(text).map_err(bad)?,
-            _ => return Err(ConfigError(format!("unknown setting `{key}` {source}"))),
-        }
-        Ok(())
+        figment.extract().map_err(one_line)
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -284,30 +246,108 @@ impl Settings {
     }
 }
 
-fn parse_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let n: u64 = text.parse().map_err(|_| format!("`{text}` is not a whole number"))?;
-    if n < min || n > max {
-        return Err(format!("{n} is outside {min}..={max}"));
-    }
-    Ok(n)
+/// `setting `key` <where>: <why>` — the first error only: one line at start is what operators
+/// read, and fixing one value at a time is quick.
+fn one_line(err: figment::Error) -> ConfigError {
+    let key = err.path.join(".");
+    let place = err.metadata.as_ref().map(|m| format!(" {}", m.name)).unwrap_or_default();
+    ConfigError(format!("setting `{key}`{place}: {}", err.kind))
 }
 
-/// Parses `500ms`, `2s`, `15m`, `24h`, `30d`. A bare number is refused: units are never guessed.
+/// Parses `500ms`, `2s`, `15m`, `24h`, `30d` (humantime's units). A bare number is refused: units
+/// are never guessed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration like 500ms, 2s, 15m, 24h or 30d"))?;
-    let millis = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("`{text}` is not a duration like 500ms, 2s, 15m, 24h or 30d")),
+    humantime::parse_duration(text.trim())
+        .map_err(|_| format!("`{}` is not a duration like 500ms, 2s, 15m, 24h or 30d", text.trim()))
+}
+
+/// How setting values are read. Environment variables and flags arrive as text, the file may give
+/// native TOML numbers and lists; every reader takes both.
+mod read {
+    use std::fmt;
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::Duration;
+
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::Deserialize;
+
+    /// A whole number within `MIN..=MAX`, as a number or as text.
+    pub fn within<'de, const MIN: u64, const MAX: u64, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: TryFrom<u64>,
+        D: Deserializer<'de>,
+    {
+        struct Whole;
+        impl Visitor<'_> for Whole {
+            type Value = Option<u64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<u64>, E> {
+                Ok(Some(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<u64>, E> {
+                Ok(u64::try_from(n).ok())
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Option<u64>, E> {
+                text.trim().parse().map(Some).map_err(|_| E::custom(format!("`{text}` is not a whole number")))
+            }
+        }
+        let n = d.deserialize_any(Whole)?.filter(|n| (MIN..=MAX).contains(n));
+        n.and_then(|n| T::try_from(n).ok()).ok_or_else(|| de::Error::custom(format!("must be within {MIN}..={MAX}")))
     }
-    .ok_or_else(|| format!("`{text}` is too long a duration"))?;
-    Ok(Duration::from_millis(millis))
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::parse_duration(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+
+    pub fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim().parse().map_err(|_| de::Error::custom(format!("`{text}` is not an ADDRESS:PORT")))
+    }
+
+    pub fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let text = String::deserialize(d)?;
+        let level = text.trim().to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&level.as_str()) {
+            return Err(de::Error::custom(format!("`{text}` is not a log level")));
+        }
+        Ok(level)
+    }
+
+    pub fn admin_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?.trim().to_string();
+        let bytes = crate::auth::b64_decode_any(&text).ok_or_else(|| de::Error::custom("not valid base64"))?;
+        if bytes.len() < 32 {
+            return Err(de::Error::custom("must decode to at least 32 bytes"));
+        }
+        Ok(Some(text))
+    }
+
+    /// A list of IP addresses: a TOML list, or comma-separated text.
+    pub fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+        struct Ips;
+        impl<'de> Visitor<'de> for Ips {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of IP addresses")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+                Ok(text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item.trim().to_string());
+                }
+                Ok(items)
+            }
+        }
+        d.deserialize_any(Ips)?
+            .iter()
+            .map(|s| s.parse().map_err(|_| de::Error::custom(format!("`{s}` is not an IP address"))))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +356,13 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn with_file(text: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("edge.toml");
+        std::fs::write(&file, text).unwrap();
+        (dir, Overrides { config_file: Some(file), ..Default::default() })
     }
 
     #[test]
@@ -327,51 +374,89 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("15").is_err());
         assert!(parse_duration("m").is_err());
-        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("1 fortnight").is_err());
+    }
+
+    #[test]
+    fn no_layer_gives_the_documented_defaults() {
+        let settings = Settings::load(&Overrides::default(), env(&[])).unwrap();
+        assert_eq!(settings.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(settings.access_ttl, Duration::from_secs(900));
+        assert_eq!(settings.json_limit, 65536);
+        assert_eq!(settings.synchronous, Synchronous::Full);
+        assert!(settings.trusted_proxies.is_empty());
     }
 
     #[test]
     fn later_layers_override_earlier_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("edge.toml");
-        std::fs::write(&file, "access_ttl = \"1h\"\nlisten = \"127.0.0.1:9000\"\ntask_workers = 3\n").unwrap();
-        let overrides =
-            Overrides { config_file: Some(file), listen: Some("127.0.0.1:9001".into()), ..Default::default() };
+        let (_dir, mut overrides) =
+            with_file("access_ttl = \"1h\"\nlisten = \"127.0.0.1:9000\"\ntask_workers = 3\nrefresh_ttl = \"2h\"\n");
+        overrides.listen = Some("127.0.0.1:9001".into());
         let settings = Settings::load(&overrides, env(&[("ROCKIT_EDGE_ACCESS_TTL", "2s"), ("PATH", "/bin")])).unwrap();
         assert_eq!(settings.access_ttl, Duration::from_secs(2));
+        assert_eq!(settings.refresh_ttl, Duration::from_secs(7200));
         assert_eq!(settings.task_workers, 3);
         assert_eq!(settings.listen.port(), 9001);
     }
 
     #[test]
-    fn an_unknown_key_is_refused_in_every_layer() {
-        let err = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_NO_SUCH", "1")])).unwrap_err();
-        assert!(err.0.contains("unknown setting `no_such`"), "{err}");
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("edge.toml");
-        std::fs::write(&file, "acces_ttl = \"1h\"\n").unwrap();
-        let overrides = Overrides { config_file: Some(file), ..Default::default() };
-        let err = Settings::load(&overrides, env(&[])).unwrap_err();
-        assert!(err.0.contains("unknown setting `acces_ttl`"), "{err}");
+    fn lists_and_numbers_read_the_same_from_file_and_environment() {
+        let (_dir, overrides) = with_file("trusted_proxies = [\"10.0.0.1\", \"::1\"]\nread_pool_size = 8\n");
+        let from_file = Settings::load(&overrides, env(&[])).unwrap();
+        let from_env = Settings::load(
+            &Overrides::default(),
+            env(&[("ROCKIT_EDGE_TRUSTED_PROXIES", "10.0.0.1, ::1"), ("ROCKIT_EDGE_READ_POOL_SIZE", "8")]),
+        )
+        .unwrap();
+        assert_eq!(from_file.trusted_proxies, from_env.trusted_proxies);
+        assert_eq!(from_file.trusted_proxies.len(), 2);
+        assert_eq!((from_file.read_pool_size, from_env.read_pool_size), (8, 8));
     }
 
     #[test]
-    fn every_documented_setting_is_accepted() {
-        let mut settings = Settings::default();
+    fn an_unknown_key_is_refused_in_every_layer() {
+        let err = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_NO_SUCH", "1")])).unwrap_err();
+        assert_eq!(err.0, "unknown setting `no_such` in environment variable ROCKIT_EDGE_NO_SUCH");
+        let (_dir, overrides) = with_file("acces_ttl = \"1h\"\n");
+        let err = Settings::load(&overrides, env(&[])).unwrap_err();
+        assert!(err.0.starts_with("unknown setting `acces_ttl` in "), "{err}");
+        assert!(err.0.ends_with("edge.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_naming_its_key_and_source() {
+        let err = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_READ_POOL_SIZE", "0")])).unwrap_err();
+        assert_eq!(
+            err.0,
+            "setting `read_pool_size` in environment variable ROCKIT_EDGE_READ_POOL_SIZE: must be within 1..=64"
+        );
+        let (_dir, overrides) = with_file("login_window = \"15\"\n");
+        let err = Settings::load(&overrides, env(&[])).unwrap_err();
+        assert!(err.0.starts_with("setting `login_window` in "), "{err}");
+        assert!(err.0.contains("edge.toml: `15` is not a duration"), "{err}");
+        let flags = Overrides { listen: Some("localhost".into()), ..Default::default() };
+        let err = Settings::load(&flags, env(&[])).unwrap_err();
+        assert_eq!(err.0, "setting `listen` on the command line: `localhost` is not an ADDRESS:PORT");
+        assert!(!err.0.contains('\n'));
+    }
+
+    #[test]
+    fn every_documented_setting_is_a_field() {
         for doc in SETTINGS {
-            // Each key must be known to `apply`; a bad value gives a value error, not "unknown".
-            let err = settings.apply(doc.key, "\u{1}", &Source::Flag).err();
-            if let Some(err) = err {
-                assert!(!err.0.contains("unknown setting"), "{} is documented but unknown", doc.key);
+            // A value of the wrong shape gives a value error for a known key, never "unknown".
+            let var = format!("{ENV_PREFIX}{}", doc.key.to_ascii_uppercase());
+            match Settings::load(&Overrides::default(), env(&[(&var, "\u{1}")])) {
+                Ok(_) => {}
+                Err(err) => assert!(!err.0.contains("unknown"), "{} is documented but unknown: {err}", doc.key),
             }
         }
     }
 
     #[test]
     fn debug_output_hides_the_admin_secret() {
-        let mut settings = Settings::default();
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ==";
-        settings.apply("admin_secret", secret, &Source::Flag).unwrap();
+        let settings = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_ADMIN_SECRET", secret)])).unwrap();
+        assert_eq!(settings.admin_secret.as_deref(), Some(secret));
         assert!(!format!("{settings:?}").contains(secret));
     }
 }

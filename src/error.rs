@@ -30,6 +30,10 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller's roles lack `bit` on `resource`; the envelope names the resource, so clients
+    /// (and tests) need not read the message.
+    #[error("this needs permission {bit} on `{resource}`")]
+    MissingPermission { resource: &'static str, bit: u8 },
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
     #[error("{resource} `{name}` already exists")]
@@ -44,8 +48,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// Carries the `Allow` header's value: the methods the path does accept.
+    #[error("method not allowed; this path accepts {0}")]
+    MethodNotAllowed(String),
     #[error("too many attempts; try again in {retry_after} seconds")]
     RateLimited { retry_after: u64 },
     #[error("{message}")]
@@ -84,7 +89,7 @@ impl ApiError {
             TokenRevoked => "token-revoked",
             InvalidCredentials => "invalid-credentials",
             InvalidApiKey => "invalid-api-key",
-            PermissionDenied(_) => "permission-denied",
+            PermissionDenied(_) | MissingPermission { .. } => "permission-denied",
             NotFound { .. } => "not-found",
             AlreadyExists { .. } => "already-exists",
             InUse(_) => "in-use",
@@ -92,7 +97,7 @@ impl ApiError {
             Conflict(_) => "conflict",
             PayloadTooLarge { .. } => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
-            MethodNotAllowed => "method-not-allowed",
+            MethodNotAllowed(_) => "method-not-allowed",
             RateLimited { .. } => "rate-limited",
             Maintenance { .. } => "maintenance",
             Unavailable { .. } => "unavailable",
@@ -116,7 +121,9 @@ impl ApiError {
             ApiError::MissingParam(param) | ApiError::InvalidParam { param, .. } => {
                 body["param"] = json!(param);
             }
-            ApiError::NotFound { resource } | ApiError::AlreadyExists { resource, .. } => {
+            ApiError::NotFound { resource }
+            | ApiError::AlreadyExists { resource, .. }
+            | ApiError::MissingPermission { resource, .. } => {
                 body["resource"] = json!(resource);
             }
             ApiError::Maintenance { retry_after, .. } => {
@@ -137,9 +144,9 @@ impl ResponseError for ApiError {
             TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials | InvalidApiKey => {
                 StatusCode::UNAUTHORIZED
             }
-            PermissionDenied(_) => StatusCode::FORBIDDEN,
+            PermissionDenied(_) | MissingPermission { .. } => StatusCode::FORBIDDEN,
             NotFound { .. } => StatusCode::NOT_FOUND,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AlreadyExists { .. } | InUse(_) | Busy(_) | Conflict(_) => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -156,6 +163,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(seconds) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         if matches!(self, ApiError::TokenMissing | ApiError::TokenInvalid | ApiError::TokenExpired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -183,3 +193,23 @@ impl From<actix_web::error::BlockingError> for ApiError {
 
 /// Result of handlers and services at the HTTP edge.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_store_or_a_full_reader_queue_answers_503_with_retry_after() {
+        // `Readers::run` turns a full queue into `StoreError::Busy`.
+        let response = ApiError::from(crate::store::StoreError::Busy).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_method_not_allowed_names_the_allowed_methods() {
+        let response = ApiError::MethodNotAllowed("GET, HEAD".into()).error_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers().get(header::ALLOW).unwrap(), "GET, HEAD");
+    }
+}

@@ -16,3 +16,4 @@ pub mod state;
 pub mod store;
 pub mod systemd;
 pub mod tasks;
+pub mod workers;

@@ -67,7 +67,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let settings_arc = Arc::new(settings.clone());
     let keyring = Arc::new(keyring);
     let identity = Arc::new(
-        Identity::new(store.clone(), keyring.clone(), settings_arc.clone())
+        Identity::new(store.clone(), keyring.clone(), settings_arc.clone(), queue.clone())
             .map_err(|e| format!("cannot start password hashing threads: {e}"))?,
     );
     start_housekeeping(identity.clone());
@@ -75,6 +75,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         store: store.clone(),
         sealer: Arc::new(Sealer::new(keyring.sealing_key())),
         state_dir: settings.state_dir.clone(),
+        queue: queue.clone(),
     });
     let (access_log, access_log_writer) =
         AccessLog::start().map_err(|e| format!("cannot start the access log: {e}"))?;

@@ -15,10 +15,29 @@ fn an_unknown_route_is_a_json_404() {
 }
 
 #[test]
-fn a_known_route_with_the_wrong_method_is_a_json_405() {
+fn a_known_route_with_the_wrong_method_is_a_json_405_with_allow() {
     let server = Server::start();
-    send("DELETE", &server.url("/srv/v1/ping"), &[], None).assert_error(405, "method-not-allowed");
-    send("POST", &server.url("/healthz"), &[], None).assert_error(405, "method-not-allowed");
+    let reply = send_raw("DELETE", &server.url("/srv/v1/ping"), &[], None);
+    reply.assert_error(405, "method-not-allowed");
+    assert_eq!(reply.allow.as_deref(), Some("POST"));
+    let reply = send_raw("POST", &server.url("/healthz"), &[], None);
+    reply.assert_error(405, "method-not-allowed");
+    assert_eq!(reply.allow.as_deref(), Some("GET, HEAD"));
+    let reply = send_raw("PUT", &server.url("/be/v1/users"), &[], None);
+    assert_eq!(reply.allow.as_deref(), Some("POST, GET, PATCH, HEAD"));
+}
+
+#[test]
+fn every_get_route_answers_head_without_a_body() {
+    let server = Server::start();
+    let token = server.admin_token();
+    let reply = send_raw("HEAD", &server.url("/healthz"), &[], None);
+    assert_eq!((reply.status, reply.body.clone()), (200, serde_json::Value::Null));
+    let reply = send_raw("HEAD", &server.url("/srv/v1/versions"), &[("x-rockit-admin-token", token.as_str())], None);
+    assert_eq!(reply.status, 200);
+    assert!(reply.content_type.unwrap().starts_with("application/json"));
+    assert_eq!(send_raw("HEAD", &server.url("/srv/v1/versions"), &[], None).status, 401);
+    assert_eq!(send_raw("HEAD", &server.url("/openapi.json"), &[], None).status, 200);
 }
 
 #[test]

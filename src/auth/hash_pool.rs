@@ -3,66 +3,31 @@
 //! stall the rest of the API: other requests keep their CPU share and the flood gets 503s once
 //! the queue is full.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-
-use tokio::sync::oneshot;
-
-type Job = Box<dyn FnOnce() + Send>;
+use crate::workers::{Pool, PoolError};
 
 /// How many hashing jobs may wait before new ones are refused.
 const MAX_QUEUED: usize = 512;
 
 #[derive(Clone)]
-pub struct HashPool {
-    queue: mpsc::Sender<Job>,
-    queued: Arc<AtomicUsize>,
-}
+pub struct HashPool(Pool<()>);
 
-/// The pool's queue is full.
+/// The pool's queue is full (or it has stopped).
 #[derive(Debug)]
 pub struct Overloaded;
 
 impl HashPool {
     pub fn start(threads: usize) -> std::io::Result<HashPool> {
-        let (queue, jobs) = mpsc::channel::<Job>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        for i in 0..threads.max(1) {
-            let jobs = jobs.clone();
-            std::thread::Builder::new().name(format!("pw-hash-{i}")).spawn(move || {
-                lower_priority();
-                loop {
-                    let job = match jobs.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                }
-            })?;
-        }
-        Ok(HashPool { queue, queued: Arc::new(AtomicUsize::new(0)) })
+        Ok(HashPool(Pool::start("pw-hash", vec![(); threads.max(1)], MAX_QUEUED, lower_priority)?))
     }
 
     /// Runs `work` on the pool and waits for it without blocking the async worker.
     pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Overloaded> {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded);
-        }
-        let (tx, rx) = oneshot::channel();
-        let queued = self.queued.clone();
-        let job: Job = Box::new(move || {
-            queued.fetch_sub(1, Ordering::AcqRel);
-            let _ = tx.send(work());
-        });
-        if self.queue.send(job).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Overloaded);
-        }
-        rx.await.map_err(|_| Overloaded)
+        self.0.run(move |_| work()).await.map_err(|e: PoolError| {
+            if e != PoolError::Overloaded {
+                log::error!("password hashing: {e}");
+            }
+            Overloaded
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Credentials: signed tokens, the keyring they are signed with, and secret handling.
 
+pub mod claims;
 pub mod hash_pool;
 pub mod jws;
 pub mod keyring;

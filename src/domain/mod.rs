@@ -4,3 +4,4 @@ pub mod names;
 pub mod origins;
 pub mod permissions;
 pub mod public_key;
+pub mod text;

@@ -1,8 +1,11 @@
 //! Publish targets (API.md §7): a local directory (`fs`) or an S3-compatible bucket (`s3`), an
 //! optional CDN download-auth key and an optional prefix. Parsing and validation only.
 
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
+use super::text::{limits, Text};
 use crate::error::{ApiError, ApiResult};
 
 /// Where published files go.
@@ -31,18 +34,68 @@ pub struct DownloadAuth {
 /// Shown in place of every secret.
 pub const MASK: &str = "****";
 
-fn text<'a>(obj: &'a Map<String, Value>, field: &str, param: &str) -> ApiResult<&'a str> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Err(ApiError::missing(&format!("{param}.{field}"))),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
-        Some(_) => {
-            Err(ApiError::invalid(&format!("{param}.{field}"), format!("`{param}.{field}` must be a non-empty string")))
+/// The fields of an origin as a request sends them: which ones are needed depends on `type`, and
+/// a PATCH may send only some, so all are optional here and [`Origin::from_fields`] checks the whole.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OriginFields {
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["fs", "s3"]))]
+    pub kind: Option<Text<{ limits::SHORT }>>,
+    pub path: Option<Text<{ limits::PATH }>>,
+    pub endpoint: Option<Text<{ limits::SHORT }>>,
+    pub region: Option<Text<{ limits::SHORT }>>,
+    pub bucket: Option<Text<{ limits::SHORT }>>,
+    pub access_key_id: Option<Text<{ limits::SHORT }>>,
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<Text<{ limits::SECRET }>>,
+    pub path_style: Option<bool>,
+}
+
+/// The CDN download-auth key as a request sends it.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadAuthFields {
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["akamai", "gcore"]))]
+    pub kind: Option<Text<{ limits::SHORT }>>,
+    pub key: Option<Text<{ limits::SECRET }>>,
+}
+
+/// A PATCH of an object field: a different `type` replaces it whole, else the fields sent
+/// replace the current ones one by one (so a secret can be rotated alone).
+macro_rules! merge_fields {
+    ($patch:expr, $current:expr, $($field:ident),*) => {{
+        let (patch, current) = ($patch, $current);
+        if patch.kind.as_ref().is_some_and(|k| Some(k) != current.kind.as_ref()) {
+            patch
+        } else {
+            Self { $($field: patch.$field.or(current.$field),)* }
         }
+    }};
+}
+
+impl OriginFields {
+    pub fn merged_onto(self, current: OriginFields) -> OriginFields {
+        merge_fields!(self, current, kind, path, endpoint, region, bucket, access_key_id, secret_access_key, path_style)
     }
 }
 
-fn object<'a>(value: &'a Value, param: &str) -> ApiResult<&'a Map<String, Value>> {
-    value.as_object().ok_or_else(|| ApiError::invalid(param, format!("`{param}` must be an object")))
+impl DownloadAuthFields {
+    pub fn merged_onto(self, current: DownloadAuthFields) -> DownloadAuthFields {
+        merge_fields!(self, current, kind, key)
+    }
+}
+
+/// A field that must be there and not blank, trimmed.
+fn text<'a, const N: usize>(value: &'a Option<Text<N>>, param: &str, field: &str) -> ApiResult<&'a str> {
+    match value.as_deref().map(str::trim) {
+        None => Err(ApiError::missing(&format!("{param}.{field}"))),
+        Some("") => {
+            Err(ApiError::invalid(&format!("{param}.{field}"), format!("`{param}.{field}` must be a non-empty string")))
+        }
+        Some(s) => Ok(s),
+    }
 }
 
 /// S3 bucket names: 3–63 of lowercase letters, digits, `.` and `-`, starting and ending alphanumeric.
@@ -77,11 +130,31 @@ fn check_endpoint(endpoint: &str, bucket: &str) -> ApiResult<()> {
 }
 
 impl Origin {
-    pub fn parse(value: &Value) -> ApiResult<Origin> {
-        let obj = object(value, "origin")?;
-        match text(obj, "type", "origin")? {
+    pub fn from_fields(fields: &OriginFields) -> ApiResult<Origin> {
+        let f = fields;
+        let kind = text(&f.kind, "origin", "type")?;
+        // A field of the other type is a mistake, not something to ignore.
+        let foreign = match kind {
+            "fs" => [
+                ("endpoint", f.endpoint.is_some()),
+                ("region", f.region.is_some()),
+                ("bucket", f.bucket.is_some()),
+                ("accessKeyId", f.access_key_id.is_some()),
+                ("secretAccessKey", f.secret_access_key.is_some()),
+                ("pathStyle", f.path_style.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, sent)| *sent),
+            "s3" => f.path.is_some().then_some(("path", true)),
+            _ => return Err(ApiError::invalid("origin.type", "`origin.type` must be fs or s3")),
+        };
+        if let Some((field, _)) = foreign {
+            let param = format!("origin.{field}");
+            return Err(ApiError::invalid(&param, format!("`{param}` is not a field of an origin of type {kind}")));
+        }
+        match kind {
             "fs" => {
-                let path = text(obj, "path", "origin")?;
+                let path = text(&f.path, "origin", "path")?;
                 if !path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
                     return Err(ApiError::invalid(
                         "origin.path",
@@ -91,29 +164,41 @@ impl Origin {
                 Ok(Origin::Fs { path: path.trim_end_matches('/').to_string() }.normalized())
             }
             "s3" => {
-                let bucket = text(obj, "bucket", "origin")?;
+                let bucket = text(&f.bucket, "origin", "bucket")?;
                 if !valid_bucket(bucket) {
                     return Err(ApiError::invalid("origin.bucket", "`origin.bucket` is not a valid S3 bucket name"));
                 }
-                let endpoint = text(obj, "endpoint", "origin")?;
+                let endpoint = text(&f.endpoint, "origin", "endpoint")?;
                 check_endpoint(endpoint, bucket)?;
-                let path_style = match obj.get("pathStyle") {
-                    None | Some(Value::Null) => false,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => {
-                        return Err(ApiError::invalid("origin.pathStyle", "`origin.pathStyle` must be true or false"))
-                    }
-                };
                 Ok(Origin::S3 {
                     endpoint: endpoint.to_string(),
-                    region: text(obj, "region", "origin")?.to_string(),
+                    region: text(&f.region, "origin", "region")?.to_string(),
                     bucket: bucket.to_string(),
-                    access_key_id: text(obj, "accessKeyId", "origin")?.to_string(),
-                    secret_access_key: text(obj, "secretAccessKey", "origin")?.to_string(),
-                    path_style,
+                    access_key_id: text(&f.access_key_id, "origin", "accessKeyId")?.to_string(),
+                    secret_access_key: text(&f.secret_access_key, "origin", "secretAccessKey")?.to_string(),
+                    path_style: f.path_style.unwrap_or(false),
                 })
             }
             _ => Err(ApiError::invalid("origin.type", "`origin.type` must be fs or s3")),
+        }
+    }
+
+    /// The origin as request fields, secret included — in memory only, for merging a PATCH.
+    pub fn to_fields(&self) -> OriginFields {
+        match self {
+            Origin::Fs { path } => {
+                OriginFields { kind: Some(Text::trusted("fs")), path: Some(Text::trusted(path)), ..Default::default() }
+            }
+            Origin::S3 { endpoint, region, bucket, access_key_id, secret_access_key, path_style } => OriginFields {
+                kind: Some(Text::trusted("s3")),
+                endpoint: Some(Text::trusted(endpoint)),
+                region: Some(Text::trusted(region)),
+                bucket: Some(Text::trusted(bucket)),
+                access_key_id: Some(Text::trusted(access_key_id)),
+                secret_access_key: Some(Text::trusted(secret_access_key)),
+                path_style: Some(*path_style),
+                path: None,
+            },
         }
     }
 
@@ -152,11 +237,10 @@ impl Origin {
 
     /// Rebuilds an origin from its stored clear fields and its opened secret.
     pub fn from_stored(public: &Value, secret: Option<String>) -> ApiResult<Origin> {
-        let mut full = public.clone();
-        if let Some(secret) = secret {
-            full["secretAccessKey"] = json!(secret);
-        }
-        Origin::parse(&full)
+        let mut fields: OriginFields = serde_json::from_value(public.clone())
+            .map_err(|e| ApiError::internal(format!("a stored origin is damaged: {e}")))?;
+        fields.secret_access_key = secret.as_deref().map(Text::trusted);
+        Origin::from_fields(&fields)
     }
 
     /// As the API shows it: secrets masked.
@@ -167,33 +251,24 @@ impl Origin {
         }
         shown
     }
-
-    /// With every secret in clear, for merging a PATCH.
-    pub fn to_json_with_secrets(&self) -> Value {
-        let mut full = self.public_fields();
-        if let Some(secret) = self.secret() {
-            full["secretAccessKey"] = json!(secret);
-        }
-        full
-    }
 }
 
 impl DownloadAuth {
-    pub fn parse(value: &Value) -> ApiResult<DownloadAuth> {
-        let obj = object(value, "downloadAuth")?;
-        let kind = text(obj, "type", "downloadAuth")?;
+    pub fn from_fields(fields: &DownloadAuthFields) -> ApiResult<DownloadAuth> {
+        let kind = text(&fields.kind, "downloadAuth", "type")?;
         if kind != "akamai" && kind != "gcore" {
             return Err(ApiError::invalid("downloadAuth.type", "`downloadAuth.type` must be akamai or gcore"));
         }
-        Ok(DownloadAuth { kind: kind.to_string(), key: text(obj, "key", "downloadAuth")?.to_string() })
+        Ok(DownloadAuth { kind: kind.to_string(), key: text(&fields.key, "downloadAuth", "key")?.to_string() })
+    }
+
+    /// As request fields, key included — in memory only, for merging a PATCH.
+    pub fn to_fields(&self) -> DownloadAuthFields {
+        DownloadAuthFields { kind: Some(Text::trusted(&self.kind)), key: Some(Text::trusted(&self.key)) }
     }
 
     pub fn to_json(&self) -> Value {
         json!({"type": self.kind, "key": MASK})
-    }
-
-    pub fn to_json_with_secrets(&self) -> Value {
-        json!({"type": self.kind, "key": self.key})
     }
 }
 
@@ -211,38 +286,28 @@ pub fn validate_prefix(prefix: &str) -> ApiResult<()> {
     }
 }
 
-/// Merges a PATCH of an object field: a different `type` replaces it whole, else fields merge.
-pub fn merge(current: &Value, patch: &Value) -> Value {
-    match (current, patch) {
-        (Value::Object(cur), Value::Object(new)) if new.get("type").is_none_or(|t| cur.get("type") == Some(t)) => {
-            let mut merged = cur.clone();
-            for (k, v) in new {
-                merged.insert(k.clone(), v.clone());
-            }
-            Value::Object(merged)
-        }
-        _ => patch.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(value: &Value) -> ApiResult<Origin> {
+        Origin::from_fields(&serde_json::from_value(value.clone()).unwrap())
+    }
 
     #[test]
     fn an_s3_endpoint_must_not_hold_the_bucket() {
         let mut s3 = json!({"type": "s3", "endpoint": "s3.us-east-1.amazonaws.com", "region": "us-east-1",
                             "bucket": "games", "accessKeyId": "AKIA", "secretAccessKey": "x"});
-        assert!(Origin::parse(&s3).is_ok());
+        assert!(parse(&s3).is_ok());
         s3["endpoint"] = json!("games.s3.us-east-1.amazonaws.com");
-        assert!(Origin::parse(&s3).is_err());
+        assert!(parse(&s3).is_err());
         s3["endpoint"] = json!("s3.amazonaws.com/games");
-        assert!(Origin::parse(&s3).is_err());
+        assert!(parse(&s3).is_err());
     }
 
     #[test]
     fn secrets_are_masked_when_shown() {
-        let s3 = Origin::parse(&json!({"type": "s3", "endpoint": "minio.local:9000", "region": "r", "bucket": "b-1",
+        let s3 = parse(&json!({"type": "s3", "endpoint": "minio.local:9000", "region": "r", "bucket": "b-1",
                                        "accessKeyId": "AK", "secretAccessKey": "very-secret"}))
         .unwrap();
         assert_eq!(s3.to_json()["secretAccessKey"], MASK);
@@ -260,8 +325,19 @@ mod tests {
 
     #[test]
     fn a_patch_merges_fields_of_the_same_type_and_replaces_another_type() {
-        let cur = json!({"type": "s3", "bucket": "b", "secretAccessKey": "old"});
-        assert_eq!(merge(&cur, &json!({"secretAccessKey": "new"}))["bucket"], "b");
-        assert_eq!(merge(&cur, &json!({"type": "fs", "path": "/x"})), json!({"type": "fs", "path": "/x"}));
+        let fields = |v: Value| serde_json::from_value::<OriginFields>(v).unwrap();
+        let cur = fields(json!({"type": "s3", "bucket": "b", "secretAccessKey": "old"}));
+        let merged = fields(json!({"secretAccessKey": "new"})).merged_onto(cur.clone());
+        assert_eq!((merged.bucket.as_deref(), merged.secret_access_key.as_deref()), (Some("b"), Some("new")));
+        let replaced = fields(json!({"type": "fs", "path": "/x"})).merged_onto(cur);
+        assert_eq!((replaced.bucket, replaced.path.as_deref()), (None, Some("/x")));
+    }
+
+    #[test]
+    fn shown_fields_never_carry_the_secret() {
+        let s3 = parse(&json!({"type": "s3", "endpoint": "minio.local", "region": "r", "bucket": "b-1",
+                               "accessKeyId": "AK", "secretAccessKey": "very-secret"}))
+        .unwrap();
+        assert!(!serde_json::to_string(&s3.to_fields()).unwrap().contains("very-secret"));
     }
 }

@@ -27,6 +27,18 @@ pub const RESOURCES: [(&str, u8); 12] = [
     ("trainings", 6),
 ];
 
+/// The JSON Schema of a request's `{"apps": 15, ...}`: each resource with the masks it allows.
+pub fn request_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let properties: serde_json::Map<String, Value> = RESOURCES
+        .iter()
+        .map(|(name, allowed)| {
+            let masks: Vec<u8> = (0..=*allowed).filter(|m| m & !allowed == 0).collect();
+            (name.to_string(), serde_json::json!({"type": "integer", "enum": masks}))
+        })
+        .collect();
+    schemars::json_schema!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
 /// A resource, by its position in [`RESOURCES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resource(usize);

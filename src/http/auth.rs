@@ -3,9 +3,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::client::client_address;
 use super::principal::{bearer, sends_api_key, BEAUTH_HEADER};
+use super::requests::{Login, Refresh};
 use super::views;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::sessions::OrgLogin;
@@ -27,15 +28,19 @@ fn org_login_answer(login: OrgLogin) -> HttpResponse {
     }))
 }
 
-pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: JsonBody) -> ApiResult<HttpResponse> {
+pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: Json<Login>) -> ApiResult<HttpResponse> {
     refuse_api_keys(&req)?;
     let identity = &state.identity;
     let client = client_address(&req, &state.settings.trusted_proxies);
-    let org_name = body.optional_str("orgName")?;
-    let has_password_login = body.get("username").is_some() || body.get("password").is_some();
-    match org_name {
+    let body = body.0;
+    let has_password_login = body.username.is_some() || body.password.is_some();
+    let credentials = || -> ApiResult<(&str, &str)> {
+        let username = body.username.as_deref().ok_or_else(|| ApiError::missing("username"))?;
+        Ok((username, body.password.as_deref().ok_or_else(|| ApiError::missing("password"))?))
+    };
+    match body.org_name.as_deref() {
         Some(org) if has_password_login => {
-            let (username, password) = (body.required_str("username")?, body.required_str("password")?);
+            let (username, password) = credentials()?;
             Ok(org_login_answer(identity.login_direct(username, password, org, &client).await?))
         }
         Some(org) => {
@@ -43,7 +48,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: JsonBody)
             Ok(org_login_answer(identity.login_selected_org(token, org).await?))
         }
         None => {
-            let (username, password) = (body.required_str("username")?, body.required_str("password")?);
+            let (username, password) = credentials()?;
             let choice = identity.login_password(username, password, &client).await?;
             let orgs: Vec<_> = choice.orgs.iter().map(|(name, label)| json!({"name": name, "label": label})).collect();
             Ok(HttpResponse::Ok().json(json!({
@@ -55,7 +60,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: JsonBody)
     }
 }
 
-pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, _body: JsonBody) -> ApiResult<HttpResponse> {
+pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, _body: Json<Refresh>) -> ApiResult<HttpResponse> {
     refuse_api_keys(&req)?;
     let token = bearer(&req)?.ok_or_else(|| ApiError::missing("Authorization"))?;
     let tokens = state.identity.refresh(token).await?;

@@ -21,7 +21,7 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let store = state.store.clone();
     let check = async move {
         store.read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?)).await?;
-        store.write(|_| Ok(())).await
+        store.write(|_| -> crate::store::StoreResult<()> { Ok(()) }).await
     };
     match tokio::time::timeout(READY_DEADLINE, check).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "success", "message": "ready"}))),

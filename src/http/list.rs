@@ -24,6 +24,8 @@ pub struct ListSpec {
 
 pub const DEFAULT_LIMIT: i64 = 10;
 pub const MAX_LIMIT: i64 = 1000;
+/// Longest filter value: names are at most 50 characters, so this only keeps junk out.
+pub const MAX_FILTER: usize = 255;
 
 /// A parsed list request.
 #[derive(Debug)]
@@ -87,6 +89,12 @@ impl ListQuery {
                     }
                 }
                 other if spec.filters.contains(&other) => {
+                    if value.chars().count() > MAX_FILTER {
+                        return Err(ApiError::invalid(
+                            other,
+                            format!("`{other}` must be at most {MAX_FILTER} characters"),
+                        ));
+                    }
                     filters.insert(other.to_string(), value);
                 }
                 other => return Err(ApiError::invalid(other, format!("unknown list parameter `{other}`"))),

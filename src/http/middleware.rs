@@ -76,17 +76,19 @@ pub async fn envelope(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let res_allow = res.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (request, _) = res.into_parts();
         let limit = request.app_data::<web::Data<AppState>>().map_or(0, |s| s.settings.json_limit);
-        return Ok(ServiceResponse::new(request, error_for_status(status, limit).error_response()));
+        let allow = res_allow.unwrap_or_default();
+        return Ok(ServiceResponse::new(request, error_for_status(status, limit, allow).error_response()));
     }
     Ok(res)
 }
 
-fn error_for_status(status: StatusCode, json_limit: usize) -> ApiError {
+fn error_for_status(status: StatusCode, json_limit: usize, allow: String) -> ApiError {
     match status {
         StatusCode::NOT_FOUND => ApiError::NotFound { resource: "route" },
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(allow),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: json_limit },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::UNAUTHORIZED => ApiError::TokenInvalid,

@@ -12,6 +12,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod orgs;
 pub mod principal;
+pub mod requests;
 pub mod resources;
 pub mod roles;
 pub mod srv;
@@ -34,20 +35,23 @@ pub enum Auth {
     Session,
 }
 
-/// One field of a JSON request body, for the OpenAPI document.
-pub struct Field {
-    pub name: &'static str,
-    /// JSON Schema type: string, boolean, integer, object, array.
-    pub kind: &'static str,
-    pub required: bool,
+/// Writes the JSON Schema of a request body (and registers the types it refers to).
+pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+fn body_schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
-const fn req(name: &'static str, kind: &'static str) -> Field {
-    Field { name, kind, required: true }
-}
-
-const fn opt(name: &'static str, kind: &'static str) -> Field {
-    Field { name, kind, required: false }
+/// What a successful answer holds besides `"status": "success"`, for the OpenAPI document.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// Nothing else (or nothing a client relies on).
+    Status,
+    /// One value under this key, e.g. `"app"`; further top-level keys may follow (one-time
+    /// secrets).
+    One(&'static str),
+    /// A page of a list under this key, with `total`, `offset` and `limit`, and its parameters.
+    List(&'static str, &'static list::ListSpec),
 }
 
 /// One endpoint: what the router mounts and what the OpenAPI document describes.
@@ -57,7 +61,8 @@ pub struct RouteSpec {
     pub auth: Auth,
     pub tag: &'static str,
     pub summary: &'static str,
-    pub body: &'static [Field],
+    pub body: Option<BodySchema>,
+    pub answer: Answer,
     pub handler: fn() -> Route,
 }
 
@@ -69,68 +74,21 @@ fn spec(
     summary: &'static str,
     handler: fn() -> Route,
 ) -> RouteSpec {
-    RouteSpec { method, path, auth, tag, summary, body: &[], handler }
+    RouteSpec { method, path, auth, tag, summary, body: None, answer: Answer::Status, handler }
 }
 
 impl RouteSpec {
-    fn with_body(mut self, body: &'static [Field]) -> Self {
-        self.body = body;
+    /// The request body is `T`: the handler extracts `body::Json<T>`, the document shows its schema.
+    fn with_body<T: schemars::JsonSchema>(mut self) -> Self {
+        self.body = Some(body_schema::<T>);
+        self
+    }
+
+    fn answers(mut self, answer: Answer) -> Self {
+        self.answer = answer;
         self
     }
 }
-
-const ORG_BODY: &[Field] =
-    &[req("name", "string"), opt("label", "string"), opt("publicKey", "string"), opt("admin", "object")];
-const LOGIN_BODY: &[Field] = &[opt("username", "string"), opt("password", "string"), opt("orgName", "string")];
-const USER_BODY: &[Field] = &[
-    req("username", "string"),
-    opt("type", "string"),
-    opt("email", "string"),
-    opt("firstname", "string"),
-    opt("surname", "string"),
-    opt("title", "string"),
-    opt("label", "string"),
-    opt("roles", "array"),
-    opt("password", "string"),
-];
-const USER_PATCH_BODY: &[Field] = &[
-    opt("username", "string"),
-    opt("email", "string"),
-    opt("firstname", "string"),
-    opt("surname", "string"),
-    opt("title", "string"),
-    opt("label", "string"),
-    opt("roles", "array"),
-    opt("oldPW", "string"),
-    opt("newPW", "string"),
-    opt("resetCreds", "boolean"),
-];
-const ROLE_BODY: &[Field] = &[req("name", "string"), opt("label", "string"), req("permissions", "object")];
-const ROLE_PATCH_BODY: &[Field] = &[req("name", "string"), opt("label", "string"), opt("permissions", "object")];
-const APIKEY_BODY: &[Field] = &[opt("username", "string")];
-const DEPLOYMENT_BODY: &[Field] = &[
-    req("name", "string"),
-    opt("label", "string"),
-    opt("originPrefix", "string"),
-    req("origin", "object"),
-    opt("downloadAuth", "object"),
-];
-const DEPLOYMENT_PATCH_BODY: &[Field] = &[
-    req("name", "string"),
-    opt("label", "string"),
-    opt("originPrefix", "string"),
-    opt("origin", "object"),
-    opt("downloadAuth", "object"),
-];
-const APP_BODY: &[Field] =
-    &[req("name", "string"), req("label", "string"), opt("maxBuilds", "integer"), opt("deployments", "array")];
-const APP_PATCH_BODY: &[Field] =
-    &[req("name", "string"), opt("label", "string"), opt("maxBuilds", "integer"), opt("deployments", "array")];
-const SUBSCRIPTION_BODY: &[Field] =
-    &[req("name", "string"), req("type", "string"), req("url", "string"), opt("events", "array")];
-const HELLO_BODY: &[Field] = &[req("message", "string"), req("maintenance", "boolean")];
-const PING_BODY: &[Field] = &[opt("message", "string")];
-const MAINTENANCE_BODY: &[Field] = &[req("enabled", "boolean"), opt("message", "string"), opt("retryAfter", "integer")];
 
 /// Every endpoint of the server.
 pub fn routes() -> Vec<RouteSpec> {
@@ -145,7 +103,8 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::GET, "/openapi.json", None, "service", "This document", || web::to(openapi::document)),
         spec(Method::GET, "/srv/v1/versions", Admin, "service", "Versions of server, engine, API and schema", || {
             web::to(srv::versions)
-        }),
+        })
+        .answers(Answer::One("versions")),
         spec(
             Method::POST,
             "/srv/v1/ping",
@@ -154,7 +113,8 @@ pub fn routes() -> Vec<RouteSpec> {
             "Liveness for admin tools; echoes an optional message",
             || web::to(srv::ping),
         )
-        .with_body(PING_BODY),
+        .answers(Answer::One("message"))
+        .with_body::<requests::Ping>(),
         spec(
             Method::POST,
             "/srv/v1/hello",
@@ -163,14 +123,17 @@ pub fn routes() -> Vec<RouteSpec> {
             "Runs a hello task through the task queue and waits for it",
             || web::to(srv::hello),
         )
-        .with_body(HELLO_BODY),
+        .answers(Answer::One("task"))
+        .with_body::<requests::Hello>(),
         spec(Method::GET, "/srv/v1/maintenance", Admin, "service", "Current maintenance state", || {
             web::to(srv::get_maintenance)
-        }),
+        })
+        .answers(Answer::One("maintenance")),
         spec(Method::POST, "/srv/v1/maintenance", Admin, "service", "Turns maintenance mode on or off", || {
             web::to(srv::set_maintenance)
         })
-        .with_body(MAINTENANCE_BODY),
+        .answers(Answer::One("maintenance"))
+        .with_body::<requests::SetMaintenance>(),
         spec(
             Method::GET,
             "/srv/v1/tasks/{taskName}",
@@ -178,15 +141,18 @@ pub fn routes() -> Vec<RouteSpec> {
             "service",
             "One task of any kind, e.g. a hello task still running",
             || web::to(srv::task),
-        ),
+        )
+        .answers(Answer::One("task")),
         spec(Method::POST, "/adm/v1/ping", Admin, "service", "Alias of POST /srv/v1/ping (2025 API)", || {
             web::to(srv::ping)
         })
-        .with_body(PING_BODY),
+        .answers(Answer::One("message"))
+        .with_body::<requests::Ping>(),
         spec(Method::POST, "/adm/v1/hello", Admin, "service", "Alias of POST /srv/v1/hello (2025 API)", || {
             web::to(srv::hello)
         })
-        .with_body(HELLO_BODY),
+        .answers(Answer::One("task"))
+        .with_body::<requests::Hello>(),
         spec(
             Method::POST,
             "/adm/v1/orgs",
@@ -195,10 +161,12 @@ pub fn routes() -> Vec<RouteSpec> {
             "Create an organization, its Administrators role and first administrator",
             || web::to(orgs::admin_create),
         )
-        .with_body(ORG_BODY),
+        .answers(Answer::One("org"))
+        .with_body::<requests::CreateOrg>(),
         spec(Method::GET, "/adm/v1/orgs", Admin, "orgs", "List organizations (filter name)", || {
             web::to(orgs::admin_list)
-        }),
+        })
+        .answers(Answer::List("orgs", &orgs::ORGS_LIST)),
         spec(
             Method::DELETE,
             "/adm/v1/orgs/{orgName}",
@@ -210,7 +178,8 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::POST, "/be/v1/orgs", User, "orgs", "Create an organization (members of Administrators)", || {
             web::to(orgs::member_create)
         })
-        .with_body(ORG_BODY),
+        .answers(Answer::One("org"))
+        .with_body::<requests::CreateOrg>(),
         spec(
             Method::DELETE,
             "/be/v1/orgs/{orgName}",
@@ -227,7 +196,7 @@ pub fn routes() -> Vec<RouteSpec> {
             "Log in: username+password, then orgName with the selection token (or all three at once)",
             || web::to(auth::login),
         )
-        .with_body(LOGIN_BODY),
+        .with_body::<requests::Login>(),
         spec(
             Method::POST,
             "/be/v1/refresh",
@@ -235,14 +204,16 @@ pub fn routes() -> Vec<RouteSpec> {
             "auth",
             "Exchange a refresh token for a new access/refresh pair",
             || web::to(auth::refresh),
-        ),
+        )
+        .answers(Answer::One("session")),
         spec(Method::POST, "/be/v1/logout", Session, "auth", "End the session of an access or refresh token", || {
             web::to(auth::logout)
         }),
         spec(Method::POST, "/be/v1/users", User, "users", "Create a user or machine account (beUsers create)", || {
             web::to(users::create)
         })
-        .with_body(USER_BODY),
+        .answers(Answer::One("user"))
+        .with_body::<requests::CreateUser>(),
         spec(
             Method::GET,
             "/be/v1/users",
@@ -250,7 +221,8 @@ pub fn routes() -> Vec<RouteSpec> {
             "users",
             "List accounts (beUsers read; filters username, type, role)",
             || web::to(users::list),
-        ),
+        )
+        .answers(Answer::List("users", &users::USERS_LIST)),
         spec(
             Method::PATCH,
             "/be/v1/users",
@@ -259,10 +231,12 @@ pub fn routes() -> Vec<RouteSpec> {
             "Change an account: profile, roles, own password, resetCreds",
             || web::to(users::change),
         )
-        .with_body(USER_PATCH_BODY),
+        .answers(Answer::One("user"))
+        .with_body::<requests::ChangeUser>(),
         spec(Method::GET, "/be/v1/users/{username}", User, "users", "Account details (own, or beUsers read)", || {
             web::to(users::details)
-        }),
+        })
+        .answers(Answer::One("user")),
         spec(
             Method::DELETE,
             "/be/v1/users/{username}",
@@ -279,7 +253,8 @@ pub fn routes() -> Vec<RouteSpec> {
             "New API key for a machine account (own, or beUsers update)",
             || web::to(users::create_api_key),
         )
-        .with_body(APIKEY_BODY),
+        .answers(Answer::One("apiKey"))
+        .with_body::<requests::CreateApiKey>(),
         spec(
             Method::GET,
             "/be/v1/apikeys",
@@ -287,7 +262,8 @@ pub fn routes() -> Vec<RouteSpec> {
             "users",
             "API keys: own, or all with beUsers read (filter username)",
             || web::to(users::list_api_keys),
-        ),
+        )
+        .answers(Answer::List("apikeys", &users::API_KEYS_LIST)),
         spec(
             Method::DELETE,
             "/be/v1/apikeys/{apiKeyId}",
@@ -298,7 +274,8 @@ pub fn routes() -> Vec<RouteSpec> {
         ),
         spec(Method::GET, "/be/v1/roles", User, "roles", "List roles (roles read; filter name)", || {
             web::to(roles::list)
-        }),
+        })
+        .answers(Answer::List("roles", &roles::ROLES_LIST)),
         spec(
             Method::POST,
             "/be/v1/roles",
@@ -307,7 +284,8 @@ pub fn routes() -> Vec<RouteSpec> {
             "Create a role (roles create; never beyond the caller's rights)",
             || web::to(roles::create),
         )
-        .with_body(ROLE_BODY),
+        .answers(Answer::One("role"))
+        .with_body::<requests::CreateRole>(),
         spec(
             Method::PATCH,
             "/be/v1/roles",
@@ -316,35 +294,50 @@ pub fn routes() -> Vec<RouteSpec> {
             "Change a role's label or permissions (roles update)",
             || web::to(roles::change),
         )
-        .with_body(ROLE_PATCH_BODY),
+        .answers(Answer::One("role"))
+        .with_body::<requests::ChangeRole>(),
         spec(Method::GET, "/be/v1/roles/{roleName}", User, "roles", "Role details (roles read)", || {
             web::to(roles::details)
-        }),
+        })
+        .answers(Answer::One("role")),
         spec(Method::DELETE, "/be/v1/roles/{roleName}", User, "roles", "Delete an unused role (roles delete)", || {
             web::to(roles::delete)
         }),
         spec(Method::POST, "/be/v1/deployments", User, "deployments", "Create a publish target (deployments create)", || web::to(resources::create_deployment))
-            .with_body(DEPLOYMENT_BODY),
-        spec(Method::GET, "/be/v1/deployments", User, "deployments", "List deployments (deployments read; filters name, status)", || web::to(resources::list_deployments)),
+        .answers(Answer::One("deployment"))
+            .with_body::<requests::CreateDeployment>(),
+        spec(Method::GET, "/be/v1/deployments", User, "deployments", "List deployments (deployments read; filters name, status)", || web::to(resources::list_deployments))
+        .answers(Answer::List("deployments", &resources::DEPLOYMENTS_LIST)),
         spec(Method::PATCH, "/be/v1/deployments", User, "deployments", "Change a deployment; null removes an optional field (deployments update)", || web::to(resources::change_deployment))
-            .with_body(DEPLOYMENT_PATCH_BODY),
-        spec(Method::GET, "/be/v1/deployments/{name}", User, "deployments", "Deployment details with status of the last publish (deployments read)", || web::to(resources::deployment)),
-        spec(Method::DELETE, "/be/v1/deployments/{name}", User, "deployments", "Delete a deployment no app lists; its files are removed in the background (deployments delete)", || web::to(resources::delete_deployment)),
+        .answers(Answer::One("deployment"))
+            .with_body::<requests::ChangeDeployment>(),
+        spec(Method::GET, "/be/v1/deployments/{name}", User, "deployments", "Deployment details with status of the last publish (deployments read)", || web::to(resources::deployment))
+        .answers(Answer::One("deployment")),
+        spec(Method::DELETE, "/be/v1/deployments/{name}", User, "deployments", "Delete a deployment no app lists; its files are removed in the background (deployments delete)", || web::to(resources::delete_deployment))
+        .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/apps", User, "apps", "Create an app (apps create)", || web::to(resources::create_app))
-            .with_body(APP_BODY),
-        spec(Method::GET, "/be/v1/apps", User, "apps", "List apps (apps read; filters name, status; fields[])", || web::to(resources::list_apps)),
+        .answers(Answer::One("app"))
+            .with_body::<requests::CreateApp>(),
+        spec(Method::GET, "/be/v1/apps", User, "apps", "List apps (apps read; filters name, status; fields[])", || web::to(resources::list_apps))
+        .answers(Answer::List("apps", &resources::APPS_LIST)),
         spec(Method::PATCH, "/be/v1/apps", User, "apps", "Change an app's label, maxBuilds or deployments (apps update)", || web::to(resources::change_app))
-            .with_body(APP_PATCH_BODY),
-        spec(Method::GET, "/be/v1/apps/{appName}", User, "apps", "App details with builds and patches (apps read)", || web::to(resources::app)),
-        spec(Method::DELETE, "/be/v1/apps/{appName}", User, "apps", "Delete an app; its images and patches are removed in the background (apps delete)", || web::to(resources::delete_app)),
+        .answers(Answer::One("app"))
+            .with_body::<requests::ChangeApp>(),
+        spec(Method::GET, "/be/v1/apps/{appName}", User, "apps", "App details with builds and patches (apps read)", || web::to(resources::app))
+        .answers(Answer::One("app")),
+        spec(Method::DELETE, "/be/v1/apps/{appName}", User, "apps", "Delete an app; its images and patches are removed in the background (apps delete)", || web::to(resources::delete_app))
+        .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))
-            .with_body(SUBSCRIPTION_BODY),
-        spec(Method::GET, "/be/v1/subscriptions", User, "subscriptions", "List subscriptions (subscriptions read; filters name, type)", || web::to(resources::list_subscriptions)),
+        .answers(Answer::One("subscription"))
+            .with_body::<requests::CreateSubscription>(),
+        spec(Method::GET, "/be/v1/subscriptions", User, "subscriptions", "List subscriptions (subscriptions read; filters name, type)", || web::to(resources::list_subscriptions))
+        .answers(Answer::List("subscriptions", &resources::SUBSCRIPTIONS_LIST)),
         spec(Method::DELETE, "/be/v1/subscriptions/{subscriptionName}", User, "subscriptions", "Delete a subscription (subscriptions delete)", || web::to(resources::delete_subscription)),
     ]
 }
 
-/// Mounts every route of [`routes`]; a known path with another method answers 405.
+/// Mounts every route of [`routes`]; every GET route also answers HEAD, and a known path with
+/// another method answers 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let specs = routes();
     let mut paths: Vec<&'static str> = Vec::new();
@@ -357,10 +350,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // comparisons instead of running the pattern matcher of every dynamic path before it.
     paths.sort_by_key(|path| path.contains('{'));
     for path in paths {
+        let allow = allowed_methods(&specs, path);
+        let refuse = move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+        };
         let mut resource =
-            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(method_not_allowed));
+            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(refuse));
         for spec in specs.iter().filter(|s| s.path == path) {
             resource = resource.route((spec.handler)().method(spec.method.clone()));
+            if spec.method == Method::GET {
+                // The server sends no body for HEAD but keeps the headers of the GET answer.
+                resource = resource.route((spec.handler)().method(Method::HEAD));
+            }
         }
         cfg.service(resource.wrap(actix_web::middleware::from_fn(middleware::catch_panic)));
     }
@@ -368,8 +370,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(route_not_found));
 }
 
-async fn method_not_allowed() -> ApiResult<HttpResponse> {
-    Err(ApiError::MethodNotAllowed)
+/// The `Allow` value of a path: its methods in the route table, plus HEAD where GET is.
+pub fn allowed_methods(specs: &[RouteSpec], path: &str) -> String {
+    let mut methods: Vec<&str> = specs.iter().filter(|s| s.path == path).map(|s| s.method.as_str()).collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.join(", ")
 }
 
 async fn route_not_found() -> ApiResult<HttpResponse> {

@@ -1,66 +1,220 @@
-//! `GET /openapi.json`, generated from the same route table the router is built from.
+//! `GET /openapi.json`, generated from the same route table the router is built from: request
+//! bodies from the request types (schemars), path parameters with their name patterns, the list
+//! parameters from each list's spec, the answer's envelope, and the failures each route can give.
 
 use actix_web::HttpResponse;
+use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use super::{routes, Auth, RouteSpec};
+use super::list::{ListSpec, DEFAULT_LIMIT, MAX_FILTER, MAX_LIMIT};
+use super::{routes, Answer, Auth, RouteSpec};
+use crate::domain::text::{limits, DEPLOYMENT_NAME_PATTERN, NAME_PATTERN};
 
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(build())
 }
 
-fn operation(spec: &RouteSpec) -> Value {
-    let mut op = json!({
-        "summary": spec.summary,
-        "tags": [spec.tag],
-        "responses": {
-            "200": {"description": "success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}}},
-            "default": {"description": "failure", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        },
-    });
-    let params: Vec<Value> = spec
+/// The schema of a path parameter: names follow API.md §1.3, other ids are bounded text.
+fn path_parameter(name: &str) -> Value {
+    let schema = match name {
+        "name" => json!({"type": "string", "pattern": DEPLOYMENT_NAME_PATTERN}),
+        "orgName" | "username" | "roleName" | "appName" | "subscriptionName" => {
+            json!({"type": "string", "pattern": NAME_PATTERN})
+        }
+        _ => json!({"type": "string", "minLength": 1, "maxLength": limits::SHORT}),
+    };
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
+}
+
+fn query_parameter(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
+}
+
+/// `offset`, `limit`, `order[]`, `fields[]` and the list's filters (API.md §1.4).
+fn list_parameters(list: &ListSpec) -> Vec<Value> {
+    let sortable: Vec<String> =
+        list.sort.iter().flat_map(|(field, _)| [field.to_string(), format!("-{field}")]).collect();
+    let mut params = vec![
+        query_parameter(
+            "offset",
+            json!({"type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0}),
+            "first item of the page",
+        ),
+        query_parameter(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+            "items per page",
+        ),
+        query_parameter(
+            "order[]",
+            json!({"type": "array", "items": {"type": "string", "enum": sortable}}),
+            "sort fields, `-` for descending; ties by name",
+        ),
+        query_parameter(
+            "fields[]",
+            json!({"type": "array", "items": {"type": "string", "enum": list.fields}}),
+            "only these fields of each item",
+        ),
+    ];
+    for filter in list.filters {
+        params.push(query_parameter(
+            filter,
+            json!({"type": "string", "maxLength": MAX_FILTER}),
+            "filter (partial names match case-insensitively)",
+        ));
+    }
+    params
+}
+
+/// The success envelope of an answer.
+fn answer_schema(answer: Answer) -> Value {
+    match answer {
+        Answer::Status => json!({"$ref": "#/components/schemas/Success"}),
+        Answer::One(key) => json!({
+            "type": "object",
+            "required": ["status", key],
+            "properties": {"status": {"const": "success"}, key: {}},
+        }),
+        Answer::List(key, _) => json!({
+            "type": "object",
+            "required": ["status", key, "total", "offset", "limit"],
+            "properties": {
+                "status": {"const": "success"},
+                key: {"type": "array", "items": {"type": "object"}},
+                "total": {"type": "integer", "minimum": 0},
+                "offset": {"type": "integer", "minimum": 0},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            },
+        }),
+    }
+}
+
+/// Every failure a route can answer, by status, with the codes of API.md §1.2.
+fn failures(spec: &RouteSpec) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let has_path_params = spec.path.contains('{');
+    let is_list = matches!(spec.answer, Answer::List(..));
+    if spec.body.is_some() || has_path_params || is_list || spec.auth != Auth::None {
+        out.push(("400", "missing-param, invalid-param, invalid-json, conflicting-credentials"));
+    }
+    if spec.auth != Auth::None || spec.path == "/be/v1/login" {
+        out.push((
+            "401",
+            "token-missing, token-invalid, token-expired, token-revoked, invalid-credentials, invalid-api-key",
+        ));
+    }
+    if matches!(spec.auth, Auth::User) {
+        out.push(("403", "permission-denied"));
+    }
+    if has_path_params || spec.body.is_some() {
+        out.push(("404", "not-found"));
+    }
+    out.push(("405", "method-not-allowed (with Allow)"));
+    if spec.body.is_some() || spec.method == actix_web::http::Method::DELETE {
+        out.push(("409", "already-exists, in-use, busy, conflict"));
+    }
+    if spec.body.is_some() {
+        out.push(("413", "payload-too-large"));
+        out.push(("415", "unsupported-media-type"));
+    }
+    if spec.path == "/be/v1/login" {
+        out.push(("429", "rate-limited (with Retry-After)"));
+    }
+    out.push(("500", "internal"));
+    out.push(("503", "maintenance, unavailable (with Retry-After)"));
+    out
+}
+
+fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Value {
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer)}}}),
+    );
+    for (status, codes) in failures(spec) {
+        responses.insert(
+            status.into(),
+            json!({"description": codes, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    let mut op = json!({"summary": spec.summary, "tags": [spec.tag], "responses": responses});
+    let mut params: Vec<Value> = spec
         .path
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(path_parameter)
         .collect();
+    if let Answer::List(_, list) = spec.answer {
+        params.extend(list_parameters(list));
+    }
+    if spec.path.starts_with("/adm/v1/orgs/") && spec.method == actix_web::http::Method::DELETE
+        || spec.path == "/be/v1/orgs/{orgName}"
+    {
+        params.push(query_parameter("prune", json!({"type": "boolean"}), "also remove the published files"));
+    }
     if !params.is_empty() {
         op["parameters"] = Value::Array(params);
     }
-    match spec.auth {
-        Auth::None => op["security"] = json!([]),
-        Auth::Admin => op["security"] = json!([{"adminToken": []}]),
-        Auth::User => {
-            op["security"] = json!([{"bearer": []}, {"beauthToken": []}, {"orgName": [], "username": [], "apiKey": []}])
-        }
-        Auth::Session => op["security"] = json!([{"bearer": []}]),
-    }
-    if !spec.body.is_empty() {
-        let properties: Map<String, Value> =
-            spec.body.iter().map(|f| (f.name.to_string(), json!({"type": f.kind}))).collect();
-        let required: Vec<&str> = spec.body.iter().filter(|f| f.required).map(|f| f.name).collect();
-        op["requestBody"] = json!({
-            "required": !required.is_empty(),
-            "content": {"application/json": {"schema": {"type": "object", "properties": properties, "required": required}}},
-        });
+    op["security"] = match spec.auth {
+        Auth::None => json!([]),
+        Auth::Admin => json!([{"adminToken": []}]),
+        Auth::User => json!([{"bearer": []}, {"beauthToken": []}, {"orgName": [], "username": [], "apiKey": []}]),
+        Auth::Session => json!([{"bearer": []}]),
+    };
+    if let Some(body) = spec.body {
+        let schema = body(generator);
+        // An empty body counts as `{}`: it is only optional when `{}` is a valid request.
+        let required = schema
+            .as_value()
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|name| generator.definitions().get(name))
+            .and_then(|definition| definition.get("required"))
+            .and_then(Value::as_array)
+            .is_some_and(|fields| !fields.is_empty());
+        op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
     }
     op
 }
 
 /// The whole document.
 pub fn build() -> Value {
+    let mut generator =
+        SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into()).into_generator();
     let mut paths = Map::new();
     for spec in routes() {
         let entry = paths.entry(spec.path.to_string()).or_insert_with(|| json!({}));
-        entry[spec.method.as_str().to_ascii_lowercase()] = operation(&spec);
+        entry[spec.method.as_str().to_ascii_lowercase()] = operation(&spec, &mut generator);
     }
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "Success".into(),
+        json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "success"}}}),
+    );
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["status", "error", "message"],
+            "properties": {
+                "status": {"const": "failed"},
+                "error": {"type": "string", "description": "stable kebab-case code"},
+                "message": {"type": "string"},
+                "param": {"type": "string"},
+                "resource": {"type": "string"},
+                "retryAfter": {"type": "string"},
+            },
+        }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "rockit-edge",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "ROCKIT Edge Admin API and Backend API (revision 2026-04-22) as implemented by rockit-edge. \
-                            Every failure is {\"status\":\"failed\",\"error\":<code>,\"message\":...}.",
+                            Every failure is {\"status\":\"failed\",\"error\":<code>,\"message\":...}. \
+                            An empty request body counts as {}.",
         },
         "paths": paths,
         "components": {
@@ -74,21 +228,61 @@ pub fn build() -> Value {
                 "username": {"type": "apiKey", "in": "header", "name": "x-rockit-username"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-rockit-api-key"},
             },
-            "schemas": {
-                "Success": {"type": "object", "required": ["status"], "properties": {"status": {"const": "success"}}},
-                "Error": {
-                    "type": "object",
-                    "required": ["status", "error", "message"],
-                    "properties": {
-                        "status": {"const": "failed"},
-                        "error": {"type": "string", "description": "stable kebab-case code"},
-                        "message": {"type": "string"},
-                        "param": {"type": "string"},
-                        "resource": {"type": "string"},
-                        "retryAfter": {"type": "string"},
-                    },
-                },
-            },
+            "schemas": schemas,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_carry_their_limits_and_patterns() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        let app = &schemas["CreateApp"];
+        assert_eq!(app["properties"]["label"]["maxLength"], limits::LABEL, "{app}");
+        assert_eq!(app["properties"]["name"]["pattern"], NAME_PATTERN, "{app}");
+        assert_eq!(app["additionalProperties"], false, "{app}");
+        assert_eq!(app["required"], json!(["name", "label"]), "{app}");
+        let body = &doc["paths"]["/be/v1/apps"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["$ref"], "#/components/schemas/CreateApp");
+    }
+
+    #[test]
+    fn every_path_parameter_has_a_pattern_or_a_bound() {
+        let doc = build();
+        let mut seen = 0;
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                for param in op["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "path") {
+                    seen += 1;
+                    let schema = &param["schema"];
+                    assert!(schema["pattern"].is_string() || schema["maxLength"].is_number(), "{method} {path}");
+                }
+            }
+        }
+        assert!(seen >= 13, "{seen} path parameters");
+    }
+
+    #[test]
+    fn every_list_operation_documents_its_query_parameters() {
+        let doc = build();
+        let lists: Vec<&str> = ["/adm/v1/orgs", "/be/v1/users", "/be/v1/apikeys", "/be/v1/roles", "/be/v1/deployments"]
+            .into_iter()
+            .chain(["/be/v1/apps", "/be/v1/subscriptions"])
+            .collect();
+        for path in lists {
+            let names: Vec<&str> = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path} has no parameters"))
+                .iter()
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            for must in ["offset", "limit", "order[]", "fields[]"] {
+                assert!(names.contains(&must), "{path} lacks {must}: {names:?}");
+            }
+        }
+    }
 }

@@ -2,12 +2,14 @@
 //! an organization's `Administrators` (API.md §4).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::{Admin, Caller};
+use super::requests::CreateOrg;
 use super::views;
+use crate::domain::text::{Name, Text};
 use crate::domain::{names, public_key};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::orgs::{CreatedOrg, NewOrg};
@@ -20,44 +22,23 @@ pub const ORGS_LIST: ListSpec = ListSpec {
     filters: &["name"],
 };
 
-fn optional_text(admin: &Value, field: &str) -> ApiResult<Option<Option<String>>> {
-    match admin.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(ApiError::invalid(&format!("admin.{field}"), format!("`admin.{field}` must be a string"))),
-    }
-}
-
-fn parse_new_org(body: &JsonBody) -> ApiResult<NewOrg> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.unwrap_or(name);
-    let public_key = body.optional_str("publicKey")?;
-    if let Some(pem) = public_key {
+fn parse_new_org(body: CreateOrg) -> ApiResult<NewOrg> {
+    if let Some(pem) = &body.public_key {
         public_key::validate("publicKey", pem)?;
     }
-    let admin = match body.get("admin") {
-        None => Value::Object(Default::default()),
-        Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => return Err(ApiError::invalid("admin", "`admin` must be an object")),
-    };
-    let admin_username = match admin.get("username") {
-        None | Some(Value::Null) => "admin".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::invalid("admin.username", "`admin.username` must be a string")),
-    };
-    names::validate("admin.username", &admin_username)?;
+    let admin = body.admin.unwrap_or_default();
+    let name = body.name.into_inner();
     let profile = Profile {
-        email: optional_text(&admin, "email")?,
-        firstname: optional_text(&admin, "firstname")?,
-        surname: optional_text(&admin, "surname")?,
+        email: admin.email.map(|e| Some(e.into_inner())),
+        firstname: admin.firstname.map(|v| Some(v.into_inner())),
+        surname: admin.surname.map(|v| Some(v.into_inner())),
         ..Default::default()
     };
     Ok(NewOrg {
-        name: name.to_string(),
-        label: label.to_string(),
-        public_key: public_key.map(str::to_string),
-        admin_username,
+        label: body.label.map_or_else(|| name.clone(), Text::into_inner),
+        name,
+        public_key: body.public_key.map(Text::into_inner),
+        admin_username: admin.username.map_or_else(|| "admin".to_string(), Name::into_inner),
         admin_profile: profile,
     })
 }
@@ -80,20 +61,16 @@ fn prune_flag(req: &HttpRequest) -> ApiResult<bool> {
     }
 }
 
-async fn delete_answer(state: &AppState, deleted: crate::identity::orgs::DeletedOrg) -> ApiResult<HttpResponse> {
-    let task = match deleted.prune {
-        Some(task) => Some(state.queue.submit(task).await?),
-        None => None,
-    };
+fn delete_answer(deleted: crate::identity::orgs::DeletedOrg) -> ApiResult<HttpResponse> {
     let mut body = json!({"status": "success"});
-    if let Some(task) = task {
+    if let Some(task) = deleted.prune {
         body["task"] = serde_json::to_value(task).map_err(ApiError::internal)?;
     }
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let new = parse_new_org(&body)?;
+pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: Json<CreateOrg>) -> ApiResult<HttpResponse> {
+    let new = parse_new_org(body.0)?;
     Ok(created_answer(state.identity.create_org(new).await?))
 }
 
@@ -117,12 +94,16 @@ pub async fn admin_delete(
 ) -> ApiResult<HttpResponse> {
     names::validate("orgName", &name)?;
     let deleted = state.identity.delete_org(&name, prune_flag(&req)?).await?;
-    delete_answer(&state, deleted).await
+    delete_answer(deleted)
 }
 
-pub async fn member_create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
+pub async fn member_create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<CreateOrg>,
+) -> ApiResult<HttpResponse> {
     state.identity.require_administrator(&caller).await?;
-    let new = parse_new_org(&body)?;
+    let new = parse_new_org(body.0)?;
     Ok(created_answer(state.identity.create_org(new).await?))
 }
 
@@ -134,5 +115,5 @@ pub async fn member_delete(
 ) -> ApiResult<HttpResponse> {
     names::validate("orgName", &name)?;
     let deleted = state.identity.delete_own_org(&caller, &name, prune_flag(&req)?).await?;
-    delete_answer(&state, deleted).await
+    delete_answer(deleted)
 }

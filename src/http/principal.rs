@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 
+use crate::auth::claims::AdminClaims;
 use crate::auth::keyring::TokenKind;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::{Credentials, Principal};
@@ -37,13 +38,11 @@ fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::TokenMissing)?;
-    let claims = state.keyring.key(TokenKind::Admin).verify(token, unix_now())?;
-    let username = claims
-        .get("username")
-        .and_then(|v| v.as_str())
-        .filter(|name| !name.is_empty())
-        .ok_or(ApiError::TokenInvalid)?;
-    Ok(Admin { username: username.to_string() })
+    let claims: AdminClaims = state.keyring.key(TokenKind::Admin).verify_as(token, unix_now())?;
+    if claims.username.is_empty() {
+        return Err(ApiError::TokenInvalid);
+    }
+    Ok(Admin { username: claims.username })
 }
 
 impl FromRequest for Admin {

@@ -3,17 +3,19 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
+use super::requests::{ChangeApp, ChangeDeployment, CreateApp, CreateDeployment, CreateSubscription};
 use super::views;
 use crate::domain::names;
+use crate::domain::text::{DeploymentName, Text};
 use crate::error::{ApiError, ApiResult};
-use crate::resources::apps::{DEFAULT_MAX_BUILDS, MAX_BUILDS_RANGE};
-use crate::resources::deployments::DeploymentSpec;
+use crate::resources::apps::DEFAULT_MAX_BUILDS;
+use crate::resources::deployments::{DeploymentPatch, DeploymentSpec};
 use crate::resources::subscriptions::{validate_events, validate_url};
 use crate::state::AppState;
-use crate::store::tasks::NewTask;
+use crate::store::tasks::Task;
 
 pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
     sort: &[
@@ -68,34 +70,27 @@ fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-/// Submits the background clean-up and answers with it.
-async fn with_task(state: &AppState, task: NewTask) -> ApiResult<HttpResponse> {
-    let task = state.queue.submit(task).await?;
+/// Answers a delete with the background clean-up it queued.
+fn with_task(task: Task) -> ApiResult<HttpResponse> {
     Ok(success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
 }
 
-fn deployment_names(body: &JsonBody) -> ApiResult<Option<Vec<String>>> {
-    match body.get("deployments") {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(name) => names::validate_deployment("deployments", name).map(|_| name.clone()),
-                _ => Err(ApiError::invalid("deployments", "`deployments` must be a list of deployment names")),
-            })
-            .collect::<ApiResult<Vec<_>>>()
-            .map(Some),
-        Some(_) => Err(ApiError::invalid("deployments", "`deployments` must be a list of deployment names")),
-    }
+fn deployment_names(names: Option<Vec<DeploymentName>>) -> Vec<String> {
+    names.unwrap_or_default().into_iter().map(DeploymentName::into_inner).collect()
 }
 
 // Deployments.
 
-pub async fn create_deployment(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate_deployment("name", name)?;
-    let spec = DeploymentSpec::parse(&body.0, name)?;
-    let created = state.resources.create_deployment(&caller, name, spec).await?;
+pub async fn create_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<CreateDeployment>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let label = body.label.map(Text::into_inner);
+    let prefix = body.origin_prefix.map(Text::into_inner);
+    let spec = DeploymentSpec::new(&body.name, label, prefix, &body.origin, body.download_auth.as_ref())?;
+    let created = state.resources.create_deployment(&caller, &body.name, spec).await?;
     Ok(success("deployment", views::deployment(&created)))
 }
 
@@ -120,10 +115,19 @@ pub async fn deployment(
     Ok(success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
 }
 
-pub async fn change_deployment(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate_deployment("name", name)?;
-    let changed = state.resources.change_deployment(&caller, name, &body.0).await?;
+pub async fn change_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<ChangeDeployment>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let patch = DeploymentPatch {
+        label: body.label.map(|v| v.map(Text::into_inner)),
+        origin_prefix: body.origin_prefix.map(|v| v.map(Text::into_inner)),
+        origin: body.origin,
+        download_auth: body.download_auth,
+    };
+    let changed = state.resources.change_deployment(&caller, &body.name, patch).await?;
     Ok(success("deployment", views::deployment(&changed)))
 }
 
@@ -133,20 +137,17 @@ pub async fn delete_deployment(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate_deployment("name", &name)?;
-    let task = state.resources.delete_deployment(&caller, &name).await?;
-    with_task(&state, task).await
+    with_task(state.resources.delete_deployment(&caller, &name).await?)
 }
 
 // Apps.
 
-pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.required_str("label")?.to_string();
-    let max_builds =
-        body.optional_int("maxBuilds", MAX_BUILDS_RANGE.0, MAX_BUILDS_RANGE.1)?.unwrap_or(DEFAULT_MAX_BUILDS);
-    let deployments = deployment_names(&body)?.unwrap_or_default();
-    let app = state.resources.create_app(&caller, name, label, max_builds, deployments).await?;
+pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: Json<CreateApp>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let max_builds = body.max_builds.map_or(DEFAULT_MAX_BUILDS, |n| n.get());
+    let deployments = deployment_names(body.deployments);
+    let label = body.label.into_inner();
+    let app = state.resources.create_app(&caller, &body.name, label, max_builds, deployments).await?;
     Ok(success("app", views::app(&app)))
 }
 
@@ -167,14 +168,13 @@ pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<Str
     Ok(success("app", views::app(&state.resources.app(&caller, &name).await?)))
 }
 
-pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.map(str::to_string);
-    let max_builds = body.optional_int("maxBuilds", MAX_BUILDS_RANGE.0, MAX_BUILDS_RANGE.1)?;
+pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: Json<ChangeApp>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let label = body.label.map(Text::into_inner);
     // `null` or `[]`: all of the organization's deployments.
-    let deployments = if body.has("deployments") { Some(deployment_names(&body)?.unwrap_or_default()) } else { None };
-    let app = state.resources.change_app(&caller, name, label, max_builds, deployments).await?;
+    let deployments = body.deployments.map(deployment_names);
+    let max_builds = body.max_builds.map(|n| n.get());
+    let app = state.resources.change_app(&caller, &body.name, label, max_builds, deployments).await?;
     Ok(success("app", views::app(&app)))
 }
 
@@ -184,8 +184,7 @@ pub async fn delete_app(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate("appName", &name)?;
-    let task = state.resources.delete_app(&caller, &name).await?;
-    with_task(&state, task).await
+    with_task(state.resources.delete_app(&caller, &name).await?)
 }
 
 // Subscriptions.
@@ -193,19 +192,14 @@ pub async fn delete_app(
 pub async fn create_subscription(
     state: web::Data<AppState>,
     caller: Caller,
-    body: JsonBody,
+    body: Json<CreateSubscription>,
 ) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let kind = body.required_str("type")?;
-    if kind != "webhook" && kind != "slack" {
-        return Err(ApiError::invalid("type", "`type` must be webhook or slack"));
-    }
-    let url = body.required_str("url")?;
-    validate_url(kind, url)?;
-    let events = body.get("events").cloned().unwrap_or(Value::Array(Vec::new()));
+    let body = body.0;
+    let kind = body.kind.as_str();
+    validate_url(kind, &body.url)?;
+    let events = serde_json::to_value(body.events.unwrap_or_default()).map_err(ApiError::internal)?;
     validate_events(&events)?;
-    let (created, secret) = state.resources.create_subscription(&caller, name, kind, url, events).await?;
+    let (created, secret) = state.resources.create_subscription(&caller, &body.name, kind, &body.url, events).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"status": "success", "subscription": views::subscription(&created), "secret": secret})))
 }

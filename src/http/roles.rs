@@ -3,13 +3,15 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
+use super::requests::{ChangeRole, CreateRole};
 use super::views;
 use crate::domain::names;
 use crate::domain::permissions::Permissions;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::text::Text;
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 pub const ROLES_LIST: ListSpec = ListSpec {
@@ -18,8 +20,8 @@ pub const ROLES_LIST: ListSpec = ListSpec {
     filters: &["name"],
 };
 
-fn permissions(body: &JsonBody) -> ApiResult<Option<Permissions>> {
-    body.get("permissions").map(|value| Permissions::parse("permissions", value)).transpose()
+fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Permissions> {
+    Permissions::parse("permissions", &serde_json::Value::Object(map))
 }
 
 fn answer(role: &crate::store::roles::Role) -> HttpResponse {
@@ -43,19 +45,19 @@ pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path
     Ok(answer(&state.identity.role(&caller, &name).await?))
 }
 
-pub async fn create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.unwrap_or(name).to_string();
-    let permissions = permissions(&body)?.ok_or_else(|| ApiError::missing("permissions"))?;
-    Ok(answer(&state.identity.create_role(&caller, name.to_string(), label, permissions).await?))
+pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<CreateRole>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let name = body.name.into_inner();
+    let label = body.label.map_or_else(|| name.clone(), Text::into_inner);
+    let permissions = permissions(body.permissions)?;
+    Ok(answer(&state.identity.create_role(&caller, name, label, permissions).await?))
 }
 
-pub async fn change(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let name = body.required_str("name")?;
-    names::validate("name", name)?;
-    let label = body.optional_str("label")?.map(str::to_string);
-    Ok(answer(&state.identity.change_role(&caller, name, label, permissions(&body)?).await?))
+pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeRole>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let label = body.label.map(Text::into_inner);
+    let permissions = body.permissions.map(permissions).transpose()?;
+    Ok(answer(&state.identity.change_role(&caller, &body.name, label, permissions).await?))
 }
 
 pub async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {

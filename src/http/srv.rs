@@ -3,8 +3,10 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::principal::{unix_now, Admin};
+use super::requests::{Hello, Ping, SetMaintenance};
+use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
 use crate::instance::{Maintenance, DEFAULT_RETRY_AFTER};
 use crate::state::AppState;
@@ -23,16 +25,15 @@ pub async fn versions(state: web::Data<AppState>, _admin: Admin) -> ApiResult<Ht
     })))
 }
 
-pub async fn ping(_admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let message = body.optional_str("message")?.unwrap_or("pong");
+pub async fn ping(_admin: Admin, body: Json<Ping>) -> ApiResult<HttpResponse> {
+    let message = body.0.message.as_deref().unwrap_or("pong");
     Ok(HttpResponse::Ok().json(json!({
         "status": "success", "message": message, "time": unix_now(), "version": env!("CARGO_PKG_VERSION"),
     })))
 }
 
-pub async fn hello(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let message = body.required_str("message")?.to_string();
-    let run_in_maintenance = body.required_bool("maintenance")?;
+pub async fn hello(state: web::Data<AppState>, admin: Admin, body: Json<Hello>) -> ApiResult<HttpResponse> {
+    let (message, run_in_maintenance) = (body.0.message.into_inner(), body.0.maintenance);
     if state.maintenance.is_on() && !run_in_maintenance {
         return Err(maintenance_error(&state.maintenance.current()));
     }
@@ -44,7 +45,7 @@ pub async fn hello(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> 
             group: None,
             app_name: None,
             build_id: None,
-            input: json!({"message": message}),
+            input: serde_json::to_value(hello::HelloInput { message }).map_err(ApiError::internal)?,
             max_attempts: 1,
             run_in_maintenance,
         })
@@ -77,10 +78,14 @@ pub async fn get_maintenance(state: web::Data<AppState>, _admin: Admin) -> ApiRe
     Ok(HttpResponse::Ok().json(json!({"status": "success", "maintenance": state.maintenance.current()})))
 }
 
-pub async fn set_maintenance(state: web::Data<AppState>, admin: Admin, body: JsonBody) -> ApiResult<HttpResponse> {
-    let enabled = body.required_bool("enabled")?;
-    let message = body.optional_str("message")?.unwrap_or("The server is under maintenance.").to_string();
-    let retry_after = body.optional_int("retryAfter", 1, 86_400)?.map_or(DEFAULT_RETRY_AFTER, |n| n as u64);
+pub async fn set_maintenance(
+    state: web::Data<AppState>,
+    admin: Admin,
+    body: Json<SetMaintenance>,
+) -> ApiResult<HttpResponse> {
+    let SetMaintenance { enabled, message, retry_after } = body.0;
+    let message = message.map_or_else(|| "The server is under maintenance.".to_string(), Text::into_inner);
+    let retry_after = retry_after.map_or(DEFAULT_RETRY_AFTER, |n| n.get() as u64);
     let wanted = Maintenance { enabled, message, retry_after };
     state.maintenance.set(&state.store, wanted.clone()).await?;
     log::warn!("maintenance mode {} by admin {}", if enabled { "enabled" } else { "disabled" }, admin.username);

@@ -3,12 +3,14 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::body::JsonBody;
+use super::body::Json;
 use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
+use super::requests::{AccountType, ChangeUser, CreateApiKey, CreateUser};
 use super::views;
 use crate::auth::passwords;
 use crate::domain::names;
+use crate::domain::text::{Email, Name, Text};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::accounts::{AccountChange, NewAccount, OneTimeSecret};
 use crate::identity::principal::AccountKind;
@@ -46,40 +48,13 @@ pub const API_KEYS_LIST: ListSpec = ListSpec {
     filters: &["username"],
 };
 
-fn email(body: &JsonBody) -> ApiResult<Option<&str>> {
-    let value = body.optional_str("email")?;
-    if let Some(e) = value {
-        let plausible = e.len() <= 254
-            && !e.chars().any(char::is_whitespace)
-            && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
-        if !plausible {
-            return Err(ApiError::invalid("email", "`email` must be an email address"));
-        }
-    }
-    Ok(value)
+fn texts<T: std::ops::Deref<Target = str>>(items: Option<Vec<T>>) -> Option<Vec<String>> {
+    items.map(|items| items.iter().map(|item| item.to_string()).collect())
 }
 
-/// A profile field for PATCH: absent leaves it, `null` clears it, a string sets it.
-fn patch_field(body: &JsonBody, name: &str) -> ApiResult<Option<Option<String>>> {
-    if !body.has(name) {
-        return Ok(None);
-    }
-    Ok(Some(body.optional_str(name)?.map(str::to_string)))
-}
-
-fn role_names(body: &JsonBody) -> ApiResult<Option<Vec<String>>> {
-    match body.get("roles") {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(name) => names::validate("roles", name).map(|_| name.clone()),
-                _ => Err(ApiError::invalid("roles", "`roles` must be a list of role names")),
-            })
-            .collect::<ApiResult<Vec<_>>>()
-            .map(Some),
-        Some(_) => Err(ApiError::invalid("roles", "`roles` must be a list of role names")),
-    }
+/// A PATCH profile field: absent leaves it, `null` clears it, a value sets it.
+fn patch<T: Into<String>>(field: Option<Option<T>>) -> Option<Option<String>> {
+    field.map(|value| value.map(Into::into))
 }
 
 fn with_secret(mut body: Value, secret: Option<OneTimeSecret>) -> Value {
@@ -95,32 +70,28 @@ fn with_secret(mut body: Value, secret: Option<OneTimeSecret>) -> Value {
     body
 }
 
-pub async fn create(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let username = body.required_str("username")?;
-    names::validate("username", username)?;
-    let kind = match body.optional_str("type")? {
-        Some("machine") => AccountKind::Machine,
-        Some("user") => AccountKind::User,
-        Some(_) => return Err(ApiError::invalid("type", "`type` must be user or machine")),
-        None if body.get("label").is_some() && body.get("email").is_none() => AccountKind::Machine,
+pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<CreateUser>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let kind = match body.kind {
+        Some(AccountType::Machine) => AccountKind::Machine,
+        Some(AccountType::User) => AccountKind::User,
+        None if body.label.is_some() && body.email.is_none() => AccountKind::Machine,
         None => AccountKind::User,
     };
     let profile = match kind {
         AccountKind::User => Profile {
-            email: Some(Some(email(&body)?.ok_or_else(|| ApiError::missing("email"))?.to_string())),
-            firstname: Some(Some(body.required_str("firstname")?.to_string())),
-            surname: Some(Some(body.required_str("surname")?.to_string())),
-            title: Some(body.optional_str("title")?.map(str::to_string)),
+            email: Some(Some(body.email.ok_or_else(|| ApiError::missing("email"))?.into_inner())),
+            firstname: Some(Some(body.firstname.ok_or_else(|| ApiError::missing("firstname"))?.into_inner())),
+            surname: Some(Some(body.surname.ok_or_else(|| ApiError::missing("surname"))?.into_inner())),
+            title: Some(body.title.map(Text::into_inner)),
             label: None,
         },
-        AccountKind::Machine => {
-            Profile { label: Some(body.optional_str("label")?.map(str::to_string)), ..Default::default() }
-        }
+        AccountKind::Machine => Profile { label: Some(body.label.map(Text::into_inner)), ..Default::default() },
     };
-    let password = match (kind, body.optional_str("password")?) {
+    let password = match (kind, body.password) {
         (AccountKind::User, Some(pw)) => {
-            passwords::check_policy("password", pw)?;
-            Some(pw.to_string())
+            passwords::check_policy("password", &pw)?;
+            Some(pw.into_inner())
         }
         (AccountKind::Machine, Some(_)) => {
             return Err(ApiError::invalid("password", "machine accounts have no password"))
@@ -128,10 +99,10 @@ pub async fn create(state: web::Data<AppState>, caller: Caller, body: JsonBody) 
         (_, None) => None,
     };
     let new = NewAccount {
-        username: username.to_string(),
+        username: body.username.into_inner(),
         kind,
         profile,
-        roles: role_names(&body)?.unwrap_or_default(),
+        roles: texts(body.roles).unwrap_or_default(),
         password,
     };
     let (user, secret) = state.identity.create_account(&caller, new).await?;
@@ -166,35 +137,29 @@ pub async fn details(
     Ok(HttpResponse::Ok().json(json!({"status": "success", "user": views::user(&user)})))
 }
 
-pub async fn change(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let username = body.optional_str("username")?;
-    if let Some(name) = username {
-        names::validate("username", name)?;
-    }
-    if body.has("email") && body.get("email").is_some() {
-        email(&body)?;
-    }
-    let password = match (body.optional_str("oldPW")?, body.optional_str("newPW")?) {
+pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeUser>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let password = match (body.old_pw, body.new_pw) {
         (None, None) => None,
         (Some(_), None) => return Err(ApiError::missing("newPW")),
         (None, Some(_)) => return Err(ApiError::missing("oldPW")),
         (Some(old), Some(new)) => {
-            passwords::check_policy("newPW", new)?;
-            Some((old.to_string(), new.to_string()))
+            passwords::check_policy("newPW", &new)?;
+            Some((old.into_inner(), new.into_inner()))
         }
     };
     let change = AccountChange {
-        username: username.map(str::to_string),
+        username: body.username.map(Name::into_inner),
         profile: Profile {
-            email: patch_field(&body, "email")?,
-            firstname: patch_field(&body, "firstname")?,
-            surname: patch_field(&body, "surname")?,
-            title: patch_field(&body, "title")?,
-            label: patch_field(&body, "label")?,
+            email: patch(body.email.map(|e| e.map(Email::into_inner))),
+            firstname: patch(body.firstname.map(|v| v.map(Text::into_inner))),
+            surname: patch(body.surname.map(|v| v.map(Text::into_inner))),
+            title: patch(body.title.map(|v| v.map(Text::into_inner))),
+            label: patch(body.label.map(|v| v.map(Text::into_inner))),
         },
-        roles: role_names(&body)?,
+        roles: texts(body.roles),
         password,
-        reset_credentials: body.optional_bool("resetCreds")?.unwrap_or(false),
+        reset_credentials: body.reset_creds.unwrap_or(false),
     };
     let (user, secret) = state.identity.change_account(&caller, change).await?;
     Ok(HttpResponse::Ok().json(with_secret(json!({"status": "success", "user": views::user(&user)}), secret)))
@@ -210,12 +175,12 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(json!({"status": "success"})))
 }
 
-pub async fn create_api_key(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> ApiResult<HttpResponse> {
-    let username = body.optional_str("username")?;
-    if let Some(name) = username {
-        names::validate("username", name)?;
-    }
-    match state.identity.create_api_key(&caller, username).await? {
+pub async fn create_api_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<CreateApiKey>,
+) -> ApiResult<HttpResponse> {
+    match state.identity.create_api_key(&caller, body.0.username.as_deref()).await? {
         OneTimeSecret::ApiKey { key, id, created } => {
             Ok(HttpResponse::Ok().json(json!({"status": "success", "apiKey": key, "apiKeyId": id, "created": created})))
         }

@@ -97,7 +97,7 @@ impl Identity {
         let username = new.username.clone();
         let created = self
             .store
-            .write(move |c| {
+            .write(move |c| -> StoreResult<_> {
                 if users::by_name(c, org_id, &new.username)?.is_some() {
                     return Ok(None);
                 }
@@ -248,23 +248,20 @@ impl Identity {
         let key_for_store = reset_key.clone();
         let outcome = self
             .store
-            .write(move |c| -> StoreResult<Result<(User, Option<String>), ApiError>> {
+            .write(move |c| -> ApiResult<(User, Option<String>)> {
                 if let Some(names) = &change.roles {
-                    let (ids, granted) = match resolve_roles(c, org_id, names)? {
-                        Ok(found) => found,
-                        Err(name) => return Ok(Err(unknown_role(name))),
-                    };
+                    let (ids, granted) = resolve_roles(c, org_id, names)?.map_err(unknown_role)?;
                     if !caller_rights.covers(&granted) {
-                        return Ok(Err(ApiError::PermissionDenied(
+                        return Err(ApiError::PermissionDenied(
                             "assigning these roles needs rights you do not hold".into(),
-                        )));
+                        ));
                     }
                     if roles::is_administrator(c, target_id)? {
                         let keeps_admin = ids.contains(&roles::administrators_id(c, org_id)?);
                         if !keeps_admin && roles::administrators_count(c, org_id)? <= 1 {
-                            return Ok(Err(ApiError::Conflict(
+                            return Err(ApiError::Conflict(
                                 "the last member of Administrators cannot be removed from it".into(),
-                            )));
+                            ));
                         }
                     }
                     users::set_roles(c, target_id, &ids)?;
@@ -273,15 +270,7 @@ impl Identity {
                 if let Some(hash) = &new_hash {
                     users::set_password_hash(c, target_id, hash)?;
                     // Other sessions end; the one that changed the password stays.
-                    for session in c
-                        .prepare("SELECT id FROM sessions WHERE user_id = ?1 AND revoked IS NULL")?
-                        .query_map([target_id], |r| r.get::<_, String>(0))?
-                        .collect::<Result<Vec<_>, _>>()?
-                    {
-                        if Some(&session) != caller_session.as_ref() {
-                            sessions::revoke(c, &session)?;
-                        }
-                    }
+                    sessions::revoke_all_of_user_but(c, target_id, caller_session.as_deref())?;
                 }
                 if let Some(hash) = &reset_hash {
                     users::set_password_hash(c, target_id, hash)?;
@@ -294,9 +283,9 @@ impl Identity {
                 }
                 let user =
                     users::by_id(c, org_id, target_id)?.ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
-                Ok(Ok((user, key_created)))
+                Ok((user, key_created))
             })
-            .await??;
+            .await?;
         self.cache.invalidate_all();
         let (user, key_created) = outcome;
         if let (Some((key, id)), Some(created)) = (reset_key, key_created) {
@@ -314,14 +303,14 @@ impl Identity {
         caller.require_covers(&rights, "deleting this account")?;
         let (org_id, target_id) = (caller.org_id, target.id);
         self.store
-            .write(move |c| -> StoreResult<Result<(), ApiError>> {
+            .write(move |c| -> ApiResult<()> {
                 if roles::is_administrator(c, target_id)? && roles::administrators_count(c, org_id)? <= 1 {
-                    return Ok(Err(ApiError::Conflict("the last member of Administrators cannot be deleted".into())));
+                    return Err(ApiError::Conflict("the last member of Administrators cannot be deleted".into()));
                 }
                 users::delete(c, org_id, target_id)?;
-                Ok(Ok(()))
+                Ok(())
             })
-            .await??;
+            .await?;
         self.cache.invalidate_all();
         Ok(())
     }

@@ -19,6 +19,7 @@ use crate::auth::passwords;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{api_keys, Store};
+use crate::tasks::Queue;
 
 use self::cache::AuthCache;
 use self::principal::Principal;
@@ -31,6 +32,8 @@ pub struct Identity {
     pub store: Store,
     pub keyring: Arc<Keyring>,
     pub settings: Arc<Settings>,
+    /// Woken after an organization's delete commits together with its prune task.
+    pub queue: Queue,
     pub hashing: HashPool,
     pub cache: AuthCache,
     pub limiter: LoginLimiter,
@@ -45,7 +48,12 @@ pub fn unix_now() -> i64 {
 }
 
 impl Identity {
-    pub fn new(store: Store, keyring: Arc<Keyring>, settings: Arc<Settings>) -> std::io::Result<Identity> {
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        settings: Arc<Settings>,
+        queue: Queue,
+    ) -> std::io::Result<Identity> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let dummy_hash = Arc::new(std::sync::OnceLock::new());
         let (fill, iterations) = (dummy_hash.clone(), settings.pbkdf2_iterations);
@@ -61,6 +69,7 @@ impl Identity {
             store,
             keyring,
             settings,
+            queue,
         })
     }
 
@@ -75,13 +84,25 @@ impl Identity {
         let iterations = self.settings.pbkdf2_iterations;
         let (stored, real) = match stored {
             Some(hash) => (hash, true),
-            None => {
-                (self.dummy_hash.get_or_init(|| passwords::hash(&passwords::generate(), iterations)).clone(), false)
-            }
+            None => (self.dummy_hash(iterations).await?, false),
         };
         let matched =
             self.hashing.run(move || passwords::verify(&stored, &password)).await.map_err(|_| overloaded())?;
         Ok(real && matched)
+    }
+
+    /// The hash an unknown username is checked against. Normally ready (computed at start); if a
+    /// login comes first, it is computed on the hashing pool, never on the async worker — a
+    /// 600 000-iteration PBKDF2 there would stall every request that worker serves.
+    async fn dummy_hash(&self, iterations: u32) -> ApiResult<String> {
+        if let Some(hash) = self.dummy_hash.get() {
+            return Ok(hash.clone());
+        }
+        let cell = self.dummy_hash.clone();
+        self.hashing
+            .run(move || cell.get_or_init(|| passwords::hash(&passwords::generate(), iterations)).clone())
+            .await
+            .map_err(|_| overloaded())
     }
 
     /// Records that an API key was used, at most once a minute per key, off the request path.

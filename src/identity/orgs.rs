@@ -6,8 +6,9 @@ use super::Identity;
 use crate::auth::passwords;
 use crate::domain::permissions::Permissions;
 use crate::error::{ApiError, ApiResult};
-use crate::store::tasks::NewTask;
+use crate::store::tasks::{self as task_rows, Task};
 use crate::store::{deployments, orgs, roles, users, Listed, Page, StoreError};
+use crate::tasks::prune::{self, PruneTarget};
 
 pub struct NewOrg {
     pub name: String,
@@ -23,9 +24,9 @@ pub struct CreatedOrg {
     pub initial_password: String,
 }
 
-/// What deleting an organization leaves to do in the background.
+/// What deleting an organization left to do in the background (already queued).
 pub struct DeletedOrg {
-    pub prune: Option<NewTask>,
+    pub prune: Option<Task>,
 }
 
 impl Identity {
@@ -63,27 +64,29 @@ impl Identity {
     }
 
     /// Deletes an organization and all its rows; its sessions and API keys stop working on the
-    /// next request. With `prune`, a background task removes its published files.
+    /// next request. With `prune`, a background task removes its published files; it is inserted
+    /// in the same transaction as the delete, so a crash cannot leave the files orphaned.
     pub async fn delete_org(&self, name: &str, prune: bool) -> ApiResult<DeletedOrg> {
         let org_name = name.to_string();
-        // The origins are read in the same transaction as the delete, for the prune task.
-        let targets = self
+        let task = self
             .store
-            .write(move |c| match orgs::by_name(c, &org_name)? {
-                Some(org) => {
-                    let targets =
-                        deployments::all_of_org(c, org.id)?.iter().map(crate::resources::prune_target).collect();
-                    orgs::delete(c, org.id)?;
-                    Ok(Some(targets))
-                }
-                None => Ok(None),
+            .write(move |c| -> ApiResult<Option<Task>> {
+                let org = orgs::by_name(c, &org_name)?.ok_or(ApiError::NotFound { resource: "org" })?;
+                // The origins are read in the same transaction as the delete, for the prune task.
+                let targets = deployments::all_of_org(c, org.id)?.iter().map(PruneTarget::of).collect();
+                orgs::delete(c, org.id)?;
+                Ok(match prune {
+                    true => Some(task_rows::insert(c, &prune::task(&org_name, None, targets, true))?),
+                    false => None,
+                })
             })
-            .await?
-            .ok_or(ApiError::NotFound { resource: "org" })?;
+            .await?;
         self.cache.invalidate_all();
+        if task.is_some() {
+            self.queue.wake_workers();
+        }
         log::info!("organization {name} deleted (prune: {prune})");
-        let prune = prune.then(|| crate::resources::prune_task(name, None, targets, true));
-        Ok(DeletedOrg { prune })
+        Ok(DeletedOrg { prune: task })
     }
 
     /// `DELETE /be/v1/orgs/{name}`: only the caller's own organization, only by an administrator.

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::Identity;
+use crate::auth::claims::AccessClaims;
 use crate::auth::keyring::TokenKind;
 use crate::auth::sha256;
 use crate::domain::permissions::{Permissions, Resource};
@@ -40,7 +39,7 @@ impl Principal {
         if self.permissions.has(resource, bit) {
             Ok(())
         } else {
-            Err(ApiError::PermissionDenied(format!("this needs permission {bit} on `{}`", resource.name())))
+            Err(ApiError::MissingPermission { resource: resource.name(), bit })
         }
     }
 
@@ -60,10 +59,6 @@ pub enum Credentials<'a> {
     ApiKey { org: &'a str, username: &'a str, key: &'a str },
 }
 
-fn claim_i64(claims: &serde_json::Map<String, Value>, name: &str) -> ApiResult<i64> {
-    claims.get(name).and_then(Value::as_i64).ok_or(ApiError::TokenInvalid)
-}
-
 impl Identity {
     /// Resolves credentials to a principal, from the cache when it is current.
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> ApiResult<Arc<Principal>> {
@@ -81,10 +76,8 @@ impl Identity {
             return Ok(principal);
         }
         let stamp = self.cache.epoch();
-        let claims = self.keyring.key(TokenKind::Access).verify(token, now)?;
-        let session_id = claims.get("sid").and_then(Value::as_str).ok_or(ApiError::TokenInvalid)?.to_string();
-        let user_id = claim_i64(&claims, "sub")?;
-        let expires = claim_i64(&claims, "exp")?;
+        let claims: AccessClaims = self.keyring.key(TokenKind::Access).verify_as(token, now)?;
+        let (session_id, user_id, expires) = (claims.sid, claims.sub, claims.exp);
         let sid = session_id.clone();
         let principal = self
             .store

@@ -95,7 +95,7 @@ impl Identity {
         let role_id = current.id;
         let in_use = self
             .store
-            .write(move |c| {
+            .write(move |c| -> StoreResult<_> {
                 let holders: i64 =
                     c.query_row("SELECT count(*) FROM user_roles WHERE role_id = ?1", [role_id], |r| r.get(0))?;
                 if holders > 0 {

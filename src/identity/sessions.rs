@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 
 use super::principal::{load_principal, Principal};
 use super::{unix_now, Identity};
+use crate::auth::claims::{AccessClaims, OrgSelectionClaims, RefreshClaims, SessionClaim};
 use crate::auth::keyring::TokenKind;
 use crate::auth::{b64url_encode, random_bytes, sha256};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, orgs, sessions, users, StoreError};
+use crate::store::{self, orgs, sessions, users, StoreError, StoreResult};
 
 /// A fresh access + refresh pair, in the exact shape of API.md §2.4.
 #[derive(Debug)]
@@ -87,23 +88,16 @@ impl Identity {
         let now = unix_now();
         let expires = now + self.settings.orgsel_ttl.as_secs() as i64;
         let org_ids: Vec<i64> = matched.iter().map(|(id, _, _)| *id).collect();
-        let token = self.keyring.key(TokenKind::OrgSelection).sign(&json!({
-            "username": username, "orgs": org_ids, "iat": now, "exp": expires,
-        }));
+        let claims = OrgSelectionClaims { username: username.to_string(), orgs: org_ids, iat: now, exp: expires };
+        let token = self.keyring.key(TokenKind::OrgSelection).sign_claims(&claims);
         Ok(OrgChoice { orgs: matched.into_iter().map(|(_, n, l)| (n, l)).collect(), token, expires })
     }
 
     /// `POST /be/v1/login` with an organization selection token and `orgName`.
     pub async fn login_selected_org(&self, selection_token: &str, org_name: &str) -> ApiResult<OrgLogin> {
-        let claims = self.keyring.key(TokenKind::OrgSelection).verify(selection_token, unix_now())?;
-        let username = claims.get("username").and_then(Value::as_str).ok_or(ApiError::TokenInvalid)?.to_string();
-        let allowed: Vec<i64> = claims
-            .get("orgs")
-            .and_then(Value::as_array)
-            .ok_or(ApiError::TokenInvalid)?
-            .iter()
-            .filter_map(Value::as_i64)
-            .collect();
+        let claims: OrgSelectionClaims =
+            self.keyring.key(TokenKind::OrgSelection).verify_as(selection_token, unix_now())?;
+        let (username, allowed) = (claims.username, claims.orgs);
         let name = org_name.to_string();
         let org = self.store.read(move |c| orgs::by_name(c, &name)).await?;
         let org = org.filter(|o| allowed.contains(&o.id)).ok_or(ApiError::NotFound { resource: "org" })?;
@@ -170,7 +164,7 @@ impl Identity {
         let (org_id, user_id) = (user.org_id, user.id);
         let (user, principal) = self
             .store
-            .write(move |c| {
+            .write(move |c| -> StoreResult<_> {
                 sessions::insert(c, &row)?;
                 users::set_last_login(c, user_id)?;
                 let user =
@@ -192,10 +186,12 @@ impl Identity {
     fn access_token(&self, session_id: &str, user_id: i64) -> (String, i64) {
         let now = unix_now();
         let expires = now + self.settings.access_ttl.as_secs() as i64;
-        let token = self
-            .keyring
-            .key(TokenKind::Access)
-            .sign(&json!({"sid": session_id, "sub": user_id, "iat": now, "exp": expires}));
+        let token = self.keyring.key(TokenKind::Access).sign_claims(&AccessClaims {
+            sid: session_id.to_string(),
+            sub: user_id,
+            iat: now,
+            exp: expires,
+        });
         (token, expires)
     }
 
@@ -204,25 +200,23 @@ impl Identity {
         let now = unix_now();
         let expires = now + self.settings.refresh_ttl.as_secs() as i64;
         let secret = b64url_encode(&random_bytes::<32>());
-        let token = self.keyring.key(TokenKind::Refresh).sign(&json!({
-            "sid": session_id, "gen": generation, "jti": secret, "iat": now, "exp": expires,
-        }));
+        let claims =
+            RefreshClaims { sid: session_id.to_string(), gen: generation, jti: secret.clone(), iat: now, exp: expires };
+        let token = self.keyring.key(TokenKind::Refresh).sign_claims(&claims);
         (token, secret, expires)
     }
 
     /// `POST /be/v1/refresh`.
     pub async fn refresh(&self, token: &str) -> ApiResult<SessionTokens> {
-        let claims = self.keyring.key(TokenKind::Refresh).verify(token, unix_now())?;
-        let session_id = claims.get("sid").and_then(Value::as_str).ok_or(ApiError::TokenInvalid)?.to_string();
-        let secret = claims.get("jti").and_then(Value::as_str).ok_or(ApiError::TokenInvalid)?;
-        let generation = claims.get("gen").and_then(Value::as_i64).ok_or(ApiError::TokenInvalid)?;
+        let claims: RefreshClaims = self.keyring.key(TokenKind::Refresh).verify_as(token, unix_now())?;
+        let (session_id, secret, generation) = (claims.sid, claims.jti, claims.gen);
         let presented = sha256(secret.as_bytes());
         let (new_token, new_secret, expires) = self.refresh_token(&session_id, generation + 1);
         let new_hash = sha256(new_secret.as_bytes());
         let sid = session_id.clone();
         let (outcome, user_id) = self
             .store
-            .write(move |c| {
+            .write(move |c| -> StoreResult<_> {
                 let Some(session) = sessions::get(c, &sid)? else { return Ok((Rotation::Revoked, 0)) };
                 if session.revoked {
                     return Ok((Rotation::Revoked, session.user_id));
@@ -253,14 +247,13 @@ impl Identity {
     /// `POST /be/v1/logout` with an access or a refresh token: ends that session.
     pub async fn logout(&self, token: &str) -> ApiResult<()> {
         let now = unix_now();
-        let session_id = match self.keyring.key(TokenKind::Access).verify(token, now) {
-            Ok(claims) => claims.get("sid").and_then(Value::as_str).map(str::to_string),
-            Err(access_err) => match self.keyring.key(TokenKind::Refresh).verify(token, now) {
-                Ok(claims) => claims.get("sid").and_then(Value::as_str).map(str::to_string),
+        let session_id = match self.keyring.key(TokenKind::Access).verify_as::<SessionClaim>(token, now) {
+            Ok(claims) => claims.sid,
+            Err(access_err) => match self.keyring.key(TokenKind::Refresh).verify_as::<SessionClaim>(token, now) {
+                Ok(claims) => claims.sid,
                 Err(_) => return Err(access_err.into()),
             },
-        }
-        .ok_or(ApiError::TokenInvalid)?;
+        };
         let revoked = self
             .store
             .write(move |c| match sessions::get(c, &session_id)? {

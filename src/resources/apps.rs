@@ -1,13 +1,14 @@
 //! Apps (API.md §8): the builds and patches lists fill once the build pipeline produces them.
 
-use super::{prune_target, Resources};
+use super::Resources;
 use crate::domain::permissions::{Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::apps::{self, App};
 use crate::store::deployments;
-use crate::store::tasks::NewTask;
-use crate::store::{Listed, Page, StoreError, StoreResult};
+use crate::store::tasks::{self as task_rows, Task};
+use crate::store::{Listed, Page, StoreError};
+use crate::tasks::prune::{self, PruneTarget};
 
 /// `maxBuilds` bounds [compat].
 pub const MAX_BUILDS_RANGE: (i64, i64) = (1, 100);
@@ -32,22 +33,17 @@ impl Resources {
     ) -> ApiResult<App> {
         caller.require(Resource::APPS, CREATE)?;
         let (org_id, wanted) = (caller.org_id, name.to_string());
-        let created = self
-            .store
-            .write(move |c| -> StoreResult<Result<App, ApiError>> {
+        self.store
+            .write(move |c| -> ApiResult<App> {
                 if apps::id_by_name(c, org_id, &wanted)?.is_some() {
-                    return Ok(Err(ApiError::AlreadyExists { resource: "app", name: wanted }));
+                    return Err(ApiError::AlreadyExists { resource: "app", name: wanted });
                 }
-                let ids = match deployments::ids_by_names(c, org_id, &deployment_names)? {
-                    Ok(ids) => ids,
-                    Err(name) => return Ok(Err(unknown_deployment(name))),
-                };
+                let ids = deployments::ids_by_names(c, org_id, &deployment_names)?.map_err(unknown_deployment)?;
                 let id = apps::insert(c, org_id, &wanted, &label, max_builds)?;
                 apps::set_deployments(c, id, &ids)?;
-                apps::by_name(c, org_id, &wanted)?.ok_or_else(|| StoreError::Corrupt("new app vanished".into())).map(Ok)
+                Ok(apps::by_name(c, org_id, &wanted)?.ok_or_else(|| StoreError::Corrupt("new app vanished".into()))?)
             })
-            .await??;
-        Ok(created)
+            .await
     }
 
     /// One page of apps, handed to `render` on the reader thread: the handler serializes it
@@ -85,42 +81,40 @@ impl Resources {
     ) -> ApiResult<App> {
         caller.require(Resource::APPS, UPDATE)?;
         let (org_id, wanted) = (caller.org_id, name.to_string());
-        let changed = self
-            .store
-            .write(move |c| -> StoreResult<Result<App, ApiError>> {
-                let Some(app) = apps::by_name(c, org_id, &wanted)? else { return Ok(Err(not_found())) };
+        self.store
+            .write(move |c| -> ApiResult<App> {
+                let app = apps::by_name(c, org_id, &wanted)?.ok_or_else(not_found)?;
                 if let Some(names) = &deployment_names {
-                    match deployments::ids_by_names(c, org_id, names)? {
-                        Ok(ids) => apps::set_deployments(c, app.id, &ids)?,
-                        Err(name) => return Ok(Err(unknown_deployment(name))),
-                    }
+                    let ids = deployments::ids_by_names(c, org_id, names)?.map_err(unknown_deployment)?;
+                    apps::set_deployments(c, app.id, &ids)?;
                 }
                 apps::update(c, app.id, label.as_deref(), max_builds)?;
-                apps::by_name(c, org_id, &wanted)?.ok_or_else(|| StoreError::Corrupt("app vanished".into())).map(Ok)
+                Ok(apps::by_name(c, org_id, &wanted)?.ok_or_else(|| StoreError::Corrupt("app vanished".into()))?)
             })
-            .await??;
-        Ok(changed)
+            .await
     }
 
     /// Deletes the app and answers the background task that removes its images and patches
-    /// from the depot and from every origin it published to.
-    pub async fn delete_app(&self, caller: &Principal, name: &str) -> ApiResult<NewTask> {
+    /// from the depot and from every origin it published to. The task is inserted in the same
+    /// transaction as the delete, so no crash can leave the files without their clean-up.
+    pub async fn delete_app(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
         caller.require(Resource::APPS, DELETE)?;
-        let (org_id, wanted) = (caller.org_id, name.to_string());
-        let targets = self
+        let (org_id, org_name, wanted) = (caller.org_id, caller.org_name.clone(), name.to_string());
+        let task = self
             .store
-            .write(move |c| -> StoreResult<Result<Vec<serde_json::Value>, ApiError>> {
-                let Some(app) = apps::by_name(c, org_id, &wanted)? else { return Ok(Err(not_found())) };
+            .write(move |c| -> ApiResult<Task> {
+                let app = apps::by_name(c, org_id, &wanted)?.ok_or_else(not_found)?;
                 let all = deployments::all_of_org(c, org_id)?;
                 let used: Vec<_> = all
                     .iter()
                     .filter(|d| app.deployments.is_empty() || app.deployments.contains(&d.name))
-                    .map(prune_target)
+                    .map(PruneTarget::of)
                     .collect();
                 apps::delete(c, app.id)?;
-                Ok(Ok(used))
+                Ok(task_rows::insert(c, &prune::task(&org_name, Some(&wanted), used, true))?)
             })
-            .await??;
-        Ok(super::prune_task(&caller.org_name, Some(name), targets, true))
+            .await?;
+        self.queue.wake_workers();
+        Ok(task)
     }
 }

@@ -2,16 +2,15 @@
 
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
-
-use super::{prune_target, Resources};
-use crate::domain::origins::{self, DownloadAuth, Origin};
+use super::Resources;
+use crate::domain::origins::{self, DownloadAuth, DownloadAuthFields, Origin, OriginFields};
 use crate::domain::permissions::{Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::deployments::{self, Deployment, DeploymentWrite};
-use crate::store::tasks::NewTask;
+use crate::store::tasks::{self as task_rows, Task};
 use crate::store::{Listed, Page, StoreError, StoreResult};
+use crate::tasks::prune::{self, PruneTarget};
 
 /// A deployment's settings as the request gives them (secrets in clear, not yet sealed).
 #[derive(Clone, Debug)]
@@ -23,40 +22,32 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
-    /// Parses a full description (create, or a PATCH merged onto the current one).
-    pub fn parse(body: &Map<String, Value>, name: &str) -> ApiResult<DeploymentSpec> {
-        let label = match body.get("label") {
-            None | Some(Value::Null) => name.to_string(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(ApiError::invalid("label", "`label` must be a string")),
-        };
-        let origin_prefix = match body.get("originPrefix") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.trim_end_matches('/').to_string(),
-            Some(_) => return Err(ApiError::invalid("originPrefix", "`originPrefix` must be a string")),
-        };
+    /// Checks a full description (create); `label` defaults to the name.
+    pub fn new(
+        name: &str,
+        label: Option<String>,
+        origin_prefix: Option<String>,
+        origin: &OriginFields,
+        download_auth: Option<&DownloadAuthFields>,
+    ) -> ApiResult<DeploymentSpec> {
+        let origin_prefix = origin_prefix.map(|p| p.trim_end_matches('/').to_string()).unwrap_or_default();
         origins::validate_prefix(&origin_prefix)?;
-        let origin =
-            Origin::parse(body.get("origin").filter(|v| !v.is_null()).ok_or_else(|| ApiError::missing("origin"))?)?;
-        let download_auth = match body.get("downloadAuth") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(DownloadAuth::parse(value)?),
-        };
-        Ok(DeploymentSpec { label, origin_prefix, origin, download_auth })
+        Ok(DeploymentSpec {
+            label: label.unwrap_or_else(|| name.to_string()),
+            origin_prefix,
+            origin: Origin::from_fields(origin)?,
+            download_auth: download_auth.map(DownloadAuth::from_fields).transpose()?,
+        })
     }
+}
 
-    /// Everything, secrets included, for merging a PATCH onto it.
-    fn to_json_with_secrets(&self) -> Map<String, Value> {
-        let mut map = Map::new();
-        map.insert("label".into(), json!(self.label));
-        map.insert("originPrefix".into(), json!(self.origin_prefix));
-        map.insert("origin".into(), self.origin.to_json_with_secrets());
-        map.insert(
-            "downloadAuth".into(),
-            self.download_auth.as_ref().map_or(Value::Null, DownloadAuth::to_json_with_secrets),
-        );
-        map
-    }
+/// A PATCH of a deployment: `None` leaves a field, `Some(None)` removes an optional one.
+#[derive(Debug, Default)]
+pub struct DeploymentPatch {
+    pub label: Option<Option<String>>,
+    pub origin_prefix: Option<Option<String>>,
+    pub origin: Option<Option<OriginFields>>,
+    pub download_auth: Option<Option<DownloadAuthFields>>,
 }
 
 fn not_found() -> ApiError {
@@ -174,32 +165,41 @@ impl Resources {
 
     /// `PATCH`: only what is sent changes; `null` removes an optional field; an origin or
     /// download auth of the same type merges field by field (so a secret can be rotated alone).
+    /// The merge happens on typed fields in memory: no secret is ever written into JSON.
     pub async fn change_deployment(
         &self,
         caller: &Principal,
         name: &str,
-        patch: &Map<String, Value>,
+        patch: DeploymentPatch,
     ) -> ApiResult<Deployment> {
         caller.require(Resource::DEPLOYMENTS, UPDATE)?;
         let current = self.find_deployment(caller, name).await?;
-        let current_spec = DeploymentSpec {
-            label: current.label.clone(),
-            origin_prefix: current.origin_prefix.clone(),
-            origin: self.open_origin(caller.org_id, &current)?,
-            download_auth: self.open_download_auth(caller.org_id, &current)?,
+        let current_origin = self.open_origin(caller.org_id, &current)?;
+        let current_auth = self.open_download_auth(caller.org_id, &current)?;
+        let label = match patch.label {
+            None => current.label.clone(),
+            Some(label) => label.unwrap_or_else(|| name.to_string()),
         };
-        let mut merged = current_spec.to_json_with_secrets();
-        for field in ["label", "originPrefix", "origin", "downloadAuth"] {
-            let Some(new) = patch.get(field) else { continue };
-            let value = match (field, new) {
-                ("origin", Value::Null) => return Err(ApiError::invalid("origin", "`origin` cannot be removed")),
-                ("origin" | "downloadAuth", _) => origins::merge(&merged[field], new),
-                _ => new.clone(),
-            };
-            merged.insert(field.to_string(), value);
-        }
-        let spec = DeploymentSpec::parse(&merged, name)?;
-        if spec.origin != current_spec.origin {
+        let origin_prefix = match patch.origin_prefix {
+            None => current.origin_prefix.clone(),
+            Some(prefix) => prefix.map(|p| p.trim_end_matches('/').to_string()).unwrap_or_default(),
+        };
+        origins::validate_prefix(&origin_prefix)?;
+        let origin = match patch.origin {
+            None => current_origin.clone(),
+            Some(None) => return Err(ApiError::invalid("origin", "`origin` cannot be removed")),
+            Some(Some(fields)) => Origin::from_fields(&fields.merged_onto(current_origin.to_fields()))?,
+        };
+        let download_auth = match patch.download_auth {
+            None => current_auth,
+            Some(None) => None,
+            Some(Some(fields)) => {
+                let current = current_auth.as_ref().map(DownloadAuth::to_fields).unwrap_or_default();
+                Some(DownloadAuth::from_fields(&fields.merged_onto(current))?)
+            }
+        };
+        let spec = DeploymentSpec { label, origin_prefix, origin, download_auth };
+        if spec.origin != current_origin {
             self.check_origin(&spec.origin).await?;
         }
         let write = self.seal_spec(caller.org_id, name, &spec);
@@ -214,26 +214,27 @@ impl Resources {
     }
 
     /// Deletes an unused deployment and answers the background task that removes what was
-    /// published there.
-    pub async fn delete_deployment(&self, caller: &Principal, name: &str) -> ApiResult<NewTask> {
+    /// published there; the task commits with the delete.
+    pub async fn delete_deployment(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
         caller.require(Resource::DEPLOYMENTS, DELETE)?;
-        let (org_id, wanted) = (caller.org_id, name.to_string());
-        let outcome = self
+        let (org_id, org_name, wanted) = (caller.org_id, caller.org_name.clone(), name.to_string());
+        let task = self
             .store
-            .write(move |c| -> StoreResult<Result<Deployment, ApiError>> {
-                let Some(d) = deployments::by_name(c, org_id, &wanted)? else { return Ok(Err(not_found())) };
+            .write(move |c| -> ApiResult<Task> {
+                let d = deployments::by_name(c, org_id, &wanted)?.ok_or_else(not_found)?;
                 let apps = deployments::listed_by_apps(c, d.id)?;
                 if !apps.is_empty() {
-                    return Ok(Err(ApiError::InUse(format!(
+                    return Err(ApiError::InUse(format!(
                         "deployment `{wanted}` is listed by app(s) {}",
                         apps.join(", ")
-                    ))));
+                    )));
                 }
                 deployments::delete(c, d.id)?;
-                Ok(Ok(d))
+                Ok(task_rows::insert(c, &prune::task(&org_name, None, vec![PruneTarget::of(&d)], false))?)
             })
-            .await??;
-        Ok(super::prune_task(&caller.org_name, None, vec![prune_target(&outcome)], false))
+            .await?;
+        self.queue.wake_workers();
+        Ok(task)
     }
 
     fn open_download_auth(&self, org_id: i64, d: &Deployment) -> ApiResult<Option<DownloadAuth>> {

@@ -8,38 +8,19 @@ pub mod subscriptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use crate::auth::sealing::Sealer;
 use crate::domain::origins::Origin;
 use crate::store::deployments::Deployment;
-use crate::store::tasks::NewTask;
 use crate::store::Store;
+use crate::tasks::Queue;
 
 pub struct Resources {
     pub store: Store,
     pub sealer: Arc<Sealer>,
     /// The state directory; an `fs` origin may not point into it.
     pub state_dir: PathBuf,
-}
-
-/// Where published files of one deployment live, for the prune task.
-pub fn prune_target(d: &Deployment) -> Value {
-    json!({"deployment": d.name, "prefix": d.origin_prefix, "origin": d.origin})
-}
-
-/// A background `prune` of an organization's (or one app's) published files: the local depot
-/// and the given deployments' origins.
-pub fn prune_task(org: &str, app: Option<&str>, targets: Vec<Value>, depot: bool) -> NewTask {
-    NewTask {
-        kind: crate::tasks::prune::TYPE.into(),
-        group: None,
-        app_name: app.map(str::to_string),
-        build_id: None,
-        input: json!({"orgName": org, "appName": app, "targets": targets, "depot": depot}),
-        max_attempts: 5,
-        run_in_maintenance: false,
-    }
+    /// Woken after a delete commits together with its prune task.
+    pub queue: Queue,
 }
 
 impl Resources {

@@ -151,20 +151,24 @@ impl Store {
         in_snapshot(&conn, f)
     }
 
-    /// Runs `f` inside the writer's current transaction; answers once it is committed.
-    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs `f` inside the writer's current transaction; answers once it is committed. Any `Err`
+    /// of `f` — a database error or a refusal such as "already exists" — rolls back all that `f`
+    /// wrote, so follow-up work inserted by `f` (a prune task) commits with the change or not at all.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         self.writer.submit(f)?.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// `write` for threads that may block.
-    pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         self.writer.submit(f)?.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }

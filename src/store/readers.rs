@@ -4,60 +4,40 @@
 //! request on a pool lock: under load the queue is the only place where reads wait. Each job
 //! runs in one read transaction (one snapshot).
 
-use std::sync::{mpsc, Arc, Mutex};
-
 use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
-use tokio::sync::oneshot;
 
 use super::{StoreError, StoreResult};
+use crate::workers::{no_setup, Pool, PoolError};
 
-type Job = Box<dyn FnOnce(&Connection) + Send>;
+/// Reads that may wait for a reader thread; beyond this a read answers 503 at once instead of
+/// queueing without bound under a flood.
+const MAX_QUEUED: usize = 4096;
 
 #[derive(Clone)]
-pub struct Readers {
-    queue: mpsc::Sender<Job>,
-}
+pub struct Readers(Pool<PooledConnection<SqliteConnectionManager>>);
 
 impl Readers {
     /// Starts one thread per connection taken from `pool`.
     pub fn start(pool: &r2d2::Pool<SqliteConnectionManager>, threads: u32) -> StoreResult<Readers> {
-        let (queue, jobs) = mpsc::channel::<Job>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        for i in 0..threads.max(1) {
-            let conn: PooledConnection<SqliteConnectionManager> = pool.get()?;
-            let jobs = jobs.clone();
-            std::thread::Builder::new()
-                .name(format!("db-reader-{i}"))
-                .spawn(move || loop {
-                    let job = match jobs.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(&conn),
-                        Err(_) => return,
-                    }
-                })
-                .map_err(|e| StoreError::Io(format!("cannot start a reader thread: {e}")))?;
-        }
-        Ok(Readers { queue })
+        let connections = (0..threads.max(1)).map(|_| pool.get()).collect::<Result<Vec<_>, _>>()?;
+        let pool = Pool::start("db-reader", connections, MAX_QUEUED, no_setup)
+            .map_err(|e| StoreError::Io(format!("cannot start a reader thread: {e}")))?;
+        Ok(Readers(pool))
     }
 
-    /// Runs `work` on a reader thread; the answer arrives without blocking the async worker.
+    /// Runs `work` in one snapshot on a reader thread; the answer arrives without blocking the
+    /// async worker. A full queue is `Busy` (503 with Retry-After).
     pub async fn run<T, F>(&self, work: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::in_snapshot(conn, work)))
-                .unwrap_or_else(|_| Err(StoreError::Io("a read job panicked".into())));
-            let _ = reply.send(outcome);
-        });
-        self.queue.send(job).map_err(|_| StoreError::Io("the reader threads have stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Io("a reader thread dropped its job".into()))?
+        match self.0.run(move |conn| super::in_snapshot(conn, work)).await {
+            Ok(outcome) => outcome,
+            Err(PoolError::Overloaded) => Err(StoreError::Busy),
+            Err(e) => Err(StoreError::Io(format!("read: {e}"))),
+        }
     }
 }

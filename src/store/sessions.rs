@@ -62,6 +62,15 @@ pub fn revoke_all_of_user(conn: &Connection, user_id: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// Revokes every live session of the user except `keep` (the one that changed the password).
+pub fn revoke_all_of_user_but(conn: &Connection, user_id: i64, keep: Option<&str>) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE sessions SET revoked = ?3 WHERE user_id = ?1 AND revoked IS NULL AND id IS NOT ?2",
+        params![user_id, keep, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
 /// Deletes sessions whose refresh token has expired: every token of theirs is expired too.
 pub fn delete_expired(conn: &Connection, now: i64) -> StoreResult<usize> {
     Ok(conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?)

@@ -15,47 +15,57 @@ use super::{StoreError, StoreResult};
 const MAX_BATCH: usize = 256;
 
 trait Job: Send {
-    /// Runs the job's work inside the open transaction.
-    fn run(&mut self, conn: &Connection);
+    /// Runs the job's work inside the open transaction. `false` means the job's savepoint could
+    /// not be rolled back, so its half-done writes are still in the transaction: the whole batch
+    /// must be abandoned rather than committed.
+    fn run(&mut self, conn: &Connection) -> bool;
     /// Delivers the outcome once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: &StoreResult<()>);
 }
 
-struct TypedJob<T, F> {
+struct TypedJob<T, E, F> {
     work: Option<F>,
-    outcome: Option<StoreResult<T>>,
-    reply: oneshot::Sender<StoreResult<T>>,
+    outcome: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
 }
 
-impl<T, F> Job for TypedJob<T, F>
+impl<T, E, F> Job for TypedJob<T, E, F>
 where
-    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+    F: FnOnce(&Connection) -> Result<T, E> + Send,
     T: Send,
+    E: From<StoreError> + Send,
 {
-    fn run(&mut self, conn: &Connection) {
-        let Some(work) = self.work.take() else { return };
-        let outcome = match conn.execute_batch("SAVEPOINT job") {
-            Err(e) => Err(StoreError::classify(e)),
-            Ok(()) => {
-                let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
-                    .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into())));
-                let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-                match conn.execute_batch(end) {
-                    Ok(()) => outcome,
-                    Err(e) => Err(StoreError::classify(e)),
-                }
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else { return true };
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            self.outcome = Some(Err(StoreError::classify(e).into()));
+            return true;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Io("a write job panicked".into()).into()));
+        // Any error — a database failure or a refusal the job decided on after writing — undoes
+        // everything the job wrote: a job either happens whole or not at all.
+        let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        let ended = conn.execute_batch(end);
+        let clean = ended.is_ok();
+        self.outcome = Some(match (outcome, ended) {
+            (outcome, Ok(())) => outcome,
+            (Err(refused), Err(e)) => {
+                log::error!("cannot roll back a failed write job: {e}");
+                Err(refused)
             }
-        };
-        self.outcome = Some(outcome);
+            (Ok(_), Err(e)) => Err(StoreError::classify(e).into()),
+        });
+        clean
     }
 
     fn finish(self: Box<Self>, commit: &StoreResult<()>) {
         let outcome = match (self.outcome, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (Some(Ok(_)), Err(StoreError::Busy)) | (None, Err(StoreError::Busy)) => Err(StoreError::Busy),
-            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Io(format!("commit failed: {e}"))),
-            (None, Ok(())) => Err(StoreError::Io("write job did not run".into())),
+            (_, Err(StoreError::Busy)) => Err(StoreError::Busy.into()),
+            (_, Err(e)) => Err(StoreError::Io(format!("commit failed: {e}")).into()),
+            (None, Ok(())) => Err(StoreError::Io("write job did not run".into()).into()),
         };
         // The caller may have gone away (request cancelled); nothing to do then.
         let _ = self.reply.send(outcome);
@@ -79,11 +89,13 @@ impl Writer {
         Ok(Writer { queue })
     }
 
-    /// Queues `work`; the receiver yields its result after commit.
-    pub fn submit<T, F>(&self, work: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
+    /// Queues `work`; the receiver yields its result after commit. An `Err` from `work` rolls
+    /// back everything it wrote.
+    pub fn submit<T, E, F>(&self, work: F) -> StoreResult<oneshot::Receiver<Result<T, E>>>
     where
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (reply, receiver) = oneshot::channel();
         let job = TypedJob { work: Some(work), outcome: None, reply };
@@ -115,8 +127,13 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
 
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::classify)?;
+    let mut clean = true;
     for job in batch.iter_mut() {
-        job.run(conn);
+        clean &= job.run(conn);
+    }
+    if !clean {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(StoreError::Io("a write job could not be rolled back; the batch was abandoned".into()));
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
@@ -137,12 +154,36 @@ mod tests {
         (dir, Writer::start(conn).unwrap(), path)
     }
 
+    fn values(path: &std::path::Path) -> Vec<i64> {
+        Connection::open(path)
+            .unwrap()
+            .prepare("SELECT v FROM t ORDER BY v")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A refusal a job decides on itself, like the API's "already exists" or "in use".
+    #[derive(Debug, PartialEq)]
+    enum Refusal {
+        InUse,
+        Store(String),
+    }
+
+    impl From<StoreError> for Refusal {
+        fn from(e: StoreError) -> Self {
+            Refusal::Store(e.to_string())
+        }
+    }
+
     #[test]
     fn a_failing_job_rolls_back_alone() {
         let (_dir, writer, path) = writer();
-        let ok = writer.submit(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?)).unwrap();
+        let ok = writer.submit(|c| -> StoreResult<usize> { Ok(c.execute("INSERT INTO t VALUES (1)", [])?) }).unwrap();
         let dup = writer
-            .submit(|c| {
+            .submit(|c| -> StoreResult<usize> {
                 c.execute("INSERT INTO t VALUES (2)", [])?;
                 Ok(c.execute("INSERT INTO t VALUES (1)", [])?)
             })
@@ -156,27 +197,38 @@ mod tests {
         assert!(ok.blocking_recv().unwrap().is_ok());
         assert!(dup.blocking_recv().unwrap().is_err());
         assert!(panics.blocking_recv().unwrap().is_err());
-        let values: Vec<i64> = Connection::open(&path)
-            .unwrap()
-            .prepare("SELECT v FROM t ORDER BY v")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
+        assert_eq!(values(&path), vec![1]);
+    }
+
+    #[test]
+    fn a_refusal_after_a_write_leaves_nothing_behind() {
+        let (_dir, writer, path) = writer();
+        let refused = writer
+            .submit(|c| -> Result<(), Refusal> {
+                c.execute("INSERT INTO t VALUES (7)", []).map_err(StoreError::from)?;
+                Err(Refusal::InUse)
+            })
             .unwrap();
-        assert_eq!(values, vec![1]);
+        let after =
+            writer.submit(|c| -> StoreResult<usize> { Ok(c.execute("INSERT INTO t VALUES (8)", [])?) }).unwrap();
+        assert_eq!(refused.blocking_recv().unwrap(), Err(Refusal::InUse));
+        assert!(after.blocking_recv().unwrap().is_ok());
+        assert_eq!(values(&path), vec![8], "the refused job's insert was rolled back");
     }
 
     #[test]
     fn concurrent_jobs_all_commit() {
         let (_dir, writer, path) = writer();
         let receivers: Vec<_> = (0..500)
-            .map(|i| writer.submit(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [i])?)).unwrap())
+            .map(|i| {
+                writer
+                    .submit(move |c| -> StoreResult<usize> { Ok(c.execute("INSERT INTO t VALUES (?1)", [i])?) })
+                    .unwrap()
+            })
             .collect();
         for r in receivers {
             r.blocking_recv().unwrap().unwrap();
         }
-        let n: i64 = Connection::open(&path).unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 500);
+        assert_eq!(values(&path).len(), 500);
     }
 }

@@ -1,6 +1,7 @@
 //! `hello`: the test task of `POST /srv/v1/hello`. It proves the whole queue works (submit,
 //! claim, run on a worker, durable result) and records which engine ran it.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{TaskContext, TaskFailure, TaskHandler};
@@ -15,9 +16,20 @@ pub fn engine_id() -> String {
 
 pub struct Hello;
 
+/// What a hello task is given.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloInput {
+    pub message: String,
+}
+
 impl TaskHandler for Hello {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
-        let message = ctx.task.input.get("message").cloned().unwrap_or(Value::Null);
+        let input = HelloInput::deserialize(&ctx.task.input).map_err(|e| TaskFailure {
+            exception: json!({"message": format!("the task input is not a hello input: {e}")}),
+            retryable: false,
+        })?;
+        let message = input.message;
         let engine = engine_id();
         let recorded = engine.clone();
         ctx.store.write_blocking(move |c| meta::set(c, meta::ENGINE, &recorded)).map_err(|e| TaskFailure {

@@ -78,9 +78,19 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 impl Queue {
     pub fn new(store: Store, depot: std::path::PathBuf, maintenance: Arc<MaintenanceSwitch>) -> Self {
-        let mut handlers: HashMap<&'static str, Arc<dyn TaskHandler>> = HashMap::new();
-        handlers.insert(hello::TYPE, Arc::new(hello::Hello));
-        handlers.insert(prune::TYPE, Arc::new(prune::Prune));
+        let handlers: Vec<(&'static str, Arc<dyn TaskHandler>)> =
+            vec![(hello::TYPE, Arc::new(hello::Hello)), (prune::TYPE, Arc::new(prune::Prune))];
+        Queue::with_handlers(store, depot, maintenance, handlers)
+    }
+
+    /// A queue that knows exactly these task types.
+    pub fn with_handlers(
+        store: Store,
+        depot: std::path::PathBuf,
+        maintenance: Arc<MaintenanceSwitch>,
+        handlers: Vec<(&'static str, Arc<dyn TaskHandler>)>,
+    ) -> Self {
+        let handlers: HashMap<&'static str, Arc<dyn TaskHandler>> = handlers.into_iter().collect();
         Queue {
             inner: Arc::new(Inner {
                 store,
@@ -161,8 +171,7 @@ impl Queue {
         let inner = &self.inner;
         while !inner.stopping.load(Ordering::SeqCst) {
             let seen = *inner.wake.0.lock().unwrap_or_else(|p| p.into_inner());
-            let in_maintenance = inner.maintenance.is_on();
-            match inner.store.write_blocking(move |c| task_rows::claim_next(c, in_maintenance)) {
+            match self.claim() {
                 Ok(Some(task)) => self.run_one(task),
                 Ok(None) => self.sleep_unless_woken(seen),
                 Err(e) => {
@@ -171,6 +180,12 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// Takes the next runnable task (only maintenance tasks while in maintenance mode).
+    fn claim(&self) -> StoreResult<Option<Task>> {
+        let in_maintenance = self.inner.maintenance.is_on();
+        self.inner.store.write_blocking(move |c| task_rows::claim_next(c, in_maintenance))
     }
 
     fn sleep_unless_woken(&self, seen: u64) {
@@ -228,4 +243,118 @@ impl Queue {
 /// Whether a status is an end state.
 pub fn is_final(status: &str) -> bool {
     matches!(status, "done" | "failed" | "expired")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::instance::Maintenance;
+    use crate::store::Pragmas;
+
+    /// Fails the first `failures` runs (retryably), then succeeds; or panics when told to.
+    struct Flaky {
+        failures: i64,
+        panics: bool,
+    }
+
+    impl TaskHandler for Flaky {
+        fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+            if self.panics {
+                panic!("handler bug");
+            }
+            if ctx.task.attempts <= self.failures {
+                return Err(TaskFailure { exception: json!({"message": "try again"}), retryable: true });
+            }
+            Ok(json!({"attempt": ctx.task.attempts}))
+        }
+    }
+
+    fn queue(handlers: Vec<(&'static str, Arc<dyn TaskHandler>)>) -> (tempfile::TempDir, Queue) {
+        let dir = tempfile::tempdir().unwrap();
+        let pragmas = Pragmas { busy_timeout: Duration::from_secs(30), synchronous: Synchronous::Normal };
+        let store = Store::open(&dir.path().join("q.db"), pragmas, 1).unwrap();
+        let maintenance = Arc::new(MaintenanceSwitch::load(&store).unwrap());
+        let queue = Queue::with_handlers(store, dir.path().join("depot"), maintenance, handlers);
+        (dir, queue)
+    }
+
+    fn submit(queue: &Queue, kind: &str, max_attempts: i64, run_in_maintenance: bool) -> Task {
+        let new = NewTask {
+            kind: kind.into(),
+            group: None,
+            app_name: None,
+            build_id: None,
+            input: json!({}),
+            max_attempts,
+            run_in_maintenance,
+        };
+        queue.inner.store.write_blocking(move |c| task_rows::insert(c, &new)).unwrap()
+    }
+
+    fn current(queue: &Queue, id: i64) -> Task {
+        queue.inner.store.read_blocking(|c| task_rows::get_by_id(c, id)).unwrap().unwrap()
+    }
+
+    fn run_next(queue: &Queue) -> Option<i64> {
+        let task = queue.claim().unwrap()?;
+        let id = task.id;
+        queue.run_one(task);
+        Some(id)
+    }
+
+    #[test]
+    fn a_retryable_failure_backs_off_before_the_next_attempt() {
+        let (_dir, queue) = queue(vec![("flaky", Arc::new(Flaky { failures: 1, panics: false }))]);
+        let task = submit(&queue, "flaky", 3, false);
+        assert_eq!(run_next(&queue), Some(task.id));
+        let after = current(&queue, task.id);
+        assert_eq!((after.status.as_str(), after.attempts), ("submitted", 1), "back in the queue");
+        assert_eq!(after.exception, Some(json!({"message": "try again"})));
+        assert_eq!(run_next(&queue), None, "not before its backoff has passed");
+    }
+
+    #[test]
+    fn a_task_fails_for_good_after_its_last_attempt() {
+        let (_dir, queue) = queue(vec![("flaky", Arc::new(Flaky { failures: 5, panics: false }))]);
+        let task = submit(&queue, "flaky", 1, false);
+        run_next(&queue);
+        let after = current(&queue, task.id);
+        assert_eq!((after.status.as_str(), after.attempts), ("failed", 1));
+        assert!(after.ended.is_some());
+    }
+
+    #[test]
+    fn a_panicking_handler_fails_its_task_without_retry() {
+        let (_dir, queue) = queue(vec![("boom", Arc::new(Flaky { failures: 0, panics: true }))]);
+        let task = submit(&queue, "boom", 5, false);
+        run_next(&queue);
+        let after = current(&queue, task.id);
+        assert_eq!(after.status, "failed");
+        assert_eq!(after.exception, Some(json!({"message": "the task handler crashed"})));
+    }
+
+    #[test]
+    fn an_unknown_task_type_fails_without_retry() {
+        let (_dir, queue) = queue(Vec::new());
+        let task = submit(&queue, "nosuch", 5, false);
+        run_next(&queue);
+        let after = current(&queue, task.id);
+        assert_eq!((after.status.as_str(), after.attempts), ("failed", 1));
+        assert_eq!(after.exception, Some(json!({"message": "unknown task type `nosuch`"})));
+    }
+
+    #[test]
+    fn in_maintenance_only_maintenance_tasks_run() {
+        let (_dir, queue) = queue(vec![("flaky", Arc::new(Flaky { failures: 0, panics: false }))]);
+        let on = Maintenance { enabled: true, message: "m".into(), retry_after: 60 };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(queue.inner.maintenance.set(&queue.inner.store, on)).unwrap();
+        let ordinary = submit(&queue, "flaky", 1, false);
+        let allowed = submit(&queue, "flaky", 1, true);
+        assert_eq!(run_next(&queue), Some(allowed.id));
+        assert_eq!(run_next(&queue), None, "the ordinary task waits for maintenance to end");
+        assert_eq!(current(&queue, allowed.id).status, "done");
+        assert_eq!(current(&queue, ordinary.id).status, "submitted");
+    }
 }

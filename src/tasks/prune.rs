@@ -1,19 +1,63 @@
 //! `prune`: removes published files in the background — of a deleted organization
 //! (`?prune=true`), a deleted app, or from a deleted deployment's origin (API.md §4, §7, §8).
 //!
-//! Input: `{"orgName", "appName"?, "depot": bool, "targets": [{"deployment", "prefix", "origin"}]}`.
+//! Input: [`PruneInput`], built by [`task`] in the same transaction as the delete that causes it.
 //! Files go from the local depot (when `depot`) and from every `fs` origin in `targets`. Removing
 //! objects from `s3` origins needs the S3 client of the publishing pipeline, which this server
 //! does not have yet: such a target is reported as a task warning instead of silently skipped.
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::domain::names;
+use crate::store::deployments::Deployment;
+use crate::store::tasks::NewTask;
 
 pub const TYPE: &str = "prune";
+
+/// What a prune task removes: the organization's (or one app's) published files, from the local
+/// depot when `depot` and from each target's origin.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PruneInput {
+    pub org_name: String,
+    pub app_name: Option<String>,
+    pub depot: bool,
+    pub targets: Vec<PruneTarget>,
+}
+
+/// Where the published files of one deployment live. The origin is the deployment's public part
+/// (type, path, endpoint, bucket…): a prune never needs a secret to find the files.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneTarget {
+    pub deployment: String,
+    pub prefix: String,
+    pub origin: Value,
+}
+
+impl PruneTarget {
+    pub fn of(d: &Deployment) -> PruneTarget {
+        PruneTarget { deployment: d.name.clone(), prefix: d.origin_prefix.clone(), origin: d.origin.clone() }
+    }
+}
+
+/// A background `prune` of an organization's (or one app's) published files.
+pub fn task(org: &str, app: Option<&str>, targets: Vec<PruneTarget>, depot: bool) -> NewTask {
+    let input = PruneInput { org_name: org.into(), app_name: app.map(str::to_string), depot, targets };
+    NewTask {
+        kind: TYPE.into(),
+        group: None,
+        app_name: app.map(str::to_string),
+        build_id: None,
+        input: serde_json::to_value(input).unwrap_or(Value::Null),
+        max_attempts: 5,
+        run_in_maintenance: false,
+    }
+}
 
 pub struct Prune;
 
@@ -46,24 +90,24 @@ fn published_dirs(root: &Path, org: &str, app: Option<&str>) -> Vec<PathBuf> {
 
 impl TaskHandler for Prune {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
-        let input = &ctx.task.input;
-        let org = input.get("orgName").and_then(Value::as_str).unwrap_or_default();
-        let app = input.get("appName").and_then(Value::as_str);
+        let input = PruneInput::deserialize(&ctx.task.input)
+            .map_err(|e| failure(format!("the task input is not a prune input: {e}"), false))?;
+        let (org, app) = (input.org_name.as_str(), input.app_name.as_deref());
         // Names were validated on the way in; refuse anything that could leave the tree anyway.
         if names::validate("orgName", org).is_err() || app.is_some_and(|a| names::validate("appName", a).is_err()) {
             return Err(failure("invalid organization or app name".into(), false));
         }
         let mut roots: Vec<(String, PathBuf)> = Vec::new();
-        if input.get("depot").and_then(Value::as_bool).unwrap_or(true) {
+        if input.depot {
             roots.push(("depot".into(), ctx.depot.to_path_buf()));
         }
-        let targets = input.get("targets").and_then(Value::as_array).cloned().unwrap_or_default();
-        for target in &targets {
-            let deployment = target.get("deployment").and_then(Value::as_str).unwrap_or("?");
-            let prefix = target.get("prefix").and_then(Value::as_str).unwrap_or("");
-            match (target["origin"].get("type").and_then(Value::as_str), target["origin"].get("path").and_then(Value::as_str)) {
-                (Some("fs"), Some(path)) if crate::domain::origins::validate_prefix(prefix).is_ok() => {
-                    roots.push((format!("deployment {deployment}"), Path::new(path).join(prefix)))
+        for target in &input.targets {
+            let deployment = &target.deployment;
+            let origin =
+                (target.origin.get("type").and_then(Value::as_str), target.origin.get("path").and_then(Value::as_str));
+            match origin {
+                (Some("fs"), Some(path)) if crate::domain::origins::validate_prefix(&target.prefix).is_ok() => {
+                    roots.push((format!("deployment {deployment}"), Path::new(path).join(&target.prefix)))
                 }
                 _ => ctx
                     .warn(json!({"message": format!("files on deployment {deployment} were not removed: only fs origins can be pruned so far")}))

@@ -30,6 +30,8 @@ pub struct Reply {
     pub body: Value,
     pub retry_after: Option<String>,
     pub content_type: Option<String>,
+    /// The `Allow` header (405 answers).
+    pub allow: Option<String>,
 }
 
 impl Reply {
@@ -236,9 +238,10 @@ pub fn send_raw(method: &str, url: &str, headers: &[(&str, &str)], body: Option<
     let status = resp.status();
     let retry_after = resp.header("retry-after").map(str::to_string);
     let content_type = resp.header("content-type").map(str::to_string);
+    let allow = resp.header("allow").map(str::to_string);
     let text = resp.into_string().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply { status, body, retry_after, content_type }
+    Reply { status, body, retry_after, content_type, allow }
 }
 
 /// Polls `f` until it answers `Some`, for at most `limit`.

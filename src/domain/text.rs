@@ -1,0 +1,294 @@
+//! The value types of request fields. Each one checks itself while it is deserialized, so a
+//! request struct made of them is valid once it exists, and the error names the field's path.
+//!
+//! Every text field has a maximum length: without one a single client can make every list answer
+//! as large as the body limit times the number of rows.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+/// The documented maximum lengths (in characters) of text fields.
+pub mod limits {
+    /// Labels of organizations, roles, apps, deployments and machine accounts.
+    pub const LABEL: usize = 200;
+    /// E-mail addresses (RFC 5321 path limit).
+    pub const EMAIL: usize = 254;
+    /// First names, surnames and titles.
+    pub const PERSON: usize = 100;
+    /// Passwords (PBKDF2 would hash any length; the bound keeps a login cheap to refuse).
+    pub const PASSWORD: usize = 1024;
+    /// URLs of subscriptions.
+    pub const URL: usize = 2048;
+    /// Free-text messages (ping, hello, maintenance).
+    pub const MESSAGE: usize = 1000;
+    /// Usernames and organization names as typed into a login (checked against stored names).
+    pub const LOGIN_NAME: usize = 50;
+    /// An RSA public key in PEM (4096-bit keys are about 800 characters).
+    pub const PUBLIC_KEY: usize = 8192;
+    /// Paths of `fs` origins.
+    pub const PATH: usize = 1024;
+    /// `originPrefix` of a deployment.
+    pub const PREFIX: usize = 200;
+    /// Short identifiers: types, S3 regions, endpoints, buckets, access key ids.
+    pub const SHORT: usize = 255;
+    /// Secrets to seal: S3 secret keys, CDN download-auth keys.
+    pub const SECRET: usize = 1024;
+}
+
+/// A string of at most `MAX` characters.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Text<const MAX: usize>(String);
+
+impl<const MAX: usize> Text<MAX> {
+    /// A value that does not come from a request (stored, or built by the server): not checked.
+    pub fn trusted(value: &str) -> Self {
+        Text(value.to_string())
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> Deref for Text<MAX> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Never prints the value: a text field may be a password or a secret key.
+impl<const MAX: usize> fmt::Debug for Text<MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text({} chars)", self.0.chars().count())
+    }
+}
+
+impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.chars().count() > MAX {
+            return Err(de::Error::custom(format!("must be at most {MAX} characters")));
+        }
+        Ok(Text(text))
+    }
+}
+
+fn name_ok(value: &str, extra: &[char]) -> bool {
+    (2..=50).contains(&value.chars().count())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
+}
+
+/// Why a name was refused, as the API says it.
+pub const NAME_RULE: &str = "must be 2 to 50 letters, digits and _";
+pub const DEPLOYMENT_NAME_RULE: &str = "must be 2 to 50 letters, digits, _, [ and ]";
+/// The patterns of API.md §1.3, for the OpenAPI document.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_]{2,50}$";
+pub const DEPLOYMENT_NAME_PATTERN: &str = r"^[A-Za-z0-9_\[\]]{2,50}$";
+
+/// An organization, user, role, app or subscription name: `^[A-Za-z0-9_]{2,50}$`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+/// A deployment name: `^[A-Za-z0-9_\[\]]{2,50}$`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DeploymentName(String);
+
+macro_rules! name_type {
+    ($ty:ident, $extra:expr, $rule:expr) => {
+        impl $ty {
+            /// Checks a name that did not come through deserialization (a path segment).
+            pub fn parse(value: &str) -> Result<Self, &'static str> {
+                if name_ok(value, $extra) {
+                    Ok($ty(value.to_string()))
+                } else {
+                    Err($rule)
+                }
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                $ty::parse(&text).map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+name_type!(Name, &[], NAME_RULE);
+name_type!(DeploymentName, &['[', ']'], DEPLOYMENT_NAME_RULE);
+
+/// A plausible e-mail address of at most 254 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let e = String::deserialize(d)?;
+        let plausible = e.chars().count() <= limits::EMAIL
+            && !e.chars().any(char::is_whitespace)
+            && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+        if !plausible {
+            return Err(de::Error::custom("must be an email address"));
+        }
+        Ok(Email(e))
+    }
+}
+
+/// A whole number within `MIN..=MAX`. Only a JSON number: `"5"` is a wrong type, not a 5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Within<const MIN: i64, const MAX: i64>(i64);
+
+impl<const MIN: i64, const MAX: i64> Within<MIN, MAX> {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Within<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        if !(MIN..=MAX).contains(&n) {
+            return Err(de::Error::custom(format!("must be a whole number from {MIN} to {MAX}")));
+        }
+        Ok(Within(n))
+    }
+}
+
+// The JSON Schemas of these types carry their limits, so the OpenAPI document states exactly what
+// the deserializer enforces.
+
+impl<const MAX: usize> JsonSchema for Text<MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Text{MAX}").into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "maxLength": MAX})
+    }
+}
+
+impl JsonSchema for Name {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Name".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": NAME_PATTERN})
+    }
+}
+
+impl JsonSchema for DeploymentName {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "DeploymentName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": DEPLOYMENT_NAME_PATTERN})
+    }
+}
+
+/// What [`Email`] accepts, as a pattern (a `format: email` would promise more than is checked).
+pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]*\.[^@\s]*$";
+
+impl JsonSchema for Email {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Email".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "maxLength": limits::EMAIL, "pattern": EMAIL_PATTERN})
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> JsonSchema for Within<MIN, MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Within{MIN}To{MAX}").into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": MIN, "maximum": MAX})
+    }
+}
+
+/// For PATCH fields where `null` means "remove": absent is `None`, `null` is `Some(None)`. Use
+/// with `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_patterns() {
+        for good in ["ab", "acme_games", "A1", &"x".repeat(50)] {
+            assert!(Name::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["a", "", "with space", "dash-name", "ünïcode", &"x".repeat(51), "br[ack]et"] {
+            assert!(Name::parse(bad).is_err(), "{bad}");
+        }
+        assert!(DeploymentName::parse("cdn[eu]").is_ok());
+        assert!(DeploymentName::parse("cdn-eu").is_err());
+    }
+
+    #[test]
+    fn text_longer_than_its_limit_is_refused() {
+        assert!(serde_json::from_str::<Text<3>>("\"abc\"").is_ok());
+        assert!(serde_json::from_str::<Text<3>>("\"äöü\"").is_ok(), "characters, not bytes");
+        let err = serde_json::from_str::<Text<3>>("\"abcd\"").unwrap_err();
+        assert!(err.to_string().starts_with("must be at most 3 characters"), "{err}");
+    }
+
+    #[test]
+    fn numbers_must_be_numbers_within_range() {
+        assert_eq!(serde_json::from_str::<Within<1, 100>>("5").unwrap().get(), 5);
+        assert!(serde_json::from_str::<Within<1, 100>>("\"5\"").is_err());
+        assert!(serde_json::from_str::<Within<1, 100>>("0").is_err());
+        assert!(serde_json::from_str::<Within<1, 100>>("5.5").is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! The request bodies of every endpoint, as typed structs. A struct that deserialized is valid as
+//! far as its shape goes: names match their patterns, texts keep within their documented limits,
+//! numbers are numbers in range, unknown fields are refused. Rules that need the database (does
+//! the role exist?) stay in the services.
+//!
+//! PATCH bodies use `Option<Option<T>>` where the contract says `null` removes a field: absent is
+//! `None` (leave it), `null` is `Some(None)` (remove it).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::origins::{DownloadAuthFields, OriginFields};
+use crate::domain::text::{limits, present, DeploymentName, Email, Name, Text, Within};
+
+pub type Label = Text<{ limits::LABEL }>;
+pub type Message = Text<{ limits::MESSAGE }>;
+pub type Password = Text<{ limits::PASSWORD }>;
+pub type PersonText = Text<{ limits::PERSON }>;
+
+/// `POST /srv/v1/ping`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ping {
+    pub message: Option<Message>,
+}
+
+/// `POST /srv/v1/hello` [compat: both fields required].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    pub message: Message,
+    pub maintenance: bool,
+}
+
+/// `POST /srv/v1/maintenance`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetMaintenance {
+    pub enabled: bool,
+    pub message: Option<Message>,
+    pub retry_after: Option<Within<1, 86_400>>,
+}
+
+/// The first administrator of a new organization.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrgAdmin {
+    pub username: Option<Name>,
+    pub email: Option<Email>,
+    pub firstname: Option<PersonText>,
+    pub surname: Option<PersonText>,
+}
+
+/// `POST /adm/v1/orgs`, `POST /be/v1/orgs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOrg {
+    pub name: Name,
+    pub label: Option<Label>,
+    pub public_key: Option<Text<{ limits::PUBLIC_KEY }>>,
+    pub admin: Option<NewOrgAdmin>,
+}
+
+/// `POST /be/v1/login`: username+password, orgName with a selection token, or all three.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Login {
+    pub username: Option<Text<{ limits::LOGIN_NAME }>>,
+    pub password: Option<Password>,
+    pub org_name: Option<Text<{ limits::LOGIN_NAME }>>,
+}
+
+/// `POST /be/v1/refresh`: the token is in the header; the body is `{}` [compat], anything else
+/// in it is ignored.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Refresh {}
+
+/// `user` or `machine`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    User,
+    Machine,
+}
+
+/// `POST /be/v1/users`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: Name,
+    #[serde(rename = "type")]
+    pub kind: Option<AccountType>,
+    pub email: Option<Email>,
+    pub firstname: Option<PersonText>,
+    pub surname: Option<PersonText>,
+    pub title: Option<PersonText>,
+    pub label: Option<Label>,
+    pub roles: Option<Vec<Name>>,
+    #[schemars(length(min = 12))]
+    pub password: Option<Password>,
+}
+
+/// `PATCH /be/v1/users`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeUser {
+    pub username: Option<Name>,
+    #[serde(default, deserialize_with = "present")]
+    pub email: Option<Option<Email>>,
+    #[serde(default, deserialize_with = "present")]
+    pub firstname: Option<Option<PersonText>>,
+    #[serde(default, deserialize_with = "present")]
+    pub surname: Option<Option<PersonText>>,
+    #[serde(default, deserialize_with = "present")]
+    pub title: Option<Option<PersonText>>,
+    #[serde(default, deserialize_with = "present")]
+    pub label: Option<Option<Label>>,
+    pub roles: Option<Vec<Name>>,
+    #[serde(rename = "oldPW")]
+    pub old_pw: Option<Password>,
+    #[serde(rename = "newPW")]
+    #[schemars(length(min = 12))]
+    pub new_pw: Option<Password>,
+    #[serde(rename = "resetCreds")]
+    pub reset_creds: Option<bool>,
+}
+
+/// `POST /be/v1/apikeys`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub username: Option<Name>,
+}
+
+/// `POST /be/v1/roles`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRole {
+    pub name: Name,
+    pub label: Option<Label>,
+    /// Resource name → bitmask; checked against the permission table by the domain.
+    #[schemars(schema_with = "crate::domain::permissions::request_schema")]
+    pub permissions: serde_json::Map<String, Value>,
+}
+
+/// `PATCH /be/v1/roles`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    pub name: Name,
+    pub label: Option<Label>,
+    #[schemars(schema_with = "crate::domain::permissions::request_schema")]
+    pub permissions: Option<serde_json::Map<String, Value>>,
+}
+
+/// `POST /be/v1/deployments`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDeployment {
+    pub name: DeploymentName,
+    pub label: Option<Label>,
+    pub origin_prefix: Option<Text<{ limits::PREFIX }>>,
+    pub origin: OriginFields,
+    pub download_auth: Option<DownloadAuthFields>,
+}
+
+/// `PATCH /be/v1/deployments`: only what is sent changes; `null` removes an optional field.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeDeployment {
+    pub name: DeploymentName,
+    #[serde(default, deserialize_with = "present")]
+    pub label: Option<Option<Label>>,
+    #[serde(default, deserialize_with = "present")]
+    pub origin_prefix: Option<Option<Text<{ limits::PREFIX }>>>,
+    /// `null` is refused: a deployment always has an origin.
+    #[serde(default, deserialize_with = "present")]
+    pub origin: Option<Option<OriginFields>>,
+    #[serde(default, deserialize_with = "present")]
+    pub download_auth: Option<Option<DownloadAuthFields>>,
+}
+
+/// `maxBuilds` bounds [compat].
+pub type MaxBuilds = Within<1, 100>;
+
+/// `POST /be/v1/apps`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApp {
+    pub name: Name,
+    pub label: Label,
+    pub max_builds: Option<MaxBuilds>,
+    /// Absent, `null` or empty: all of the organization's deployments.
+    pub deployments: Option<Vec<DeploymentName>>,
+}
+
+/// `PATCH /be/v1/apps`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeApp {
+    pub name: Name,
+    pub label: Option<Label>,
+    pub max_builds: Option<MaxBuilds>,
+    /// `null` or `[]`: all of the organization's deployments from now on.
+    #[serde(default, deserialize_with = "present")]
+    pub deployments: Option<Option<Vec<DeploymentName>>>,
+}
+
+/// `webhook` or `slack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionType {
+    Webhook,
+    Slack,
+}
+
+impl SubscriptionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionType::Webhook => "webhook",
+            SubscriptionType::Slack => "slack",
+        }
+    }
+}
+
+/// One event a subscription listens to.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["dltar", "mkraw", "deploy"]))]
+    pub kind: Text<{ limits::SHORT }>,
+    #[schemars(extend("enum" = ["submit", "begin", "end", "error"]))]
+    pub event: Text<{ limits::SHORT }>,
+}
+
+/// `POST /be/v1/subscriptions`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubscription {
+    pub name: Name,
+    #[serde(rename = "type")]
+    pub kind: SubscriptionType,
+    pub url: Text<{ limits::URL }>,
+    pub events: Option<Vec<EventFilter>>,
+}
