@@ -156,3 +156,53 @@ pub fn version() -> Result<(), String> {
     println!("target {}-{}", std::env::consts::ARCH, std::env::consts::OS);
     Ok(())
 }
+
+/// Where to fetch from and what to build, for `rockit-edge fetch`.
+#[derive(clap::Args)]
+pub struct FetchArgs {
+    /// Depot or origin directory, or an http:// base URL in front of one.
+    #[arg(long, value_name = "DIR|URL")]
+    pub from: String,
+    /// Organization name.
+    #[arg(long)]
+    pub org: String,
+    /// App name.
+    #[arg(long)]
+    pub app: String,
+    /// The build to produce.
+    #[arg(long)]
+    pub build: u32,
+    /// The image's dxfName; needed with an http:// origin (a directory is listed).
+    #[arg(long)]
+    pub dxf_name: Option<String>,
+    /// DEST holds build B: update it to BUILD with the patch B → BUILD only.
+    #[arg(long, value_name = "B")]
+    pub update_from: Option<u32>,
+    /// The tree to write (empty or missing for a full rebuild).
+    #[arg(long, value_name = "DIR")]
+    pub dest: std::path::PathBuf,
+}
+
+pub fn fetch(args: &FetchArgs) -> Result<(), String> {
+    use crate::engine::client::{Client, DirOrigin, HttpOrigin, Origin};
+    let origin: Box<dyn Origin> = if args.from.starts_with("http://") {
+        Box::new(HttpOrigin::new(&args.from))
+    } else {
+        Box::new(DirOrigin { root: args.from.clone().into() })
+    };
+    let client = Client::new(origin.as_ref(), &args.org, &args.app);
+    let report = match args.update_from {
+        Some(from) => client.update(from, args.build, &args.dest),
+        None => client.rebuild(args.build, args.dxf_name.as_deref(), &args.dest),
+    }
+    .map_err(|e| e.to_string())?;
+    println!(
+        "build {} in {}: {} files written, {} kept, {} bytes fetched",
+        args.build,
+        args.dest.display(),
+        report.files_written,
+        report.files_kept,
+        report.bytes_fetched
+    );
+    Ok(())
+}

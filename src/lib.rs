@@ -5,6 +5,7 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod identity;

@@ -60,6 +60,9 @@ enum Command {
     },
     /// Print version, schema version and build information.
     Version,
+    /// Reference client: rebuild a published build, or update a tree of an older build with
+    /// the patch only; every file is verified against its SHA-256.
+    Fetch(commands::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Migrate { check } => commands::migrate(&settings, check),
         Command::Healthcheck { url } => commands::healthcheck(&settings, url.as_deref()),
         Command::Version => commands::version(),
+        Command::Fetch(args) => commands::fetch(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

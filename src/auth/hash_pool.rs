@@ -17,7 +17,9 @@ pub struct Overloaded;
 
 impl HashPool {
     pub fn start(threads: usize) -> std::io::Result<HashPool> {
-        Ok(HashPool(Pool::start("pw-hash", vec![(); threads.max(1)], MAX_QUEUED, lower_priority)?))
+        Ok(HashPool(Pool::start("pw-hash", vec![(); threads.max(1)], MAX_QUEUED, || {
+            lower_priority("password hashing")
+        })?))
     }
 
     /// Runs `work` on the pool and waits for it without blocking the async worker.
@@ -35,8 +37,9 @@ impl HashPool {
 /// any cycle nobody else wants, and any request-handling thread that wakes up takes the CPU from
 /// it at once. Plain nice values were measured not to be enough: a woken thread waited out the
 /// hashing thread's time slice, which quadrupled the list p99 under a login flood. Where the
-/// policy cannot be set, the lowest nice value is the fallback.
-fn lower_priority() {
+/// policy cannot be set, the lowest nice value is the fallback. `what` names the work in the
+/// warning; the build engine's pool uses it too.
+pub(crate) fn lower_priority(what: &str) {
     // SAFETY: plain syscalls on the calling thread with a valid, zeroed parameter block.
     unsafe {
         let param: libc::sched_param = std::mem::zeroed();
@@ -44,8 +47,8 @@ fn lower_priority() {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
             if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
                 log::warn!(
-                    "password hashing runs at normal priority (a system-call filter denies changing it): \
-                     a login flood will slow other requests"
+                    "{what} runs at normal priority (a system-call filter denies changing it): \
+                     a burst of it will slow other requests"
                 );
             }
         }

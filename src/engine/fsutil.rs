@@ -1,0 +1,88 @@
+//! Durable file writes: every output is written to a temporary name, fsynced, renamed into
+//! place and its directory fsynced, so a crash leaves either the old state or the whole new file.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::error::{IoContext, Result};
+
+/// A name unique within this process, for temporary files and directories. The prefix marks
+/// them as leftovers a cleanup may remove.
+pub fn temp_name(hint: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!(".tmp-{}-{}-{n}-{nanos}", hint, std::process::id())
+}
+
+/// Removes what a crash left in `dir` (not below it): temporary files and staging
+/// directories of interrupted writes. Only safe while no engine call writes into `dir`, which
+/// one import per app at a time guarantees. Returns how many were removed.
+pub fn remove_leftovers(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(super::error::EngineError::Io { context: format!("list {}", dir.display()), source: e }),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir { fs::remove_dir_all(&path) } else { fs::remove_file(&path) }
+            .ctx(|| format!("remove {}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` durably (temp, fsync, rename, fsync of the directory).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent(path);
+    fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    let tmp = dir.join(temp_name("w"));
+    let result = (|| {
+        let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
+        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+        fs::rename(&tmp, path).ctx(|| format!("rename to {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    fsync_dir(&dir)
+}
+
+pub fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Lower-case hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// SHA-256 of a byte string, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}

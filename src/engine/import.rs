@@ -1,0 +1,276 @@
+//! `mkraw`'s first half: read a (possibly compressed) tar as a stream, validate every entry,
+//! chunk and hash file contents, store new chunks on the pool, and return the build's manifest.
+//! Memory holds one chunk per pool slot plus the manifest, whatever the tar's size.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tar::EntryType;
+
+use super::chunker;
+use super::error::{EngineError, IoContext, Result};
+use super::fsutil::hex;
+use super::manifest::{ChunkRef, Entry, EntryKind, Manifest, Warning, MANIFEST_FORMAT};
+use super::pool::WorkPool;
+use super::sniff::{self, Wrapping};
+use super::store::{ChunkId, ChunkStore};
+use super::validate::{ancestors, check_link, normalize_path};
+use super::Hooks;
+
+/// Pending new chunk bytes that trigger a flush of the store: bounds the pending list (and
+/// what a crash makes the rerun store again) while keeping syncs rare.
+const FLUSH_EVERY: u64 = 256 << 20;
+
+/// How many example paths a warning names.
+const WARNING_EXAMPLES: usize = 5;
+
+/// Counts the input bytes the tar reader consumed, for progress against the input's size.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The tree being assembled: entries by path plus the directories implied by deeper paths.
+#[derive(Default)]
+struct Tree {
+    entries: Vec<Entry>,
+    by_path: HashMap<String, usize>,
+    implied_dirs: HashMap<String, ()>,
+    links: HashMap<String, String>,
+    empty_files: Vec<String>,
+    lower_case: HashMap<String, String>,
+    case_collisions: Vec<String>,
+}
+
+impl Tree {
+    /// Refuses a second entry for a path, an entry below a file or link, and a file or link
+    /// where earlier entries implied a directory.
+    fn admit(&mut self, path: &str, is_dir: bool) -> Result<()> {
+        if self.by_path.contains_key(path) {
+            return Err(EngineError::file_read_failed(path, "unique path", "duplicate entry"));
+        }
+        if !is_dir && self.implied_dirs.contains_key(path) {
+            return Err(EngineError::file_read_failed(path, "directory", "file over a directory"));
+        }
+        for dir in ancestors(path) {
+            if let Some(&i) = self.by_path.get(dir) {
+                if !matches!(self.entries[i].kind, EntryKind::Dir { .. }) {
+                    return Err(EngineError::file_read_failed(
+                        path,
+                        "path below a directory",
+                        format!("path below {dir}"),
+                    ));
+                }
+            }
+        }
+        for dir in ancestors(path) {
+            self.implied_dirs.insert(dir.to_string(), ());
+        }
+        let lower = path.to_lowercase();
+        match self.lower_case.get(&lower) {
+            Some(other) if other != path => self.case_collisions.push(format!("{other} / {path}")),
+            Some(_) => {}
+            None => {
+                self.lower_case.insert(lower, path.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, path: String, kind: EntryKind) {
+        let order = self.entries.len() as u64;
+        self.by_path.insert(path.clone(), self.entries.len());
+        self.entries.push(Entry { path, order, kind });
+    }
+
+    fn warnings(&self) -> Vec<Warning> {
+        let mut warnings = Vec::new();
+        let examples = |list: &[String]| list.iter().take(WARNING_EXAMPLES).cloned().collect::<Vec<_>>().join(", ");
+        if !self.empty_files.is_empty() {
+            warnings.push(Warning {
+                code: "emptyFiles".into(),
+                message: format!("{} empty file(s): {}", self.empty_files.len(), examples(&self.empty_files)),
+            });
+        }
+        if !self.case_collisions.is_empty() {
+            warnings.push(Warning {
+                code: "caseCollision".into(),
+                message: format!(
+                    "{} name(s) differ only in case and collide on Windows clients: {}",
+                    self.case_collisions.len(),
+                    examples(&self.case_collisions)
+                ),
+            });
+        }
+        warnings
+    }
+}
+
+fn entry_kind_name(t: EntryType) -> String {
+    match t {
+        EntryType::Char => "character device".into(),
+        EntryType::Block => "block device".into(),
+        EntryType::Fifo => "FIFO".into(),
+        EntryType::GNUSparse => "sparse file".into(),
+        other => format!("tar entry type {:?}", other.as_byte() as char),
+    }
+}
+
+/// Reads the tar from `reader` and returns the build's manifest; see `Engine::import_tar`.
+pub fn import_tar<R: Read + Send>(
+    reader: R,
+    size_hint: Option<u64>,
+    store: &ChunkStore,
+    pool: &WorkPool,
+    hooks: &Hooks,
+) -> Result<Manifest> {
+    let consumed = Arc::new(AtomicU64::new(0));
+    let (tar_stream, wrapping) = sniff::open_tar(Counting { inner: reader, count: consumed.clone() })?;
+    let mut tree = Tree::default();
+    let batch = pool.batch();
+    let mut archive = tar::Archive::new(tar_stream);
+    let entries = archive.entries().ctx(|| format!("read {}", sniff::INPUT_NAME))?;
+    let report = || (hooks.progress)(consumed.load(Ordering::Relaxed), size_hint.unwrap_or(0));
+    for entry in entries {
+        if (hooks.cancel)() {
+            return Err(EngineError::Cancelled);
+        }
+        let mut entry = entry.map_err(|e| tar_error(&e))?;
+        let header = entry.header();
+        let etype = header.entry_type();
+        if matches!(
+            etype,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
+            continue;
+        }
+        let raw_path = entry.path_bytes().into_owned();
+        let mode = header.mode().map_err(|e| tar_error(&e))? & 0o777;
+        let Some(path) = normalize_path(&raw_path)? else {
+            if etype == EntryType::Directory {
+                continue;
+            }
+            return Err(EngineError::file_read_failed(".", "directory", "file at the root path"));
+        };
+        match etype {
+            EntryType::Directory => {
+                tree.admit(&path, true)?;
+                tree.push(path, EntryKind::Dir { mode });
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                tree.admit(&path, false)?;
+                let size = entry.size();
+                let (sha256, chunks) = chunk_file(&mut entry, store, &batch, hooks, &report)?;
+                if size == 0 {
+                    tree.empty_files.push(path.clone());
+                }
+                tree.push(path, EntryKind::File { mode, size, sha256, chunks });
+            }
+            EntryType::Symlink => {
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = String::from_utf8(target)
+                    .map_err(|_| EngineError::file_read_failed(&path, "UTF-8 link target", "non-UTF-8 link target"))?;
+                tree.admit(&path, false)?;
+                tree.links.insert(path.clone(), target.clone());
+                tree.push(path, EntryKind::Symlink { target });
+            }
+            EntryType::Link => {
+                // A hard link repeats an earlier file: same content, so the same chunks.
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target_path = normalize_path(&target)?.unwrap_or_default();
+                let kind = match tree.by_path.get(&target_path).map(|&i| &tree.entries[i].kind) {
+                    Some(EntryKind::File { size, sha256, chunks, .. }) => {
+                        EntryKind::File { mode, size: *size, sha256: sha256.clone(), chunks: chunks.clone() }
+                    }
+                    _ => {
+                        return Err(EngineError::file_read_failed(
+                            &path,
+                            "hard link to an earlier file",
+                            "dangling hard link",
+                        ))
+                    }
+                };
+                tree.admit(&path, false)?;
+                tree.push(path, kind);
+            }
+            other => {
+                return Err(EngineError::file_read_failed(&path, "file, directory or symlink", entry_kind_name(other)))
+            }
+        }
+        report();
+    }
+    drop(archive);
+    batch.wait()?;
+    // In path order, so the same tar always reports the same link.
+    let mut links: Vec<_> = tree.links.iter().collect();
+    links.sort();
+    for (path, target) in links {
+        check_link(path, target, &tree.links)?;
+    }
+    // Every chunk the manifest names is durable under its name before the caller commits it.
+    store.flush()?;
+    let mut warnings = Vec::new();
+    match wrapping {
+        Wrapping::Plain => {}
+        Wrapping::Gzip | Wrapping::Zstd => warnings.push(Warning {
+            code: "compressedTar".into(),
+            message: format!(
+                "{} is {}-compressed; accepted, but an uncompressed tar is expected",
+                sniff::INPUT_NAME,
+                if wrapping == Wrapping::Gzip { "gzip" } else { "zstd" }
+            ),
+        }),
+    }
+    warnings.extend(tree.warnings());
+    let mut files = tree.entries;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Manifest { format: MANIFEST_FORMAT, files, warnings })
+}
+
+/// A tar the `tar` crate cannot parse (bad checksum, truncated) is not a valid tar.
+fn tar_error(e: &std::io::Error) -> EngineError {
+    EngineError::file_read_failed(sniff::INPUT_NAME, "tar", format!("damaged tar ({e})"))
+}
+
+/// Chunks one file, hashing it on the way, and queues the chunks the store lacks.
+fn chunk_file<R: Read>(
+    contents: R,
+    store: &ChunkStore,
+    batch: &super::pool::Batch,
+    hooks: &Hooks,
+    report: &dyn Fn(),
+) -> Result<(String, Vec<ChunkRef>)> {
+    let mut file_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut refs = Vec::new();
+    for chunk in chunker::chunks(contents) {
+        if (hooks.cancel)() {
+            return Err(EngineError::Cancelled);
+        }
+        let data = chunk.map_err(|e| match e {
+            EngineError::Io { source, .. } => tar_error(&source),
+            other => other,
+        })?;
+        file_hash.update(&data);
+        let id = ChunkId::of(&data);
+        refs.push(ChunkRef { id: id.clone(), len: data.len() as u32 });
+        if !store.contains(&id)? {
+            let store = store.clone();
+            batch.spawn(move || store.put(&id, &data))?;
+        }
+        if store.pending_bytes()? >= FLUSH_EVERY {
+            store.flush()?;
+        }
+        report();
+    }
+    Ok((hex(file_hash.finish().as_ref()), refs))
+}

@@ -1,0 +1,32 @@
+//! The compat published layout (API.md §7), shared by the depot, every `fs` origin and the
+//! reference client.
+
+use std::path::{Path, PathBuf};
+
+/// `<root>/dxf/<org>/<app>/<build:04>`: the directory holding the build's `<dxfName>/`.
+pub fn build_dir(root: &Path, org: &str, app: &str, build: u32) -> PathBuf {
+    root.join(build_rel(org, app, build))
+}
+
+/// The same as a `/`-separated relative path (HTTP origins).
+pub fn build_rel(org: &str, app: &str, build: u32) -> String {
+    format!("dxf/{org}/{app}/{build:04}")
+}
+
+/// `<root>/pat/<org>/<app>/<to:04>/<from:04>`: the patch from build `from` to build `to`.
+pub fn patch_dir(root: &Path, org: &str, app: &str, to: u32, from: u32) -> PathBuf {
+    root.join(patch_rel(org, app, to, from))
+}
+
+pub fn patch_rel(org: &str, app: &str, to: u32, from: u32) -> String {
+    format!("pat/{org}/{app}/{to:04}/{from:04}")
+}
+
+pub const INDEX_FILE: &str = "index.zst";
+pub const PATCH_FILE: &str = "patch.zst";
+pub const PATCH_DATA_FILE: &str = "patch.dat";
+
+/// `pack-00000`, `pack-00001`, …
+pub fn pack_name(n: u32) -> String {
+    format!("pack-{n:05}")
+}

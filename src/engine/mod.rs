@@ -1,0 +1,147 @@
+//! The built-in build engine (issue 9, `mkraw`): a native build's tar becomes chunks in the
+//! app's chunk store, a manifest, a DxF image and patches from older builds. It knows nothing
+//! of HTTP, SQL or tasks: the task layer calls it with a reader, directories and [`Hooks`].
+//! The formats it writes are specified in docs/FORMAT.md; [`client`] reads them back.
+//!
+//! Typical use by the task layer (one `Engine` per process; its pool is shared by all imports):
+//!
+//! ```text
+//! let engine = Engine::start(EngineOptions::default())?;
+//! let store = ChunkStore::open(state_dir.join("chunks").join(app_id))?;
+//! let hooks = Hooks::new(&|done, total| progress(done, total), &|| cancelled());
+//! let manifest = engine.import_tar(File::open(tar)?, Some(tar_len), &store, &hooks)?;
+//!     // EngineError::FileReadFailed(f) → the task's compat `fileReadFailed` exception
+//!     // manifest.warnings → the task's warnings
+//! manifest.save(&manifest_path)?;               // durable; a crash before it reruns the import
+//! let image = engine.write_image(&manifest, &store, &layout::build_dir(depot, org, app, n), &hooks)?;
+//!     // image.dxf_name, image.size_bytes
+//! let patch = engine.write_patch(&old_manifest, &manifest, &image, &store,
+//!                                &layout::patch_dir(depot, org, app, n, b), &hooks)?;
+//!     // patch.size_bytes
+//! // eviction of build N − maxBuilds, while no import of the app runs:
+//! store.prune(&[&retained_manifest, …])?;       // chunks no retained build uses, temp files
+//! fsutil::remove_leftovers(&build_dir)?;        // staging of an image write a crash cut short
+//! ```
+//!
+//! Every call is deterministic: rerunning it after a crash writes the same bytes, and outputs
+//! become visible only whole (temp + fsync + rename; data before index). Memory is bounded by the
+//! pool's queue (a few chunks) and the delta segment size, plus the manifests themselves.
+
+pub mod chunker;
+pub mod client;
+pub mod delta;
+pub mod error;
+pub mod fsutil;
+pub mod image;
+pub mod import;
+pub mod layout;
+pub mod manifest;
+pub mod origin;
+pub mod patch;
+pub mod pool;
+pub mod sniff;
+pub mod store;
+pub mod validate;
+
+use std::io::Read;
+use std::path::Path;
+
+pub use error::{EngineError, FileReadFailed};
+pub use image::{ImageInfo, ImageOptions, Index};
+pub use manifest::{Manifest, Warning};
+pub use patch::{Patch, PatchInfo, PatchOptions};
+pub use pool::WorkPool;
+pub use store::{ChunkId, ChunkStore};
+
+/// How the caller follows and stops a long engine call: `progress(done, total)` after each
+/// unit of work (`total` 0 when unknown), `cancel()` polled often; when it answers true the
+/// call returns `EngineError::Cancelled` and leaves only content-addressed or temporary files.
+pub struct Hooks<'a> {
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
+    pub cancel: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl<'a> Hooks<'a> {
+    pub fn new(progress: &'a (dyn Fn(u64, u64) + Sync), cancel: &'a (dyn Fn() -> bool + Sync)) -> Hooks<'a> {
+        Hooks { progress, cancel }
+    }
+}
+
+impl Default for Hooks<'static> {
+    /// No progress reporting, never cancelled.
+    fn default() -> Self {
+        Hooks { progress: &|_, _| {}, cancel: &|| false }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Worker threads of the low-priority pool (default: one per core).
+    pub threads: usize,
+    pub image: ImageOptions,
+    pub patch: PatchOptions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        EngineOptions { threads, image: ImageOptions::default(), patch: PatchOptions::default() }
+    }
+}
+
+/// The engine: options plus the low-priority pool its CPU work runs on. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pool: WorkPool,
+    options: EngineOptions,
+}
+
+impl Engine {
+    pub fn start(options: EngineOptions) -> std::io::Result<Engine> {
+        Ok(Engine { pool: WorkPool::start(options.threads)?, options })
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Validates and imports a build's tar (plain, or gzip/zstd-compressed with a warning):
+    /// new chunks go to `store`, the manifest comes back. `size_hint` (the input's length, if
+    /// known) is the progress total. Refused input: `EngineError::FileReadFailed`.
+    pub fn import_tar<R: Read + Send>(
+        &self,
+        reader: R,
+        size_hint: Option<u64>,
+        store: &ChunkStore,
+        hooks: &Hooks,
+    ) -> Result<Manifest, EngineError> {
+        import::import_tar(reader, size_hint, store, &self.pool, hooks)
+    }
+
+    /// Writes the DxF image of `manifest` into `build_dir/<dxfName>/` (`build_dir` is
+    /// `dxf/<org>/<app>/<NNNN>` of the depot, see [`layout::build_dir`]).
+    pub fn write_image(
+        &self,
+        manifest: &Manifest,
+        store: &ChunkStore,
+        build_dir: &Path,
+        hooks: &Hooks,
+    ) -> Result<ImageInfo, EngineError> {
+        image::write_image(manifest, store, build_dir, &self.options.image, hooks)
+    }
+
+    /// Writes `patch.dat` then `patch.zst` into `patch_dir` (`pat/<org>/<app>/<to>/<from>`,
+    /// see [`layout::patch_dir`]): the patch from build `from` to build `to`, whose image is
+    /// `to_image`.
+    pub fn write_patch(
+        &self,
+        from: &Manifest,
+        to: &Manifest,
+        to_image: &ImageInfo,
+        store: &ChunkStore,
+        patch_dir: &Path,
+        hooks: &Hooks,
+    ) -> Result<PatchInfo, EngineError> {
+        patch::write_patch(from, to, to_image, store, patch_dir, &self.options.patch, &self.pool, hooks)
+    }
+}
