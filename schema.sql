@@ -30,11 +30,15 @@ CREATE TABLE tasks (
     created            TEXT NOT NULL,
     started            TEXT,
     ended              TEXT,
-    org_id             INTEGER REFERENCES orgs (id) ON DELETE CASCADE
+    org_id             INTEGER REFERENCES orgs (id) ON DELETE CASCADE,
+    -- What the task has durably done (dltar: bytes and validator), so a retry resumes.
+    checkpoint         TEXT
 );
 
 CREATE INDEX tasks_runnable ON tasks (status, run_after);
 CREATE INDEX tasks_by_org ON tasks (org_id, created);
+-- A page of an organization's tasks, newest first, walks this index from its end.
+CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
 
 -- Identity and access.
 
@@ -151,6 +155,8 @@ CREATE TABLE apps (
     size_bytes       INTEGER NOT NULL DEFAULT 0,
     created          TEXT NOT NULL,
     updated          TEXT NOT NULL,
+    -- The group of the import holding the app (one import per app at a time), if any.
+    import_group     TEXT,
     UNIQUE (org_id, name)
 );
 

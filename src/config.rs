@@ -121,6 +121,13 @@ settings! {
         "window in which failed logins are counted", serde(deserialize_with = "read::duration");
     hello_timeout: Duration = Duration::from_secs(10), "10s",
         "how long POST /srv/v1/hello waits for its task", serde(deserialize_with = "read::duration");
+    outbound_allow_loopback: bool = false, "false",
+        "build URLs may point at this machine (127.0.0.0/8, ::1): for tests and local build servers",
+        serde(deserialize_with = "read::flag");
+    max_build_bytes: u64 = 64 << 30, "68719476736",
+        "largest build tar accepted, bytes", serde(deserialize_with = "read::within::<1, 18446744073709551615, _, _>");
+    download_timeout: Duration = Duration::from_secs(60), "60s",
+        "connect and per-read timeout of a build download", serde(deserialize_with = "read::duration");
 }
 
 fn available_cores() -> usize {
@@ -295,6 +302,28 @@ mod read {
         }
         let n = d.deserialize_any(Whole)?.filter(|n| (MIN..=MAX).contains(n));
         n.and_then(|n| T::try_from(n).ok()).ok_or_else(|| de::Error::custom(format!("must be within {MIN}..={MAX}")))
+    }
+
+    /// `true`/`false`, as a TOML boolean or as text (environment variables).
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        struct Flag;
+        impl Visitor<'_> for Flag {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<bool, E> {
+                Ok(b)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<bool, E> {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => Ok(true),
+                    "false" | "0" | "no" => Ok(false),
+                    _ => Err(E::custom(format!("`{text}` is not true or false"))),
+                }
+            }
+        }
+        d.deserialize_any(Flag)
     }
 
     pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -14,14 +14,17 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::keyring::Keyring;
 use crate::auth::sealing::Sealer;
 use crate::config::Settings;
+use crate::engine::{Engine, EngineOptions};
 use crate::http::access_log::AccessLog;
 use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
+use crate::outbound::policy::OutboundPolicy;
 use crate::resources::Resources;
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
-use crate::tasks::Queue;
+use crate::tasks::builds::BuildEnv;
+use crate::tasks::{self, Queue};
 
 /// Creates the state directory (mode 0700) if needed; answers whether it was new.
 pub fn prepare_state_dir(dir: &Path) -> Result<bool, String> {
@@ -57,7 +60,18 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let store = Store::open(&settings.database_path(), Pragmas::from_settings(&settings), settings.read_pool_size)
         .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
-    let queue = Queue::new(store.clone(), settings.state_dir.join("depot"), maintenance.clone());
+    let engine = Engine::start(EngineOptions::default()).map_err(|e| format!("cannot start the build engine: {e}"))?;
+    let builds = Arc::new(BuildEnv {
+        engine,
+        work_root: settings.state_dir.join("builds"),
+        policy: OutboundPolicy { allow_loopback: settings.outbound_allow_loopback, allow_link_local: false },
+        max_build_bytes: settings.max_build_bytes,
+        reserve_bytes: 256 << 20,
+        download_timeout: settings.download_timeout,
+    });
+    let mut handlers = tasks::standard_handlers();
+    handlers.extend(tasks::builds::handlers(builds));
+    let queue = Queue::with_handlers(store.clone(), settings.state_dir.join("depot"), maintenance.clone(), handlers);
     let resumed = queue.recover().map_err(|e| e.to_string())?;
     if resumed > 0 {
         log::warn!("resuming {resumed} task(s) interrupted by the last stop");

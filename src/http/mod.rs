@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod body;
+pub mod builds;
 pub mod client;
 pub mod console;
 pub mod health;
@@ -326,6 +327,11 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::GET, "/be/v1/apps/{appName}", User, "apps", "App details with builds and patches (apps read)", || web::to(resources::app))
         .answers(Answer::One("app")),
         spec(Method::DELETE, "/be/v1/apps/{appName}", User, "apps", "Delete an app; its images and patches are removed in the background (apps delete)", || web::to(resources::delete_app))
+        .answers(Answer::One("task")),
+        spec(Method::POST, "/be/v1/builds", User, "builds", "Import a build from a URL: queues dltar → mkraw → deploy; 409 busy while the app imports (apps update)", || web::to(builds::create_build))
+        .answers(Answer::One("task"))
+            .with_body::<requests::CreateBuild>(),
+        spec(Method::GET, "/be/v1/tasks/{taskName}", User, "tasks", "One task of the organization with progress, warnings, exception and attempts (tasks read)", || web::to(builds::task))
         .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))
         .answers(Answer::One("subscription"))

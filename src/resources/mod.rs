@@ -2,6 +2,7 @@
 //! call these functions; these check permissions, seal secrets and call the store.
 
 pub mod apps;
+pub mod builds;
 pub mod deployments;
 pub mod subscriptions;
 

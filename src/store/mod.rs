@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod apps;
+pub mod builds;
 pub mod deployments;
 pub mod meta;
 pub mod migrations;

@@ -1,0 +1,12 @@
+-- The build pipeline (issue 9).
+
+-- What a task has durably done so far (bytes downloaded and their validator, for dltar), so a
+-- retry or a restart after a crash resumes instead of starting over.
+ALTER TABLE tasks ADD COLUMN checkpoint TEXT;
+
+-- A page of an organization's tasks, newest first, is a walk of this index from its end: the
+-- page costs the same at a thousand tasks as at a million (no sort, no scan of older rows).
+CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
+
+-- One import per app at a time: the group of the import holding the app, if any.
+ALTER TABLE apps ADD COLUMN import_group TEXT;

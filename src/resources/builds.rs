@@ -1,0 +1,80 @@
+//! Imports (API.md §8) and the tasks they run (§9): `POST /be/v1/builds` takes the app for one
+//! import and queues the chain's first task in the same transaction.
+
+use super::Resources;
+use crate::domain::permissions::{Resource, READ, UPDATE};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::principal::Principal;
+use crate::store::apps;
+use crate::store::builds as build_rows;
+use crate::store::tasks::Task;
+use crate::tasks::builds::{self as chain, BuildInput, UrlSource};
+
+/// What `POST /be/v1/builds` asks for, checked as far as its shape goes.
+pub struct NewImport {
+    pub app_name: String,
+    pub build_name: Option<String>,
+    pub source: Option<UrlSource>,
+    pub size: Option<u64>,
+}
+
+/// A build URL must be http(s) with a host; where it may point is the outbound policy's call,
+/// made by the download itself (DNS can change between now and then).
+fn check_url(url: &str) -> ApiResult<()> {
+    let parsed = url::Url::parse(url).map_err(|e| ApiError::invalid("url", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ApiError::invalid("url", "must be an http or https URL with a host"));
+    }
+    Ok(())
+}
+
+impl Resources {
+    /// Starts an import: 409 `busy` while another import of the app runs.
+    pub async fn create_build(&self, caller: &Principal, import: NewImport) -> ApiResult<Task> {
+        caller.require(Resource::APPS, UPDATE)?;
+        let Some(source) = import.source else {
+            return Err(ApiError::invalid("url", "uploads are not available on this server yet: give the build's url"));
+        };
+        check_url(&source.url)?;
+        let (org_id, org_name) = (caller.org_id, caller.org_name.clone());
+        let task = self
+            .store
+            .write(move |c| -> ApiResult<Task> {
+                let app = apps::by_name(c, org_id, &import.app_name)?.ok_or(ApiError::NotFound { resource: "app" })?;
+                let busy = || ApiError::Busy(format!("an import of app `{}` is running", app.name));
+                if app.processing || app.exporting {
+                    return Err(busy());
+                }
+                let build_id = build_rows::last_build_number(c, app.id, &app.name, org_id)? + 1;
+                let input = BuildInput {
+                    org_id,
+                    org_name,
+                    app_id: app.id,
+                    app_name: app.name.clone(),
+                    build_id,
+                    build_name: import.build_name,
+                    source: Some(source),
+                    size: import.size,
+                    retained: build_rows::build_ids(c, app.id)?,
+                    max_builds: app.max_builds,
+                    image: None,
+                };
+                let group = format!("build-{}", crate::auth::hex(&crate::auth::random_bytes::<8>()));
+                build_rows::start_import(c, org_id, app.id, &chain::task(chain::DLTAR, &group, &input))?
+                    .ok_or_else(busy)
+            })
+            .await?;
+        self.queue.wake_workers();
+        Ok(task)
+    }
+
+    /// One task of the caller's organization.
+    pub async fn task(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
+        caller.require(Resource::TASKS, READ)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        self.store
+            .read(move |c| build_rows::task_in_org(c, org_id, &name))
+            .await?
+            .ok_or(ApiError::NotFound { resource: "task" })
+    }
+}

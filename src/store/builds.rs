@@ -1,0 +1,163 @@
+//! The rows of the build pipeline (issue 9): the per-app import lock, task checkpoints and the
+//! one transaction that makes a finished build current.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::tasks::{self as task_rows, NewTask, Task};
+use super::{now_rfc3339, StoreResult};
+
+/// Takes the app for an import and inserts the import's first task, in the caller's
+/// transaction. `None`: another import holds the app (the API answers 409 `busy`).
+pub fn start_import(conn: &Connection, org_id: i64, app_id: i64, first: &NewTask) -> StoreResult<Option<Task>> {
+    let taken = conn.execute(
+        "UPDATE apps SET import_group = ?2, processing = 1, updated = ?3 WHERE id = ?1 AND import_group IS NULL",
+        params![app_id, first.group, now_rfc3339()],
+    )?;
+    if taken == 0 {
+        return Ok(None);
+    }
+    insert_task(conn, org_id, first).map(Some)
+}
+
+/// Inserts a task of an organization (the list and details of tasks are per organization).
+pub fn insert_task(conn: &Connection, org_id: i64, task: &NewTask) -> StoreResult<Task> {
+    let inserted = task_rows::insert(conn, task)?;
+    conn.execute("UPDATE tasks SET org_id = ?2 WHERE id = ?1", params![inserted.id, org_id])?;
+    Ok(inserted)
+}
+
+/// The checkpoint a task recorded, if any.
+pub fn checkpoint(conn: &Connection, task_id: i64) -> StoreResult<Option<Value>> {
+    let text: Option<String> =
+        conn.query_row("SELECT checkpoint FROM tasks WHERE id = ?1", [task_id], |r| r.get(0)).optional()?.flatten();
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+pub fn set_checkpoint(conn: &Connection, task_id: i64, checkpoint: &Value) -> StoreResult<()> {
+    conn.execute("UPDATE tasks SET checkpoint = ?2 WHERE id = ?1", params![task_id, checkpoint.to_string()])?;
+    Ok(())
+}
+
+/// mkraw is done, deploy starts: the app shows `exporting` instead of `processing`.
+pub fn set_exporting(conn: &Connection, app_id: i64) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE apps SET processing = 0, exporting = 1, updated = ?2 WHERE id = ?1",
+        params![app_id, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// The import ended without a new build: the app is free again; `error` (a failed deploy) sets
+/// the app's `status:"error"`.
+pub fn release_failed(conn: &Connection, app_id: i64, error: Option<&str>) -> StoreResult<()> {
+    match error {
+        Some(message) => conn.execute(
+            "UPDATE apps SET import_group = NULL, processing = 0, exporting = 0, status = 'error', error = ?2,
+                 updated = ?3 WHERE id = ?1",
+            params![app_id, message, now_rfc3339()],
+        )?,
+        None => conn.execute(
+            "UPDATE apps SET import_group = NULL, processing = 0, exporting = 0, updated = ?2 WHERE id = ?1",
+            params![app_id, now_rfc3339()],
+        )?,
+    };
+    Ok(())
+}
+
+/// Records the last publish to a deployment (`status` `ok`/`error` with a message).
+pub fn set_deployment_status(conn: &Connection, org_id: i64, name: &str, error: Option<&str>) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE deployments SET status = CASE WHEN ?3 IS NULL THEN 'ok' ELSE 'error' END, message = ?3, updated = ?4
+         WHERE org_id = ?1 AND name = ?2",
+        params![org_id, name, error, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// A finished build as deploy commits it.
+pub struct NewBuild<'a> {
+    pub app_id: i64,
+    pub build_id: i64,
+    pub name: Option<&'a str>,
+    pub dxf_name: &'a str,
+    pub size_bytes: i64,
+    /// `(fromBuildId, sizeBytes)` of each patch to this build.
+    pub patches: &'a [(i64, i64)],
+    /// Builds that leave the app with this one (beyond `maxBuilds`), with their patches.
+    pub evicted: &'a [i64],
+}
+
+/// The one transaction that makes a build current: the build and its patches, `iCurBuild`,
+/// `dxfName`, eviction of builds beyond `maxBuilds`, and the app freed for the next import.
+pub fn commit_build(conn: &Connection, build: &NewBuild) -> StoreResult<()> {
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT OR REPLACE INTO builds (app_id, build_id, name, size_bytes, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![build.app_id, build.build_id, build.name, build.size_bytes, now],
+    )?;
+    for (from, size) in build.patches {
+        if build.evicted.contains(from) {
+            continue;
+        }
+        conn.execute(
+            "INSERT OR REPLACE INTO patches (app_id, from_build_id, to_build_id, size_bytes) VALUES (?1, ?2, ?3, ?4)",
+            params![build.app_id, from, build.build_id, size],
+        )?;
+    }
+    for old in build.evicted {
+        conn.execute(
+            "DELETE FROM patches WHERE app_id = ?1 AND (from_build_id = ?2 OR to_build_id = ?2)",
+            params![build.app_id, old],
+        )?;
+        conn.execute("DELETE FROM builds WHERE app_id = ?1 AND build_id = ?2", params![build.app_id, old])?;
+    }
+    conn.execute(
+        "UPDATE apps SET i_cur_build = ?2, dxf_name = ?3, import_group = NULL, processing = 0, exporting = 0,
+             status = 'ok', error = NULL, updated = ?4 WHERE id = ?1",
+        params![build.app_id, build.build_id, build.dxf_name, now],
+    )?;
+    Ok(())
+}
+
+/// The app's builds, oldest first.
+pub fn build_ids(conn: &Connection, app_id: i64) -> StoreResult<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT build_id FROM builds WHERE app_id = ?1 ORDER BY build_id")?;
+    let ids = stmt.query_map([app_id], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+/// The highest build number the app has ever used, current or in an unfinished import; the
+/// next import takes the one after it.
+pub fn last_build_number(conn: &Connection, app_id: i64, app_name: &str, org_id: i64) -> StoreResult<i64> {
+    let published: i64 = conn.query_row(
+        "SELECT max(i_cur_build, coalesce((SELECT max(build_id) FROM builds WHERE app_id = ?1), 0)) FROM apps WHERE id = ?1",
+        [app_id],
+        |r| r.get(0),
+    )?;
+    // A failed import burnt its number: its files may be on disk, so it is never reused.
+    let attempted: Option<i64> = conn.query_row(
+        "SELECT max(build_id) FROM tasks WHERE org_id = ?1 AND app_name = ?2 AND type = 'dltar'",
+        params![org_id, app_name],
+        |r| r.get(0),
+    )?;
+    Ok(published.max(attempted.unwrap_or(0)))
+}
+
+/// The deployments an app lists (empty: all of the organization's).
+pub fn app_deployment_names(conn: &Connection, app_id: i64) -> StoreResult<Vec<String>> {
+    let text: Option<String> =
+        conn.query_row("SELECT deployment_names FROM apps WHERE id = ?1", [app_id], |r| r.get(0)).optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+}
+
+/// A task of an organization by name (another organization's task is not found).
+pub fn task_in_org(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<Task>> {
+    let id: Option<i64> = conn
+        .query_row("SELECT id FROM tasks WHERE name = ?1 AND org_id = ?2", params![name, org_id], |r| r.get(0))
+        .optional()?;
+    match id {
+        Some(id) => task_rows::get_by_id(conn, id),
+        None => Ok(None),
+    }
+}
