@@ -24,7 +24,8 @@ fn server() -> Server {
     Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true")])
 }
 
-/// A build server on loopback: every GET answers the current `body` whole (no ranges).
+/// A build server on loopback: every GET answers the current `body` whole (no ranges), or 404
+/// while the body is empty.
 struct BuildOrigin {
     url: String,
     body: Arc<Mutex<Vec<u8>>>,
@@ -47,6 +48,11 @@ impl BuildOrigin {
                     }
                 }
                 let body = served.lock().unwrap().clone();
+                if body.is_empty() {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
             }
@@ -153,18 +159,8 @@ fn a_build_server_error_fails_the_download_with_its_http_status_and_frees_the_ap
     let server = server();
     let admin = server.org_admin("acme");
     create_app(&admin, "game", json!({}));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/native-build.tar", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.ends_with("\r\n\r\n") {}
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    let first = import(&admin, "game", &url, 10);
+    let origin = BuildOrigin::start(Vec::new());
+    let first = import(&admin, "game", &origin.url, 10);
     let failed = common::eventually(CHAIN, || {
         let t = task(&admin, first["name"].as_str().unwrap());
         (t["status"] == "failed").then_some(t)
@@ -175,7 +171,7 @@ fn a_build_server_error_fails_the_download_with_its_http_status_and_frees_the_ap
     // The app is free for the next import, which does not reuse the failed import's number
     // (files of that attempt may still be on disk).
     let v1 = tar_of(&game_v1());
-    let origin = BuildOrigin::start(v1.clone());
+    origin.serve(v1.clone());
     import(&admin, "game", &origin.url, v1.len());
     assert_eq!(settled(&admin, "game")["iCurBuild"], 2);
 }
@@ -197,4 +193,99 @@ fn a_deploy_to_an_s3_deployment_fails_visibly_naming_the_deployment() {
     assert!(app["error"].as_str().unwrap().contains("s3cdn"), "{app}");
     let deployment = admin.call("GET", "/be/v1/deployments/s3cdn", None).assert_ok()["deployment"].clone();
     assert_eq!(deployment["status"], "error", "{deployment}");
+}
+
+fn tasks_of_group(admin: &Session, group: &str) -> Vec<Value> {
+    let page = admin.call("GET", &format!("/be/v1/tasks?group={group}"), None);
+    page.assert_ok()["tasks"].as_array().unwrap().clone()
+}
+
+#[test]
+fn the_tasks_of_an_import_form_one_group_in_chain_order_and_filter_by_type_and_app() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let origin = BuildOrigin::start(v1.clone());
+    let first = import(&admin, "game", &origin.url, v1.len());
+    settled(&admin, "game");
+    let group = first["group"].as_str().unwrap();
+    let chain = tasks_of_group(&admin, group);
+    let kinds: Vec<&str> = chain.iter().map(|t| t["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["dltar", "mkraw", "deploy"]);
+    assert!(chain.iter().all(|t| t["status"] == "done" && t["buildId"] == 1 && t["attempts"] == 1), "{chain:?}");
+    let mkraws = admin.call("GET", "/be/v1/tasks?type=mkraw&appName=GAM", None);
+    assert_eq!(mkraws.assert_ok()["total"], 1);
+    let none = admin.call("GET", "/be/v1/tasks?appName=other", None);
+    assert_eq!(none.assert_ok()["total"], 0);
+    let later = admin.call("GET", "/be/v1/tasks?createdAfter=2999-01-01T00:00:00Z", None);
+    assert_eq!(later.assert_ok()["total"], 0);
+    let bad = admin.call("GET", "/be/v1/tasks?createdAfter=yesterday", None);
+    common::assert_param(&bad, 400, "invalid-param", "createdAfter");
+}
+
+#[test]
+fn a_file_that_is_not_a_tar_fails_mkraw_with_the_compat_file_read_failed_fields() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let junk = b"this is a text file, not a native build tar".repeat(40);
+    let origin = BuildOrigin::start(junk.clone());
+    let first = import(&admin, "game", &origin.url, junk.len());
+    let app = settled(&admin, "game");
+    assert_eq!(app["iCurBuild"], 0);
+    let chain = tasks_of_group(&admin, first["group"].as_str().unwrap());
+    let mkraw = chain.iter().find(|t| t["type"] == "mkraw").expect("an mkraw task");
+    assert_eq!(mkraw["status"], "failed");
+    let fields = &mkraw["exception"]["fileReadFailed"];
+    assert!(fields["filename"].is_string(), "{mkraw}");
+    assert!(fields["typeExpected"].is_string() && fields["typeDetected"].is_string(), "{mkraw}");
+    assert_eq!(mkraw["attempts"], 1, "a refused build is not retried");
+    assert!(chain.iter().all(|t| t["type"] != "deploy"));
+}
+
+#[test]
+fn a_failed_download_retried_with_retry_task_resumes_the_chain_to_a_committed_build() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let origin = BuildOrigin::start(Vec::new());
+    let v1 = tar_of(&game_v1());
+    let first = import(&admin, "game", &origin.url, v1.len());
+    let name = first["name"].as_str().unwrap().to_string();
+    common::eventually(CHAIN, || (task(&admin, &name)["status"] == "failed").then_some(()));
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 0);
+    let retry = json!({"action": "retryTask", "taskName": name});
+    let unknown = json!({"action": "retryTask", "taskName": "dltar-000000000000"});
+    admin.call("POST", "/be/v1/trigger", Some(unknown)).assert_error(404, "not-found");
+
+    // The build server has the file now: the same task runs again and the chain goes on.
+    origin.serve(v1);
+    let again = admin.call("POST", "/be/v1/trigger", Some(retry.clone()));
+    assert_eq!(again.assert_ok()["task"]["status"], "submitted");
+    let app = settled(&admin, "game");
+    assert_eq!(app["iCurBuild"], 1, "{app}");
+    let done = task(&admin, &name);
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("done"), Some(2)));
+    // Only a failed task is retried.
+    admin.call("POST", "/be/v1/trigger", Some(retry)).assert_error(409, "conflict");
+}
+
+#[test]
+fn acknowledging_warnings_clears_them_and_expire_is_refused_for_a_task_not_waiting_for_an_upload() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let origin = BuildOrigin::start(v1.clone());
+    let first = import(&admin, "game", &origin.url, v1.len());
+    settled(&admin, "game");
+    let chain = tasks_of_group(&admin, first["group"].as_str().unwrap());
+    let mkraw = chain.iter().find(|t| t["type"] == "mkraw").unwrap();
+    // The test game has an empty file: the import warns about it.
+    assert!(!mkraw["warnings"].as_array().unwrap().is_empty(), "{mkraw}");
+    let acked = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": mkraw["name"], "ackWarnings": true})));
+    assert_eq!(acked.assert_ok()["task"]["warnings"], json!([]));
+    let expire = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": mkraw["name"], "expire": true})));
+    expire.assert_error(409, "conflict");
 }

@@ -245,6 +245,27 @@ fn entries() -> Vec<Entry> {
             request: |f| (format!("/be/v1/tasks/{}", f.task), None),
         },
         Entry {
+            method: "GET",
+            path: "/be/v1/tasks",
+            needs: Bit("tasks", 2),
+            scope: Lists("tasks"),
+            request: |_| ("/be/v1/tasks?limit=1000".into(), None),
+        },
+        Entry {
+            method: "PATCH",
+            path: "/be/v1/tasks",
+            needs: Bit("tasks", 4),
+            scope: Named,
+            request: |f| ("/be/v1/tasks".into(), Some(json!({"name": f.task, "ackWarnings": true}))),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/trigger",
+            needs: Bit("tasks", 16),
+            scope: Named,
+            request: |f| ("/be/v1/trigger".into(), Some(json!({"action": "retryTask", "taskName": f.task}))),
+        },
+        Entry {
             method: "POST",
             path: "/be/v1/subscriptions",
             needs: Bit("subscriptions", 1),
@@ -432,7 +453,7 @@ fn every_endpoint_hides_another_organizations_resources() {
             Scope::Lists(key) => {
                 let reply = admin_b.call(entry.method, &path, body);
                 let text = reply.assert_ok()[key].to_string();
-                for name in [&f.user, &f.role, &f.machine, &f.key_id, &f.deployment, &f.app, &f.subscription] {
+                for name in [&f.user, &f.role, &f.machine, &f.key_id, &f.deployment, &f.app, &f.subscription, &f.task] {
                     assert!(!text.contains(name.as_str()), "{} {} shows org A's {name}", entry.method, entry.path);
                 }
             }

@@ -1,16 +1,17 @@
 //! `POST /be/v1/builds` and `/be/v1/tasks` (API.md §8, §9). Thin: shape checks are in the request
 //! types, rules in `resources::builds`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Json;
+use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
-use super::requests::{BuildUrl, CreateBuild};
+use super::requests::{BuildUrl, ChangeTask, CreateBuild, Trigger};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::builds::NewImport;
 use crate::state::AppState;
-use crate::store::tasks::Task;
+use crate::store::tasks::{Task, TaskFilter};
 use crate::tasks::builds::UrlSource;
 
 fn with_task(task: &Task) -> ApiResult<HttpResponse> {
@@ -45,4 +46,72 @@ pub async fn create_build(
 
 pub async fn task(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     with_task(&state.resources.task(&caller, &name).await?)
+}
+
+/// Sorting by `created` (the default) follows the `(org_id, id)` index, so a page costs the same
+/// at any number of tasks; the other sorts order the organization's matching tasks first.
+pub const TASKS_LIST: ListSpec = ListSpec {
+    sort: &[("created", "t.id"), ("name", "t.name"), ("type", "t.type"), ("status", "t.status")],
+    fields: &[
+        "name",
+        "type",
+        "status",
+        "group",
+        "appName",
+        "buildId",
+        "progress",
+        "warnings",
+        "exception",
+        "attempts",
+        "created",
+        "started",
+        "ended",
+    ],
+    filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
+};
+
+/// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds).
+fn instant(query: &ListQuery, name: &str) -> ApiResult<Option<String>> {
+    query
+        .filter(name)
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .map_err(|_| ApiError::invalid(name, format!("`{name}` must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let query = ListQuery::parse(req.query_string(), &TASKS_LIST)?;
+    let filter = TaskFilter {
+        app_name: query.filter("appName"),
+        kind: query.filter("type"),
+        status: query.filter("status"),
+        group: query.filter("group"),
+        created_after: instant(&query, "createdAfter")?,
+        created_before: instant(&query, "createdBefore")?,
+    };
+    let page = query.page.clone();
+    let body = state
+        .resources
+        .list_tasks(&caller, filter, page, move |listed| query.render("tasks", &listed.items, listed.total))
+        .await?;
+    json_body(body)
+}
+
+pub async fn change_task(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<ChangeTask>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let (ack, expire) = (body.ack_warnings == Some(true), body.expire == Some(true));
+    with_task(&state.resources.change_task(&caller, &body.name, ack, expire).await?)
+}
+
+pub async fn trigger(state: web::Data<AppState>, caller: Caller, body: Json<Trigger>) -> ApiResult<HttpResponse> {
+    match body.0 {
+        Trigger::RetryTask { task_name } => with_task(&state.resources.retry_task(&caller, &task_name).await?),
+    }
 }

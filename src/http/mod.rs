@@ -331,6 +331,14 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::POST, "/be/v1/builds", User, "builds", "Import a build from a URL: queues dltar → mkraw → deploy; 409 busy while the app imports (apps update)", || web::to(builds::create_build))
         .answers(Answer::One("task"))
             .with_body::<requests::CreateBuild>(),
+        spec(Method::GET, "/be/v1/tasks", User, "tasks", "List the organization's tasks, newest last (tasks read; filters appName, type, status, group, createdAfter, createdBefore)", || web::to(builds::list_tasks))
+        .answers(Answer::List("tasks", &builds::TASKS_LIST)),
+        spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload (tasks update)", || web::to(builds::change_task))
+        .answers(Answer::One("task"))
+            .with_body::<requests::ChangeTask>(),
+        spec(Method::POST, "/be/v1/trigger", User, "tasks", "retryTask: re-run a failed task from its checkpoint (tasks execute)", || web::to(builds::trigger))
+        .answers(Answer::One("task"))
+            .with_body::<requests::Trigger>(),
         spec(Method::GET, "/be/v1/tasks/{taskName}", User, "tasks", "One task of the organization with progress, warnings, exception and attempts (tasks read)", || web::to(builds::task))
         .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))

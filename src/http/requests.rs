@@ -269,3 +269,23 @@ pub struct CreateBuild {
     /// The tar's size in bytes; the import fails when the download differs.
     pub size: Option<u64>,
 }
+
+pub type TaskName = Text<{ limits::SHORT }>;
+
+/// `PATCH /be/v1/tasks`: acknowledge the warnings, or expire a task waiting for an upload.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeTask {
+    pub name: TaskName,
+    pub ack_warnings: Option<bool>,
+    pub expire: Option<bool>,
+}
+
+/// `POST /be/v1/trigger`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "action", deny_unknown_fields)]
+pub enum Trigger {
+    /// Re-runs a failed task from its checkpoint.
+    #[serde(rename = "retryTask", rename_all = "camelCase")]
+    RetryTask { task_name: TaskName },
+}

@@ -2,12 +2,14 @@
 //! import and queues the chain's first task in the same transaction.
 
 use super::Resources;
-use crate::domain::permissions::{Resource, READ, UPDATE};
+use crate::domain::permissions::{Resource, EXECUTE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::apps;
 use crate::store::builds as build_rows;
-use crate::store::tasks::Task;
+use crate::store::builds::RetryRefused;
+use crate::store::tasks::{self as task_rows, Task, TaskFilter};
+use crate::store::{Listed, Page};
 use crate::tasks::builds::{self as chain, BuildInput, UrlSource};
 
 /// What `POST /be/v1/builds` asks for, checked as far as its shape goes.
@@ -76,5 +78,52 @@ impl Resources {
             .read(move |c| build_rows::task_in_org(c, org_id, &name))
             .await?
             .ok_or(ApiError::NotFound { resource: "task" })
+    }
+
+    /// One page of the organization's tasks, rendered on the reader thread.
+    pub async fn list_tasks<R: Send + 'static>(
+        &self,
+        caller: &Principal,
+        filter: TaskFilter,
+        page: Page,
+        render: impl FnOnce(Listed<Task>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
+        caller.require(Resource::TASKS, READ)?;
+        let org_id = caller.org_id;
+        Ok(self.store.read(move |c| Ok(render(task_rows::list(c, org_id, &filter, &page)?))).await?)
+    }
+
+    /// `ackWarnings` clears the warnings; `expire` ends a task waiting for an upload, which no
+    /// task does on this server yet (uploads are not implemented), so it is always refused.
+    pub async fn change_task(&self, caller: &Principal, name: &str, ack: bool, expire: bool) -> ApiResult<Task> {
+        caller.require(Resource::TASKS, UPDATE)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        if expire {
+            let task = self.task(caller, &name).await?;
+            return Err(ApiError::Conflict(format!("task `{}` is not waiting for an upload", task.name)));
+        }
+        if !ack {
+            return Err(ApiError::invalid("ackWarnings", "send ackWarnings or expire as true"));
+        }
+        self.store
+            .write(move |c| build_rows::ack_warnings(c, org_id, &name))
+            .await?
+            .ok_or(ApiError::NotFound { resource: "task" })
+    }
+
+    /// `retryTask`: a failed task runs again from its checkpoint.
+    pub async fn retry_task(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
+        caller.require(Resource::TASKS, EXECUTE)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        let task =
+            self.store.write(move |c| build_rows::retry(c, org_id, &name)).await?.map_err(|refused| match refused {
+                RetryRefused::NotFound => ApiError::NotFound { resource: "task" },
+                RetryRefused::NotFailed(status) => {
+                    ApiError::Conflict(format!("only a failed task is retried; this one is {status}"))
+                }
+                RetryRefused::AppBusy(app) => ApiError::Busy(format!("an import of app `{app}` is running")),
+            })?;
+        self.queue.wake_workers();
+        Ok(task)
     }
 }

@@ -161,3 +161,45 @@ pub fn task_in_org(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Op
         None => Ok(None),
     }
 }
+
+/// Why a task cannot be retried.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetryRefused {
+    NotFound,
+    /// Only a failed task is retried.
+    NotFailed(String),
+    /// Another import holds the task's app.
+    AppBusy(String),
+}
+
+/// Queues a failed task again, keeping its checkpoint so it resumes. A task of a build chain
+/// takes its app again (one import per app), showing `processing` or `exporting` as before.
+pub fn retry(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Result<Task, RetryRefused>> {
+    let Some(task) = task_in_org(conn, org_id, name)? else { return Ok(Err(RetryRefused::NotFound)) };
+    if task.status != "failed" {
+        return Ok(Err(RetryRefused::NotFailed(task.status)));
+    }
+    let app_id = task.input.get("appId").and_then(serde_json::Value::as_i64);
+    if let (Some(app_id), Some(group)) = (app_id, &task.group) {
+        let exporting = task.kind == "deploy";
+        let taken = conn.execute(
+            "UPDATE apps SET import_group = ?2, processing = ?3, exporting = ?4, updated = ?5
+             WHERE id = ?1 AND import_group IS NULL",
+            params![app_id, group, !exporting, exporting, now_rfc3339()],
+        )?;
+        if taken == 0 {
+            return Ok(Err(RetryRefused::AppBusy(task.app_name.unwrap_or_default())));
+        }
+    }
+    conn.execute(
+        "UPDATE tasks SET status = 'submitted', run_after = ?2, ended = NULL, max_attempts = attempts + 1 WHERE id = ?1",
+        params![task.id, now_rfc3339()],
+    )?;
+    Ok(task_rows::get_by_id(conn, task.id)?.ok_or(RetryRefused::NotFound))
+}
+
+/// Acknowledges (clears) a task's warnings.
+pub fn ack_warnings(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<Task>> {
+    conn.execute("UPDATE tasks SET warnings = '[]' WHERE name = ?1 AND org_id = ?2", params![name, org_id])?;
+    task_in_org(conn, org_id, name)
+}

@@ -155,6 +155,14 @@ fn build_number(n: i64) -> Result<u32, TaskFailure> {
     u32::try_from(n).map_err(|_| failure(format!("build number {n} is out of range"), false))
 }
 
+/// Removes temporary files an interrupted attempt left in `dir`, if it exists.
+fn remove_leftovers(dir: &Path) -> Result<(), TaskFailure> {
+    if dir.is_dir() {
+        crate::engine::fsutil::remove_leftovers(dir).map_err(engine_failure)?;
+    }
+    Ok(())
+}
+
 /// Makes renames in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), TaskFailure> {
     crate::engine::fsutil::fsync_dir(dir).map_err(engine_failure)
@@ -301,10 +309,10 @@ impl TaskHandler for Mkraw {
         };
 
         let (org, app) = (input.org_name.as_str(), input.app_name.as_str());
-        let image = env
-            .engine
-            .write_image(&manifest, &store, &layout::build_dir(ctx.depot, org, app, n), &hooks)
-            .map_err(engine_failure)?;
+        let build_dir = layout::build_dir(ctx.depot, org, app, n);
+        // What an earlier attempt cut short (one import per app: nothing else writes here).
+        remove_leftovers(&build_dir)?;
+        let image = env.engine.write_image(&manifest, &store, &build_dir, &hooks).map_err(engine_failure)?;
         let mut patches = Vec::new();
         // Newest first: N−1 → N is the patch most clients need. None from a build this one evicts.
         let evicted = evicted(&input);
@@ -318,6 +326,7 @@ impl TaskHandler for Mkraw {
                 }
             };
             let dir = layout::patch_dir(ctx.depot, org, app, n, build_number(from)?);
+            remove_leftovers(&dir)?;
             let info = env.engine.write_patch(&old, &manifest, &image, &store, &dir, &hooks).map_err(engine_failure)?;
             patches.push(PatchOut { from_build_id: from, size_bytes: info.size_bytes as i64 });
         }
@@ -443,6 +452,9 @@ impl TaskHandler for Deploy {
                     retryable: false,
                 });
             };
+            for rel in &dirs {
+                remove_leftovers(&root.join(rel))?;
+            }
             for (src, rel) in &objects {
                 publish_file(src, &root.join(rel)).map_err(|e| TaskFailure {
                     exception: json!({
