@@ -252,6 +252,15 @@ CREATE TRIGGER patches_removed AFTER DELETE ON patches BEGIN
     WHERE id = OLD.app_id;
 END;
 
+-- One-time upload URLs of imports in upload mode. Only the SHA-256 of the 256-bit capability
+-- is kept, so a copy of the database does not let anyone upload a build.
+CREATE TABLE uploads (
+    task_id    INTEGER PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+    token_hash BLOB NOT NULL UNIQUE,
+    expires    TEXT NOT NULL,
+    max_bytes  INTEGER NOT NULL
+);
+
 CREATE TABLE subscriptions (
     id      INTEGER PRIMARY KEY,
     org_id  INTEGER NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,

@@ -10,3 +10,12 @@ CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
 
 -- One import per app at a time: the group of the import holding the app, if any.
 ALTER TABLE apps ADD COLUMN import_group TEXT;
+
+-- One-time upload URLs of imports in upload mode. Only the SHA-256 of the 256-bit capability
+-- is kept, so a copy of the database does not let anyone upload a build.
+CREATE TABLE uploads (
+    task_id    INTEGER PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+    token_hash BLOB NOT NULL UNIQUE,
+    expires    TEXT NOT NULL,
+    max_bytes  INTEGER NOT NULL
+);

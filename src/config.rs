@@ -128,6 +128,11 @@ settings! {
         "largest build tar accepted, bytes", serde(deserialize_with = "read::within::<1, 18446744073709551615, _, _>");
     download_timeout: Duration = Duration::from_secs(60), "60s",
         "connect and per-read timeout of a build download", serde(deserialize_with = "read::duration");
+    upload_ttl: Duration = Duration::from_secs(24 * 3600), "24h",
+        "how long the one-time upload URL of an import stays valid", serde(deserialize_with = "read::duration");
+    task_retention: Duration = Duration::from_secs(30 * 24 * 3600), "30d",
+        "finished tasks (done, failed, expired) are removed this long after they ended",
+        serde(deserialize_with = "read::duration");
 }
 
 fn available_cores() -> usize {

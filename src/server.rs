@@ -84,7 +84,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         Identity::new(store.clone(), keyring.clone(), settings_arc.clone(), queue.clone())
             .map_err(|e| format!("cannot start password hashing threads: {e}"))?,
     );
-    start_housekeeping(identity.clone());
+    start_housekeeping(identity.clone(), store.clone(), settings.task_retention);
     let resources = Arc::new(Resources {
         store: store.clone(),
         sealer: Arc::new(Sealer::new(keyring.sealing_key())),
@@ -134,18 +134,36 @@ pub fn serve(settings: Settings) -> Result<(), String> {
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Periodic clean-up that needs no request: expired sessions.
-fn start_housekeeping(identity: Arc<Identity>) {
+fn start_housekeeping(identity: Arc<Identity>, store: Store, task_retention: std::time::Duration) {
+    // A short retention is checked as often as it needs (tests use seconds), a long one hourly.
+    let every = HOUSEKEEPING_EVERY.min(task_retention / 2).max(std::time::Duration::from_secs(1));
     let spawned = std::thread::Builder::new().name("housekeeping".into()).spawn(move || loop {
         match identity.remove_expired_sessions() {
             Ok(0) => {}
             Ok(n) => log::info!("removed {n} expired session(s)"),
             Err(e) => log::warn!("cannot remove expired sessions: {e}"),
         }
-        std::thread::sleep(HOUSEKEEPING_EVERY);
+        match remove_old_tasks(&store, task_retention) {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "removed {n} task(s) that ended more than {} ago",
+                humantime::format_duration(task_retention)
+            ),
+            Err(e) => log::warn!("cannot remove old tasks: {e}"),
+        }
+        std::thread::sleep(every);
     });
     if let Err(e) = spawned {
         log::error!("cannot start housekeeping: {e}");
     }
+}
+
+/// Task history grows with every build: finished tasks older than the retention go.
+fn remove_old_tasks(store: &Store, retention: std::time::Duration) -> crate::store::StoreResult<usize> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store.write_blocking(move |c| crate::store::tasks::remove_ended_before(c, &cutoff))
 }
 
 /// The first lines an operator sees: where it listens and, on a fresh state directory, what to do.

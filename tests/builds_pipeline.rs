@@ -289,3 +289,99 @@ fn acknowledging_warnings_clears_them_and_expire_is_refused_for_a_task_not_waiti
     let expire = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": mkraw["name"], "expire": true})));
     expire.assert_error(409, "conflict");
 }
+
+#[test]
+fn finished_tasks_are_removed_after_the_retention_period() {
+    let server =
+        Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true"), ("ROCKIT_EDGE_TASK_RETENTION", "1s")]);
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let origin = BuildOrigin::start(v1.clone());
+    let first = import(&admin, "game", &origin.url, v1.len());
+    let group = first["group"].as_str().unwrap().to_string();
+    common::eventually(CHAIN, || tasks_of_group(&admin, &group).is_empty().then_some(()));
+    // The build itself stays: only the task history goes.
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
+}
+
+/// Starts an import in upload mode and answers (first task, upload URL).
+fn import_by_upload(admin: &Session, app: &str, size: usize) -> (Value, String) {
+    let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": app, "size": size})));
+    let body = reply.assert_ok();
+    assert_eq!(body["upload"]["method"], "PUT");
+    common::assert_timestamp(&body["upload"]["expires"]);
+    (body["task"].clone(), body["upload"]["url"].as_str().unwrap().to_string())
+}
+
+fn put(url: &str, body: &[u8]) -> common::Reply {
+    common::send_raw("PUT", url, &[], Some(("application/x-tar", body)))
+}
+
+#[test]
+fn an_uploaded_build_is_imported_and_its_one_time_url_is_then_used_up() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let (first, url) = import_by_upload(&admin, "game", v1.len());
+    assert_eq!(first["status"], "submitted");
+    // Nothing runs before the upload arrives.
+    assert_eq!(task(&admin, first["name"].as_str().unwrap())["attempts"], 0);
+
+    // A failed PUT (not the announced size) keeps nothing and may be repeated.
+    common::assert_param(&put(&url, &v1[..1000]), 400, "invalid-param", "size");
+    let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    assert_eq!(app["processing"], true);
+    put(&url, &v1).assert_ok();
+    let app = settled(&admin, "game");
+    assert_eq!(app["iCurBuild"], 1, "{app}");
+    put(&url, &v1).assert_error(404, "not-found");
+
+    let tree = tempfile::tempdir().unwrap();
+    let depot = DirOrigin { root: server.state_dir.join("depot") };
+    Client::new(&depot, "acme", "game").rebuild(1, None, &tree.path().join("game")).unwrap();
+    assert_same_tree(&read_tree(&tree.path().join("game")), &game_v1());
+}
+
+#[test]
+fn expiring_a_waiting_upload_frees_the_app_and_kills_its_url() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let (first, url) = import_by_upload(&admin, "game", 100);
+    let name = first["name"].clone();
+    let expired = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": name, "expire": true})));
+    assert_eq!(expired.assert_ok()["task"]["status"], "expired");
+    put(&url, &[0; 100]).assert_error(404, "not-found");
+    assert_eq!(admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"]["processing"], false);
+    // Only a waiting upload expires.
+    let again = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": name, "expire": true})));
+    again.assert_error(409, "conflict");
+}
+
+#[test]
+fn an_upload_url_that_nobody_uses_expires_on_its_own() {
+    let server = Server::start_with(&[("ROCKIT_EDGE_UPLOAD_TTL", "1s")]);
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let (first, url) = import_by_upload(&admin, "game", 100);
+    let name = first["name"].as_str().unwrap().to_string();
+    common::eventually(CHAIN, || (task(&admin, &name)["status"] == "expired").then_some(()));
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 0);
+    put(&url, &[0; 100]).assert_error(404, "not-found");
+}
+
+#[test]
+fn an_upload_above_the_size_limit_is_refused() {
+    let server = Server::start_with(&[("ROCKIT_EDGE_MAX_BUILD_BYTES", "4096")]);
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let announced = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "size": 5000})));
+    common::assert_param(&announced, 400, "invalid-param", "size");
+    let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game"})));
+    let url = reply.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+    common::assert_param(&put(&url, &[7; 5000]), 400, "invalid-param", "body");
+    // Within the limit the same URL still takes a body (a text file: mkraw refuses it later).
+    put(&url, &[7; 4000]).assert_ok();
+}

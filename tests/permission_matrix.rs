@@ -245,6 +245,13 @@ fn entries() -> Vec<Entry> {
             request: |f| (format!("/be/v1/tasks/{}", f.task), None),
         },
         Entry {
+            method: "PUT",
+            path: "/be/v1/uploads/{uploadToken}",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/uploads/not-a-capability".into(), None),
+        },
+        Entry {
             method: "GET",
             path: "/be/v1/tasks",
             needs: Bit("tasks", 2),

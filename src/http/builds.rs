@@ -9,7 +9,8 @@ use super::list::{json_body, ListQuery, ListSpec};
 use super::principal::Caller;
 use super::requests::{BuildUrl, ChangeTask, CreateBuild, Trigger};
 use crate::error::{ApiError, ApiResult};
-use crate::resources::builds::NewImport;
+use crate::resources::builds::{NewImport, UploadTerms};
+use crate::resources::uploads::UploadError;
 use crate::state::AppState;
 use crate::store::tasks::{Task, TaskFilter};
 use crate::tasks::builds::UrlSource;
@@ -32,6 +33,7 @@ fn source(url: BuildUrl) -> UrlSource {
 pub async fn create_build(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: Json<CreateBuild>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
@@ -41,7 +43,31 @@ pub async fn create_build(
         source: body.url.map(source),
         size: body.size,
     };
-    with_task(&state.resources.create_build(&caller, import).await?)
+    let terms = UploadTerms { ttl: state.settings.upload_ttl, max_bytes: state.settings.max_build_bytes };
+    let (task, offer) = state.resources.create_build(&caller, import, terms).await?;
+    let task = serde_json::to_value(task).map_err(ApiError::internal)?;
+    let mut answer = json!({"status": "success", "task": task});
+    if let Some(offer) = offer {
+        // Absolute, on the address the caller used to reach this server.
+        let info = req.connection_info();
+        let url = format!("{}://{}/be/v1/uploads/{}", info.scheme(), info.host(), offer.token);
+        answer["upload"] = json!({"url": url, "method": "PUT", "expires": offer.expires});
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `PUT` of a one-time upload URL: the capability in the path is the only credential.
+pub async fn upload(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    match state.resources.receive_upload(&token, body).await {
+        Ok(task) => with_task(&task),
+        Err(UploadError::Api(e)) => Err(e),
+        // The client may PUT again; nothing of this attempt was kept.
+        Err(UploadError::Body(message)) => Err(ApiError::invalid("body", message)),
+    }
 }
 
 pub async fn task(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {

@@ -328,9 +328,11 @@ pub fn routes() -> Vec<RouteSpec> {
         .answers(Answer::One("app")),
         spec(Method::DELETE, "/be/v1/apps/{appName}", User, "apps", "Delete an app; its images and patches are removed in the background (apps delete)", || web::to(resources::delete_app))
         .answers(Answer::One("task")),
-        spec(Method::POST, "/be/v1/builds", User, "builds", "Import a build from a URL: queues dltar → mkraw → deploy; 409 busy while the app imports (apps update)", || web::to(builds::create_build))
+        spec(Method::POST, "/be/v1/builds", User, "builds", "Import a build from a URL, or (without url) get a one-time upload URL; queues dltar → mkraw → deploy; 409 busy while the app imports (apps update)", || web::to(builds::create_build))
         .answers(Answer::One("task"))
             .with_body::<requests::CreateBuild>(),
+        spec(Method::PUT, "/be/v1/uploads/{uploadToken}", None, "builds", "The one-time upload URL of an import: the build tar as the body, streamed to disk; may be repeated until it succeeds or expires", || web::to(builds::upload))
+        .answers(Answer::One("task")),
         spec(Method::GET, "/be/v1/tasks", User, "tasks", "List the organization's tasks, newest last (tasks read; filters appName, type, status, group, createdAfter, createdBefore)", || web::to(builds::list_tasks))
         .answers(Answer::List("tasks", &builds::TASKS_LIST)),
         spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload (tasks update)", || web::to(builds::change_task))

@@ -20,6 +20,28 @@ pub struct NewImport {
     pub size: Option<u64>,
 }
 
+/// How long an upload URL lives and how large an upload may be (settings).
+pub struct UploadTerms {
+    pub ttl: std::time::Duration,
+    pub max_bytes: u64,
+}
+
+/// The one-time upload capability of an import in upload mode: 256 random bits, shown once.
+pub struct UploadOffer {
+    pub token: String,
+    pub expires: String,
+}
+
+impl UploadOffer {
+    fn new(ttl: std::time::Duration) -> UploadOffer {
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
+        UploadOffer {
+            token: crate::auth::b64url_encode(&crate::auth::random_bytes::<32>()),
+            expires: (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
 /// A build URL must be http(s) with a host; where it may point is the outbound policy's call,
 /// made by the download itself (DNS can change between now and then).
 fn check_url(url: &str) -> ApiResult<()> {
@@ -31,14 +53,26 @@ fn check_url(url: &str) -> ApiResult<()> {
 }
 
 impl Resources {
-    /// Starts an import: 409 `busy` while another import of the app runs.
-    pub async fn create_build(&self, caller: &Principal, import: NewImport) -> ApiResult<Task> {
+    /// Starts an import: 409 `busy` while another import of the app runs. In upload mode (no
+    /// `source`) the answer carries the one-time upload capability, of which only the hash is
+    /// stored.
+    pub async fn create_build(
+        &self,
+        caller: &Principal,
+        import: NewImport,
+        terms: UploadTerms,
+    ) -> ApiResult<(Task, Option<UploadOffer>)> {
         caller.require(Resource::APPS, UPDATE)?;
-        let Some(source) = import.source else {
-            return Err(ApiError::invalid("url", "uploads are not available on this server yet: give the build's url"));
-        };
-        check_url(&source.url)?;
-        let (org_id, org_name) = (caller.org_id, caller.org_name.clone());
+        if let Some(source) = &import.source {
+            check_url(&source.url)?;
+        }
+        if let Some(size) = import.size.filter(|s| *s > terms.max_bytes) {
+            let limit = terms.max_bytes;
+            return Err(ApiError::invalid("size", format!("{size} bytes is more than this server's limit of {limit}")));
+        }
+        let offer = import.source.is_none().then(|| UploadOffer::new(terms.ttl));
+        let stored = offer.as_ref().map(|o| (crate::auth::sha256(o.token.as_bytes()), o.expires.clone()));
+        let (org_id, org_name, max_bytes) = (caller.org_id, caller.org_name.clone(), terms.max_bytes);
         let task = self
             .store
             .write(move |c| -> ApiResult<Task> {
@@ -55,19 +89,23 @@ impl Resources {
                     app_name: app.name.clone(),
                     build_id,
                     build_name: import.build_name,
-                    source: Some(source),
+                    source: import.source,
                     size: import.size,
                     retained: build_rows::build_ids(c, app.id)?,
                     max_builds: app.max_builds,
                     image: None,
                 };
                 let group = format!("build-{}", crate::auth::hex(&crate::auth::random_bytes::<8>()));
-                build_rows::start_import(c, org_id, app.id, &chain::task(chain::DLTAR, &group, &input))?
-                    .ok_or_else(busy)
+                let first = chain::task(chain::DLTAR, &group, &input);
+                let task = build_rows::start_import(c, org_id, app.id, &first)?.ok_or_else(busy)?;
+                if let Some((hash, expires)) = &stored {
+                    build_rows::insert_upload(c, task.id, hash, expires, max_bytes)?;
+                }
+                Ok(task)
             })
             .await?;
         self.queue.wake_workers();
-        Ok(task)
+        Ok((task, offer))
     }
 
     /// One task of the caller's organization.
@@ -93,14 +131,26 @@ impl Resources {
         Ok(self.store.read(move |c| Ok(render(task_rows::list(c, org_id, &filter, &page)?))).await?)
     }
 
-    /// `ackWarnings` clears the warnings; `expire` ends a task waiting for an upload, which no
-    /// task does on this server yet (uploads are not implemented), so it is always refused.
+    /// `ackWarnings` clears the warnings; `expire` ends a task waiting for an upload (409 for any
+    /// other task) and frees its app.
     pub async fn change_task(&self, caller: &Principal, name: &str, ack: bool, expire: bool) -> ApiResult<Task> {
         caller.require(Resource::TASKS, UPDATE)?;
         let (org_id, name) = (caller.org_id, name.to_string());
         if expire {
-            let task = self.task(caller, &name).await?;
-            return Err(ApiError::Conflict(format!("task `{}` is not waiting for an upload", task.name)));
+            // The partial file of a failed PUT goes with that PUT: there is nothing on disk to
+            // remove, only the capability and the app's lock.
+            return self
+                .store
+                .write(move |c| -> ApiResult<Task> {
+                    match build_rows::expire_upload(c, org_id, &name)? {
+                        Some(task) => Ok(task),
+                        None if build_rows::task_in_org(c, org_id, &name)?.is_none() => {
+                            Err(ApiError::NotFound { resource: "task" })
+                        }
+                        None => Err(ApiError::Conflict(format!("task `{name}` is not waiting for an upload"))),
+                    }
+                })
+                .await;
         }
         if !ack {
             return Err(ApiError::invalid("ackWarnings", "send ackWarnings or expire as true"));

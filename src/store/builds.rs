@@ -203,3 +203,76 @@ pub fn ack_warnings(conn: &Connection, org_id: i64, name: &str) -> StoreResult<O
     conn.execute("UPDATE tasks SET warnings = '[]' WHERE name = ?1 AND org_id = ?2", params![name, org_id])?;
     task_in_org(conn, org_id, name)
 }
+
+/// Makes the import's first task wait for its upload: it is not claimed before `expires`
+/// unless the upload arrives first ([`finish_upload`]).
+pub fn insert_upload(
+    conn: &Connection,
+    task_id: i64,
+    token_hash: &[u8],
+    expires: &str,
+    max_bytes: u64,
+) -> StoreResult<()> {
+    conn.execute("UPDATE tasks SET run_after = ?2 WHERE id = ?1", params![task_id, expires])?;
+    conn.execute(
+        "INSERT INTO uploads (task_id, token_hash, expires, max_bytes) VALUES (?1, ?2, ?3, ?4)",
+        params![task_id, token_hash, expires, max_bytes as i64],
+    )?;
+    Ok(())
+}
+
+/// A waiting upload, found by the hash of its capability.
+pub struct Upload {
+    pub task: Task,
+    pub max_bytes: u64,
+}
+
+/// The upload a capability opens, while it is unexpired and its task still waits.
+pub fn upload_by_hash(conn: &Connection, token_hash: &[u8]) -> StoreResult<Option<Upload>> {
+    let found: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT u.task_id, u.max_bytes FROM uploads u JOIN tasks t ON t.id = u.task_id
+             WHERE u.token_hash = ?1 AND u.expires > ?2 AND t.status = 'submitted'",
+            params![token_hash, now_rfc3339()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((task_id, max_bytes)) = found else { return Ok(None) };
+    Ok(task_rows::get_by_id(conn, task_id)?.map(|task| Upload { task, max_bytes: max_bytes.max(0) as u64 }))
+}
+
+/// The upload arrived whole: the capability is used up and the task runs now. `false`: another
+/// request finished (or the upload expired) first.
+pub fn finish_upload(conn: &Connection, task_id: i64) -> StoreResult<bool> {
+    let used =
+        conn.execute("DELETE FROM uploads WHERE task_id = ?1 AND expires > ?2", params![task_id, now_rfc3339()])?;
+    if used == 0 {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE tasks SET run_after = ?2 WHERE id = ?1 AND status = 'submitted'",
+        params![task_id, now_rfc3339()],
+    )?;
+    Ok(true)
+}
+
+/// `PATCH /be/v1/tasks {"expire":true}`: ends a task waiting for its upload and frees the app.
+/// `None`: the task does not wait for an upload.
+pub fn expire_upload(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<Task>> {
+    let Some(task) = task_in_org(conn, org_id, name)? else { return Ok(None) };
+    if conn.execute("DELETE FROM uploads WHERE task_id = ?1", [task.id])? == 0 || task.status != "submitted" {
+        return Ok(None);
+    }
+    mark_expired(conn, task.id)?;
+    if let Some(app_id) = task.input.get("appId").and_then(serde_json::Value::as_i64) {
+        release_failed(conn, app_id, None)?;
+    }
+    task_rows::get_by_id(conn, task.id)
+}
+
+/// An upload that never came: the task ends `expired`, not `failed`.
+pub fn mark_expired(conn: &Connection, task_id: i64) -> StoreResult<()> {
+    conn.execute("UPDATE tasks SET status = 'expired', ended = ?2 WHERE id = ?1", params![task_id, now_rfc3339()])?;
+    conn.execute("DELETE FROM uploads WHERE task_id = ?1", [task_id])?;
+    Ok(())
+}

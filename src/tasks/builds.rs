@@ -47,7 +47,7 @@ impl BuildEnv {
     }
 
     fn tar_path(&self, input: &BuildInput) -> PathBuf {
-        self.app_dir(input.app_id).join("incoming").join(format!("{:04}.tar", input.build_id))
+        tar_path(&self.work_root, input.app_id, input.build_id)
     }
 
     fn manifest_path(&self, app_id: i64, build: i64) -> PathBuf {
@@ -57,6 +57,11 @@ impl BuildEnv {
     fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
         ChunkStore::open(self.app_dir(app_id).join("chunks")).map_err(engine_failure)
     }
+}
+
+/// Where an import's tar is kept until mkraw has read it (`work_root` is `<state>/builds`).
+pub fn tar_path(work_root: &Path, app_id: i64, build_id: i64) -> PathBuf {
+    work_root.join(app_id.to_string()).join("incoming").join(format!("{build_id:04}.tar"))
 }
 
 /// The handlers of the chain, to register with the queue.
@@ -213,7 +218,12 @@ impl TaskHandler for Dltar {
             return Ok(json!({"sizeBytes": meta.len()}));
         }
         let Some(url) = &input.source else {
-            return Err(failure("uploads are not available yet: import with a url", false));
+            // Upload mode: the task runs once the upload is in (the tar exists, see above) or
+            // when its upload URL expired.
+            return Err(TaskFailure {
+                exception: json!({"message": "the upload URL expired before a build was uploaded", "uploadExpired": true}),
+                retryable: false,
+            });
         };
         let source = Source { url: url.url.clone(), headers: url.headers.clone() };
         let limits = Limits {
@@ -246,7 +256,10 @@ impl TaskHandler for Dltar {
         build_rows::insert_task(conn, input.org_id, &self::task(MKRAW, &group, &input)).map(drop)
     }
 
-    fn on_failed(&self, conn: &Connection, task: &Task, _exception: &Value) -> StoreResult<()> {
+    fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
+        if exception.get("uploadExpired").is_some() {
+            build_rows::mark_expired(conn, task.id)?;
+        }
         release(conn, task, None)
     }
 }
