@@ -130,6 +130,9 @@ settings! {
         "connect and per-read timeout of a build download", serde(deserialize_with = "read::duration");
     upload_ttl: Duration = Duration::from_secs(24 * 3600), "24h",
         "how long the one-time upload URL of an import stays valid", serde(deserialize_with = "read::duration");
+    prune_grace: Duration = Duration::from_secs(24 * 3600), "24h",
+        "how long the published image and patches of an evicted build stay for clients still fetching them",
+        serde(deserialize_with = "read::duration");
     task_retention: Duration = Duration::from_secs(30 * 24 * 3600), "30d",
         "finished tasks (done, failed, expired) are removed this long after they ended",
         serde(deserialize_with = "read::duration");

@@ -68,6 +68,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         max_build_bytes: settings.max_build_bytes,
         reserve_bytes: 256 << 20,
         download_timeout: settings.download_timeout,
+        prune_grace: settings.prune_grace,
     });
     let mut handlers = tasks::standard_handlers();
     handlers.extend(tasks::builds::handlers(builds));

@@ -385,3 +385,44 @@ fn an_upload_above_the_size_limit_is_refused() {
     // Within the limit the same URL still takes a body (a text file: mkraw refuses it later).
     put(&url, &[7; 4000]).assert_ok();
 }
+
+#[test]
+fn build_max_builds_plus_one_evicts_the_oldest_and_its_published_objects_go_after_the_grace_period() {
+    let server =
+        Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true"), ("ROCKIT_EDGE_PRUNE_GRACE", "1s")]);
+    let admin = server.org_admin("acme");
+    let cdn = tempfile::tempdir().unwrap();
+    create_fs_deployment(&admin, "cdn", cdn.path());
+    create_app(&admin, "game", json!({"maxBuilds": 2}));
+    let mut v3 = game_v2();
+    v3.insert("data/level3.pak".into(), file(noise(77, 300_000)));
+    let origin = BuildOrigin::start(Vec::new());
+    for tree in [game_v1(), game_v2(), v3.clone()] {
+        let tar = tar_of(&tree);
+        origin.serve(tar.clone());
+        import(&admin, "game", &origin.url, tar.len());
+        settled(&admin, "game");
+    }
+    let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    assert_eq!(app["iCurBuild"], 3);
+    let builds: Vec<i64> = app["builds"].as_array().unwrap().iter().map(|b| b["buildId"].as_i64().unwrap()).collect();
+    assert_eq!(builds, [2, 3]);
+    assert_eq!(
+        app["patches"],
+        json!([{"fromBuildId": 2, "toBuildId": 3, "sizeBytes": app["patches"][0]["sizeBytes"]}])
+    );
+
+    for root in [cdn.path().to_path_buf(), server.state_dir.join("depot")] {
+        common::eventually(CHAIN, || (!root.join("dxf/acme/game/0001").exists()).then_some(()));
+        common::eventually(CHAIN, || (!root.join("pat/acme/game/0002/0001").exists()).then_some(()));
+        assert!(root.join("dxf/acme/game/0002").is_dir() && root.join("dxf/acme/game/0003").is_dir());
+        assert!(root.join("pat/acme/game/0003/0002").is_dir());
+    }
+    // The retained builds still update: 2 → 3 with the patch.
+    let tree = tempfile::tempdir().unwrap();
+    let dest = tree.path().join("game");
+    let published = DirOrigin { root: cdn.path().to_path_buf() };
+    Client::new(&published, "acme", "game").rebuild(2, None, &dest).unwrap();
+    Client::new(&published, "acme", "game").update(2, 3, &dest).unwrap();
+    assert_same_tree(&read_tree(&dest), &v3);
+}

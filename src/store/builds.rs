@@ -27,6 +27,12 @@ pub fn insert_task(conn: &Connection, org_id: i64, task: &NewTask) -> StoreResul
     Ok(inserted)
 }
 
+/// Holds a task back until `run_after` (e.g. removing published objects after a grace period).
+pub fn set_run_after(conn: &Connection, task_id: i64, run_after: &str) -> StoreResult<()> {
+    conn.execute("UPDATE tasks SET run_after = ?2 WHERE id = ?1", params![task_id, run_after])?;
+    Ok(())
+}
+
 /// The checkpoint a task recorded, if any.
 pub fn checkpoint(conn: &Connection, task_id: i64) -> StoreResult<Option<Value>> {
     let text: Option<String> =
@@ -213,7 +219,7 @@ pub fn insert_upload(
     expires: &str,
     max_bytes: u64,
 ) -> StoreResult<()> {
-    conn.execute("UPDATE tasks SET run_after = ?2 WHERE id = ?1", params![task_id, expires])?;
+    set_run_after(conn, task_id, expires)?;
     conn.execute(
         "INSERT INTO uploads (task_id, token_hash, expires, max_bytes) VALUES (?1, ?2, ?3, ?4)",
         params![task_id, token_hash, expires, max_bytes as i64],

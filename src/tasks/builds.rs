@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::prune::{self, PruneTarget};
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::engine::{layout, ChunkStore, Engine, EngineError, Hooks, Manifest};
 use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
@@ -39,6 +40,8 @@ pub struct BuildEnv {
     /// Free disk space kept beyond a download.
     pub reserve_bytes: u64,
     pub download_timeout: Duration,
+    /// How long published objects of an evicted build stay for clients still fetching them.
+    pub prune_grace: Duration,
 }
 
 impl BuildEnv {
@@ -483,7 +486,7 @@ impl TaskHandler for Deploy {
         }
 
         // Builds beyond maxBuilds leave with this one: their manifests go, and the chunks no
-        // retained build uses. Their published objects stay until the app's next prune.
+        // retained build uses. Their published objects go after a grace period (on_done).
         let evicted = evicted(&input);
         if !evicted.is_empty() {
             let store = env.chunk_store(input.app_id)?;
@@ -527,10 +530,23 @@ impl TaskHandler for Deploy {
             },
         )?;
         let listed = build_rows::app_deployment_names(conn, input.app_id)?;
+        let mut targets = Vec::new();
         for d in deployments::all_of_org(conn, input.org_id)? {
             if listed.is_empty() || listed.contains(&d.name) {
                 build_rows::set_deployment_status(conn, input.org_id, &d.name, None)?;
+                targets.push(PruneTarget::of(&d));
             }
+        }
+        // The evicted builds' images and patches stay published for the grace period: a client
+        // that read the old app state may still be fetching them.
+        let builds: Vec<u32> = evicted.iter().filter_map(|b| u32::try_from(*b).ok()).collect();
+        if !builds.is_empty() {
+            let mut new = prune::task(&input.org_name, Some(&input.app_name), targets, true);
+            new.input["builds"] = json!(builds);
+            let task = build_rows::insert_task(conn, input.org_id, &new)?;
+            let grace = chrono::Duration::from_std(self.0.prune_grace).unwrap_or(chrono::Duration::days(1));
+            let at = (chrono::Utc::now() + grace).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            build_rows::set_run_after(conn, task.id, &at)?;
         }
         Ok(())
     }
