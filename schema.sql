@@ -37,8 +37,9 @@ CREATE TABLE tasks (
 
 CREATE INDEX tasks_runnable ON tasks (status, run_after);
 CREATE INDEX tasks_by_org ON tasks (org_id, created);
--- A page of an organization's tasks, newest first, walks this index from its end.
+-- A page of an organization's tasks in creation or name order walks one of these indexes.
 CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
+CREATE INDEX tasks_by_org_name ON tasks (org_id, name);
 
 -- Identity and access.
 

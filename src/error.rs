@@ -185,6 +185,16 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::domain::Refusal> for ApiError {
+    fn from(refusal: crate::domain::Refusal) -> Self {
+        match refusal {
+            crate::domain::Refusal::Invalid { param, message } => ApiError::InvalidParam { param, message },
+            crate::domain::Refusal::Missing(param) => ApiError::MissingParam(param),
+            damaged @ crate::domain::Refusal::Damaged(_) => ApiError::internal(damaged),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(err: actix_web::error::BlockingError) -> Self {
         ApiError::internal(err)

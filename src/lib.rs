@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod instance;
+pub mod logging;
 pub mod outbound;
 pub mod resources;
 pub mod server;

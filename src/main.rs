@@ -100,9 +100,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(settings: &Settings) {
-    env_logger::Builder::new()
-        .parse_filters(&settings.log_level)
-        .parse_env("RUST_LOG")
-        .format_timestamp_millis()
-        .init();
+    rockit_edge::logging::install(
+        env_logger::Builder::new().parse_filters(&settings.log_level).parse_env("RUST_LOG").format_timestamp_millis(),
+    );
 }

@@ -135,7 +135,8 @@ fn killed_during(stage: &str, pace: Duration) {
     });
     assert_eq!(app["status"], "ok", "{app}");
     assert_eq!(app["dxfName"], expected_dxf_name(&tar), "the image is the one an uninterrupted import writes");
-    let chain = admin.call("GET", &format!("/be/v1/tasks?group={group}"), None).assert_ok()["tasks"].clone();
+    let chain =
+        admin.call("GET", &format!("/be/v1/tasks?group={group}&order[]=created"), None).assert_ok()["tasks"].clone();
     let kinds: Vec<&str> = chain.as_array().unwrap().iter().map(|t| t["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["dltar", "mkraw", "deploy"], "one task per stage, none duplicated");
     for cdn in &cdns {

@@ -196,7 +196,7 @@ fn a_deploy_to_an_s3_deployment_fails_visibly_naming_the_deployment() {
 }
 
 fn tasks_of_group(admin: &Session, group: &str) -> Vec<Value> {
-    let page = admin.call("GET", &format!("/be/v1/tasks?group={group}"), None);
+    let page = admin.call("GET", &format!("/be/v1/tasks?group={group}&order[]=created"), None);
     page.assert_ok()["tasks"].as_array().unwrap().clone()
 }
 

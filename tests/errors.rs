@@ -101,3 +101,20 @@ fn a_wrong_type_names_the_parameter() {
     reply.assert_error(400, "invalid-param");
     assert_eq!(reply.body["param"], "message");
 }
+
+#[test]
+fn a_malformed_request_is_a_400_logged_as_a_warning_not_an_error() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let line = common::eventually(std::time::Duration::from_secs(30), || {
+        server.log().lines().find(|l| l.contains("request parse error")).map(str::to_string)
+    });
+    assert!(line.contains("WARN"), "{line}");
+}

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::text::{limits, Text};
-use crate::error::{ApiError, ApiResult};
+use super::{Checked, Refusal};
 
 /// Where published files go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,11 +88,11 @@ impl DownloadAuthFields {
 }
 
 /// A field that must be there and not blank, trimmed.
-fn text<'a, const N: usize>(value: &'a Option<Text<N>>, param: &str, field: &str) -> ApiResult<&'a str> {
+fn text<'a, const N: usize>(value: &'a Option<Text<N>>, param: &str, field: &str) -> Checked<&'a str> {
     match value.as_deref().map(str::trim) {
-        None => Err(ApiError::missing(&format!("{param}.{field}"))),
+        None => Err(Refusal::missing(&format!("{param}.{field}"))),
         Some("") => {
-            Err(ApiError::invalid(&format!("{param}.{field}"), format!("`{param}.{field}` must be a non-empty string")))
+            Err(Refusal::invalid(&format!("{param}.{field}"), format!("`{param}.{field}` must be a non-empty string")))
         }
         Some(s) => Ok(s),
     }
@@ -108,20 +108,20 @@ fn valid_bucket(bucket: &str) -> bool {
 
 /// An endpoint is a host name (optionally `https://` and a port), without a path and — the
 /// compat rule — without the bucket in it.
-fn check_endpoint(endpoint: &str, bucket: &str) -> ApiResult<()> {
+fn check_endpoint(endpoint: &str, bucket: &str) -> Checked<()> {
     let host = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://")).unwrap_or(endpoint);
     let host_only = host.split(':').next().unwrap_or("");
     let plausible = !host_only.is_empty()
         && !host.contains('/')
         && host_only.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     if !plausible {
-        return Err(ApiError::invalid(
+        return Err(Refusal::invalid(
             "origin.endpoint",
             "`origin.endpoint` must be a host name such as s3.us-east-1.amazonaws.com",
         ));
     }
     if host_only.split('.').any(|label| label == bucket) || host_only.starts_with(&format!("{bucket}.")) {
-        return Err(ApiError::invalid(
+        return Err(Refusal::invalid(
             "origin.endpoint",
             "`origin.endpoint` must not contain the bucket; give it in `origin.bucket`",
         ));
@@ -130,7 +130,7 @@ fn check_endpoint(endpoint: &str, bucket: &str) -> ApiResult<()> {
 }
 
 impl Origin {
-    pub fn from_fields(fields: &OriginFields) -> ApiResult<Origin> {
+    pub fn from_fields(fields: &OriginFields) -> Checked<Origin> {
         let f = fields;
         let kind = text(&f.kind, "origin", "type")?;
         // A field of the other type is a mistake, not something to ignore.
@@ -146,27 +146,24 @@ impl Origin {
             .into_iter()
             .find(|(_, sent)| *sent),
             "s3" => f.path.is_some().then_some(("path", true)),
-            _ => return Err(ApiError::invalid("origin.type", "`origin.type` must be fs or s3")),
+            _ => return Err(Refusal::invalid("origin.type", "`origin.type` must be fs or s3")),
         };
         if let Some((field, _)) = foreign {
             let param = format!("origin.{field}");
-            return Err(ApiError::invalid(&param, format!("`{param}` is not a field of an origin of type {kind}")));
+            return Err(Refusal::invalid(&param, format!("`{param}` is not a field of an origin of type {kind}")));
         }
         match kind {
             "fs" => {
                 let path = text(&f.path, "origin", "path")?;
                 if !path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
-                    return Err(ApiError::invalid(
-                        "origin.path",
-                        "`origin.path` must be an absolute path without `..`",
-                    ));
+                    return Err(Refusal::invalid("origin.path", "`origin.path` must be an absolute path without `..`"));
                 }
                 Ok(Origin::Fs { path: path.trim_end_matches('/').to_string() }.normalized())
             }
             "s3" => {
                 let bucket = text(&f.bucket, "origin", "bucket")?;
                 if !valid_bucket(bucket) {
-                    return Err(ApiError::invalid("origin.bucket", "`origin.bucket` is not a valid S3 bucket name"));
+                    return Err(Refusal::invalid("origin.bucket", "`origin.bucket` is not a valid S3 bucket name"));
                 }
                 let endpoint = text(&f.endpoint, "origin", "endpoint")?;
                 check_endpoint(endpoint, bucket)?;
@@ -179,7 +176,7 @@ impl Origin {
                     path_style: f.path_style.unwrap_or(false),
                 })
             }
-            _ => Err(ApiError::invalid("origin.type", "`origin.type` must be fs or s3")),
+            _ => Err(Refusal::invalid("origin.type", "`origin.type` must be fs or s3")),
         }
     }
 
@@ -236,9 +233,9 @@ impl Origin {
     }
 
     /// Rebuilds an origin from its stored clear fields and its opened secret.
-    pub fn from_stored(public: &Value, secret: Option<String>) -> ApiResult<Origin> {
-        let mut fields: OriginFields = serde_json::from_value(public.clone())
-            .map_err(|e| ApiError::internal(format!("a stored origin is damaged: {e}")))?;
+    pub fn from_stored(public: &Value, secret: Option<String>) -> Checked<Origin> {
+        let mut fields: OriginFields =
+            serde_json::from_value(public.clone()).map_err(|e| Refusal::Damaged(format!("deployment origin: {e}")))?;
         fields.secret_access_key = secret.as_deref().map(Text::trusted);
         Origin::from_fields(&fields)
     }
@@ -254,10 +251,10 @@ impl Origin {
 }
 
 impl DownloadAuth {
-    pub fn from_fields(fields: &DownloadAuthFields) -> ApiResult<DownloadAuth> {
+    pub fn from_fields(fields: &DownloadAuthFields) -> Checked<DownloadAuth> {
         let kind = text(&fields.kind, "downloadAuth", "type")?;
         if kind != "akamai" && kind != "gcore" {
-            return Err(ApiError::invalid("downloadAuth.type", "`downloadAuth.type` must be akamai or gcore"));
+            return Err(Refusal::invalid("downloadAuth.type", "`downloadAuth.type` must be akamai or gcore"));
         }
         Ok(DownloadAuth { kind: kind.to_string(), key: text(&fields.key, "downloadAuth", "key")?.to_string() })
     }
@@ -273,7 +270,7 @@ impl DownloadAuth {
 }
 
 /// `originPrefix`: relative path segments of letters, digits, `_`, `-` and `.`, never `..`.
-pub fn validate_prefix(prefix: &str) -> ApiResult<()> {
+pub fn validate_prefix(prefix: &str) -> Checked<()> {
     let ok = prefix.len() <= 200
         && !prefix.starts_with('/')
         && prefix.split('/').filter(|s| !s.is_empty()).all(|seg| {
@@ -282,7 +279,7 @@ pub fn validate_prefix(prefix: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid("originPrefix", "`originPrefix` must be a relative path of letters, digits, _, - and ."))
+        Err(Refusal::invalid("originPrefix", "`originPrefix` must be a relative path of letters, digits, _, - and ."))
     }
 }
 
@@ -290,7 +287,7 @@ pub fn validate_prefix(prefix: &str) -> ApiResult<()> {
 mod tests {
     use super::*;
 
-    fn parse(value: &Value) -> ApiResult<Origin> {
+    fn parse(value: &Value) -> Checked<Origin> {
         Origin::from_fields(&serde_json::from_value(value.clone()).unwrap())
     }
 

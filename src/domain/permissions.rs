@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult};
+use super::{Checked, Refusal};
 
 pub const CREATE: u8 = 1;
 pub const READ: u8 = 2;
@@ -37,6 +37,12 @@ pub fn request_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         })
         .collect();
     schemars::json_schema!({"type": "object", "properties": properties, "additionalProperties": false})
+}
+
+/// [`request_schema`] for an optional field, where `null` counts as absent.
+pub fn optional_request_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let object = request_schema(generator);
+    schemars::json_schema!({"anyOf": [object, {"type": "null"}]})
 }
 
 /// A resource, by its position in [`RESOURCES`].
@@ -88,20 +94,20 @@ impl Permissions {
     }
 
     /// Parses a request's `{"apps": 15, ...}`; resources not named get no bits.
-    pub fn parse(param: &str, value: &Value) -> ApiResult<Self> {
+    pub fn parse(param: &str, value: &Value) -> Checked<Self> {
         let Value::Object(map) = value else {
-            return Err(ApiError::invalid(param, format!("`{param}` must be an object of resource: bits")));
+            return Err(Refusal::invalid(param, format!("`{param}` must be an object of resource: bits")));
         };
         let mut bits = [0; RESOURCES.len()];
         for (resource, mask) in map {
             let Some(i) = RESOURCES.iter().position(|(name, _)| name == resource) else {
-                return Err(ApiError::invalid(param, format!("`{resource}` is not a resource")));
+                return Err(Refusal::invalid(param, format!("`{resource}` is not a resource")));
             };
             let allowed = RESOURCES[i].1;
             match mask.as_u64() {
                 Some(m) if m <= u64::from(allowed) && (m as u8) & !allowed == 0 => bits[i] = m as u8,
                 _ => {
-                    return Err(ApiError::invalid(
+                    return Err(Refusal::invalid(
                         param,
                         format!("`{resource}` takes a bitmask within {allowed}, not {mask}"),
                     ))

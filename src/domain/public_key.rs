@@ -5,19 +5,19 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
 
-use crate::error::{ApiError, ApiResult};
+use super::{Checked, Refusal};
 
 /// Smallest accepted modulus.
 const MIN_BITS: usize = 2048;
 
 /// Accepts `-----BEGIN PUBLIC KEY-----` (SPKI) and `-----BEGIN RSA PUBLIC KEY-----` (PKCS#1).
-pub fn validate(param: &str, pem: &str) -> ApiResult<()> {
+pub fn validate(param: &str, pem: &str) -> Checked<()> {
     let pem = pem.trim();
     let key = RsaPublicKey::from_public_key_pem(pem)
         .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
-        .map_err(|_| ApiError::invalid(param, format!("`{param}` must be an RSA public key in PEM")))?;
+        .map_err(|_| Refusal::invalid(param, format!("`{param}` must be an RSA public key in PEM")))?;
     if key.n().bits() < MIN_BITS {
-        return Err(ApiError::invalid(param, format!("`{param}` must have at least {MIN_BITS} bits")));
+        return Err(Refusal::invalid(param, format!("`{param}` must have at least {MIN_BITS} bits")));
     }
     Ok(())
 }

@@ -191,6 +191,23 @@ impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Within<MIN, MAX> 
 // The JSON Schemas of these types carry their limits, so the OpenAPI document states exactly what
 // the deserializer enforces.
 
+/// An inline JSON Schema for a value type: `inline_schema!(Type, "Name", {schema})`.
+macro_rules! inline_schema {
+    ($ty:ty, $name:expr, $schema:tt) => {
+        impl JsonSchema for $ty {
+            fn inline_schema() -> bool {
+                true
+            }
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    };
+}
+
 impl<const MAX: usize> JsonSchema for Text<MAX> {
     fn inline_schema() -> bool {
         true
@@ -200,45 +217,6 @@ impl<const MAX: usize> JsonSchema for Text<MAX> {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({"type": "string", "maxLength": MAX})
-    }
-}
-
-impl JsonSchema for Name {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Name".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string", "pattern": NAME_PATTERN})
-    }
-}
-
-impl JsonSchema for DeploymentName {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "DeploymentName".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string", "pattern": DEPLOYMENT_NAME_PATTERN})
-    }
-}
-
-/// What [`Email`] accepts, as a pattern (a `format: email` would promise more than is checked).
-pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]*\.[^@\s]*$";
-
-impl JsonSchema for Email {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Email".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string", "maxLength": limits::EMAIL, "pattern": EMAIL_PATTERN})
     }
 }
 
@@ -253,6 +231,13 @@ impl<const MIN: i64, const MAX: i64> JsonSchema for Within<MIN, MAX> {
         json_schema!({"type": "integer", "minimum": MIN, "maximum": MAX})
     }
 }
+
+/// What [`Email`] accepts, as a pattern (a `format: email` would promise more than is checked).
+pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s]*\.[^@\s]*$";
+
+inline_schema!(Name, "Name", {"type": "string", "pattern": NAME_PATTERN});
+inline_schema!(DeploymentName, "DeploymentName", {"type": "string", "pattern": DEPLOYMENT_NAME_PATTERN});
+inline_schema!(Email, "Email", {"type": "string", "maxLength": limits::EMAIL, "pattern": EMAIL_PATTERN});
 
 /// For PATCH fields where `null` means "remove": absent is `None`, `null` is `Some(None)`. Use
 /// with `#[serde(default, deserialize_with = "present")]`.

@@ -64,7 +64,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest, _body: Json<R
     refuse_api_keys(&req)?;
     let token = bearer(&req)?.ok_or_else(|| ApiError::missing("Authorization"))?;
     let tokens = state.identity.refresh(token).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "session": tokens.to_json()})))
+    Ok(super::success("session", tokens.to_json()))
 }
 
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -74,5 +74,5 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<H
         None => req.headers().get(BEAUTH_HEADER).and_then(|v| v.to_str().ok()).ok_or(ApiError::TokenMissing)?,
     };
     state.identity.logout(token).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, Filters, ListSpec};
 use super::principal::Caller;
 use super::requests::{BuildUrl, ChangeTask, CreateBuild, Trigger};
 use crate::error::{ApiError, ApiResult};
@@ -16,8 +16,7 @@ use crate::store::tasks::{Task, TaskFilter};
 use crate::tasks::builds::UrlSource;
 
 fn with_task(task: &Task) -> ApiResult<HttpResponse> {
-    let task = serde_json::to_value(task).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "task": task})))
+    Ok(super::success("task", task))
 }
 
 fn source(url: BuildUrl) -> UrlSource {
@@ -74,10 +73,10 @@ pub async fn task(state: web::Data<AppState>, caller: Caller, name: web::Path<St
     with_task(&state.resources.task(&caller, &name).await?)
 }
 
-/// Sorting by `created` (the default) follows the `(org_id, id)` index, so a page costs the same
-/// at any number of tasks; the other sorts order the organization's matching tasks first.
+/// Sorting by `name` (the default) or `created` follows an index, so a page costs the same at any
+/// number of tasks; the other sorts order the organization's matching tasks first.
 pub const TASKS_LIST: ListSpec = ListSpec {
-    sort: &[("created", "t.id"), ("name", "t.name"), ("type", "t.type"), ("status", "t.status")],
+    sort: crate::store::tasks::SORT,
     fields: &[
         "name",
         "type",
@@ -94,12 +93,16 @@ pub const TASKS_LIST: ListSpec = ListSpec {
         "ended",
     ],
     filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
+    choices: &[
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune"]),
+        ("status", &["submitted", "running", "done", "failed", "expired"]),
+    ],
 };
 
 /// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds).
-fn instant(query: &ListQuery, name: &str) -> ApiResult<Option<String>> {
-    query
-        .filter(name)
+fn instant(filters: &Filters, name: &str) -> ApiResult<Option<String>> {
+    filters
+        .get(name)
         .map(|text| {
             chrono::DateTime::parse_from_rfc3339(&text)
                 .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -109,21 +112,23 @@ fn instant(query: &ListQuery, name: &str) -> ApiResult<Option<String>> {
 }
 
 pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &TASKS_LIST)?;
-    let filter = TaskFilter {
-        app_name: query.filter("appName"),
-        kind: query.filter("type"),
-        status: query.filter("status"),
-        group: query.filter("group"),
-        created_after: instant(&query, "createdAfter")?,
-        created_before: instant(&query, "createdBefore")?,
-    };
-    let page = query.page.clone();
-    let body = state
-        .resources
-        .list_tasks(&caller, filter, page, move |listed| query.render("tasks", &listed.items, listed.total))
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &TASKS_LIST,
+        |query, page| query.render("tasks", &page.items, page.total),
+        |filters, page, render| async move {
+            let filter = TaskFilter {
+                app_name: filters.get("appName"),
+                kind: filters.get("type"),
+                status: filters.get("status"),
+                group: filters.get("group"),
+                created_after: instant(&filters, "createdAfter")?,
+                created_before: instant(&filters, "createdBefore")?,
+            };
+            state.resources.list_tasks(&caller, filter, page, render).await
+        },
+    )
+    .await
 }
 
 pub async fn change_task(

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -13,18 +12,18 @@ const READY_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Alive: answers without touching the database.
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "success", "message": "alive"}))
+    super::success("message", "alive")
 }
 
 /// Ready: a read and a (no-op) write both get through the database in time.
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let store = state.store.clone();
     let check = async move {
-        store.read(|c| Ok(c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?)).await?;
+        store.read(crate::store::meta::probe).await?;
         store.write(|_| -> crate::store::StoreResult<()> { Ok(()) }).await
     };
     match tokio::time::timeout(READY_DEADLINE, check).await {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"status": "success", "message": "ready"}))),
+        Ok(Ok(())) => Ok(super::success("message", "ready")),
         Ok(Err(e)) => {
             log::warn!("readiness check failed: {e}");
             Err(not_ready())

@@ -5,21 +5,23 @@
 
 use std::collections::HashMap;
 
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::store::Page;
+use crate::store::{Listed, Page};
 
 /// What one list endpoint offers.
 pub struct ListSpec {
-    /// API field → SQL column, for `order[]`. The first entry breaks ties (the name).
-    pub sort: &'static [(&'static str, &'static str)],
+    /// The fields `order[]` takes, from the store (which alone knows their columns).
+    pub sort: crate::store::SortColumns,
     /// Every field an item has, for `fields[]`.
     pub fields: &'static [&'static str],
     /// Filter parameters this list accepts.
     pub filters: &'static [&'static str],
+    /// Filters that take one of a fixed set of values (anything else is a 400).
+    pub choices: &'static [(&'static str, &'static [&'static str])],
 }
 
 pub const DEFAULT_LIMIT: i64 = 10;
@@ -70,13 +72,10 @@ impl ListQuery {
                             Some(field) => (true, field),
                             None => (false, item.strip_prefix('+').unwrap_or(item)),
                         };
-                        let column = spec
-                            .sort
-                            .iter()
-                            .find(|(name, _)| *name == field)
-                            .map(|(_, column)| *column)
-                            .ok_or_else(|| ApiError::invalid("order[]", format!("cannot sort by `{field}`")))?;
-                        order.push((column, descending));
+                        if !Page::sortable(spec.sort, field) {
+                            return Err(ApiError::invalid("order[]", format!("cannot sort by `{field}`")));
+                        }
+                        order.push((field.to_string(), descending));
                     }
                 }
                 "fields[]" | "fields" => {
@@ -89,6 +88,15 @@ impl ListQuery {
                     }
                 }
                 other if spec.filters.contains(&other) => {
+                    let allowed = spec.choices.iter().find(|(name, _)| *name == other).map(|(_, values)| *values);
+                    if let Some(values) =
+                        allowed.filter(|values| !value.is_empty() && !values.contains(&value.as_str()))
+                    {
+                        return Err(ApiError::invalid(
+                            other,
+                            format!("`{other}` must be one of {}", values.join(", ")),
+                        ));
+                    }
                     if value.chars().count() > MAX_FILTER {
                         return Err(ApiError::invalid(
                             other,
@@ -100,18 +108,10 @@ impl ListQuery {
                 other => return Err(ApiError::invalid(other, format!("unknown list parameter `{other}`"))),
             }
         }
-        let tiebreak = spec.sort[0].1;
-        let mut order_by: Vec<String> =
-            order.iter().map(|(column, desc)| format!("{column} {}", if *desc { "DESC" } else { "ASC" })).collect();
-        if !order.iter().any(|(column, _)| *column == tiebreak) {
-            order_by.push(format!("{tiebreak} ASC"));
-        }
-        Ok(ListQuery { page: Page { offset, limit, order_by: order_by.join(", ") }, fields, filters })
-    }
-
-    /// A filter's value; an empty one counts as absent.
-    pub fn filter(&self, name: &str) -> Option<String> {
-        self.filters.get(name).filter(|v| !v.is_empty()).cloned()
+        let order: Vec<(&str, bool)> = order.iter().map(|(field, desc)| (field.as_str(), *desc)).collect();
+        let page = Page::new(offset, limit, spec.sort, &order)
+            .map_err(|field| ApiError::invalid("order[]", format!("cannot sort by `{field}`")))?;
+        Ok(ListQuery { page, fields, filters })
     }
 
     /// The list answer `{"status":"success", <plural>: [...], "total", "offset", "limit"}`,
@@ -148,6 +148,36 @@ pub fn json_body(body: serde_json::Result<Vec<u8>>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
+/// Renders one page on the reader thread that read it (the service calls it there).
+pub type Render<T> = Box<dyn FnOnce(Listed<T>) -> serde_json::Result<Vec<u8>> + Send>;
+
+/// The filter values of a list request, for the service.
+pub struct Filters(HashMap<String, String>);
+
+impl Filters {
+    /// A filter's value; an empty one counts as absent.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// The list pipeline every list endpoint shares: parse the query against the list's spec, let
+/// the service (`read`) read one page with the filters and render it with `render` on the reader
+/// thread, and answer the bytes.
+pub async fn respond<T: 'static, Fut>(
+    req: &HttpRequest,
+    spec: &ListSpec,
+    render: fn(&ListQuery, Listed<T>) -> serde_json::Result<Vec<u8>>,
+    read: impl FnOnce(Filters, Page, Render<T>) -> Fut,
+) -> ApiResult<HttpResponse>
+where
+    Fut: std::future::Future<Output = ApiResult<serde_json::Result<Vec<u8>>>>,
+{
+    let mut query = ListQuery::parse(req.query_string(), spec)?;
+    let (filters, page) = (Filters(std::mem::take(&mut query.filters)), query.page.clone());
+    json_body(read(filters, page, Box::new(move |listed| render(&query, listed))).await?)
+}
+
 /// The list envelope, with the list under its resource's name.
 struct ListAnswer<'a, T> {
     plural: &'a str,
@@ -176,6 +206,7 @@ mod tests {
         sort: &[("name", "t.name"), ("created", "t.created")],
         fields: &["name", "created"],
         filters: &["name"],
+        choices: &[],
     };
 
     #[test]

@@ -36,6 +36,19 @@ pub enum Auth {
     Session,
 }
 
+/// `{"status":"success", <key>: value}`: the answer of every endpoint that returns one thing.
+pub fn success(key: &str, value: impl serde::Serialize) -> HttpResponse {
+    let mut body = serde_json::Map::with_capacity(2);
+    body.insert("status".into(), "success".into());
+    body.insert(key.into(), serde_json::to_value(value).unwrap_or(serde_json::Value::Null));
+    HttpResponse::Ok().json(body)
+}
+
+/// `{"status":"success"}`: the answer of endpoints with nothing more to say.
+pub fn done() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "success"}))
+}
+
 /// Writes the JSON Schema of a request body (and registers the types it refers to).
 pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
@@ -333,7 +346,7 @@ pub fn routes() -> Vec<RouteSpec> {
             .with_body::<requests::CreateBuild>(),
         spec(Method::PUT, "/be/v1/uploads/{uploadToken}", None, "builds", "The one-time upload URL of an import: the build tar as the body, streamed to disk; may be repeated until it succeeds or expires", || web::to(builds::upload))
         .answers(Answer::One("task")),
-        spec(Method::GET, "/be/v1/tasks", User, "tasks", "List the organization's tasks, newest last (tasks read; filters appName, type, status, group, createdAfter, createdBefore)", || web::to(builds::list_tasks))
+        spec(Method::GET, "/be/v1/tasks", User, "tasks", "List the organization's tasks (tasks read; sort created for creation order; filters appName, type, status, group, createdAfter, createdBefore)", || web::to(builds::list_tasks))
         .answers(Answer::List("tasks", &builds::TASKS_LIST)),
         spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload (tasks update)", || web::to(builds::change_task))
         .answers(Answer::One("task"))

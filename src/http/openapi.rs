@@ -57,11 +57,11 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
         ),
     ];
     for filter in list.filters {
-        params.push(query_parameter(
-            filter,
-            json!({"type": "string", "maxLength": MAX_FILTER}),
-            "filter (partial names match case-insensitively)",
-        ));
+        let schema = match list.choices.iter().find(|(name, _)| name == filter) {
+            Some((_, values)) => json!({"type": "string", "enum": values}),
+            None => json!({"type": "string", "maxLength": MAX_FILTER}),
+        };
+        params.push(query_parameter(filter, schema, "filter (partial names match case-insensitively)"));
     }
     params
 }
@@ -248,6 +248,8 @@ mod tests {
         assert_eq!(app["required"], json!(["name", "label"]), "{app}");
         let body = &doc["paths"]["/be/v1/apps"]["post"]["requestBody"]["content"]["application/json"]["schema"];
         assert_eq!(body["$ref"], "#/components/schemas/CreateApp");
+        // Optional fields stay optional, also where the schema is written by hand.
+        assert_eq!(schemas["ChangeRole"]["required"], json!(["name"]), "{}", schemas["ChangeRole"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::{Admin, Caller};
 use super::requests::CreateOrg;
 use super::views;
@@ -14,12 +14,14 @@ use crate::domain::{names, public_key};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::orgs::{CreatedOrg, NewOrg};
 use crate::state::AppState;
+use crate::store;
 use crate::store::users::Profile;
 
 pub const ORGS_LIST: ListSpec = ListSpec {
-    sort: &[("name", "o.name"), ("label", "o.label"), ("created", "o.created"), ("updated", "o.updated")],
+    sort: store::orgs::SORT,
     fields: &["name", "label", "publicKey", "users", "apps", "created", "updated"],
     filters: &["name"],
+    choices: &[],
 };
 
 fn parse_new_org(body: CreateOrg) -> ApiResult<NewOrg> {
@@ -75,15 +77,13 @@ pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: Json<
 }
 
 pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &ORGS_LIST)?;
-    let (name, page) = (query.filter("name"), query.page.clone());
-    let body = state
-        .identity
-        .list_orgs(name, page, move |listed| {
-            query.render("orgs", &listed.items.iter().map(views::org).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &ORGS_LIST,
+        |query, page| query.render("orgs", &page.items.iter().map(views::org).collect::<Vec<_>>(), page.total),
+        |filters, page, render| state.identity.list_orgs(filters.get("name"), page, render),
+    )
+    .await
 }
 
 pub async fn admin_delete(

@@ -13,6 +13,11 @@ use serde_json::Value;
 use crate::domain::origins::{DownloadAuthFields, OriginFields};
 use crate::domain::text::{limits, present, DeploymentName, Email, Name, Text, Within};
 
+/// A list of names (roles, deployments) as the services take them.
+pub fn strings<N: std::ops::Deref<Target = str>>(names: Vec<N>) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
+}
+
 pub type Label = Text<{ limits::LABEL }>;
 pub type Message = Text<{ limits::MESSAGE }>;
 pub type Password = Text<{ limits::PASSWORD }>;
@@ -65,6 +70,8 @@ pub struct CreateOrg {
 /// `POST /be/v1/login`: username+password, orgName with a selection token, or all three.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["username", "password"]}, {"required": ["orgName"]}]))]
+#[schemars(extend("dependentRequired" = {"username": ["password"], "password": ["username"]}))]
 pub struct Login {
     pub username: Option<Text<{ limits::LOGIN_NAME }>>,
     pub password: Option<Password>,
@@ -150,7 +157,8 @@ pub struct CreateRole {
 pub struct ChangeRole {
     pub name: Name,
     pub label: Option<Label>,
-    #[schemars(schema_with = "crate::domain::permissions::request_schema")]
+    #[serde(default)]
+    #[schemars(schema_with = "crate::domain::permissions::optional_request_schema")]
     pub permissions: Option<serde_json::Map<String, Value>>,
 }
 

@@ -1,43 +1,32 @@
 //! `/be/v1/deployments`, `/be/v1/apps` and `/be/v1/subscriptions` (API.md §7–§9).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::Caller;
-use super::requests::{ChangeApp, ChangeDeployment, CreateApp, CreateDeployment, CreateSubscription};
+use super::requests::{strings, ChangeApp, ChangeDeployment, CreateApp, CreateDeployment, CreateSubscription};
 use super::views;
 use crate::domain::names;
-use crate::domain::text::{DeploymentName, Text};
+use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::apps::DEFAULT_MAX_BUILDS;
 use crate::resources::deployments::{DeploymentPatch, DeploymentSpec};
 use crate::resources::subscriptions::{validate_events, validate_url};
 use crate::state::AppState;
+use crate::store;
 use crate::store::tasks::Task;
 
 pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("name", "d.name"),
-        ("label", "d.label"),
-        ("status", "d.status"),
-        ("created", "d.created"),
-        ("updated", "d.updated"),
-    ],
+    sort: store::deployments::SORT,
     fields: &["name", "label", "originPrefix", "origin", "downloadAuth", "status", "message", "created", "updated"],
     filters: &["name", "status"],
+    choices: &[],
 };
 
 pub const APPS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("name", "a.name"),
-        ("label", "a.label"),
-        ("status", "a.status"),
-        ("iCurBuild", "a.i_cur_build"),
-        ("created", "a.created"),
-        ("updated", "a.updated"),
-    ],
+    sort: store::apps::SORT,
     fields: &[
         "name",
         "label",
@@ -56,27 +45,19 @@ pub const APPS_LIST: ListSpec = ListSpec {
         "updated",
     ],
     filters: &["name", "status"],
+    choices: &[],
 };
 
 pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
-    sort: &[("name", "s.name"), ("type", "s.type"), ("created", "s.created")],
+    sort: store::subscriptions::SORT,
     fields: &["name", "type", "url", "events", "created", "updated"],
     filters: &["name", "type"],
+    choices: &[("type", &["webhook", "slack"])],
 };
-
-fn success<T: serde::Serialize>(key: &str, value: T) -> HttpResponse {
-    let mut body = json!({"status": "success"});
-    body[key] = serde_json::to_value(value).unwrap_or(Value::Null);
-    HttpResponse::Ok().json(body)
-}
 
 /// Answers a delete with the background clean-up it queued.
 fn with_task(task: Task) -> ApiResult<HttpResponse> {
-    Ok(success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
-}
-
-fn deployment_names(names: Option<Vec<DeploymentName>>) -> Vec<String> {
-    names.unwrap_or_default().into_iter().map(DeploymentName::into_inner).collect()
+    Ok(super::success("task", serde_json::to_value(task).map_err(ApiError::internal)?))
 }
 
 // Deployments.
@@ -91,19 +72,21 @@ pub async fn create_deployment(
     let prefix = body.origin_prefix.map(Text::into_inner);
     let spec = DeploymentSpec::new(&body.name, label, prefix, &body.origin, body.download_auth.as_ref())?;
     let created = state.resources.create_deployment(&caller, &body.name, spec).await?;
-    Ok(success("deployment", views::deployment(&created)))
+    Ok(super::success("deployment", views::deployment(&created)))
 }
 
 pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &DEPLOYMENTS_LIST)?;
-    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
-    let body = state
-        .resources
-        .list_deployments(&caller, name, status, page, move |listed| {
-            query.render("deployments", &listed.items.iter().map(views::deployment).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &DEPLOYMENTS_LIST,
+        |query, page| {
+            query.render("deployments", &page.items.iter().map(views::deployment).collect::<Vec<_>>(), page.total)
+        },
+        |filters, page, render| {
+            state.resources.list_deployments(&caller, filters.get("name"), filters.get("status"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn deployment(
@@ -112,7 +95,7 @@ pub async fn deployment(
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate_deployment("name", &name)?;
-    Ok(success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
+    Ok(super::success("deployment", views::deployment(&state.resources.deployment(&caller, &name).await?)))
 }
 
 pub async fn change_deployment(
@@ -128,7 +111,7 @@ pub async fn change_deployment(
         download_auth: body.download_auth,
     };
     let changed = state.resources.change_deployment(&caller, &body.name, patch).await?;
-    Ok(success("deployment", views::deployment(&changed)))
+    Ok(super::success("deployment", views::deployment(&changed)))
 }
 
 pub async fn delete_deployment(
@@ -145,37 +128,37 @@ pub async fn delete_deployment(
 pub async fn create_app(state: web::Data<AppState>, caller: Caller, body: Json<CreateApp>) -> ApiResult<HttpResponse> {
     let body = body.0;
     let max_builds = body.max_builds.map_or(DEFAULT_MAX_BUILDS, |n| n.get());
-    let deployments = deployment_names(body.deployments);
+    let deployments = body.deployments.map(strings).unwrap_or_default();
     let label = body.label.into_inner();
     let app = state.resources.create_app(&caller, &body.name, label, max_builds, deployments).await?;
-    Ok(success("app", views::app(&app)))
+    Ok(super::success("app", views::app(&app)))
 }
 
 pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &APPS_LIST)?;
-    let (name, status, page) = (query.filter("name"), query.filter("status"), query.page.clone());
-    let body = state
-        .resources
-        .list_apps(&caller, name, status, page, move |listed| {
-            query.render("apps", &listed.items.iter().map(views::app).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &APPS_LIST,
+        |query, page| query.render("apps", &page.items.iter().map(views::app).collect::<Vec<_>>(), page.total),
+        |filters, page, render| {
+            state.resources.list_apps(&caller, filters.get("name"), filters.get("status"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn app(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     names::validate("appName", &name)?;
-    Ok(success("app", views::app(&state.resources.app(&caller, &name).await?)))
+    Ok(super::success("app", views::app(&state.resources.app(&caller, &name).await?)))
 }
 
 pub async fn change_app(state: web::Data<AppState>, caller: Caller, body: Json<ChangeApp>) -> ApiResult<HttpResponse> {
     let body = body.0;
     let label = body.label.map(Text::into_inner);
     // `null` or `[]`: all of the organization's deployments.
-    let deployments = body.deployments.map(deployment_names);
+    let deployments = body.deployments.map(|names| names.map(strings).unwrap_or_default());
     let max_builds = body.max_builds.map(|n| n.get());
     let app = state.resources.change_app(&caller, &body.name, label, max_builds, deployments).await?;
-    Ok(success("app", views::app(&app)))
+    Ok(super::success("app", views::app(&app)))
 }
 
 pub async fn delete_app(
@@ -209,19 +192,17 @@ pub async fn list_subscriptions(
     caller: Caller,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &SUBSCRIPTIONS_LIST)?;
-    let (name, kind, page) = (query.filter("name"), query.filter("type"), query.page.clone());
-    let body = state
-        .resources
-        .list_subscriptions(&caller, name, kind, page, move |listed| {
-            query.render(
-                "subscriptions",
-                &listed.items.iter().map(views::subscription).collect::<Vec<_>>(),
-                listed.total,
-            )
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &SUBSCRIPTIONS_LIST,
+        |query, page| {
+            query.render("subscriptions", &page.items.iter().map(views::subscription).collect::<Vec<_>>(), page.total)
+        },
+        |filters, page, render| {
+            state.resources.list_subscriptions(&caller, filters.get("name"), filters.get("type"), page, render)
+        },
+    )
+    .await
 }
 
 pub async fn delete_subscription(
@@ -231,5 +212,5 @@ pub async fn delete_subscription(
 ) -> ApiResult<HttpResponse> {
     names::validate("subscriptionName", &name)?;
     state.resources.delete_subscription(&caller, &name).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

@@ -1,10 +1,9 @@
 //! `/be/v1/roles` (API.md §6).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::Caller;
 use super::requests::{ChangeRole, CreateRole};
 use super::views;
@@ -13,31 +12,31 @@ use crate::domain::permissions::Permissions;
 use crate::domain::text::Text;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::store;
 
 pub const ROLES_LIST: ListSpec = ListSpec {
-    sort: &[("name", "r.name"), ("label", "r.label"), ("created", "r.created"), ("updated", "r.updated")],
+    sort: store::roles::SORT,
     fields: &["name", "label", "permissions", "builtin", "users", "created", "updated"],
     filters: &["name"],
+    choices: &[],
 };
 
 fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Permissions> {
-    Permissions::parse("permissions", &serde_json::Value::Object(map))
+    Ok(Permissions::parse("permissions", &serde_json::Value::Object(map))?)
 }
 
 fn answer(role: &crate::store::roles::Role) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "success", "role": views::role(role)}))
+    super::success("role", views::role(role))
 }
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &ROLES_LIST)?;
-    let (name, page) = (query.filter("name"), query.page.clone());
-    let body = state
-        .identity
-        .list_roles(&caller, name, page, move |listed| {
-            query.render("roles", &listed.items.iter().map(views::role).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &ROLES_LIST,
+        |query, page| query.render("roles", &page.items.iter().map(views::role).collect::<Vec<_>>(), page.total),
+        |filters, page, render| state.identity.list_roles(&caller, filters.get("name"), page, render),
+    )
+    .await
 }
 
 pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -63,5 +62,5 @@ pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<Chang
 pub async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
     names::validate("roleName", &name)?;
     state.identity.delete_role(&caller, &name).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

@@ -6,12 +6,13 @@ use serde_json::json;
 use super::body::Json;
 use super::principal::{unix_now, Admin};
 use super::requests::{Hello, Ping, SetMaintenance};
+use crate::domain::kinds::TaskStatus;
 use crate::domain::text::Text;
 use crate::error::{ApiError, ApiResult};
 use crate::instance::{Maintenance, DEFAULT_RETRY_AFTER};
 use crate::state::AppState;
 use crate::store::{meta, migrations, tasks as task_rows};
-use crate::tasks::{hello, is_final};
+use crate::tasks::hello;
 
 /// Revision of the public API this server follows.
 pub const API_REVISION: &str = "2026-04-22";
@@ -51,10 +52,10 @@ pub async fn hello(state: web::Data<AppState>, admin: Admin, body: Json<Hello>) 
         })
         .await?;
     let ended = state.queue.wait(task.id, state.settings.hello_timeout).await?.unwrap_or(task);
-    match ended.status.as_str() {
-        "done" => Ok(HttpResponse::Ok().json(json!({"status": "success", "task": ended}))),
+    match ended.status {
+        TaskStatus::Done => Ok(super::success("task", ended)),
         status => Err(ApiError::Unavailable {
-            message: if is_final(status) {
+            message: if status.is_final() {
                 format!("the hello task {} ended as {status}", ended.name)
             } else {
                 format!(
@@ -71,11 +72,11 @@ pub async fn task(state: web::Data<AppState>, _admin: Admin, name: web::Path<Str
     let name = name.into_inner();
     let task = state.store.read(move |c| task_rows::get_by_name(c, &name)).await?;
     let task = task.ok_or(ApiError::NotFound { resource: "task" })?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "task": task})))
+    Ok(super::success("task", task))
 }
 
 pub async fn get_maintenance(state: web::Data<AppState>, _admin: Admin) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "maintenance": state.maintenance.current()})))
+    Ok(super::success("maintenance", state.maintenance.current()))
 }
 
 pub async fn set_maintenance(
@@ -92,7 +93,7 @@ pub async fn set_maintenance(
     if !enabled {
         state.queue.wake_workers();
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "maintenance": wanted})))
+    Ok(super::success("maintenance", wanted))
 }
 
 /// The 503 every `/adm` and `/be` request gets in maintenance mode.

@@ -4,9 +4,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::body::Json;
-use super::list::{json_body, ListQuery, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::Caller;
-use super::requests::{AccountType, ChangeUser, CreateApiKey, CreateUser};
+use super::requests::{strings, AccountType, ChangeUser, CreateApiKey, CreateUser};
 use super::views;
 use crate::auth::passwords;
 use crate::domain::names;
@@ -15,17 +15,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::identity::accounts::{AccountChange, NewAccount, OneTimeSecret};
 use crate::identity::principal::AccountKind;
 use crate::state::AppState;
+use crate::store;
 use crate::store::users::Profile;
 
 pub const USERS_LIST: ListSpec = ListSpec {
-    sort: &[
-        ("username", "u.username"),
-        ("type", "u.type"),
-        ("email", "u.email"),
-        ("created", "u.created"),
-        ("updated", "u.updated"),
-        ("lastLogin", "u.last_login"),
-    ],
+    sort: store::users::SORT,
     fields: &[
         "username",
         "type",
@@ -40,17 +34,15 @@ pub const USERS_LIST: ListSpec = ListSpec {
         "lastLogin",
     ],
     filters: &["username", "type", "role"],
+    choices: &[("type", &["user", "machine"])],
 };
 
 pub const API_KEYS_LIST: ListSpec = ListSpec {
-    sort: &[("apiKeyId", "k.id"), ("username", "u.username"), ("created", "k.created"), ("lastUsed", "k.last_used")],
+    sort: store::api_keys::SORT,
     fields: &["apiKeyId", "username", "created", "lastUsed"],
     filters: &["username"],
+    choices: &[],
 };
-
-fn texts<T: std::ops::Deref<Target = str>>(items: Option<Vec<T>>) -> Option<Vec<String>> {
-    items.map(|items| items.iter().map(|item| item.to_string()).collect())
-}
 
 /// A PATCH profile field: absent leaves it, `null` clears it, a value sets it.
 fn patch<T: Into<String>>(field: Option<Option<T>>) -> Option<Option<String>> {
@@ -102,7 +94,7 @@ pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<Creat
         username: body.username.into_inner(),
         kind,
         profile,
-        roles: texts(body.roles).unwrap_or_default(),
+        roles: body.roles.map(strings).unwrap_or_default(),
         password,
     };
     let (user, secret) = state.identity.create_account(&caller, new).await?;
@@ -110,21 +102,16 @@ pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<Creat
 }
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &USERS_LIST)?;
-    if let Some(kind) = query.filter("type") {
-        if kind != "user" && kind != "machine" {
-            return Err(ApiError::invalid("type", "`type` must be user or machine"));
-        }
-    }
-    let (username, kind, role) = (query.filter("username"), query.filter("type"), query.filter("role"));
-    let page = query.page.clone();
-    let body = state
-        .identity
-        .list_accounts(&caller, username, kind, role, page, move |listed| {
-            query.render("users", &listed.items.iter().map(views::user).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &USERS_LIST,
+        |query, page| query.render("users", &page.items.iter().map(views::user).collect::<Vec<_>>(), page.total),
+        |filters, page, render| {
+            let (username, kind, role) = (filters.get("username"), filters.get("type"), filters.get("role"));
+            state.identity.list_accounts(&caller, username, kind, role, page, render)
+        },
+    )
+    .await
 }
 
 pub async fn details(
@@ -134,7 +121,7 @@ pub async fn details(
 ) -> ApiResult<HttpResponse> {
     names::validate("username", &username)?;
     let user = state.identity.account(&caller, &username).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": views::user(&user)})))
+    Ok(super::success("user", views::user(&user)))
 }
 
 pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeUser>) -> ApiResult<HttpResponse> {
@@ -157,7 +144,7 @@ pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<Chang
             title: patch(body.title.map(|v| v.map(Text::into_inner))),
             label: patch(body.label.map(|v| v.map(Text::into_inner))),
         },
-        roles: texts(body.roles),
+        roles: body.roles.map(strings),
         password,
         reset_credentials: body.reset_creds.unwrap_or(false),
     };
@@ -172,7 +159,7 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     names::validate("username", &username)?;
     state.identity.delete_account(&caller, &username).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }
 
 pub async fn create_api_key(
@@ -189,15 +176,13 @@ pub async fn create_api_key(
 }
 
 pub async fn list_api_keys(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let query = ListQuery::parse(req.query_string(), &API_KEYS_LIST)?;
-    let (username, page) = (query.filter("username"), query.page.clone());
-    let body = state
-        .identity
-        .list_api_keys(&caller, username, page, move |listed| {
-            query.render("apikeys", &listed.items.iter().map(views::api_key).collect::<Vec<_>>(), listed.total)
-        })
-        .await?;
-    json_body(body)
+    list::respond(
+        &req,
+        &API_KEYS_LIST,
+        |query, page| query.render("apikeys", &page.items.iter().map(views::api_key).collect::<Vec<_>>(), page.total),
+        |filters, page, render| state.identity.list_api_keys(&caller, filters.get("username"), page, render),
+    )
+    .await
 }
 
 pub async fn delete_api_key(
@@ -206,5 +191,5 @@ pub async fn delete_api_key(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     state.identity.delete_api_key(&caller, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success"})))
+    Ok(super::done())
 }

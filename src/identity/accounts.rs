@@ -101,13 +101,12 @@ impl Identity {
                 if users::by_name(c, org_id, &new.username)?.is_some() {
                     return Ok(None);
                 }
-                let kind = if new.kind == AccountKind::Machine { "machine" } else { "user" };
                 let user_id = users::insert(
                     c,
                     &users::NewUser {
                         org_id,
                         username: &new.username,
-                        kind,
+                        kind: new.kind,
                         profile: new.profile,
                         password_hash: hash,
                     },
@@ -218,7 +217,7 @@ impl Identity {
                     "only the account itself can change its password this way; use resetCreds".into(),
                 ));
             }
-            if target.kind != "user" {
+            if target.kind != AccountKind::User {
                 return Err(ApiError::invalid("newPW", "machine accounts have no password"));
             }
             let keys = vec![format!("acct:{}", target.username)];
@@ -233,7 +232,7 @@ impl Identity {
         let mut reset_hash = None;
         let mut reset_key = None;
         if change.reset_credentials {
-            if target.kind == "machine" {
+            if target.kind == AccountKind::Machine {
                 reset_key = Some(new_api_key());
             } else {
                 let password = passwords::generate();
@@ -322,7 +321,7 @@ impl Identity {
         if target.id != caller.user_id {
             Self::require_over(caller, &target, &rights, UPDATE)?;
         }
-        if target.kind != "machine" {
+        if target.kind != AccountKind::Machine {
             return Err(ApiError::invalid("username", "API keys belong to machine accounts"));
         }
         let (key, id) = new_api_key();

@@ -49,7 +49,7 @@ impl Identity {
                     &users::NewUser {
                         org_id,
                         username: &new.admin_username,
-                        kind: "user",
+                        kind: crate::domain::kinds::AccountKind::User,
                         profile: new.admin_profile,
                         password_hash: Some(hash),
                     },

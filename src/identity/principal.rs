@@ -11,12 +11,7 @@ use crate::domain::permissions::{Permissions, Resource};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{api_keys, orgs, roles, sessions, users};
 
-/// A person or a machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccountKind {
-    User,
-    Machine,
-}
+pub use crate::domain::kinds::AccountKind;
 
 /// An authenticated caller of the Backend API.
 #[derive(Clone, Debug)]
@@ -141,7 +136,7 @@ pub fn load_principal(
         org_name: org.name,
         user_id,
         username: user.username,
-        kind: if user.kind == "machine" { AccountKind::Machine } else { AccountKind::User },
+        kind: user.kind,
         permissions,
         session_id: None,
         api_key_id: None,

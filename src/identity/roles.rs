@@ -96,8 +96,7 @@ impl Identity {
         let in_use = self
             .store
             .write(move |c| -> StoreResult<_> {
-                let holders: i64 =
-                    c.query_row("SELECT count(*) FROM user_roles WHERE role_id = ?1", [role_id], |r| r.get(0))?;
+                let holders = roles::holders(c, role_id)?;
                 if holders > 0 {
                     return Ok(Some(holders));
                 }

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::principal::{load_principal, Principal};
+use super::principal::{load_principal, AccountKind, Principal};
 use super::{unix_now, Identity};
 use crate::auth::claims::{AccessClaims, OrgSelectionClaims, RefreshClaims, SessionClaim};
 use crate::auth::keyring::TokenKind;
@@ -103,7 +103,7 @@ impl Identity {
         let org = org.filter(|o| allowed.contains(&o.id)).ok_or(ApiError::NotFound { resource: "org" })?;
         let org_id = org.id;
         let user = self.store.read(move |c| users::by_name(c, org_id, &username)).await?;
-        let user = user.filter(|u| u.kind == "user").ok_or(ApiError::TokenRevoked)?;
+        let user = user.filter(|u| u.kind == AccountKind::User).ok_or(ApiError::TokenRevoked)?;
         self.open_session(user).await
     }
 
@@ -125,7 +125,7 @@ impl Identity {
                 None => Ok(None),
             })
             .await?
-            .filter(|u| u.kind == "user");
+            .filter(|u| u.kind == AccountKind::User);
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         if !self.verify_password(stored, password.to_string()).await? {
             self.limiter.record_failure(&keys);

@@ -41,6 +41,6 @@ impl Resources {
             ),
             None => None,
         };
-        Origin::from_stored(&d.origin, secret)
+        Ok(Origin::from_stored(&d.origin, secret)?)
     }
 }

@@ -4,6 +4,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns =
+    &[("apiKeyId", "k.id"), ("username", "u.username"), ("created", "k.created"), ("lastUsed", "k.last_used")];
+
 #[derive(Clone, Debug)]
 pub struct ApiKey {
     pub id: String,

@@ -4,6 +4,16 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns = &[
+    ("name", "a.name"),
+    ("label", "a.label"),
+    ("status", "a.status"),
+    ("iCurBuild", "a.i_cur_build"),
+    ("created", "a.created"),
+    ("updated", "a.updated"),
+];
+
 #[derive(Clone, Debug)]
 pub struct App {
     pub id: i64,

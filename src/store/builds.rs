@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::tasks::{self as task_rows, NewTask, Task};
 use super::{now_rfc3339, StoreResult};
+use crate::domain::kinds::TaskStatus;
 
 /// Takes the app for an import and inserts the import's first task, in the caller's
 /// transaction. `None`: another import holds the app (the API answers 409 `busy`).
@@ -182,8 +183,8 @@ pub enum RetryRefused {
 /// takes its app again (one import per app), showing `processing` or `exporting` as before.
 pub fn retry(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Result<Task, RetryRefused>> {
     let Some(task) = task_in_org(conn, org_id, name)? else { return Ok(Err(RetryRefused::NotFound)) };
-    if task.status != "failed" {
-        return Ok(Err(RetryRefused::NotFailed(task.status)));
+    if task.status != TaskStatus::Failed {
+        return Ok(Err(RetryRefused::NotFailed(task.status.as_str().to_string())));
     }
     let app_id = task.input.get("appId").and_then(serde_json::Value::as_i64);
     if let (Some(app_id), Some(group)) = (app_id, &task.group) {
@@ -266,7 +267,7 @@ pub fn finish_upload(conn: &Connection, task_id: i64) -> StoreResult<bool> {
 /// `None`: the task does not wait for an upload.
 pub fn expire_upload(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<Task>> {
     let Some(task) = task_in_org(conn, org_id, name)? else { return Ok(None) };
-    if conn.execute("DELETE FROM uploads WHERE task_id = ?1", [task.id])? == 0 || task.status != "submitted" {
+    if conn.execute("DELETE FROM uploads WHERE task_id = ?1", [task.id])? == 0 || task.status != TaskStatus::Submitted {
         return Ok(None);
     }
     mark_expired(conn, task.id)?;

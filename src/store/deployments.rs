@@ -5,6 +5,15 @@ use serde_json::Value;
 
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns = &[
+    ("name", "d.name"),
+    ("label", "d.label"),
+    ("status", "d.status"),
+    ("created", "d.created"),
+    ("updated", "d.updated"),
+];
+
 #[derive(Clone, Debug)]
 pub struct Deployment {
     pub id: i64,

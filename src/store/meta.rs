@@ -4,6 +4,11 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreResult;
 
+/// A read that touches the database file, for readiness checks.
+pub fn probe(conn: &Connection) -> StoreResult<i64> {
+    Ok(conn.prepare_cached("SELECT count(*) FROM meta")?.query_row([], |r| r.get(0))?)
+}
+
 pub fn get(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
 }

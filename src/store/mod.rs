@@ -208,12 +208,40 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// API sort field → SQL column of one list; the first entry (the name) breaks ties. Column names
+/// stay in store/: callers name API fields only.
+pub type SortColumns = &'static [(&'static str, &'static str)];
+
 /// One page of a list: offset, limit and an ORDER BY built only from whitelisted column names.
 #[derive(Clone, Debug)]
 pub struct Page {
     pub offset: i64,
     pub limit: i64,
     pub order_by: String,
+}
+
+impl Page {
+    /// A page sorted by `order` (API field, descending?), then by the list's name for stable
+    /// order. An unknown field is answered as `Err(field)`.
+    pub fn new<'f>(offset: i64, limit: i64, sort: SortColumns, order: &[(&'f str, bool)]) -> Result<Page, &'f str> {
+        let column = |field: &'f str| sort.iter().find(|(name, _)| *name == field).map(|(_, c)| *c).ok_or(field);
+        let mut clauses = Vec::with_capacity(order.len() + 1);
+        let mut by_name = false;
+        for (field, descending) in order {
+            let column = column(field)?;
+            by_name |= column == sort[0].1;
+            clauses.push(format!("{column} {}", if *descending { "DESC" } else { "ASC" }));
+        }
+        if !by_name {
+            clauses.push(format!("{} ASC", sort[0].1));
+        }
+        Ok(Page { offset, limit, order_by: clauses.join(", ") })
+    }
+
+    /// Whether `field` can be sorted on in a list with these columns.
+    pub fn sortable(sort: SortColumns, field: &str) -> bool {
+        sort.iter().any(|(name, _)| *name == field)
+    }
 }
 
 /// One page of `select` (a `SELECT … FROM <from>`) under `cond`, and the number of all matches.

@@ -5,6 +5,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 use crate::domain::permissions::Permissions;
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns =
+    &[("name", "r.name"), ("label", "r.label"), ("created", "r.created"), ("updated", "r.updated")];
+
 /// Name of the built-in role with every permission.
 pub const ADMINISTRATORS: &str = "Administrators";
 
@@ -99,6 +103,11 @@ pub fn permissions_of(conn: &Connection, user_id: i64) -> StoreResult<Permission
 }
 
 /// How many accounts hold the organization's `Administrators` role.
+/// How many accounts hold the role.
+pub fn holders(conn: &Connection, role_id: i64) -> StoreResult<i64> {
+    Ok(conn.prepare_cached("SELECT count(*) FROM user_roles WHERE role_id = ?1")?.query_row([role_id], |r| r.get(0))?)
+}
+
 pub fn administrators_count(conn: &Connection, org_id: i64) -> StoreResult<i64> {
     Ok(conn.query_row(
         "SELECT count(*) FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE r.org_id = ?1 AND r.builtin = 1",

@@ -5,6 +5,9 @@ use serde_json::Value;
 
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns = &[("name", "s.name"), ("type", "s.type"), ("created", "s.created")];
+
 #[derive(Clone, Debug)]
 pub struct Subscription {
     pub id: i64,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{now_rfc3339, StoreError, StoreResult};
+use crate::domain::kinds::TaskStatus;
 
 /// Progress of a task, as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub struct Task {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub group: Option<String>,
     pub app_name: Option<String>,
     pub build_id: Option<i64>,
@@ -175,6 +176,12 @@ pub fn requeue_interrupted(conn: &Connection) -> StoreResult<usize> {
     Ok(conn.execute("UPDATE tasks SET status = 'submitted', started = NULL WHERE status = 'running'", [])?)
 }
 
+/// Sort fields of `GET /be/v1/tasks`. The default (`name`, as every list) walks the
+/// `(org_id, name)` index and `created` (creation order, the id) the `(org_id, id)` one, so
+/// neither page needs a sort step however many tasks there are.
+pub const SORT: super::SortColumns =
+    &[("name", "t.name"), ("created", "t.id"), ("type", "t.type"), ("status", "t.status"), ("appName", "t.app_name")];
+
 /// The filters of `GET /be/v1/tasks` (API.md §9); `None` does not filter.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
@@ -188,8 +195,7 @@ pub struct TaskFilter {
     pub created_before: Option<String>,
 }
 
-/// One page of an organization's tasks. Sorted by `t.id` (creation order) the page walks the
-/// `(org_id, id)` index and stops after `limit` rows, whatever the number of tasks.
+/// One page of an organization's tasks (see [`SORT`] for what keeps it fast).
 pub fn list(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) -> StoreResult<super::Listed<Task>> {
     let select = format!("SELECT {COLUMNS} FROM tasks t");
     let cond = "WHERE t.org_id = ?1 AND (?2 IS NULL OR instr(lower(t.app_name), lower(?2)) > 0)

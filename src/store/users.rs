@@ -3,14 +3,26 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::domain::kinds::AccountKind;
+
 use super::{list_page, now_rfc3339, Listed, Page, StoreError, StoreResult};
+
+/// API sort field → SQL column for the list; the first entry (the name) breaks ties.
+pub const SORT: super::SortColumns = &[
+    ("username", "u.username"),
+    ("type", "u.type"),
+    ("email", "u.email"),
+    ("created", "u.created"),
+    ("updated", "u.updated"),
+    ("lastLogin", "u.last_login"),
+];
 
 #[derive(Clone, Debug)]
 pub struct User {
     pub id: i64,
     pub org_id: i64,
     pub username: String,
-    pub kind: String,
+    pub kind: AccountKind,
     pub email: Option<String>,
     pub firstname: Option<String>,
     pub surname: Option<String>,
@@ -62,7 +74,7 @@ fn from_row(row: &Row) -> rusqlite::Result<User> {
 pub struct NewUser<'a> {
     pub org_id: i64,
     pub username: &'a str,
-    pub kind: &'a str,
+    pub kind: AccountKind,
     pub profile: Profile,
     pub password_hash: Option<String>,
 }

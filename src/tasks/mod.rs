@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::domain::kinds::TaskStatus;
 use crate::instance::MaintenanceSwitch;
 use crate::store::tasks::{self as task_rows, NewTask, Progress, Task};
 use crate::store::{Store, StoreResult};
@@ -134,7 +135,7 @@ impl Queue {
         self.lock_waiters().entry(task_id).or_default().push(tx);
         // The task may have ended before we registered: look once before sleeping.
         let current = self.inner.store.read(move |c| task_rows::get_by_id(c, task_id)).await?;
-        if current.as_ref().is_some_and(|t| is_final(&t.status)) {
+        if current.as_ref().is_some_and(|t| t.status.is_final()) {
             return Ok(current);
         }
         let _ = tokio::time::timeout(timeout, rx).await;
@@ -269,9 +270,9 @@ impl Queue {
     }
 }
 
-/// Whether a status is an end state.
-pub fn is_final(status: &str) -> bool {
-    matches!(status, "done" | "failed" | "expired")
+/// Whether a status (the enum, or its name) is an end state.
+pub fn is_final(status: impl AsRef<str>) -> bool {
+    TaskStatus::parse(status.as_ref()).is_some_and(TaskStatus::is_final)
 }
 
 #[cfg(test)]
