@@ -40,6 +40,11 @@ CREATE INDEX tasks_by_org ON tasks (org_id, created);
 -- A page of an organization's tasks in creation or name order walks one of these indexes.
 CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
 CREATE INDEX tasks_by_org_name ON tasks (org_id, name);
+-- Filtered pages: a group (three tasks) is found directly; a type or status page walks its own
+-- slice in name order instead of skipping past every other task of the organization.
+CREATE INDEX tasks_by_org_group ON tasks (org_id, grp);
+CREATE INDEX tasks_by_org_type ON tasks (org_id, type, name);
+CREATE INDEX tasks_by_org_status ON tasks (org_id, status, name);
 
 -- Identity and access.
 
