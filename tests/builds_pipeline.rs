@@ -426,3 +426,57 @@ fn build_max_builds_plus_one_evicts_the_oldest_and_its_published_objects_go_afte
     Client::new(&published, "acme", "game").update(2, 3, &dest).unwrap();
     assert_same_tree(&read_tree(&dest), &v3);
 }
+
+/// A build server with ranges and a strong ETag that drops its first connection halfway.
+fn dropping_origin(body: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/native-build.tar", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut start = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    start = v.trim().trim_end_matches('-').parse::<usize>().unwrap();
+                }
+            }
+            let part = &body[start..];
+            let head = if start > 0 {
+                format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\n",
+                    body.len() - 1,
+                    body.len(),
+                    part.len()
+                )
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", part.len())
+            };
+            let head = format!("{head}Accept-Ranges: bytes\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n");
+            let cut = if n == 0 { part.len() / 2 } else { part.len() };
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&part[..cut]));
+        }
+    });
+    url
+}
+
+#[test]
+fn a_download_cut_off_midway_resumes_with_a_range_request_and_the_build_is_committed() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let first = import(&admin, "game", &dropping_origin(v1.clone()), v1.len());
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
+    let dltar = task(&admin, first["name"].as_str().unwrap());
+    assert_eq!(dltar["output"]["resumed"], 1, "{dltar}");
+    assert_eq!(dltar["output"]["restarted"], 0, "{dltar}");
+    let tree = tempfile::tempdir().unwrap();
+    let depot = DirOrigin { root: server.state_dir.join("depot") };
+    Client::new(&depot, "acme", "game").rebuild(1, None, &tree.path().join("game")).unwrap();
+    assert_same_tree(&read_tree(&tree.path().join("game")), &game_v1());
+}

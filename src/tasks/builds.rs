@@ -279,13 +279,25 @@ fn release(conn: &Connection, task: &Task, error: Option<&str>) -> StoreResult<(
 
 struct Mkraw(Arc<BuildEnv>);
 
-impl Mkraw {
-    /// Progress hook for the engine: records at most every 1 % so the writer is not flooded.
-    fn hooks_progress(ctx: &TaskContext, done: u64, total: u64) {
+/// Throttles the engine's progress calls (one per chunk) to the task row: a write at most every
+/// 1 % (and 1 MiB), at the end of a phase, and when a new phase (image, each patch) starts over.
+struct ProgressGate {
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl ProgressGate {
+    fn new() -> ProgressGate {
+        ProgressGate { last: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn record(&self, ctx: &TaskContext, done: u64, total: u64) {
+        use std::sync::atomic::Ordering;
         let step = (total / 100).max(1 << 20);
-        if done != total && done % step > (step / 8).max(1 << 16) {
+        let last = self.last.load(Ordering::Relaxed);
+        if done != total && done >= last && done - last < step {
             return;
         }
+        self.last.store(done, Ordering::Relaxed);
         if let Err(e) = ctx.progress(done as i64, total as i64) {
             log::warn!("cannot record the progress of an import: {e}");
         }
@@ -299,7 +311,8 @@ impl TaskHandler for Mkraw {
         let n = build_number(input.build_id)?;
         let tar = env.tar_path(&input);
         let store = env.chunk_store(input.app_id)?;
-        let progress = |done: u64, total: u64| Mkraw::hooks_progress(ctx, done, total);
+        let gate = ProgressGate::new();
+        let progress = |done: u64, total: u64| gate.record(ctx, done, total);
         let never = || false;
         let hooks = Hooks::new(&progress, &never);
 
