@@ -163,6 +163,8 @@ CREATE TABLE apps (
     updated          TEXT NOT NULL,
     -- The group of the import holding the app (one import per app at a time), if any.
     import_group     TEXT,
+    -- The last build number an import took; never reused, not even a failed import's.
+    last_build       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (org_id, name)
 );
 

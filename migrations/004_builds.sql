@@ -18,6 +18,11 @@ CREATE INDEX tasks_by_org_status ON tasks (org_id, status, name);
 -- One import per app at a time: the group of the import holding the app, if any.
 ALTER TABLE apps ADD COLUMN import_group TEXT;
 
+-- The last build number an import of the app took. Numbers are never reused, not even a failed
+-- import's (its files may still be on disk), and they survive the removal of old tasks.
+ALTER TABLE apps ADD COLUMN last_build INTEGER NOT NULL DEFAULT 0;
+UPDATE apps SET last_build = i_cur_build;
+
 -- One-time upload URLs of imports in upload mode. Only the SHA-256 of the 256-bit capability
 -- is kept, so a copy of the database does not let anyone upload a build.
 CREATE TABLE uploads (

@@ -81,7 +81,7 @@ impl Resources {
                 if app.processing || app.exporting {
                     return Err(busy());
                 }
-                let build_id = build_rows::last_build_number(c, app.id, &app.name, org_id)? + 1;
+                let build_id = build_rows::next_build_number(c, app.id)?;
                 let input = BuildInput {
                     org_id,
                     org_name,

@@ -134,21 +134,14 @@ pub fn build_ids(conn: &Connection, app_id: i64) -> StoreResult<Vec<i64>> {
     Ok(ids)
 }
 
-/// The highest build number the app has ever used, current or in an unfinished import; the
-/// next import takes the one after it.
-pub fn last_build_number(conn: &Connection, app_id: i64, app_name: &str, org_id: i64) -> StoreResult<i64> {
-    let published: i64 = conn.query_row(
-        "SELECT max(i_cur_build, coalesce((SELECT max(build_id) FROM builds WHERE app_id = ?1), 0)) FROM apps WHERE id = ?1",
+/// Takes the app's next build number (in the import's transaction): one more than any number
+/// an import of the app ever took, current, evicted or failed.
+pub fn next_build_number(conn: &Connection, app_id: i64) -> StoreResult<i64> {
+    Ok(conn.query_row(
+        "UPDATE apps SET last_build = max(last_build, i_cur_build) + 1 WHERE id = ?1 RETURNING last_build",
         [app_id],
         |r| r.get(0),
-    )?;
-    // A failed import burnt its number: its files may be on disk, so it is never reused.
-    let attempted: Option<i64> = conn.query_row(
-        "SELECT max(build_id) FROM tasks WHERE org_id = ?1 AND app_name = ?2 AND type = 'dltar'",
-        params![org_id, app_name],
-        |r| r.get(0),
-    )?;
-    Ok(published.max(attempted.unwrap_or(0)))
+    )?)
 }
 
 /// The deployments an app lists (empty: all of the organization's).
