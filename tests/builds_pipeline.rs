@@ -480,3 +480,24 @@ fn a_download_cut_off_midway_resumes_with_a_range_request_and_the_build_is_commi
     Client::new(&depot, "acme", "game").rebuild(1, None, &tree.path().join("game")).unwrap();
     assert_same_tree(&read_tree(&tree.path().join("game")), &game_v1());
 }
+
+#[test]
+fn a_build_url_on_this_machine_is_refused_unless_the_setting_allows_loopback() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let origin = BuildOrigin::start(v1.clone());
+    let first = import(&admin, "game", &origin.url, v1.len());
+    let name = first["name"].as_str().unwrap().to_string();
+    let failed = common::eventually(CHAIN, || {
+        let t = task(&admin, &name);
+        (t["status"] == "failed").then_some(t)
+    });
+    let message = failed["exception"]["message"].as_str().unwrap();
+    assert!(message.contains("may not connect"), "{failed}");
+    assert_eq!(failed["attempts"], 1, "a refused address is not retried");
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 0);
+    let bad = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": "ftp://example.com/b.tar"})));
+    common::assert_param(&bad, 400, "invalid-param", "url");
+}
