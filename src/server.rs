@@ -60,6 +60,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let store = Store::open(&settings.database_path(), Pragmas::from_settings(&settings), settings.read_pool_size)
         .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
+    let sealer = Arc::new(Sealer::new(keyring.sealing_key()));
     let engine = Engine::start(EngineOptions::default()).map_err(|e| format!("cannot start the build engine: {e}"))?;
     let builds = Arc::new(BuildEnv {
         engine,
@@ -69,6 +70,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         reserve_bytes: 256 << 20,
         download_timeout: settings.download_timeout,
         prune_grace: settings.prune_grace,
+        sealer: sealer.clone(),
     });
     let mut handlers = tasks::standard_handlers();
     handlers.extend(tasks::builds::handlers(builds));
@@ -88,7 +90,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     start_housekeeping(identity.clone(), store.clone(), settings.task_retention);
     let resources = Arc::new(Resources {
         store: store.clone(),
-        sealer: Arc::new(Sealer::new(keyring.sealing_key())),
+        sealer,
         state_dir: settings.state_dir.clone(),
         queue: queue.clone(),
     });

@@ -29,6 +29,8 @@ fn server() -> Server {
 struct BuildOrigin {
     url: String,
     body: Arc<Mutex<Vec<u8>>>,
+    /// Each request's head, as received.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl BuildOrigin {
@@ -36,17 +38,21 @@ impl BuildOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/native-build.tar", listener.local_addr().unwrap());
         let body = Arc::new(Mutex::new(body));
-        let served = body.clone();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (served, seen) = (body.clone(), heads.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
+                    head.push_str(&line);
                 }
+                seen.lock().unwrap().push(head);
                 let body = served.lock().unwrap().clone();
                 if body.is_empty() {
                     let _ =
@@ -57,7 +63,7 @@ impl BuildOrigin {
                 let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
             }
         });
-        BuildOrigin { url, body }
+        BuildOrigin { url, body, heads }
     }
 
     fn serve(&self, body: Vec<u8>) {
@@ -500,4 +506,29 @@ fn a_build_url_on_this_machine_is_refused_unless_the_setting_allows_loopback() {
     assert_eq!(settled(&admin, "game")["iCurBuild"], 0);
     let bad = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": "ftp://example.com/b.tar"})));
     common::assert_param(&bad, 400, "invalid-param", "url");
+}
+
+#[test]
+fn request_headers_for_the_build_server_reach_it_and_are_stored_only_sealed() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let origin = BuildOrigin::start(v1.clone());
+    let secret = "Bearer build-server-credential-4711";
+    let url = json!({"url": origin.url, "headers": {"Authorization": secret}});
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": url}))).assert_ok();
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
+    let heads = origin.heads.lock().unwrap().clone();
+    assert!(heads.iter().any(|h| h.contains(&format!("authorization: {secret}")) || h.contains(&format!("Authorization: {secret}"))), "{heads:?}");
+    let db = rusqlite::Connection::open(server.database()).unwrap();
+    let inputs: Vec<String> = db
+        .prepare("SELECT input FROM tasks")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!inputs.is_empty() && inputs.iter().all(|i| !i.contains("build-server-credential")), "{inputs:?}");
+    assert!(inputs.iter().any(|i| i.contains("sealedHeaders")));
 }

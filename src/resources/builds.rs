@@ -63,8 +63,10 @@ impl Resources {
         terms: UploadTerms,
     ) -> ApiResult<(Task, Option<UploadOffer>)> {
         caller.require(Resource::APPS, UPDATE)?;
-        if let Some(source) = &import.source {
+        let mut import = import;
+        if let Some(source) = &mut import.source {
             check_url(&source.url)?;
+            source.seal_headers(&self.sealer, caller.org_id, &import.app_name);
         }
         if let Some(size) = import.size.filter(|s| *s > terms.max_bytes) {
             let limit = terms.max_bytes;

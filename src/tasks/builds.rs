@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::prune::{self, PruneTarget};
 use super::{TaskContext, TaskFailure, TaskHandler};
+use crate::auth::sealing::Sealer;
 use crate::engine::{layout, ChunkStore, Engine, EngineError, Hooks, Manifest};
 use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
 use crate::outbound::policy::OutboundPolicy;
@@ -42,6 +43,8 @@ pub struct BuildEnv {
     pub download_timeout: Duration,
     /// How long published objects of an evicted build stay for clients still fetching them.
     pub prune_grace: Duration,
+    /// Opens the build server's request headers, stored sealed.
+    pub sealer: Arc<Sealer>,
 }
 
 impl BuildEnv {
@@ -77,8 +80,39 @@ pub fn handlers(env: Arc<BuildEnv>) -> Vec<(&'static str, Arc<dyn TaskHandler>)>
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlSource {
     pub url: String,
-    #[serde(default)]
+    /// Only in memory on the way in: the stored task input carries them sealed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// The headers as JSON, sealed (AES-256-GCM) and base64: they often hold a credential for
+    /// the build server, which the database must not keep in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_headers: Option<String>,
+}
+
+impl UrlSource {
+    /// The sealing context binds the headers to the organization and app of the import.
+    pub fn headers_context(org_id: i64, app_name: &str) -> String {
+        format!("build-headers/{org_id}/{app_name}")
+    }
+
+    /// Replaces clear headers by their sealed form, before the source is stored.
+    pub fn seal_headers(&mut self, sealer: &Sealer, org_id: i64, app_name: &str) {
+        if self.headers.is_empty() {
+            return;
+        }
+        let clear = serde_json::to_string(&self.headers).unwrap_or_default();
+        let sealed = sealer.seal(&Self::headers_context(org_id, app_name), &clear);
+        self.sealed_headers = Some(crate::auth::b64_encode(&sealed));
+        self.headers.clear();
+    }
+
+    fn open_headers(&self, sealer: &Sealer, org_id: i64, app_name: &str) -> Result<Vec<(String, String)>, TaskFailure> {
+        let Some(sealed) = &self.sealed_headers else { return Ok(self.headers.clone()) };
+        let refused = || failure("the build server's request headers cannot be opened", false);
+        let bytes = crate::auth::b64_decode_any(sealed).ok_or_else(refused)?;
+        let clear = sealer.open(&Self::headers_context(org_id, app_name), &bytes).map_err(|_| refused())?;
+        serde_json::from_str(&clear).map_err(|_| refused())
+    }
 }
 
 /// A patch mkraw wrote, for deploy and the commit.
@@ -228,7 +262,8 @@ impl TaskHandler for Dltar {
                 retryable: false,
             });
         };
-        let source = Source { url: url.url.clone(), headers: url.headers.clone() };
+        let headers = url.open_headers(&env.sealer, input.org_id, &input.app_name)?;
+        let source = Source { url: url.url.clone(), headers };
         let limits = Limits {
             max_bytes: env.max_build_bytes,
             expected_bytes: input.size,
