@@ -30,11 +30,21 @@ CREATE TABLE tasks (
     created            TEXT NOT NULL,
     started            TEXT,
     ended              TEXT,
-    org_id             INTEGER REFERENCES orgs (id) ON DELETE CASCADE
+    org_id             INTEGER REFERENCES orgs (id) ON DELETE CASCADE,
+    -- What the task has durably done (dltar: bytes and validator), so a retry resumes.
+    checkpoint         TEXT
 );
 
 CREATE INDEX tasks_runnable ON tasks (status, run_after);
 CREATE INDEX tasks_by_org ON tasks (org_id, created);
+-- A page of an organization's tasks in creation or name order walks one of these indexes.
+CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
+CREATE INDEX tasks_by_org_name ON tasks (org_id, name);
+-- Filtered pages: a group (three tasks) is found directly; a type or status page walks its own
+-- slice in name order instead of skipping past every other task of the organization.
+CREATE INDEX tasks_by_org_group ON tasks (org_id, grp);
+CREATE INDEX tasks_by_org_type ON tasks (org_id, type, name);
+CREATE INDEX tasks_by_org_status ON tasks (org_id, status, name);
 
 -- Identity and access.
 
@@ -151,6 +161,10 @@ CREATE TABLE apps (
     size_bytes       INTEGER NOT NULL DEFAULT 0,
     created          TEXT NOT NULL,
     updated          TEXT NOT NULL,
+    -- The group of the import holding the app (one import per app at a time), if any.
+    import_group     TEXT,
+    -- The last build number an import took; never reused, not even a failed import's.
+    last_build       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (org_id, name)
 );
 
@@ -245,6 +259,15 @@ CREATE TRIGGER patches_removed AFTER DELETE ON patches BEGIN
                    + (SELECT coalesce(sum(size_bytes), 0) FROM patches WHERE app_id = OLD.app_id)
     WHERE id = OLD.app_id;
 END;
+
+-- One-time upload URLs of imports in upload mode. Only the SHA-256 of the 256-bit capability
+-- is kept, so a copy of the database does not let anyone upload a build.
+CREATE TABLE uploads (
+    task_id    INTEGER PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+    token_hash BLOB NOT NULL UNIQUE,
+    expires    TEXT NOT NULL,
+    max_bytes  INTEGER NOT NULL
+);
 
 CREATE TABLE subscriptions (
     id      INTEGER PRIMARY KEY,

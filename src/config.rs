@@ -143,6 +143,21 @@ settings! {
         serde(deserialize_with = "read::duration_or_off");
     backup_keep: usize = 7, "7",
         "how many scheduled backups are kept (the newest)", serde(deserialize_with = "read::within::<1, 10000, _, _>");
+    outbound_allow_loopback: bool = false, "false",
+        "build URLs may point at this machine (127.0.0.0/8, ::1): for tests and local build servers",
+        serde(deserialize_with = "read::flag");
+    max_build_bytes: u64 = 64 << 30, "68719476736",
+        "largest build tar accepted, bytes", serde(deserialize_with = "read::within::<1, 18446744073709551615, _, _>");
+    download_timeout: Duration = Duration::from_secs(60), "60s",
+        "connect and per-read timeout of a build download", serde(deserialize_with = "read::duration");
+    upload_ttl: Duration = Duration::from_secs(24 * 3600), "24h",
+        "how long the one-time upload URL of an import stays valid", serde(deserialize_with = "read::duration");
+    prune_grace: Duration = Duration::from_secs(24 * 3600), "24h",
+        "how long the published image and patches of an evicted build stay for clients still fetching them",
+        serde(deserialize_with = "read::duration");
+    task_retention: Duration = Duration::from_secs(30 * 24 * 3600), "30d",
+        "finished tasks (done, failed, expired) are removed this long after they ended",
+        serde(deserialize_with = "read::duration");
 }
 
 fn available_cores() -> usize {
@@ -318,6 +333,28 @@ mod read {
         }
         let n = d.deserialize_any(Whole)?.filter(|n| (MIN..=MAX).contains(n));
         n.and_then(|n| T::try_from(n).ok()).ok_or_else(|| de::Error::custom(format!("must be within {MIN}..={MAX}")))
+    }
+
+    /// `true`/`false`, as a TOML boolean or as text (environment variables).
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        struct Flag;
+        impl Visitor<'_> for Flag {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<bool, E> {
+                Ok(b)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<bool, E> {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => Ok(true),
+                    "false" | "0" | "no" => Ok(false),
+                    _ => Err(E::custom(format!("`{text}` is not true or false"))),
+                }
+            }
+        }
+        d.deserialize_any(Flag)
     }
 
     pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

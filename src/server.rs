@@ -15,16 +15,19 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::keyring::Keyring;
 use crate::auth::sealing::Sealer;
 use crate::config::Settings;
+use crate::engine::{Engine, EngineOptions};
 use crate::http::access_log::AccessLog;
 use crate::http::{self, middleware};
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
 use crate::limits::{self, BodyTimeout, PeerConnections};
+use crate::outbound::policy::OutboundPolicy;
 use crate::resources::Resources;
 use crate::shutdown::{self, Drain};
 use crate::state::AppState;
 use crate::store::{Pragmas, Store};
-use crate::tasks::Queue;
+use crate::tasks::builds::BuildEnv;
+use crate::tasks::{self, Queue};
 use crate::tls::CertificateFiles;
 
 /// Creates the state directory (mode 0700) if needed; answers whether it was new.
@@ -107,7 +110,21 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         .and_then(|keyring| keyring.follow_state_dir(&settings.state_dir, settings.admin_secret.is_some()))
         .map_err(|e| e.to_string())?;
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
-    let queue = Queue::new(store.clone(), settings.state_dir.join("depot"), maintenance.clone());
+    let sealer = Arc::new(Sealer::new(keyring.sealing_key()));
+    let engine = Engine::start(EngineOptions::default()).map_err(|e| format!("cannot start the build engine: {e}"))?;
+    let builds = Arc::new(BuildEnv {
+        engine,
+        work_root: settings.state_dir.join("builds"),
+        policy: OutboundPolicy { allow_loopback: settings.outbound_allow_loopback, allow_link_local: false },
+        max_build_bytes: settings.max_build_bytes,
+        reserve_bytes: 256 << 20,
+        download_timeout: settings.download_timeout,
+        prune_grace: settings.prune_grace,
+        sealer: sealer.clone(),
+    });
+    let mut handlers = tasks::standard_handlers();
+    handlers.extend(tasks::builds::handlers(builds));
+    let queue = Queue::with_handlers(store.clone(), settings.state_dir.join("depot"), maintenance.clone(), handlers);
     let resumed = queue.recover().map_err(|e| e.to_string())?;
     if resumed > 0 {
         log::warn!("resuming {resumed} task(s) interrupted by the last stop");
@@ -120,10 +137,10 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         Identity::new(store.clone(), keyring.clone(), settings_arc.clone(), queue.clone())
             .map_err(|e| format!("cannot start password hashing threads: {e}"))?,
     );
-    start_housekeeping(identity.clone());
+    start_housekeeping(identity.clone(), store.clone(), settings.task_retention);
     let resources = Arc::new(Resources {
         store: store.clone(),
-        sealer: Arc::new(Sealer::new(keyring.sealing_key())),
+        sealer,
         state_dir: settings.state_dir.clone(),
         queue: queue.clone(),
         origin_roots: settings.origin_roots.clone(),
@@ -201,18 +218,36 @@ const HSTS: &str = "max-age=31536000";
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Periodic clean-up that needs no request: expired sessions.
-fn start_housekeeping(identity: Arc<Identity>) {
+fn start_housekeeping(identity: Arc<Identity>, store: Store, task_retention: std::time::Duration) {
+    // A short retention is checked as often as it needs (tests use seconds), a long one hourly.
+    let every = HOUSEKEEPING_EVERY.min(task_retention / 2).max(std::time::Duration::from_secs(1));
     let spawned = std::thread::Builder::new().name("housekeeping".into()).spawn(move || loop {
         match identity.remove_expired_sessions() {
             Ok(0) => {}
             Ok(n) => log::info!("removed {n} expired session(s)"),
             Err(e) => log::warn!("cannot remove expired sessions: {e}"),
         }
-        std::thread::sleep(HOUSEKEEPING_EVERY);
+        match remove_old_tasks(&store, task_retention) {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "removed {n} task(s) that ended more than {} ago",
+                humantime::format_duration(task_retention)
+            ),
+            Err(e) => log::warn!("cannot remove old tasks: {e}"),
+        }
+        std::thread::sleep(every);
     });
     if let Err(e) = spawned {
         log::error!("cannot start housekeeping: {e}");
     }
+}
+
+/// Task history grows with every build: finished tasks older than the retention go.
+fn remove_old_tasks(store: &Store, retention: std::time::Duration) -> crate::store::StoreResult<usize> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store.write_blocking(move |c| crate::store::tasks::remove_ended_before(c, &cutoff))
 }
 
 /// The first lines an operator sees: where it listens and, on a fresh state directory, what to do.

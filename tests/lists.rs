@@ -109,6 +109,16 @@ const ENDPOINTS: &[Endpoint] = &[
         fill: fill_subscriptions,
     },
     Endpoint {
+        path: "/be/v1/tasks",
+        key: "tasks",
+        name: "name",
+        name_filter: ("appName", "appName"),
+        filters: &[("type", "type"), ("status", "status")],
+        tie: "type",
+        fields: ["name", "type"],
+        fill: fill_tasks,
+    },
+    Endpoint {
         path: "/adm/v1/orgs",
         key: "orgs",
         name: "name",
@@ -215,6 +225,17 @@ fn fill_subscriptions(fx: &Fixture) -> Vec<String> {
         fx.create("/be/v1/subscriptions", body);
     }
     named()
+}
+
+/// One import per app in upload mode: each leaves a dltar task waiting for its upload.
+fn fill_tasks(fx: &Fixture) -> Vec<String> {
+    let mut names = Vec::new();
+    for name in NAMES {
+        fx.create("/be/v1/apps", json!({"name": name, "label": "same label"}));
+        let started = fx.create("/be/v1/builds", json!({"appName": name}));
+        names.push(started["task"]["name"].as_str().unwrap().to_string());
+    }
+    names
 }
 
 fn fill_orgs(fx: &Fixture) -> Vec<String> {
@@ -441,6 +462,11 @@ fn apps_follow_the_list_convention() {
 #[test]
 fn subscriptions_follow_the_list_convention() {
     run("/be/v1/subscriptions");
+}
+
+#[test]
+fn tasks_follow_the_list_convention() {
+    run("/be/v1/tasks");
 }
 
 #[test]

@@ -310,4 +310,11 @@ const CONTRACT: &[&str] = &[
     "POST /be/v1/subscriptions",
     "GET /be/v1/subscriptions",
     "DELETE /be/v1/subscriptions/{subscriptionName}",
+    "POST /be/v1/builds",
+    // The one-time upload URL POST /be/v1/builds hands out in upload mode (§8).
+    "PUT /be/v1/uploads/{uploadToken}",
+    "GET /be/v1/tasks",
+    "GET /be/v1/tasks/{taskName}",
+    "PATCH /be/v1/tasks",
+    "POST /be/v1/trigger",
 ];

@@ -53,6 +53,8 @@ struct Fixture {
     deployment: String,
     app: String,
     subscription: String,
+    /// The first task of an import of `app` (it fails: loopback is not allowed by default).
+    task: String,
 }
 
 fn entries() -> Vec<Entry> {
@@ -227,6 +229,51 @@ fn entries() -> Vec<Entry> {
         },
         Entry {
             method: "POST",
+            path: "/be/v1/builds",
+            needs: Bit("apps", 4),
+            scope: Named,
+            request: |f| {
+                let url = "http://127.0.0.1:9/native-build.tar";
+                ("/be/v1/builds".into(), Some(json!({"appName": f.app, "url": url})))
+            },
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/tasks/{taskName}",
+            needs: Bit("tasks", 2),
+            scope: Named,
+            request: |f| (format!("/be/v1/tasks/{}", f.task), None),
+        },
+        Entry {
+            method: "PUT",
+            path: "/be/v1/uploads/{uploadToken}",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/uploads/not-a-capability".into(), None),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/tasks",
+            needs: Bit("tasks", 2),
+            scope: Lists("tasks"),
+            request: |_| ("/be/v1/tasks?limit=1000".into(), None),
+        },
+        Entry {
+            method: "PATCH",
+            path: "/be/v1/tasks",
+            needs: Bit("tasks", 4),
+            scope: Named,
+            request: |f| ("/be/v1/tasks".into(), Some(json!({"name": f.task, "ackWarnings": true}))),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/trigger",
+            needs: Bit("tasks", 16),
+            scope: Named,
+            request: |f| ("/be/v1/trigger".into(), Some(json!({"action": "retryTask", "taskName": f.task}))),
+        },
+        Entry {
+            method: "POST",
             path: "/be/v1/subscriptions",
             needs: Bit("subscriptions", 1),
             scope: CreatesOwn,
@@ -313,6 +360,12 @@ fn fixture(server: &Server, org: &str) -> (Fixture, Session) {
             Some(json!({"name": "target_sub", "type": "webhook", "url": "https://ci.example.com/hook"})),
         )
         .assert_ok();
+    let import = admin.call(
+        "POST",
+        "/be/v1/builds",
+        Some(json!({"appName": "target_app", "url": "http://127.0.0.1:9/native-build.tar"})),
+    );
+    let task = import.assert_ok()["task"]["name"].as_str().unwrap().to_string();
     let f = Fixture {
         org: org.into(),
         user: "target_user".into(),
@@ -322,6 +375,7 @@ fn fixture(server: &Server, org: &str) -> (Fixture, Session) {
         deployment: "target_dep".into(),
         app: "target_app".into(),
         subscription: "target_sub".into(),
+        task,
     };
     (f, admin)
 }
@@ -406,7 +460,7 @@ fn every_endpoint_hides_another_organizations_resources() {
             Scope::Lists(key) => {
                 let reply = admin_b.call(entry.method, &path, body);
                 let text = reply.assert_ok()[key].to_string();
-                for name in [&f.user, &f.role, &f.machine, &f.key_id, &f.deployment, &f.app, &f.subscription] {
+                for name in [&f.user, &f.role, &f.machine, &f.key_id, &f.deployment, &f.app, &f.subscription, &f.task] {
                     assert!(!text.contains(name.as_str()), "{} {} shows org A's {name}", entry.method, entry.path);
                 }
             }

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod body;
+pub mod builds;
 pub mod client;
 pub mod console;
 pub mod health;
@@ -339,6 +340,21 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::GET, "/be/v1/apps/{appName}", User, "apps", "App details with builds and patches (apps read)", || web::to(resources::app))
         .answers(Answer::One("app")),
         spec(Method::DELETE, "/be/v1/apps/{appName}", User, "apps", "Delete an app; its images and patches are removed in the background (apps delete)", || web::to(resources::delete_app))
+        .answers(Answer::One("task")),
+        spec(Method::POST, "/be/v1/builds", User, "builds", "Import a build from a URL, or (without url) get a one-time upload URL; queues dltar → mkraw → deploy; 409 busy while the app imports (apps update)", || web::to(builds::create_build))
+        .answers(Answer::One("task"))
+            .with_body::<requests::CreateBuild>(),
+        spec(Method::PUT, "/be/v1/uploads/{uploadToken}", None, "builds", "The one-time upload URL of an import: the build tar as the body, streamed to disk; may be repeated until it succeeds or expires", || web::to(builds::upload))
+        .answers(Answer::One("task")),
+        spec(Method::GET, "/be/v1/tasks", User, "tasks", "List the organization's tasks (tasks read; sort created for creation order; filters appName, type, status, group, createdAfter, createdBefore)", || web::to(builds::list_tasks))
+        .answers(Answer::List("tasks", &builds::TASKS_LIST)),
+        spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload (tasks update)", || web::to(builds::change_task))
+        .answers(Answer::One("task"))
+            .with_body::<requests::ChangeTask>(),
+        spec(Method::POST, "/be/v1/trigger", User, "tasks", "retryTask: re-run a failed task from its checkpoint (tasks execute)", || web::to(builds::trigger))
+        .answers(Answer::One("task"))
+            .with_body::<requests::Trigger>(),
+        spec(Method::GET, "/be/v1/tasks/{taskName}", User, "tasks", "One task of the organization with progress, warnings, exception and attempts (tasks read)", || web::to(builds::task))
         .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))
         .answers(Answer::One("subscription"))

@@ -282,3 +282,47 @@ pub struct CreateSubscription {
     pub url: Text<{ limits::URL }>,
     pub events: Option<Vec<EventFilter>>,
 }
+
+/// Where the server downloads a build from: a URL, or a URL with request headers (API.md §8).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum BuildUrl {
+    Plain(Text<{ limits::URL }>),
+    WithHeaders {
+        url: Text<{ limits::URL }>,
+        /// Sent to the build server's host only, never to one a redirect leads to.
+        headers: Option<std::collections::BTreeMap<String, Text<{ limits::SECRET }>>>,
+    },
+}
+
+/// `POST /be/v1/builds`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBuild {
+    pub app_name: Name,
+    pub build_name: Option<Text<{ limits::SHORT }>>,
+    /// Absent: upload mode (a one-time PUT URL).
+    pub url: Option<BuildUrl>,
+    /// The tar's size in bytes; the import fails when the download differs.
+    pub size: Option<u64>,
+}
+
+pub type TaskName = Text<{ limits::SHORT }>;
+
+/// `PATCH /be/v1/tasks`: acknowledge the warnings, or expire a task waiting for an upload.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeTask {
+    pub name: TaskName,
+    pub ack_warnings: Option<bool>,
+    pub expire: Option<bool>,
+}
+
+/// `POST /be/v1/trigger`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "action", deny_unknown_fields)]
+pub enum Trigger {
+    /// Re-runs a failed task from its checkpoint.
+    #[serde(rename = "retryTask", rename_all = "camelCase")]
+    RetryTask { task_name: TaskName },
+}

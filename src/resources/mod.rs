@@ -2,8 +2,10 @@
 //! call these functions; these check permissions, seal secrets and call the store.
 
 pub mod apps;
+pub mod builds;
 pub mod deployments;
 pub mod subscriptions;
+pub mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("001_foundation", include_str!("../../migrations/001_foundation.sql")),
     ("002_identity", include_str!("../../migrations/002_identity.sql")),
     ("003_resources", include_str!("../../migrations/003_resources.sql")),
+    ("004_builds", include_str!("../../migrations/004_builds.sql")),
 ];
 
 /// The schema version this binary writes.

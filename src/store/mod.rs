@@ -6,6 +6,7 @@
 pub mod api_keys;
 pub mod apps;
 pub mod backup;
+pub mod builds;
 pub mod deployments;
 pub mod meta;
 pub mod migrations;

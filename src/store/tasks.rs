@@ -175,3 +175,41 @@ pub fn add_warning(conn: &Connection, id: i64, warning: &Value) -> StoreResult<(
 pub fn requeue_interrupted(conn: &Connection) -> StoreResult<usize> {
     Ok(conn.execute("UPDATE tasks SET status = 'submitted', started = NULL WHERE status = 'running'", [])?)
 }
+
+/// Sort fields of `GET /be/v1/tasks`. The default (`name`, as every list) walks the
+/// `(org_id, name)` index and `created` (creation order, the id) the `(org_id, id)` one, so
+/// neither page needs a sort step however many tasks there are.
+pub const SORT: super::SortColumns =
+    &[("name", "t.name"), ("created", "t.id"), ("type", "t.type"), ("status", "t.status"), ("appName", "t.app_name")];
+
+/// The filters of `GET /be/v1/tasks` (API.md §9); `None` does not filter.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    /// Part of the app's name, any case.
+    pub app_name: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub group: Option<String>,
+    /// RFC 3339 UTC with milliseconds, as stored.
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+}
+
+/// One page of an organization's tasks (see [`SORT`] for what keeps it fast).
+pub fn list(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) -> StoreResult<super::Listed<Task>> {
+    let select = format!("SELECT {COLUMNS} FROM tasks t");
+    let cond = "WHERE t.org_id = ?1 AND (?2 IS NULL OR instr(lower(t.app_name), lower(?2)) > 0)
+        AND (?3 IS NULL OR t.type = ?3) AND (?4 IS NULL OR t.status = ?4) AND (?5 IS NULL OR t.grp = ?5)
+        AND (?6 IS NULL OR t.created > ?6) AND (?7 IS NULL OR t.created < ?7)";
+    let args = rusqlite::params![org_id, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
+    super::list_page(conn, &select, "tasks t", cond, args, page, from_row)
+}
+
+/// Removes every task that ended before `ended_before` (the retention setting); answers how
+/// many went. Tasks still waiting or running stay whatever their age.
+pub fn remove_ended_before(conn: &Connection, ended_before: &str) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM tasks WHERE status IN ('done', 'failed', 'expired') AND ended IS NOT NULL AND ended < ?1",
+        [ended_before],
+    )?)
+}

@@ -4,6 +4,7 @@
 //!
 //! The queue is generic: a task type is a name plus a [`TaskHandler`]; it knows nothing of builds.
 
+pub mod builds;
 pub mod hello;
 pub mod prune;
 
@@ -33,6 +34,18 @@ pub struct TaskFailure {
 /// The work of one task type.
 pub trait TaskHandler: Send + Sync {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure>;
+
+    /// Runs in the transaction that records the task as done, so what follows from it (the next
+    /// task of a chain, a committed build) exists exactly when the task is done. An error rolls
+    /// both back and the task is retried.
+    fn on_done(&self, _conn: &rusqlite::Connection, _task: &Task, _output: &Value) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Runs in the transaction that records the task's final failure (no retry follows).
+    fn on_failed(&self, _conn: &rusqlite::Connection, _task: &Task, _exception: &Value) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// What a handler may do while it runs: read its task, report progress and warnings.
@@ -77,11 +90,14 @@ struct Inner {
 /// Idle workers look for due retries at least this often.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// The task types every server runs that need nothing but the store and the depot.
+pub fn standard_handlers() -> Vec<(&'static str, Arc<dyn TaskHandler>)> {
+    vec![(hello::TYPE, Arc::new(hello::Hello)), (prune::TYPE, Arc::new(prune::Prune))]
+}
+
 impl Queue {
     pub fn new(store: Store, depot: std::path::PathBuf, maintenance: Arc<MaintenanceSwitch>) -> Self {
-        let handlers: Vec<(&'static str, Arc<dyn TaskHandler>)> =
-            vec![(hello::TYPE, Arc::new(hello::Hello)), (prune::TYPE, Arc::new(prune::Prune))];
-        Queue::with_handlers(store, depot, maintenance, handlers)
+        Queue::with_handlers(store, depot, maintenance, standard_handlers())
     }
 
     /// A queue that knows exactly these task types.
@@ -214,10 +230,15 @@ impl Queue {
         };
         let id = task.id;
         let mut ended = true;
+        let handler = inner.handlers.get(task.kind.as_str()).cloned();
+        let row = task.clone();
         let saved = match outcome {
             Ok(output) => {
                 log::info!("task {} done", task.name);
-                inner.store.write_blocking(move |c| task_rows::complete(c, id, &output))
+                inner.store.write_blocking(move |c| {
+                    task_rows::complete(c, id, &output)?;
+                    handler.map_or(Ok(()), |h| h.on_done(c, &row, &output))
+                })
             }
             Err(failure) => {
                 let retry_at = (failure.retryable && task.attempts < task.max_attempts).then(|| {
@@ -226,12 +247,20 @@ impl Queue {
                 });
                 ended = retry_at.is_none();
                 log::warn!("task {} failed (attempt {}), retry: {}", task.name, task.attempts, !ended);
-                inner.store.write_blocking(move |c| task_rows::fail(c, id, &failure.exception, retry_at.as_deref()))
+                inner.store.write_blocking(move |c| {
+                    task_rows::fail(c, id, &failure.exception, retry_at.as_deref())?;
+                    match (&retry_at, handler) {
+                        (None, Some(h)) => h.on_failed(c, &row, &failure.exception),
+                        _ => Ok(()),
+                    }
+                })
             }
         };
         if let Err(e) = saved {
             log::error!("task {}: cannot record its outcome: {e}", task.name);
         }
+        // A chain's next task may have been inserted with this outcome.
+        self.wake_workers();
         if !ended {
             return;
         }

@@ -27,6 +27,10 @@ pub struct PruneInput {
     pub app_name: Option<String>,
     pub depot: bool,
     pub targets: Vec<PruneTarget>,
+    /// Only these builds of the app (evicted beyond `maxBuilds`): their images and every patch
+    /// from or to them. Empty: everything of the organization or app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<u32>,
 }
 
 /// Where the published files of one deployment live. The origin is the deployment's public part
@@ -47,7 +51,8 @@ impl PruneTarget {
 
 /// A background `prune` of an organization's (or one app's) published files.
 pub fn task(org: &str, app: Option<&str>, targets: Vec<PruneTarget>, depot: bool) -> NewTask {
-    let input = PruneInput { org_name: org.into(), app_name: app.map(str::to_string), depot, targets };
+    let input =
+        PruneInput { org_name: org.into(), app_name: app.map(str::to_string), depot, targets, builds: Vec::new() };
     NewTask {
         kind: TYPE.into(),
         group: None,
@@ -88,6 +93,27 @@ fn published_dirs(root: &Path, org: &str, app: Option<&str>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The image directories of `builds` and every patch directory from or to one of them.
+fn build_dirs(root: &Path, org: &str, app: &str, builds: &[u32]) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    let patches = root.join("pat").join(org).join(app);
+    for &b in builds {
+        dirs.push(root.join("dxf").join(org).join(app).join(format!("{b:04}")));
+        dirs.push(patches.join(format!("{b:04}")));
+    }
+    let targets = match std::fs::read_dir(&patches) {
+        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for to in targets {
+        for &b in builds {
+            dirs.push(to.path().join(format!("{b:04}")));
+        }
+    }
+    Ok(dirs)
+}
+
 impl TaskHandler for Prune {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
         let input = PruneInput::deserialize(&ctx.task.input)
@@ -116,7 +142,12 @@ impl TaskHandler for Prune {
         }
         let mut removed = Vec::new();
         for (i, (what, root)) in roots.iter().enumerate() {
-            for dir in published_dirs(root, org, app) {
+            let dirs = match (app, input.builds.is_empty()) {
+                (Some(app), false) => build_dirs(root, org, app, &input.builds)
+                    .map_err(|e| failure(format!("cannot list files of {what}: {e}"), true))?,
+                _ => published_dirs(root, org, app),
+            };
+            for dir in dirs {
                 match remove_tree(&dir) {
                     Ok(true) => removed.push(format!("{what}: {}", dir.strip_prefix(root).unwrap_or(&dir).display())),
                     Ok(false) => {}

@@ -1,0 +1,149 @@
+//! `POST /be/v1/builds` and `/be/v1/tasks` (API.md §8, §9). Thin: shape checks are in the request
+//! types, rules in `resources::builds`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::body::Json;
+use super::list::{self, Filters, ListSpec};
+use super::principal::Caller;
+use super::requests::{BuildUrl, ChangeTask, CreateBuild, Trigger};
+use crate::error::{ApiError, ApiResult};
+use crate::resources::builds::{NewImport, UploadTerms};
+use crate::resources::uploads::UploadError;
+use crate::state::AppState;
+use crate::store::tasks::{Task, TaskFilter};
+use crate::tasks::builds::UrlSource;
+
+fn with_task(task: &Task) -> ApiResult<HttpResponse> {
+    Ok(super::success("task", task))
+}
+
+fn source(url: BuildUrl) -> UrlSource {
+    match url {
+        BuildUrl::Plain(url) => UrlSource { url: url.into_inner(), headers: Vec::new(), sealed_headers: None },
+        BuildUrl::WithHeaders { url, headers } => UrlSource {
+            url: url.into_inner(),
+            headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_inner())).collect(),
+            sealed_headers: None,
+        },
+    }
+}
+
+pub async fn create_build(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: Json<CreateBuild>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let import = NewImport {
+        app_name: body.app_name.into_inner(),
+        build_name: body.build_name.map(|n| n.into_inner()),
+        source: body.url.map(source),
+        size: body.size,
+    };
+    let terms = UploadTerms { ttl: state.settings.upload_ttl, max_bytes: state.settings.max_build_bytes };
+    let (task, offer) = state.resources.create_build(&caller, import, terms).await?;
+    let task = serde_json::to_value(task).map_err(ApiError::internal)?;
+    let mut answer = json!({"status": "success", "task": task});
+    if let Some(offer) = offer {
+        // Absolute, on the address the caller used to reach this server.
+        let info = req.connection_info();
+        let url = format!("{}://{}/be/v1/uploads/{}", info.scheme(), info.host(), offer.token);
+        answer["upload"] = json!({"url": url, "method": "PUT", "expires": offer.expires});
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `PUT` of a one-time upload URL: the capability in the path is the only credential.
+pub async fn upload(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    match state.resources.receive_upload(&token, body).await {
+        Ok(task) => with_task(&task),
+        Err(UploadError::Api(e)) => Err(e),
+        // The client may PUT again; nothing of this attempt was kept.
+        Err(UploadError::Body(message)) => Err(ApiError::invalid("body", message)),
+    }
+}
+
+pub async fn task(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
+    with_task(&state.resources.task(&caller, &name).await?)
+}
+
+/// Sorting by `name` (the default) or `created` follows an index, so a page costs the same at any
+/// number of tasks; the other sorts order the organization's matching tasks first.
+pub const TASKS_LIST: ListSpec = ListSpec {
+    sort: crate::store::tasks::SORT,
+    fields: &[
+        "name",
+        "type",
+        "status",
+        "group",
+        "appName",
+        "buildId",
+        "progress",
+        "warnings",
+        "exception",
+        "attempts",
+        "created",
+        "started",
+        "ended",
+    ],
+    filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
+    choices: &[
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune"]),
+        ("status", &["submitted", "running", "done", "failed", "expired"]),
+    ],
+};
+
+/// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds).
+fn instant(filters: &Filters, name: &str) -> ApiResult<Option<String>> {
+    filters
+        .get(name)
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .map_err(|_| ApiError::invalid(name, format!("`{name}` must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    list::respond(
+        &req,
+        &TASKS_LIST,
+        |query, page| query.render("tasks", &page.items, page.total),
+        |filters, page, render| async move {
+            let filter = TaskFilter {
+                app_name: filters.get("appName"),
+                kind: filters.get("type"),
+                status: filters.get("status"),
+                group: filters.get("group"),
+                created_after: instant(&filters, "createdAfter")?,
+                created_before: instant(&filters, "createdBefore")?,
+            };
+            state.resources.list_tasks(&caller, filter, page, render).await
+        },
+    )
+    .await
+}
+
+pub async fn change_task(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Json<ChangeTask>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let (ack, expire) = (body.ack_warnings == Some(true), body.expire == Some(true));
+    with_task(&state.resources.change_task(&caller, &body.name, ack, expire).await?)
+}
+
+pub async fn trigger(state: web::Data<AppState>, caller: Caller, body: Json<Trigger>) -> ApiResult<HttpResponse> {
+    match body.0 {
+        Trigger::RetryTask { task_name } => with_task(&state.resources.retry_task(&caller, &task_name).await?),
+    }
+}

@@ -1,0 +1,181 @@
+//! Imports (API.md §8) and the tasks they run (§9): `POST /be/v1/builds` takes the app for one
+//! import and queues the chain's first task in the same transaction.
+
+use super::Resources;
+use crate::domain::permissions::{Resource, EXECUTE, READ, UPDATE};
+use crate::error::{ApiError, ApiResult};
+use crate::identity::principal::Principal;
+use crate::store::apps;
+use crate::store::builds as build_rows;
+use crate::store::builds::RetryRefused;
+use crate::store::tasks::{self as task_rows, Task, TaskFilter};
+use crate::store::{Listed, Page};
+use crate::tasks::builds::{self as chain, BuildInput, UrlSource};
+
+/// What `POST /be/v1/builds` asks for, checked as far as its shape goes.
+pub struct NewImport {
+    pub app_name: String,
+    pub build_name: Option<String>,
+    pub source: Option<UrlSource>,
+    pub size: Option<u64>,
+}
+
+/// How long an upload URL lives and how large an upload may be (settings).
+pub struct UploadTerms {
+    pub ttl: std::time::Duration,
+    pub max_bytes: u64,
+}
+
+/// The one-time upload capability of an import in upload mode: 256 random bits, shown once.
+pub struct UploadOffer {
+    pub token: String,
+    pub expires: String,
+}
+
+impl UploadOffer {
+    fn new(ttl: std::time::Duration) -> UploadOffer {
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(1));
+        UploadOffer {
+            token: crate::auth::b64url_encode(&crate::auth::random_bytes::<32>()),
+            expires: (chrono::Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// A build URL must be http(s) with a host; where it may point is the outbound policy's call,
+/// made by the download itself (DNS can change between now and then).
+fn check_url(url: &str) -> ApiResult<()> {
+    let parsed = url::Url::parse(url).map_err(|e| ApiError::invalid("url", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ApiError::invalid("url", "must be an http or https URL with a host"));
+    }
+    Ok(())
+}
+
+impl Resources {
+    /// Starts an import: 409 `busy` while another import of the app runs. In upload mode (no
+    /// `source`) the answer carries the one-time upload capability, of which only the hash is
+    /// stored.
+    pub async fn create_build(
+        &self,
+        caller: &Principal,
+        import: NewImport,
+        terms: UploadTerms,
+    ) -> ApiResult<(Task, Option<UploadOffer>)> {
+        caller.require(Resource::APPS, UPDATE)?;
+        let mut import = import;
+        if let Some(source) = &mut import.source {
+            check_url(&source.url)?;
+            source.seal_headers(&self.sealer, caller.org_id, &import.app_name);
+        }
+        if let Some(size) = import.size.filter(|s| *s > terms.max_bytes) {
+            let limit = terms.max_bytes;
+            return Err(ApiError::invalid("size", format!("{size} bytes is more than this server's limit of {limit}")));
+        }
+        let offer = import.source.is_none().then(|| UploadOffer::new(terms.ttl));
+        let stored = offer.as_ref().map(|o| (crate::auth::sha256(o.token.as_bytes()), o.expires.clone()));
+        let (org_id, org_name, max_bytes) = (caller.org_id, caller.org_name.clone(), terms.max_bytes);
+        let task = self
+            .store
+            .write(move |c| -> ApiResult<Task> {
+                let app = apps::by_name(c, org_id, &import.app_name)?.ok_or(ApiError::NotFound { resource: "app" })?;
+                let busy = || ApiError::Busy(format!("an import of app `{}` is running", app.name));
+                if app.processing || app.exporting {
+                    return Err(busy());
+                }
+                let build_id = build_rows::next_build_number(c, app.id)?;
+                let input = BuildInput {
+                    org_id,
+                    org_name,
+                    app_id: app.id,
+                    app_name: app.name.clone(),
+                    build_id,
+                    build_name: import.build_name,
+                    source: import.source,
+                    size: import.size,
+                    retained: build_rows::build_ids(c, app.id)?,
+                    max_builds: app.max_builds,
+                    image: None,
+                };
+                let group = format!("build-{}", crate::auth::hex(&crate::auth::random_bytes::<8>()));
+                let first = chain::task(chain::DLTAR, &group, &input);
+                let task = build_rows::start_import(c, org_id, app.id, &first)?.ok_or_else(busy)?;
+                if let Some((hash, expires)) = &stored {
+                    build_rows::insert_upload(c, task.id, hash, expires, max_bytes)?;
+                }
+                Ok(task)
+            })
+            .await?;
+        self.queue.wake_workers();
+        Ok((task, offer))
+    }
+
+    /// One task of the caller's organization.
+    pub async fn task(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
+        caller.require(Resource::TASKS, READ)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        self.store
+            .read(move |c| build_rows::task_in_org(c, org_id, &name))
+            .await?
+            .ok_or(ApiError::NotFound { resource: "task" })
+    }
+
+    /// One page of the organization's tasks, rendered on the reader thread.
+    pub async fn list_tasks<R: Send + 'static>(
+        &self,
+        caller: &Principal,
+        filter: TaskFilter,
+        page: Page,
+        render: impl FnOnce(Listed<Task>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
+        caller.require(Resource::TASKS, READ)?;
+        let org_id = caller.org_id;
+        Ok(self.store.read(move |c| Ok(render(task_rows::list(c, org_id, &filter, &page)?))).await?)
+    }
+
+    /// `ackWarnings` clears the warnings; `expire` ends a task waiting for an upload (409 for any
+    /// other task) and frees its app.
+    pub async fn change_task(&self, caller: &Principal, name: &str, ack: bool, expire: bool) -> ApiResult<Task> {
+        caller.require(Resource::TASKS, UPDATE)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        if expire {
+            // The partial file of a failed PUT goes with that PUT: there is nothing on disk to
+            // remove, only the capability and the app's lock.
+            return self
+                .store
+                .write(move |c| -> ApiResult<Task> {
+                    match build_rows::expire_upload(c, org_id, &name)? {
+                        Some(task) => Ok(task),
+                        None if build_rows::task_in_org(c, org_id, &name)?.is_none() => {
+                            Err(ApiError::NotFound { resource: "task" })
+                        }
+                        None => Err(ApiError::Conflict(format!("task `{name}` is not waiting for an upload"))),
+                    }
+                })
+                .await;
+        }
+        if !ack {
+            return Err(ApiError::invalid("ackWarnings", "send ackWarnings or expire as true"));
+        }
+        self.store
+            .write(move |c| build_rows::ack_warnings(c, org_id, &name))
+            .await?
+            .ok_or(ApiError::NotFound { resource: "task" })
+    }
+
+    /// `retryTask`: a failed task runs again from its checkpoint.
+    pub async fn retry_task(&self, caller: &Principal, name: &str) -> ApiResult<Task> {
+        caller.require(Resource::TASKS, EXECUTE)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        let task =
+            self.store.write(move |c| build_rows::retry(c, org_id, &name)).await?.map_err(|refused| match refused {
+                RetryRefused::NotFound => ApiError::NotFound { resource: "task" },
+                RetryRefused::NotFailed(status) => {
+                    ApiError::Conflict(format!("only a failed task is retried; this one is {status}"))
+                }
+                RetryRefused::AppBusy(app) => ApiError::Busy(format!("an import of app `{app}` is running")),
+            })?;
+        self.queue.wake_workers();
+        Ok(task)
+    }
+}

@@ -1,0 +1,620 @@
+//! The build chain of one import (API.md §8, PIPELINE.md): `dltar` → `mkraw` → `deploy`, one task
+//! group. Each stage's `on_done` inserts the next task in the transaction that completes it, so
+//! a crash between stages can neither lose the chain nor run a stage twice in parallel.
+//!
+//! Files of an app's imports live under `<state>/builds/<appId>/`: `incoming/<NNNN>.tar` (and its
+//! `.part` while downloading), `manifests/<NNNN>.json` and the chunk store `chunks/`. The DxF
+//! image and patches are written into the depot, then copied to every `fs` deployment.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::prune::{self, PruneTarget};
+use super::{TaskContext, TaskFailure, TaskHandler};
+use crate::auth::sealing::Sealer;
+use crate::engine::{layout, ChunkStore, Engine, EngineError, Hooks, Manifest};
+use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
+use crate::outbound::policy::OutboundPolicy;
+use crate::store::builds::{self as build_rows, NewBuild};
+use crate::store::deployments;
+use crate::store::tasks::{NewTask, Task};
+use crate::store::{Store, StoreResult};
+
+pub const DLTAR: &str = "dltar";
+pub const MKRAW: &str = "mkraw";
+pub const DEPLOY: &str = "deploy";
+
+/// What the build handlers share: the engine and its pool, where imports keep their files, and
+/// the bounds of a download.
+pub struct BuildEnv {
+    pub engine: Engine,
+    /// `<state>/builds`.
+    pub work_root: PathBuf,
+    pub policy: OutboundPolicy,
+    pub max_build_bytes: u64,
+    /// Free disk space kept beyond a download.
+    pub reserve_bytes: u64,
+    pub download_timeout: Duration,
+    /// How long published objects of an evicted build stay for clients still fetching them.
+    pub prune_grace: Duration,
+    /// Opens the build server's request headers, stored sealed.
+    pub sealer: Arc<Sealer>,
+}
+
+impl BuildEnv {
+    fn app_dir(&self, app_id: i64) -> PathBuf {
+        self.work_root.join(app_id.to_string())
+    }
+
+    fn tar_path(&self, input: &BuildInput) -> PathBuf {
+        tar_path(&self.work_root, input.app_id, input.build_id)
+    }
+
+    fn manifest_path(&self, app_id: i64, build: i64) -> PathBuf {
+        self.app_dir(app_id).join("manifests").join(format!("{build:04}.json"))
+    }
+
+    fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
+        ChunkStore::open(self.app_dir(app_id).join("chunks")).map_err(engine_failure)
+    }
+}
+
+/// Where an import's tar is kept until mkraw has read it (`work_root` is `<state>/builds`).
+pub fn tar_path(work_root: &Path, app_id: i64, build_id: i64) -> PathBuf {
+    work_root.join(app_id.to_string()).join("incoming").join(format!("{build_id:04}.tar"))
+}
+
+/// The handlers of the chain, to register with the queue.
+pub fn handlers(env: Arc<BuildEnv>) -> Vec<(&'static str, Arc<dyn TaskHandler>)> {
+    vec![(DLTAR, Arc::new(Dltar(env.clone()))), (MKRAW, Arc::new(Mkraw(env.clone()))), (DEPLOY, Arc::new(Deploy(env)))]
+}
+
+/// The tar's origin in URL mode.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UrlSource {
+    pub url: String,
+    /// Only in memory on the way in: the stored task input carries them sealed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// The headers as JSON, sealed (AES-256-GCM) and base64: they often hold a credential for
+    /// the build server, which the database must not keep in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_headers: Option<String>,
+}
+
+impl UrlSource {
+    /// The sealing context binds the headers to the organization and app of the import.
+    pub fn headers_context(org_id: i64, app_name: &str) -> String {
+        format!("build-headers/{org_id}/{app_name}")
+    }
+
+    /// Replaces clear headers by their sealed form, before the source is stored.
+    pub fn seal_headers(&mut self, sealer: &Sealer, org_id: i64, app_name: &str) {
+        if self.headers.is_empty() {
+            return;
+        }
+        let clear = serde_json::to_string(&self.headers).unwrap_or_default();
+        let sealed = sealer.seal(&Self::headers_context(org_id, app_name), &clear);
+        self.sealed_headers = Some(crate::auth::b64_encode(&sealed));
+        self.headers.clear();
+    }
+
+    fn open_headers(&self, sealer: &Sealer, org_id: i64, app_name: &str) -> Result<Vec<(String, String)>, TaskFailure> {
+        let Some(sealed) = &self.sealed_headers else { return Ok(self.headers.clone()) };
+        let refused = || failure("the build server's request headers cannot be opened", false);
+        let bytes = crate::auth::b64_decode_any(sealed).ok_or_else(refused)?;
+        let clear = sealer.open(&Self::headers_context(org_id, app_name), &bytes).map_err(|_| refused())?;
+        serde_json::from_str(&clear).map_err(|_| refused())
+    }
+}
+
+/// A patch mkraw wrote, for deploy and the commit.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchOut {
+    pub from_build_id: i64,
+    pub size_bytes: i64,
+}
+
+/// The image mkraw wrote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageOut {
+    pub dxf_name: String,
+    pub size_bytes: i64,
+    pub patches: Vec<PatchOut>,
+}
+
+/// The input every task of the chain carries; mkraw adds `image` for deploy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildInput {
+    pub org_id: i64,
+    pub org_name: String,
+    pub app_id: i64,
+    pub app_name: String,
+    pub build_id: i64,
+    pub build_name: Option<String>,
+    pub source: Option<UrlSource>,
+    /// The `size` the client announced.
+    pub size: Option<u64>,
+    /// The app's builds when the import started: patches go from each of them to the new one.
+    pub retained: Vec<i64>,
+    pub max_builds: i64,
+    #[serde(default)]
+    pub image: Option<ImageOut>,
+}
+
+/// A task of the chain for `input`.
+pub fn task(kind: &str, group: &str, input: &BuildInput) -> NewTask {
+    NewTask {
+        kind: kind.into(),
+        group: Some(group.into()),
+        app_name: Some(input.app_name.clone()),
+        build_id: Some(input.build_id),
+        input: serde_json::to_value(input).unwrap_or(Value::Null),
+        max_attempts: 5,
+        run_in_maintenance: false,
+    }
+}
+
+fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
+    TaskFailure { exception: json!({"message": message.into()}), retryable }
+}
+
+fn store_failure(e: crate::store::StoreError) -> TaskFailure {
+    failure(format!("database: {e}"), true)
+}
+
+fn io_failure(what: &str, e: std::io::Error) -> TaskFailure {
+    failure(format!("{what} failed ({})", e.kind()), true)
+}
+
+/// A refused build is final (`fileReadFailed` with the compat fields); anything else may pass on
+/// another attempt.
+fn engine_failure(e: EngineError) -> TaskFailure {
+    match e.file_read_failed_fields() {
+        Some(fields) => {
+            TaskFailure { exception: json!({"message": e.to_string(), "fileReadFailed": fields}), retryable: false }
+        }
+        None => failure(e.to_string(), !matches!(e, EngineError::Corrupt(_) | EngineError::Invalid(_))),
+    }
+}
+
+fn input_of(task: &Task) -> Result<BuildInput, TaskFailure> {
+    BuildInput::deserialize(&task.input)
+        .map_err(|e| failure(format!("the task input is not a build input: {e}"), false))
+}
+
+fn build_number(n: i64) -> Result<u32, TaskFailure> {
+    u32::try_from(n).map_err(|_| failure(format!("build number {n} is out of range"), false))
+}
+
+/// Removes temporary files an interrupted attempt left in `dir`, if it exists.
+fn remove_leftovers(dir: &Path) -> Result<(), TaskFailure> {
+    if dir.is_dir() {
+        crate::engine::fsutil::remove_leftovers(dir).map_err(engine_failure)?;
+    }
+    Ok(())
+}
+
+/// Makes renames in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), TaskFailure> {
+    crate::engine::fsutil::fsync_dir(dir).map_err(engine_failure)
+}
+
+// dltar.
+
+struct Dltar(Arc<BuildEnv>);
+
+/// Feeds the download's progress and checkpoints into the task row.
+struct TaskObserver<'a> {
+    store: &'a Store,
+    task_id: i64,
+}
+
+impl Observer for TaskObserver<'_> {
+    fn progress(&mut self, done: u64, total: Option<u64>) {
+        let (id, done, total) = (self.task_id, done as i64, total.unwrap_or(0) as i64);
+        let saved = self.store.write_blocking(move |c| {
+            crate::store::tasks::set_progress(c, id, &crate::store::tasks::Progress { done, total })
+        });
+        if let Err(e) = saved {
+            log::warn!("cannot record the progress of a download: {e}");
+        }
+    }
+
+    fn checkpoint(&mut self, checkpoint: &Checkpoint) -> std::io::Result<()> {
+        let (id, value) = (self.task_id, serde_json::to_value(checkpoint).unwrap_or(Value::Null));
+        self.store
+            .write_blocking(move |c| build_rows::set_checkpoint(c, id, &value))
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+impl TaskHandler for Dltar {
+    fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+        let env = &self.0;
+        let input = input_of(ctx.task)?;
+        let tar = env.tar_path(&input);
+        let dir = tar.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::create_dir_all(&dir).map_err(|e| io_failure("creating the download directory", e))?;
+        // A crash after the rename but before the task was recorded done: the tar is whole.
+        if let Ok(meta) = std::fs::metadata(&tar) {
+            return Ok(json!({"sizeBytes": meta.len()}));
+        }
+        let Some(url) = &input.source else {
+            // Upload mode: the task runs once the upload is in (the tar exists, see above) or
+            // when its upload URL expired.
+            return Err(TaskFailure {
+                exception: json!({"message": "the upload URL expired before a build was uploaded", "uploadExpired": true}),
+                retryable: false,
+            });
+        };
+        let headers = url.open_headers(&env.sealer, input.org_id, &input.app_name)?;
+        let source = Source { url: url.url.clone(), headers };
+        let limits = Limits {
+            max_bytes: env.max_build_bytes,
+            expected_bytes: input.size,
+            reserve_bytes: env.reserve_bytes,
+            timeout: env.download_timeout,
+            reconnects: 3,
+        };
+        let id = ctx.task.id;
+        let checkpoint = ctx
+            .store
+            .read_blocking(|c| build_rows::checkpoint(c, id))
+            .map_err(store_failure)?
+            .and_then(|v| Checkpoint::deserialize(&v).ok())
+            .unwrap_or_default();
+        let part = tar.with_extension("tar.part");
+        let mut observer = TaskObserver { store: ctx.store, task_id: id };
+        let got = download::download(&source, env.policy, &limits, &part, checkpoint, &mut observer)
+            .map_err(|e: DownloadError| TaskFailure { exception: e.exception(), retryable: e.retryable() })?;
+        File::open(&part).and_then(|f| f.sync_all()).map_err(|e| io_failure("syncing the download", e))?;
+        std::fs::rename(&part, &tar).map_err(|e| io_failure("keeping the download", e))?;
+        sync_dir(&dir)?;
+        Ok(json!({"sizeBytes": got.bytes, "resumed": got.resumed, "restarted": got.restarted}))
+    }
+
+    fn on_done(&self, conn: &Connection, task: &Task, _output: &Value) -> StoreResult<()> {
+        let Ok(input) = input_of(task) else { return Ok(()) };
+        let group = task.group.clone().unwrap_or_default();
+        build_rows::insert_task(conn, input.org_id, &self::task(MKRAW, &group, &input)).map(drop)
+    }
+
+    fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
+        if exception.get("uploadExpired").is_some() {
+            build_rows::mark_expired(conn, task.id)?;
+        }
+        release(conn, task, None)
+    }
+}
+
+/// Frees the app after the chain failed for good.
+fn release(conn: &Connection, task: &Task, error: Option<&str>) -> StoreResult<()> {
+    match input_of(task) {
+        Ok(input) => build_rows::release_failed(conn, input.app_id, error),
+        Err(_) => Ok(()),
+    }
+}
+
+// mkraw.
+
+struct Mkraw(Arc<BuildEnv>);
+
+/// Throttles the engine's progress calls (one per chunk) to the task row: a write at most every
+/// 1 % (and 1 MiB), at the end of a phase, and when a new phase (image, each patch) starts over.
+struct ProgressGate {
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl ProgressGate {
+    fn new() -> ProgressGate {
+        ProgressGate { last: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn record(&self, ctx: &TaskContext, done: u64, total: u64) {
+        use std::sync::atomic::Ordering;
+        let step = (total / 100).max(1 << 20);
+        let last = self.last.load(Ordering::Relaxed);
+        if done != total && done >= last && done - last < step {
+            return;
+        }
+        self.last.store(done, Ordering::Relaxed);
+        if let Err(e) = ctx.progress(done as i64, total as i64) {
+            log::warn!("cannot record the progress of an import: {e}");
+        }
+    }
+}
+
+impl TaskHandler for Mkraw {
+    fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+        let env = &self.0;
+        let input = input_of(ctx.task)?;
+        let n = build_number(input.build_id)?;
+        let tar = env.tar_path(&input);
+        let store = env.chunk_store(input.app_id)?;
+        let gate = ProgressGate::new();
+        let progress = |done: u64, total: u64| gate.record(ctx, done, total);
+        let never = || false;
+        let hooks = Hooks::new(&progress, &never);
+
+        // A manifest on disk means the import finished before a crash: skip straight to the
+        // image (chunks are durable before the manifest is saved).
+        let manifest_path = env.manifest_path(input.app_id, input.build_id);
+        let manifest = match Manifest::load(&manifest_path) {
+            Ok(m) => m,
+            Err(_) => {
+                let file = File::open(&tar).map_err(|e| io_failure("opening the downloaded build", e))?;
+                let len = file.metadata().map(|m| m.len()).ok();
+                let manifest = env.engine.import_tar(file, len, &store, &hooks).map_err(engine_failure)?;
+                if ctx.task.warnings.is_empty() {
+                    for w in &manifest.warnings {
+                        ctx.warn(json!({"code": w.code, "message": w.message})).map_err(store_failure)?;
+                    }
+                }
+                std::fs::create_dir_all(crate::engine::fsutil::parent(&manifest_path))
+                    .map_err(|e| io_failure("creating the manifest directory", e))?;
+                manifest.save(&manifest_path).map_err(engine_failure)?;
+                manifest
+            }
+        };
+
+        let (org, app) = (input.org_name.as_str(), input.app_name.as_str());
+        let build_dir = layout::build_dir(ctx.depot, org, app, n);
+        // What an earlier attempt cut short (one import per app: nothing else writes here).
+        remove_leftovers(&build_dir)?;
+        let image = env.engine.write_image(&manifest, &store, &build_dir, &hooks).map_err(engine_failure)?;
+        let mut patches = Vec::new();
+        // Newest first: N−1 → N is the patch most clients need. None from a build this one evicts.
+        let evicted = evicted(&input);
+        for &from in input.retained.iter().rev().filter(|b| !evicted.contains(b)) {
+            let old = match Manifest::load(&env.manifest_path(input.app_id, from)) {
+                Ok(m) => m,
+                Err(e) => {
+                    ctx.warn(json!({"code": "noPatch", "message": format!("no patch from build {from}: {e}")}))
+                        .map_err(store_failure)?;
+                    continue;
+                }
+            };
+            let dir = layout::patch_dir(ctx.depot, org, app, n, build_number(from)?);
+            remove_leftovers(&dir)?;
+            let info = env.engine.write_patch(&old, &manifest, &image, &store, &dir, &hooks).map_err(engine_failure)?;
+            patches.push(PatchOut { from_build_id: from, size_bytes: info.size_bytes as i64 });
+        }
+        let out = ImageOut { dxf_name: image.dxf_name, size_bytes: image.size_bytes as i64, patches };
+        serde_json::to_value(out).map_err(|e| failure(e.to_string(), false))
+    }
+
+    fn on_done(&self, conn: &Connection, task: &Task, output: &Value) -> StoreResult<()> {
+        let Ok(mut input) = input_of(task) else { return Ok(()) };
+        input.image = ImageOut::deserialize(output).ok();
+        let group = task.group.clone().unwrap_or_default();
+        build_rows::set_exporting(conn, input.app_id)?;
+        build_rows::insert_task(conn, input.org_id, &self::task(DEPLOY, &group, &input)).map(drop)
+    }
+
+    fn on_failed(&self, conn: &Connection, task: &Task, _exception: &Value) -> StoreResult<()> {
+        release(conn, task, None)
+    }
+}
+
+// deploy.
+
+struct Deploy(Arc<BuildEnv>);
+
+/// One deployment a build is published to.
+struct Target {
+    /// `deployment <name>`, for messages.
+    what: String,
+    deployment: String,
+    /// `None`: an origin this server cannot publish to yet (s3).
+    root: Option<PathBuf>,
+}
+
+/// The files of `dir` in publish order: data before index (`index.zst` and `patch.zst` last), so
+/// no index is ever visible before the data it points to.
+fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort_by_key(|p| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (name == layout::INDEX_FILE || name == layout::PATCH_FILE, name)
+    });
+    Ok(files)
+}
+
+/// Copies one object: temp name in the target directory, fsync, rename, fsync of the directory.
+/// An object already there under its final name is whole (it got there by rename) and skipped.
+fn publish_file(src: &Path, dest: &Path) -> std::io::Result<bool> {
+    if dest.exists() {
+        return Ok(false);
+    }
+    let dir = crate::engine::fsutil::parent(dest);
+    std::fs::create_dir_all(&dir)?;
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(crate::engine::fsutil::temp_name(&name));
+    let result = (|| {
+        std::fs::copy(src, &temp)?;
+        File::open(&temp)?.sync_all()?;
+        std::fs::rename(&temp, dest)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map(|()| true)
+}
+
+impl Deploy {
+    fn targets(&self, ctx: &TaskContext, input: &BuildInput) -> Result<Vec<Target>, TaskFailure> {
+        let (org_id, app_id) = (input.org_id, input.app_id);
+        let all = ctx.store.read_blocking(|c| deployments::all_of_org(c, org_id)).map_err(store_failure)?;
+        let listed: Vec<String> =
+            ctx.store.read_blocking(|c| build_rows::app_deployment_names(c, app_id)).map_err(store_failure)?;
+        let mut targets = Vec::new();
+        for d in all.iter().filter(|d| listed.is_empty() || listed.contains(&d.name)) {
+            let root =
+                match (d.origin.get("type").and_then(Value::as_str), d.origin.get("path").and_then(Value::as_str)) {
+                    (Some("fs"), Some(path)) => Some(Path::new(path).join(&d.origin_prefix)),
+                    _ => None,
+                };
+            targets.push(Target { what: format!("deployment {}", d.name), deployment: d.name.clone(), root });
+        }
+        Ok(targets)
+    }
+}
+
+impl TaskHandler for Deploy {
+    fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+        let env = &self.0;
+        let input = input_of(ctx.task)?;
+        let n = build_number(input.build_id)?;
+        let Some(image) = &input.image else {
+            return Err(failure("the deploy task has no image to publish", false));
+        };
+        let (org, app) = (input.org_name.as_str(), input.app_name.as_str());
+        // Objects relative to a published root: the image's directory, then each patch.
+        let mut dirs = vec![format!("{}/{}", layout::build_rel(org, app, n), image.dxf_name)];
+        for p in &image.patches {
+            dirs.push(layout::patch_rel(org, app, n, build_number(p.from_build_id)?));
+        }
+        let mut objects: Vec<(PathBuf, String)> = Vec::new();
+        for rel in &dirs {
+            for file in publish_order(&ctx.depot.join(rel)).map_err(|e| io_failure("reading the depot", e))? {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                objects.push((file, format!("{rel}/{name}")));
+            }
+        }
+        let targets = self.targets(ctx, &input)?;
+        let total = (objects.len() * targets.len()) as i64;
+        let mut done = 0;
+        let mut published = Vec::new();
+        for target in &targets {
+            let Some(root) = &target.root else {
+                return Err(TaskFailure {
+                    exception: json!({
+                        "message": format!("{}: publishing to s3 origins is not supported by this server yet", target.what),
+                        "deployment": target.deployment,
+                    }),
+                    retryable: false,
+                });
+            };
+            for rel in &dirs {
+                remove_leftovers(&root.join(rel))?;
+            }
+            for (src, rel) in &objects {
+                publish_file(src, &root.join(rel)).map_err(|e| TaskFailure {
+                    exception: json!({
+                        "message": format!("{}: publishing {rel} failed ({})", target.what, e.kind()),
+                        "deployment": target.deployment,
+                    }),
+                    retryable: true,
+                })?;
+                done += 1;
+                ctx.progress(done, total).map_err(store_failure)?;
+            }
+            published.push(target.what.clone());
+        }
+
+        // Builds beyond maxBuilds leave with this one: their manifests go, and the chunks no
+        // retained build uses. Their published objects go after a grace period (on_done).
+        let evicted = evicted(&input);
+        if !evicted.is_empty() {
+            let store = env.chunk_store(input.app_id)?;
+            let mut keep = Vec::new();
+            for b in input.retained.iter().chain(std::iter::once(&input.build_id)).filter(|b| !evicted.contains(b)) {
+                keep.push(Manifest::load(&env.manifest_path(input.app_id, *b)).map_err(engine_failure)?);
+            }
+            store.prune(&keep.iter().collect::<Vec<_>>()).map_err(engine_failure)?;
+            for b in &evicted {
+                match std::fs::remove_file(env.manifest_path(input.app_id, *b)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io_failure("evicting a build", e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // The tar is in chunks and a manifest now.
+        match std::fs::remove_file(env.tar_path(&input)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_failure("removing the build tar", e)),
+            _ => {}
+        }
+        Ok(json!({"published": published, "objects": objects.len(), "evicted": evicted}))
+    }
+
+    fn on_done(&self, conn: &Connection, task: &Task, _output: &Value) -> StoreResult<()> {
+        let Ok(input) = input_of(task) else { return Ok(()) };
+        let Some(image) = &input.image else { return Ok(()) };
+        let patches: Vec<(i64, i64)> = image.patches.iter().map(|p| (p.from_build_id, p.size_bytes)).collect();
+        let evicted = evicted(&input);
+        build_rows::commit_build(
+            conn,
+            &NewBuild {
+                app_id: input.app_id,
+                build_id: input.build_id,
+                name: input.build_name.as_deref(),
+                dxf_name: &image.dxf_name,
+                size_bytes: image.size_bytes,
+                patches: &patches,
+                evicted: &evicted,
+            },
+        )?;
+        let listed = build_rows::app_deployment_names(conn, input.app_id)?;
+        let mut targets = Vec::new();
+        for d in deployments::all_of_org(conn, input.org_id)? {
+            if listed.is_empty() || listed.contains(&d.name) {
+                build_rows::set_deployment_status(conn, input.org_id, &d.name, None)?;
+                targets.push(PruneTarget::of(&d));
+            }
+        }
+        // The evicted builds' images and patches stay published for the grace period: a client
+        // that read the old app state may still be fetching them.
+        let builds: Vec<u32> = evicted.iter().filter_map(|b| u32::try_from(*b).ok()).collect();
+        if !builds.is_empty() {
+            let mut new = prune::task(&input.org_name, Some(&input.app_name), targets, true);
+            new.input["builds"] = json!(builds);
+            let task = build_rows::insert_task(conn, input.org_id, &new)?;
+            let grace = chrono::Duration::from_std(self.0.prune_grace).unwrap_or(chrono::Duration::days(1));
+            let at = (chrono::Utc::now() + grace).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            build_rows::set_run_after(conn, task.id, &at)?;
+        }
+        Ok(())
+    }
+
+    fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
+        let message = exception.get("message").and_then(Value::as_str).unwrap_or("deploy failed");
+        if let (Ok(input), Some(name)) = (input_of(task), exception.get("deployment").and_then(Value::as_str)) {
+            build_rows::set_deployment_status(conn, input.org_id, name, Some(message))?;
+        }
+        release(conn, task, Some(message))
+    }
+}
+
+/// The oldest builds beyond `maxBuilds` once the new one is in.
+fn evicted(input: &BuildInput) -> Vec<i64> {
+    let keep = input.max_builds.max(1) as usize;
+    let mut all: Vec<i64> = input.retained.clone();
+    all.push(input.build_id);
+    all.sort_unstable();
+    let excess = all.len().saturating_sub(keep);
+    all.truncate(excess);
+    all
+}
