@@ -30,13 +30,13 @@ pub fn find_browser() -> Result<(PathBuf, PathBuf), String> {
 }
 
 /// The browser, or `None` (with a note on stderr) where it is not installed and the run does not
-/// demand it. CI sets `ROCKIT_EDGE_BROWSER_TESTS=required` (after `scripts/test-deps` installed
+/// demand it. CI sets `ROCKIT_TEST_BROWSER=required` (after `scripts/test-deps` installed
 /// the packages), so there a missing browser fails the run instead of skipping.
 pub fn browser_or_skip(test: &str) -> Option<Browser> {
     match find_browser() {
         Ok((chromium, driver)) => Some(Browser::start(&chromium, &driver)),
         Err(why) => {
-            let required = std::env::var("ROCKIT_EDGE_BROWSER_TESTS").is_ok_and(|v| v == "required");
+            let required = std::env::var("ROCKIT_TEST_BROWSER").is_ok_and(|v| v == "required");
             assert!(!required, "{test}: {why}; run scripts/test-deps to install chromium and chromium-driver");
             eprintln!("SKIPPED {test}: {why} (scripts/test-deps installs chromium and chromium-driver)");
             None
