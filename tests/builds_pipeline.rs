@@ -384,7 +384,7 @@ fn an_upload_above_the_size_limit_is_refused() {
     let admin = server.org_admin("acme");
     create_app(&admin, "game", json!({}));
     let announced = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "size": 5000})));
-    common::assert_param(&announced, 400, "invalid-param", "size");
+    common::assert_param(&announced, 409, "conflict", "size");
     let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game"})));
     let url = reply.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
     common::assert_param(&put(&url, &[7; 5000]), 400, "invalid-param", "body");
@@ -531,4 +531,27 @@ fn request_headers_for_the_build_server_reach_it_and_are_stored_only_sealed() {
         .collect();
     assert!(!inputs.is_empty() && inputs.iter().all(|i| !i.contains("build-server-credential")), "{inputs:?}");
     assert!(inputs.iter().any(|i| i.contains("sealedHeaders")));
+}
+
+#[test]
+fn an_empty_or_malformed_time_filter_is_refused_not_ignored() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    for query in ["createdBefore=", "createdAfter=yesterday"] {
+        let reply = admin.call("GET", &format!("/be/v1/tasks?{query}"), None);
+        let param = query.split('=').next().unwrap();
+        common::assert_param(&reply, 400, "invalid-param", param);
+    }
+    admin.call("GET", "/be/v1/tasks?createdAfter=2026-01-01T00:00:00Z", None).assert_ok();
+}
+
+#[test]
+fn a_build_url_that_is_not_http_with_a_host_is_refused() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    for url in ["http://", "ftp://example.com/x.tar", "http:// spaced/x.tar"] {
+        let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": url})));
+        common::assert_param(&reply, 400, "invalid-param", "url");
+    }
 }

@@ -18,7 +18,8 @@ fn a_webhook_to_a_metadata_address_is_refused_at_create_time() {
     ] {
         let body = json!({"name": "hook", "type": "webhook", "url": url});
         let reply = admin.call("POST", "/be/v1/subscriptions", Some(body));
-        assert_param(&reply, 400, "invalid-param", "url");
+        // Well-formed, but this server may not call there: 403, naming the field.
+        assert_param(&reply, 403, "permission-denied", "url");
     }
     let lan = json!({"name": "hook", "type": "webhook", "url": "http://10.0.0.5:8080/hook"});
     admin.call("POST", "/be/v1/subscriptions", Some(lan)).assert_ok();

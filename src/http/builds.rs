@@ -41,7 +41,7 @@ pub async fn create_build(
         app_name: body.app_name.into_inner(),
         build_name: body.build_name.map(|n| n.into_inner()),
         source: body.url.map(source),
-        size: body.size,
+        size: body.size.map(|s| s.get().unsigned_abs()),
     };
     let terms = UploadTerms { ttl: state.settings.upload_ttl, max_bytes: state.settings.max_build_bytes };
     let (task, offer) = state.resources.create_build(&caller, import, terms).await?;
@@ -100,10 +100,11 @@ pub const TASKS_LIST: ListSpec = ListSpec {
     ],
 };
 
-/// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds).
+/// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds); an empty value
+/// is no time (the document says `date-time`), not an absent filter.
 fn instant(filters: &Filters, name: &str) -> ApiResult<Option<String>> {
     filters
-        .get(name)
+        .raw(name)
         .map(|text| {
             chrono::DateTime::parse_from_rfc3339(&text)
                 .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

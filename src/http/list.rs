@@ -159,6 +159,12 @@ impl Filters {
     pub fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
     }
+
+    /// A filter's value as sent, empty included: for typed filters (times), where an empty
+    /// value is malformed rather than absent.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
 }
 
 /// The list pipeline every list endpoint shares: parse the query against the list's spec, let

@@ -59,6 +59,8 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     for filter in list.filters {
         let schema = match list.choices.iter().find(|(name, _)| name == filter) {
             Some((_, values)) => json!({"type": "string", "enum": values}),
+            // By convention time filters are named createdAfter/createdBefore (RFC 3339).
+            None if filter.starts_with("created") => json!({"type": "string", "format": "date-time"}),
             None => json!({"type": "string", "maxLength": MAX_FILTER}),
         };
         params.push(query_parameter(filter, schema, "filter (partial names match case-insensitively)"));
@@ -197,7 +199,8 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
     if let Some(body) = spec.body {
         let schema = body(generator);
         // An empty body counts as `{}`: it is only optional when `{}` is a valid request, i.e.
-        // when no field is required, neither always nor in every alternative (`anyOf`).
+        // when no field is required, neither always nor in every alternative (`anyOf`, or the
+        // `oneOf` of a tagged enum such as the trigger's actions).
         let required = schema
             .as_value()
             .get("$ref")
@@ -207,7 +210,12 @@ fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Val
             .is_some_and(|definition| {
                 let requires = |d: &Value| d.get("required").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
                 requires(definition)
-                    || definition.get("anyOf").and_then(Value::as_array).is_some_and(|alts| alts.iter().all(requires))
+                    || ["anyOf", "oneOf"].iter().any(|combinator| {
+                        definition
+                            .get(*combinator)
+                            .and_then(Value::as_array)
+                            .is_some_and(|alts| alts.iter().all(requires))
+                    })
             });
         op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
     }
@@ -286,6 +294,22 @@ mod tests {
         assert_eq!(body["$ref"], "#/components/schemas/CreateApp");
         // Optional fields stay optional, also where the schema is written by hand.
         assert_eq!(schemas["ChangeRole"]["required"], json!(["name"]), "{}", schemas["ChangeRole"]);
+    }
+
+    #[test]
+    fn a_body_whose_every_alternative_requires_a_field_is_required() {
+        let doc = build();
+        // The trigger is a tagged enum (`oneOf`); `{}` (an empty body) is no valid trigger.
+        assert_eq!(doc["paths"]["/be/v1/trigger"]["post"]["requestBody"]["required"], true);
+        assert_eq!(doc["paths"]["/be/v1/tasks"]["patch"]["requestBody"]["required"], true);
+    }
+
+    #[test]
+    fn time_filters_are_date_times() {
+        let doc = build();
+        let params = doc["paths"]["/be/v1/tasks"]["get"]["parameters"].as_array().unwrap();
+        let created_after = params.iter().find(|p| p["name"] == "createdAfter").unwrap();
+        assert_eq!(created_after["schema"]["format"], "date-time");
     }
 
     #[test]

@@ -287,8 +287,9 @@ pub struct CreateSubscription {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum BuildUrl {
-    Plain(Text<{ limits::URL }>),
+    Plain(#[schemars(extend("pattern" = crate::resources::subscriptions::URL_PATTERN))] Text<{ limits::URL }>),
     WithHeaders {
+        #[schemars(extend("pattern" = crate::resources::subscriptions::URL_PATTERN))]
         url: Text<{ limits::URL }>,
         /// Sent to the build server's host only, never to one a redirect leads to.
         headers: Option<std::collections::BTreeMap<String, Text<{ limits::SECRET }>>>,
@@ -303,8 +304,9 @@ pub struct CreateBuild {
     pub build_name: Option<Text<{ limits::SHORT }>>,
     /// Absent: upload mode (a one-time PUT URL).
     pub url: Option<BuildUrl>,
-    /// The tar's size in bytes; the import fails when the download differs.
-    pub size: Option<u64>,
+    /// The tar's size in bytes; the import fails when the download differs. At most 2^53: every
+    /// such number is exact in JSON (and in a client's double).
+    pub size: Option<Within<0, 9_007_199_254_740_992>>,
 }
 
 pub type TaskName = Text<{ limits::SHORT }>;
@@ -312,9 +314,12 @@ pub type TaskName = Text<{ limits::SHORT }>;
 /// `PATCH /be/v1/tasks`: acknowledge the warnings, or expire a task waiting for an upload.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["ackWarnings"]}, {"required": ["expire"]}]))]
 pub struct ChangeTask {
     pub name: TaskName,
+    #[schemars(extend("const" = true))]
     pub ack_warnings: Option<bool>,
+    #[schemars(extend("const" = true))]
     pub expire: Option<bool>,
 }
 

@@ -42,11 +42,11 @@ impl UploadOffer {
     }
 }
 
-/// A build URL must be http(s) with a host; where it may point is the outbound policy's call,
-/// made by the download itself (DNS can change between now and then).
+/// A build URL must be http(s) with a host (the document's pattern, checked the same way as a
+/// webhook URL); whether it parses and where it may point is the download's call, made when it
+/// runs (DNS can change between now and then), and a refusal there fails the task visibly.
 fn check_url(url: &str) -> ApiResult<()> {
-    let parsed = url::Url::parse(url).map_err(|e| ApiError::invalid("url", format!("not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+    if !crate::resources::subscriptions::plausible_url(url, true) {
         return Err(ApiError::invalid("url", "must be an http or https URL with a host"));
     }
     Ok(())
@@ -70,7 +70,12 @@ impl Resources {
         }
         if let Some(size) = import.size.filter(|s| *s > terms.max_bytes) {
             let limit = terms.max_bytes;
-            return Err(ApiError::invalid("size", format!("{size} bytes is more than this server's limit of {limit}")));
+            // Well-formed, but over this server's configured limit (max_build_bytes): a 409 like
+            // other values the server's current configuration or state refuses.
+            return Err(ApiError::ConflictParam {
+                param: "size",
+                message: format!("{size} bytes is more than this server's limit of {limit}"),
+            });
         }
         let offer = import.source.is_none().then(|| UploadOffer::new(terms.ttl));
         let stored = offer.as_ref().map(|o| (crate::auth::sha256(o.token.as_bytes()), o.expires.clone()));

@@ -19,22 +19,28 @@ pub const EVENTS: [&str; 4] = ["submit", "begin", "end", "error"];
 /// whitespace or control character anywhere.
 pub const URL_PATTERN: &str = r"^https?://[^\s\x00-\x1f\x7f-\x9f/?#:][^\s\x00-\x1f\x7f-\x9f]*$";
 
-/// Checks `url`: http or https with a host; Slack incoming webhooks are https only.
-pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
-    let bad = || ApiError::invalid("url", "`url` must be an http:// or https:// URL with a host");
-    let rest =
-        url.strip_prefix("https://").or_else(|| if kind == "slack" { None } else { url.strip_prefix("http://") });
-    let rest = rest.ok_or_else(bad)?;
+/// Whether `url` is http(s) (https only unless `allow_http`) with a host right after the scheme
+/// and no whitespace or control character: exactly what [`URL_PATTERN`] says.
+pub fn plausible_url(url: &str, allow_http: bool) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| if allow_http { url.strip_prefix("http://") } else { None });
+    let Some(rest) = rest else { return false };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty()
+    !(host.is_empty()
         || host.starts_with(':')
         || url.chars().count() > crate::domain::text::limits::URL
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(bad());
+        || url.chars().any(|c| c.is_whitespace() || c.is_control()))
+}
+
+/// Checks `url`: http or https with a host; Slack incoming webhooks are https only. A host the
+/// outbound policy forbids is a 403: the request is well-formed, this server may not call there.
+pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
+    if !plausible_url(url, kind != "slack") {
+        return Err(ApiError::invalid("url", "`url` must be an http:// or https:// URL with a host"));
     }
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if let Some(why) = crate::domain::outbound::refused_host(host) {
-        return Err(ApiError::invalid("url", format!("`url` must not point at {why}")));
+        return Err(ApiError::DeniedParam { param: "url", message: format!("`url` must not point at {why}") });
     }
     Ok(())
 }
