@@ -494,6 +494,78 @@ fn the_tasks_page_filters_acknowledges_warnings_and_cancels_a_waiting_upload() {
     assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["processing"], false);
 }
 
+/// The visible error of the upload form, once there is one.
+fn upload_error(browser: &Browser) -> String {
+    browser.wait_for("the upload form's error", || {
+        let shown = browser.script(
+            "const error = document.querySelector('.import-upload .form-error'); \
+             return error && !error.hidden ? error.textContent : null;",
+            json!([]),
+        );
+        shown.as_str().map(str::to_string)
+    })
+}
+
+#[test]
+fn an_import_the_server_refuses_shows_why_next_to_the_form() {
+    let Some(browser) = browser_or_skip("console_browser::import_refused") else { return };
+    let server = Server::start_with(&[("ROCKIT_EDGE_MAX_BUILD_BYTES", "1000")]);
+    let admin = app_page_with_a_deployment(&browser, &server);
+
+    // Larger than max_build_bytes: refused, and nothing runs.
+    let big = build_file(&server, "big.tar", &[0u8; 4096]);
+    upload_in_browser(&browser, &big);
+    let why = upload_error(&browser);
+    assert!(why.contains("1000"), "{why}");
+    // Not a URL: the server's message lands under the URL field.
+    browser.fill("Build URL", "ftp://builds.example.com/native-build.tar");
+    browser.press("Import from URL");
+    assert!(field_error(&browser, "Build URL").contains("http"));
+    assert_eq!(admin.call("GET", "/be/v1/tasks", None).assert_ok()["total"], 0);
+}
+
+#[test]
+fn imports_and_task_actions_are_offered_only_to_roles_that_allow_them() {
+    let Some(browser) = browser_or_skip("console_browser::import_permissions") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    // A failed import, through the API: the upload is no tar.
+    let answer = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "space_game"})));
+    let url = answer.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+    common::send_raw("PUT", &url, &[], Some(("application/x-tar", &[b'x'; 2048]))).assert_ok();
+    common::eventually(CHAIN, || {
+        let failed = admin.call("GET", "/be/v1/tasks?status=failed", None).assert_ok()["total"].clone();
+        (failed == 1).then_some(())
+    });
+    // Importers may update apps and read tasks, but not retry them (no tasks X) nor change them.
+    admin.create_role("importers", json!({"apps": 6, "tasks": 2}));
+    admin.create_user(&server, "ivy", &["importers"]);
+    sign_in_directly(&browser, &server, "ivy", PASSWORD, "acme");
+
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("h1", "Space Game");
+    browser.field("Build tar file");
+    browser.field("Build URL");
+    browser.goto(&server.url("/#/tasks"));
+    browser.find_with_text("h1", "Tasks");
+    browser.wait_for_text("Could not read native-build.tar");
+    let buttons: Vec<String> = browser.find_all("main tbody button").iter().map(|b| browser.text(b)).collect();
+    assert!(buttons.is_empty(), "no retry without tasks X: {buttons:?}");
+
+    // A reader of apps and tasks gets no import form.
+    admin.create_role("readers", json!({"apps": 2, "tasks": 2}));
+    admin.create_user(&server, "rex", &["readers"]);
+    browser.press("Sign out");
+    sign_in_directly(&browser, &server, "rex", PASSWORD, "acme");
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("h1", "Space Game");
+    browser.wait_for_text("No builds yet.");
+    assert!(browser.find_all("input[type=file]").is_empty(), "no upload for a reader");
+    assert!(!browser.page_text().contains("Import a build"));
+}
+
 #[test]
 fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
     let Some(browser) = browser_or_skip("console_browser::secrets_once") else { return };

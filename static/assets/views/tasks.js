@@ -11,13 +11,13 @@ export const FINISHED = ['done', 'failed', 'expired'];
 /** A progress bar for `{done, total}`; a running task with no total yet shows an open bar. */
 export function progressBar(task) {
   const { done = 0, total = 0 } = task.progress || {};
-  const finished = task.status === 'done';
-  const share = finished ? 1 : total > 0 ? Math.min(1, done / total) : null;
-  const words = share === null
-    ? (task.status === 'submitted' ? 'waiting' : `${bytes(done)} so far`)
-    : `${Math.round(share * 100)}%`;
+  const share = task.status === 'done' ? 1 : total > 0 ? Math.min(1, done / total) : null;
+  // Without a total a running task shows an open (moving) bar; an ended one a still, empty one.
+  const ended = FINISHED.includes(task.status);
+  let words = `${Math.round((share ?? 0) * 100)}%`;
+  if (share === null) words = ended ? (task.status === 'expired' ? 'never started' : 'stopped') : task.status === 'submitted' ? 'waiting' : `${bytes(done)} so far`;
   const bar = h('progress', { max: '100', 'aria-label': `${task.type} progress: ${words}` });
-  if (share !== null) bar.value = Math.round(share * 100);
+  if (share !== null || ended) bar.value = Math.round((share ?? 0) * 100);
   return h('span', { class: 'progress-cell' }, bar, h('span', { class: 'bar-text', text: words }));
 }
 
@@ -25,7 +25,9 @@ export function progressBar(task) {
 export function exceptionText(exception) {
   if (!exception) return null;
   const lines = [];
-  if (exception.message) lines.push(String(exception.message));
+  const failed = exception.fileReadFailed;
+  // A fileReadFailed message only repeats its fields; the sentence below says it more plainly.
+  if (exception.message && !failed) lines.push(String(exception.message));
   if (exception.httpStatus !== undefined) lines.push(`The build server answered HTTP ${exception.httpStatus}.`);
   if (exception.sizeBytesActual !== undefined || exception.sizeBytesExpected !== undefined) {
     const actual = exception.sizeBytesActual !== undefined ? `${bytes(exception.sizeBytesActual)} (${exception.sizeBytesActual} bytes)` : 'unknown';
@@ -34,7 +36,6 @@ export function exceptionText(exception) {
     lines.push(expected ? `Received ${actual}; expected ${expected}.` : `Received ${actual}, more than allowed.`);
   }
   if (exception.exitCode !== undefined) lines.push(`Exit code ${exception.exitCode}.`);
-  const failed = exception.fileReadFailed;
   if (failed) {
     lines.push(`Could not read ${failed.filename || 'the file'}: expected ${failed.typeExpected || 'another type'}, found ${failed.typeDetected || 'an unknown type'}.`);
   }
