@@ -525,6 +525,31 @@ fn an_import_the_server_refuses_shows_why_next_to_the_form() {
 }
 
 #[test]
+fn an_upload_url_the_server_no_longer_knows_shows_its_answer_and_the_waiting_import_is_cancelled() {
+    let Some(browser) = browser_or_skip("console_browser::upload_refused") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // The page sends its upload to a capability the server never issued, as it would to one
+    // that expired while the file was chosen.
+    browser.script(
+        "const open = XMLHttpRequest.prototype.open; \
+         XMLHttpRequest.prototype.open = function (method, url, ...rest) { \
+           return open.call(this, method, url.replace(/uploads\\/.*$/, 'uploads/unknown'), ...rest); };",
+        json!([]),
+    );
+    let v1 = build_file(&server, "v1.tar", &tar_of(&game_v1()));
+    upload_in_browser(&browser, &v1);
+    let why = upload_error(&browser);
+    assert!(why.contains("upload"), "{why}");
+    // The import still waits for its upload; the page offers to cancel it, which frees the app.
+    chain_when(&browser, |rows| rows == [("dltar".to_string(), "submitted".to_string())]);
+    browser.press("Cancel upload");
+    chain_when(&browser, |rows| rows == [("dltar".to_string(), "expired".to_string())]);
+    let app = admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"].clone();
+    assert_eq!(app["processing"], false, "{app}");
+}
+
+#[test]
 fn imports_and_task_actions_are_offered_only_to_roles_that_allow_them() {
     let Some(browser) = browser_or_skip("console_browser::import_permissions") else { return };
     let server = Server::start();
