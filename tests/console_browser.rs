@@ -2,11 +2,13 @@
 //! Screenshots of the main pages land in target/console-screenshots/ (1280 and 390 px wide).
 
 mod common;
+mod engine_support;
 mod webdriver;
 
 use std::time::{Duration, Instant};
 
 use common::{send, Server, PASSWORD};
+use engine_support::{game_v1, game_v2, tar_of};
 use serde_json::{json, Value};
 use webdriver::{browser_or_skip, Browser, ENTER, TAB};
 
@@ -342,45 +344,251 @@ fn the_admin_page_runs_the_test_task_and_creates_an_organization_showing_its_pas
     browser.wait_for_text("Off: the API serves requests.");
 }
 
+/// Imports on a loaded 2-core machine take a while; a chain is watched for up to this long.
+const CHAIN: Duration = Duration::from_secs(180);
+
+/// Writes `bytes` as a file the browser can pick, in the server's temp home.
+fn build_file(server: &Server, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = server.home.path().join(name);
+    std::fs::write(&path, bytes).expect("write the build file");
+    path
+}
+
+/// Picks `file` in the app page's upload form and starts the import.
+fn upload_in_browser(browser: &Browser, file: &std::path::Path) {
+    let input = browser.field("Build tar file");
+    browser.type_into(&input, &file.display().to_string());
+    browser.press("Upload and import");
+}
+
+/// The import chain as the app page shows it: [type, status] per row, once `done` says it ended.
+fn chain_when(browser: &Browser, done: impl Fn(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+    common::eventually(CHAIN, || {
+        let rows = browser.script(
+            "return [...document.querySelectorAll('.chain tbody tr')].map((tr) => \
+               [tr.querySelector('.task-name strong').textContent, tr.querySelector('.badge').textContent]);",
+            json!([]),
+        );
+        let rows: Vec<(String, String)> = serde_json::from_value(rows).unwrap_or_default();
+        done(&rows).then_some(rows)
+    })
+}
+
+fn all_done(rows: &[(String, String)]) -> bool {
+    let kinds: Vec<&str> = rows.iter().map(|(kind, _)| kind.as_str()).collect();
+    kinds == ["dltar", "mkraw", "deploy"] && rows.iter().all(|(_, status)| status == "done")
+}
+
+/// A signed-in administrator on the page of app `space_game`, which publishes to an fs deployment.
+fn app_page_with_a_deployment(browser: &Browser, server: &Server) -> common::Session {
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    let cdn = server.home.path().join("cdn");
+    let origin = json!({"type": "fs", "path": cdn.display().to_string()});
+    admin.call("POST", "/be/v1/deployments", Some(json!({"name": "cdn", "origin": origin}))).assert_ok();
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    sign_in_directly(browser, server, "admin", &password, "acme");
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("h1", "Space Game");
+    browser.wait_for_text("No builds yet.");
+    admin
+}
+
 #[test]
-fn an_apps_builds_and_patches_are_listed_with_each_patch_against_its_full_image() {
-    let Some(browser) = browser_or_skip("console_browser::builds_and_patches") else { return };
+fn a_tar_uploaded_from_the_browser_is_imported_and_a_second_one_lists_the_build_and_its_patch() {
+    let Some(browser) = browser_or_skip("console_browser::upload_import") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+
+    let v1 = build_file(&server, "v1.tar", &tar_of(&game_v1()));
+    upload_in_browser(&browser, &v1);
+    chain_when(&browser, all_done);
+    browser.wait_for_text("Import done: the build is published.");
+    let sent =
+        browser.script("return document.querySelector('progress[aria-label=\"Upload progress\"]').value", json!([]));
+    assert_eq!(sent, 100, "the upload's progress bar is full");
+    browser.find_with_text(".badge", "current");
+    browser.wait_for_text("No patches yet");
+
+    let v2 = build_file(&server, "v2.tar", &tar_of(&game_v2()));
+    upload_in_browser(&browser, &v2);
+    // The patch row appears when the second chain has ended and the app was read again.
+    common::eventually(CHAIN, || browser.find_all("td").iter().any(|td| browser.text(td) == "#1 → #2").then_some(()));
+    let rows = chain_when(&browser, all_done);
+    assert_eq!(rows.len(), 3);
+    let app = admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"].clone();
+    assert_eq!(app["iCurBuild"], 2, "{app}");
+    let (patch, image) =
+        (app["patches"][0]["sizeBytes"].as_f64().unwrap(), app["builds"][1]["sizeBytes"].as_f64().unwrap());
+    let share = format!("{:.1}% of the", 100.0 * patch / image);
+    browser.wait_for_text(&share);
+    let builds: Vec<String> =
+        browser.find_all("main section td:first-child").iter().map(|td| browser.text(td)).collect();
+    assert!(builds.iter().any(|t| t == "#1") && builds.iter().any(|t| t.starts_with("#2")), "{builds:?}");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    browser.script("window.scrollTo(0, 0)", json!([]));
+    browser.screenshots("app-builds");
+}
+
+#[test]
+fn a_failed_import_shows_its_exception_in_words_and_is_retried_from_the_page() {
+    let Some(browser) = browser_or_skip("console_browser::failed_import") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+
+    let junk = build_file(&server, "notes.tar", &b"this is a text file, not a native build tar\n".repeat(40));
+    upload_in_browser(&browser, &junk);
+    let rows = chain_when(&browser, |rows| rows.iter().any(|(_, status)| status == "failed"));
+    assert_eq!(rows, [("dltar".to_string(), "done".to_string()), ("mkraw".to_string(), "failed".to_string())]);
+    // The compat fileReadFailed fields, as a sentence.
+    browser.wait_for_text("Could not read native-build.tar: expected");
+    let group = admin.call("GET", "/be/v1/tasks?type=mkraw", None).assert_ok()["tasks"][0].clone();
+    let mkraw = group["name"].as_str().unwrap().to_string();
+    assert_eq!(group["attempts"], 1);
+    browser.script("document.querySelector('.chain').scrollIntoView()", json!([]));
+    browser.screenshots("app-import-failed");
+
+    browser.press("Retry");
+    // The build is still no tar: the retried attempt fails again, and the page says it is the second.
+    browser.wait_for_text("Attempt 2");
+    chain_when(&browser, |rows| rows.iter().any(|(_, status)| status == "failed"));
+    let task = admin.call("GET", &format!("/be/v1/tasks/{mkraw}"), None).assert_ok()["task"].clone();
+    assert_eq!(task["attempts"], 2, "{task}");
+    assert_eq!(task["status"], "failed");
+}
+
+#[test]
+fn the_tasks_page_filters_acknowledges_warnings_and_cancels_a_waiting_upload() {
+    let Some(browser) = browser_or_skip("console_browser::tasks_page") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // A gzip-compressed tar is accepted with a warning.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar_of(&game_v1())).unwrap();
+    let v1 = build_file(&server, "v1.tar.gz", &gz.finish().unwrap());
+    upload_in_browser(&browser, &v1);
+    chain_when(&browser, all_done);
+    // An import by API whose upload never comes.
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "space_game"}))).assert_ok();
+
+    let tasks = browser.find_with_text(".topbar nav a", "Tasks");
+    browser.click(&tasks);
+    browser.find_with_text("h1", "Tasks");
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    browser.wait_for_text("-compressed; accepted");
+    browser.screenshots("tasks");
+    browser.press("Acknowledge warnings");
+    browser.wait_for("the warnings to go", || browser.find_all(".warnings").is_empty().then_some(()));
+    let warned = admin.call("GET", "/be/v1/tasks?type=mkraw", None).assert_ok()["tasks"][0].clone();
+    assert_eq!(warned["warnings"], json!([]), "{warned}");
+
+    // The status filter leaves the waiting dltar; cancelling it expires it.
+    let status = browser.field("Status");
+    browser.type_into(&status, "submitted");
+    browser.wait_for("one submitted task", || (browser.find_all("main tbody tr").len() == 1).then_some(()));
+    browser.press("Cancel upload");
+    browser.wait_for_text("No matches.");
+    let expired = admin.call("GET", "/be/v1/tasks?status=expired", None).assert_ok()["total"].clone();
+    assert_eq!(expired, 1);
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["processing"], false);
+}
+
+/// The visible error of the upload form, once there is one.
+fn upload_error(browser: &Browser) -> String {
+    browser.wait_for("the upload form's error", || {
+        let shown = browser.script(
+            "const error = document.querySelector('.import-upload .form-error'); \
+             return error && !error.hidden ? error.textContent : null;",
+            json!([]),
+        );
+        shown.as_str().map(str::to_string)
+    })
+}
+
+#[test]
+fn an_import_the_server_refuses_shows_why_next_to_the_form() {
+    let Some(browser) = browser_or_skip("console_browser::import_refused") else { return };
+    let server = Server::start_with(&[("ROCKIT_EDGE_MAX_BUILD_BYTES", "1000")]);
+    let admin = app_page_with_a_deployment(&browser, &server);
+
+    // Larger than max_build_bytes: refused, and nothing runs.
+    let big = build_file(&server, "big.tar", &[0u8; 4096]);
+    upload_in_browser(&browser, &big);
+    let why = upload_error(&browser);
+    assert!(why.contains("1000"), "{why}");
+    // Not a URL: the server's message lands under the URL field.
+    browser.fill("Build URL", "ftp://builds.example.com/native-build.tar");
+    browser.press("Import from URL");
+    assert!(field_error(&browser, "Build URL").contains("http"));
+    assert_eq!(admin.call("GET", "/be/v1/tasks", None).assert_ok()["total"], 0);
+}
+
+#[test]
+fn an_upload_url_the_server_no_longer_knows_shows_its_answer_and_the_waiting_import_is_cancelled() {
+    let Some(browser) = browser_or_skip("console_browser::upload_refused") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // The page sends its upload to a capability the server never issued, as it would to one
+    // that expired while the file was chosen.
+    browser.script(
+        "const open = XMLHttpRequest.prototype.open; \
+         XMLHttpRequest.prototype.open = function (method, url, ...rest) { \
+           return open.call(this, method, url.replace(/uploads\\/.*$/, 'uploads/unknown'), ...rest); };",
+        json!([]),
+    );
+    let v1 = build_file(&server, "v1.tar", &tar_of(&game_v1()));
+    upload_in_browser(&browser, &v1);
+    let why = upload_error(&browser);
+    assert!(why.contains("upload"), "{why}");
+    // The import still waits for its upload; the page offers to cancel it, which frees the app.
+    chain_when(&browser, |rows| rows == [("dltar".to_string(), "submitted".to_string())]);
+    browser.press("Cancel upload");
+    chain_when(&browser, |rows| rows == [("dltar".to_string(), "expired".to_string())]);
+    let app = admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"].clone();
+    assert_eq!(app["processing"], false, "{app}");
+}
+
+#[test]
+fn imports_and_task_actions_are_offered_only_to_roles_that_allow_them() {
+    let Some(browser) = browser_or_skip("console_browser::import_permissions") else { return };
     let server = Server::start();
     let password = server.create_org("acme");
     let admin = server.login("acme", "admin", &password);
     admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
-    // The import pipeline is not served over HTTP yet: the builds and patches it would record are
-    // written straight into the database (the app row's lists follow by trigger).
-    let db = rusqlite::Connection::open(server.database()).expect("open database");
-    db.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
-    let mib = 1024 * 1024;
-    db.execute_batch(&format!(
-        "INSERT INTO builds (app_id, build_id, name, size_bytes, created)
-           SELECT id, 1, 'v1.0', {a}, '2026-11-20T10:00:00.000Z' FROM apps WHERE name = 'space_game';
-         INSERT INTO builds (app_id, build_id, name, size_bytes, created)
-           SELECT id, 2, 'v1.1', {b}, '2026-11-22T10:00:00.000Z' FROM apps WHERE name = 'space_game';
-         INSERT INTO patches (app_id, from_build_id, to_build_id, size_bytes)
-           SELECT id, 1, 2, {p} FROM apps WHERE name = 'space_game';
-         UPDATE apps SET i_cur_build = 2, dxf_name = 'main' WHERE name = 'space_game';",
-        a = 64 * mib,
-        b = 80 * mib,
-        p = 20 * mib,
-    ))
-    .expect("seed builds");
-    sign_in_directly(&browser, &server, "admin", &password, "acme");
+    // A failed import, through the API: the upload is no tar.
+    let answer = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "space_game"})));
+    let url = answer.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+    common::send_raw("PUT", &url, &[], Some(("application/x-tar", &[b'x'; 2048]))).assert_ok();
+    common::eventually(CHAIN, || {
+        let failed = admin.call("GET", "/be/v1/tasks?status=failed", None).assert_ok()["total"].clone();
+        (failed == 1).then_some(())
+    });
+    // Importers may update apps and read tasks, but not retry them (no tasks X) nor change them.
+    admin.create_role("importers", json!({"apps": 6, "tasks": 2}));
+    admin.create_user(&server, "ivy", &["importers"]);
+    sign_in_directly(&browser, &server, "ivy", PASSWORD, "acme");
 
     browser.goto(&server.url("/#/apps/space_game"));
-    browser.find_with_text("td", "v1.1");
-    browser.find_with_text("td", "#1 → #2");
-    browser.wait_for_text("25.0% of the 80.0 MiB image");
-    let bar = browser.script(
-        "const bar = document.querySelector('.bar-patch'); \
-         return Math.round(100 * bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width);",
-        json!([]),
-    );
-    assert_eq!(bar, 25, "the bar shows the patch's share of the image");
-    assert_eq!(browser.console_errors(), Vec::<String>::new());
-    browser.screenshots("app-builds");
+    browser.find_with_text("h1", "Space Game");
+    browser.field("Build tar file");
+    browser.field("Build URL");
+    browser.goto(&server.url("/#/tasks"));
+    browser.find_with_text("h1", "Tasks");
+    browser.wait_for_text("Could not read native-build.tar");
+    let buttons: Vec<String> = browser.find_all("main tbody button").iter().map(|b| browser.text(b)).collect();
+    assert!(buttons.is_empty(), "no retry without tasks X: {buttons:?}");
+
+    // A reader of apps and tasks gets no import form.
+    admin.create_role("readers", json!({"apps": 2, "tasks": 2}));
+    admin.create_user(&server, "rex", &["readers"]);
+    browser.press("Sign out");
+    sign_in_directly(&browser, &server, "rex", PASSWORD, "acme");
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.find_with_text("h1", "Space Game");
+    browser.wait_for_text("No builds yet.");
+    assert!(browser.find_all("input[type=file]").is_empty(), "no upload for a reader");
+    assert!(!browser.page_text().contains("Import a build"));
 }
 
 #[test]

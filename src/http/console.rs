@@ -46,10 +46,12 @@ pub const ASSETS: &[Asset] = &[
     asset!("assets/views/admin.js", JS),
     asset!("assets/views/apps.js", JS),
     asset!("assets/views/deployments.js", JS),
+    asset!("assets/views/imports.js", JS),
     asset!("assets/views/list.js", JS),
     asset!("assets/views/login.js", JS),
     asset!("assets/views/roles.js", JS),
     asset!("assets/views/subscriptions.js", JS),
+    asset!("assets/views/tasks.js", JS),
     asset!("assets/views/users.js", JS),
 ];
 

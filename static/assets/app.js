@@ -10,6 +10,7 @@ import * as deployments from './views/deployments.js';
 import * as login from './views/login.js';
 import * as roles from './views/roles.js';
 import * as subscriptions from './views/subscriptions.js';
+import * as tasks from './views/tasks.js';
 import * as users from './views/users.js';
 
 const main = document.getElementById('main');
@@ -18,6 +19,7 @@ const topbar = document.getElementById('topbar');
 /** Pages in the navigation, in order, with the resource whose Read bit shows them. */
 const NAV = [
   { route: 'apps', title: 'Apps', resource: 'apps' },
+  { route: 'tasks', title: 'Tasks', resource: 'tasks' },
   { route: 'deployments', title: 'Deployments', resource: 'deployments' },
   { route: 'users', title: 'Users', resource: 'beUsers' },
   { route: 'roles', title: 'Roles', resource: 'roles' },
@@ -31,6 +33,7 @@ const ROUTES = [
   { pattern: 'account', view: users.account, title: 'My account' },
   { pattern: 'apps', view: apps.list, resource: 'apps', title: 'Apps' },
   { pattern: 'apps/:name', view: apps.page, resource: 'apps', title: 'App' },
+  { pattern: 'tasks', view: tasks.list, resource: 'tasks', title: 'Tasks' },
   { pattern: 'deployments', view: deployments.list, resource: 'deployments', title: 'Deployments' },
   { pattern: 'deployments/:name', view: deployments.page, resource: 'deployments', title: 'Deployment' },
   { pattern: 'users', view: users.list, resource: 'beUsers', title: 'Users' },

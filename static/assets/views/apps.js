@@ -1,11 +1,11 @@
 // Apps: the list (search, paging), creating one, and an app's page with its builds, patches
-// (size against the full image), deployments, status and error. Build imports and task progress
-// join the app page as further sections once the API offers them.
+// (size against the full image), deployments, status and error, and its build imports (imports.js).
 import { h, go, link, seg, table, details, bytes, when, badge, add, fill } from '../dom.js';
 import { form, confirmButton, notice } from '../forms.js';
 import * as api from '../api.js';
 import { can, CREATE, UPDATE, DELETE } from '../permissions.js';
 import { pagedList } from './list.js';
+import { importSection, runningGroup } from './imports.js';
 
 const LIST_FIELDS = 'name,label,status,iCurBuild,sizeBytes,updated';
 
@@ -57,25 +57,27 @@ function createForm() {
 
 export async function page(view, { name }) {
   const { app } = await api.call('GET', `/be/v1/apps/${seg(name)}`);
+  // The parts an import changes, refreshed in place when its chain ends (the chain stays shown).
+  const summary = h('div', {});
+  const builds = h('section', {});
+  const showApp = (current) => {
+    fill(summary, current.error ? notice(`Error: ${current.error}`, 'error') : null, appDetails(current));
+    fill(builds, h('h2', { text: 'Builds' }), buildsTable(current), h('h2', { text: 'Patches' }), patchesChart(current));
+  };
+  showApp(app);
+  const imports = can('apps', UPDATE)
+    ? importSection(app, {
+      group: await runningGroup(app).catch(() => null),
+      finished: async () => showApp((await api.call('GET', `/be/v1/apps/${seg(app.name)}`)).app),
+    })
+    : null;
   fill(view,
     h('div', { class: 'page-head' },
       h('p', { class: 'crumbs' }, link('apps', 'Apps'), ' / ', h('span', { text: app.name })),
       h('h1', {}, h('span', { text: app.label }), ' ', badge(app.status))),
-    app.error ? notice(`Error: ${app.error}`, 'error') : null,
-    details([
-      ['Name', app.name],
-      ['Status', app.status],
-      ['Current build', app.iCurBuild > 0 ? `#${app.iCurBuild}` : 'none yet'],
-      ['Size', bytes(app.sizeBytes)],
-      ['Builds kept', String(app.maxBuilds)],
-      ['Deployments', app.deployments.length ? app.deployments.join(', ') : 'all of the organization’s deployments'],
-      ['Image name', app.dxfName],
-      ['Processing', app.processing ? 'yes' : 'no'],
-      ['Created', when(app.created)],
-      ['Updated', when(app.updated)],
-    ]),
-    h('section', {}, h('h2', { text: 'Builds' }), buildsTable(app)),
-    h('section', {}, h('h2', { text: 'Patches' }), patchesChart(app)),
+    summary,
+    builds,
+    imports,
     can('apps', UPDATE) ? editForm(view, app) : null,
     can('apps', DELETE) ? h('section', { class: 'danger-zone' },
       h('h2', { text: 'Delete this app' }),
@@ -84,6 +86,21 @@ export async function page(view, { name }) {
         await api.call('DELETE', `/be/v1/apps/${seg(app.name)}`);
         go('apps');
       })) : null);
+}
+
+function appDetails(app) {
+  return details([
+    ['Name', app.name],
+    ['Status', app.status],
+    ['Current build', app.iCurBuild > 0 ? `#${app.iCurBuild}` : 'none yet'],
+    ['Size', bytes(app.sizeBytes)],
+    ['Builds kept', String(app.maxBuilds)],
+    ['Deployments', app.deployments.length ? app.deployments.join(', ') : 'all of the organization’s deployments'],
+    ['Image name', app.dxfName],
+    ['Processing', app.processing ? 'yes' : 'no'],
+    ['Created', when(app.created)],
+    ['Updated', when(app.updated)],
+  ]);
 }
 
 function buildsTable(app) {

@@ -40,7 +40,7 @@ export function pagedList({ caption, headers, row, load, searchLabel = 'Search b
     try {
       const { items, total } = await load(params);
       if (mine !== generation) return;
-      fill(results, table(caption, headers, items.map(row), { empty: params.search ? 'No matches.' : 'Nothing here yet.' }));
+      fill(results, table(caption, headers, items.map(row), { empty: params.search || filters.some((filter) => params[filter.name]) ? 'No matches.' : 'Nothing here yet.' }));
       const last = Math.min(offset + items.length, total);
       status.textContent = total === 0 ? '' : `${offset + 1}–${last} of ${total}`;
       prev.disabled = offset === 0;
