@@ -106,7 +106,10 @@ CREATE TABLE sessions (
     generation   INTEGER NOT NULL DEFAULT 0,
     created      TEXT NOT NULL,
     expires      INTEGER NOT NULL,
-    revoked      TEXT
+    revoked      TEXT,
+    -- When the session last swapped its refresh token, and the client address of its login.
+    refreshed    TEXT,
+    client       TEXT
 );
 
 CREATE INDEX sessions_by_user ON sessions (user_id);

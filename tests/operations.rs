@@ -292,6 +292,8 @@ const CONTRACT: &[&str] = &[
     "POST /be/v1/apikeys",
     "GET /be/v1/apikeys",
     "DELETE /be/v1/apikeys/{apiKeyId}",
+    "GET /be/v1/sessions",
+    "DELETE /be/v1/sessions/{sessionId}",
     "GET /be/v1/roles",
     "POST /be/v1/roles",
     "PATCH /be/v1/roles",

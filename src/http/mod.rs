@@ -16,6 +16,7 @@ pub mod principal;
 pub mod requests;
 pub mod resources;
 pub mod roles;
+pub mod sessions;
 pub mod srv;
 pub mod users;
 pub mod views;
@@ -285,6 +286,23 @@ pub fn routes() -> Vec<RouteSpec> {
             "users",
             "Revoke one API key (own, or beUsers update)",
             || web::to(users::delete_api_key),
+        ),
+        spec(
+            Method::GET,
+            "/be/v1/sessions",
+            User,
+            "users",
+            "Live login sessions: own, or all of the organization with beUsers read (filter username)",
+            || web::to(sessions::list),
+        )
+        .answers(Answer::List("sessions", &sessions::SESSIONS_LIST)),
+        spec(
+            Method::DELETE,
+            "/be/v1/sessions/{sessionId}",
+            User,
+            "users",
+            "End one session at once, every token of it (own, or beUsers update)",
+            || web::to(sessions::delete),
         ),
         spec(Method::GET, "/be/v1/roles", User, "roles", "List roles (roles read; filter name)", || {
             web::to(roles::list)

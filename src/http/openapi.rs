@@ -80,6 +80,7 @@ fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<s
         "subscription" | "subscriptions" => generator.subschema_for::<SubscriptionView>(),
         "task" => generator.subschema_for::<TaskView>(),
         "session" => generator.subschema_for::<SessionView>(),
+        "sessions" => generator.subschema_for::<LiveSessionView>(),
         _ => return None,
     })
 }

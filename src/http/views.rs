@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, users::User};
+use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, sessions::SessionInfo, users::User};
 
 // Each view is a typed struct: serialized straight from the stored row (no `Value` tree per list
 // item) and, through schemars, the answer's schema in `/openapi.json`, so the two cannot differ.
@@ -107,6 +107,32 @@ pub struct ApiKeyView<'a> {
 
 pub fn api_key(k: &ApiKey) -> ApiKeyView<'_> {
     ApiKeyView { api_key_id: &k.id, username: &k.username, created: &k.created, last_used: k.last_used.as_deref() }
+}
+
+/// A live login session: who, since when, from where, until when. Never a token or its hash.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSessionView<'a> {
+    session_id: &'a str,
+    username: &'a str,
+    created: &'a str,
+    /// When the session last swapped its refresh token; `null` if it never has.
+    refreshed: Option<&'a str>,
+    /// The client address of the login (after `trusted_proxies`), if recorded.
+    client: Option<&'a str>,
+    /// Unix time at which the session's refresh token expires.
+    expires: i64,
+}
+
+pub fn live_session(s: &SessionInfo) -> LiveSessionView<'_> {
+    LiveSessionView {
+        session_id: &s.id,
+        username: &s.username,
+        created: &s.created,
+        refreshed: s.refreshed.as_deref(),
+        client: s.client.as_deref(),
+        expires: s.expires,
+    }
 }
 
 /// A deployment with every secret shown as `****`.

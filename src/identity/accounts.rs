@@ -162,7 +162,7 @@ impl Identity {
     }
 
     /// Loads the target of a change and its current rights.
-    async fn target(&self, caller: &Principal, username: &str) -> ApiResult<(User, Permissions)> {
+    pub(super) async fn target(&self, caller: &Principal, username: &str) -> ApiResult<(User, Permissions)> {
         let (org_id, name) = (caller.org_id, username.to_string());
         self.store
             .read(move |c| match users::by_name(c, org_id, &name)? {
@@ -177,7 +177,7 @@ impl Identity {
     }
 
     /// Acting on someone else's account needs `bit` on beUsers and every right they hold.
-    fn require_over(caller: &Principal, target: &User, rights: &Permissions, bit: u8) -> ApiResult<()> {
+    pub(super) fn require_over(caller: &Principal, target: &User, rights: &Permissions, bit: u8) -> ApiResult<()> {
         caller.require(Resource::BE_USERS, bit)?;
         if target.id != caller.user_id {
             caller.require_covers(rights, "acting on this account")?;

@@ -11,8 +11,9 @@ use super::{unix_now, Identity};
 use crate::auth::claims::{AccessClaims, OrgSelectionClaims, RefreshClaims, SessionClaim};
 use crate::auth::keyring::TokenKind;
 use crate::auth::{b64url_encode, random_bytes, sha256};
+use crate::domain::permissions::{Resource, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, orgs, sessions, users, StoreError, StoreResult};
+use crate::store::{self, orgs, sessions, users, Listed, Page, StoreError, StoreResult};
 
 /// A fresh access + refresh pair, in the exact shape of API.md §2.4.
 #[derive(Debug)]
@@ -97,7 +98,7 @@ impl Identity {
     }
 
     /// `POST /be/v1/login` with an organization selection token and `orgName`.
-    pub async fn login_selected_org(&self, selection_token: &str, org_name: &str) -> ApiResult<OrgLogin> {
+    pub async fn login_selected_org(&self, selection_token: &str, org_name: &str, client: &str) -> ApiResult<OrgLogin> {
         let claims: OrgSelectionClaims =
             self.keyring.key(TokenKind::OrgSelection).verify_as(selection_token, unix_now())?;
         let (username, allowed) = (claims.username, claims.orgs);
@@ -107,7 +108,7 @@ impl Identity {
         let org_id = org.id;
         let user = self.store.read(move |c| users::by_name(c, org_id, &username)).await?;
         let user = user.filter(|u| u.kind == AccountKind::User).ok_or(ApiError::TokenRevoked)?;
-        self.open_session(user).await
+        self.open_session(user, client).await
     }
 
     /// The script shortcut: username + password + orgName in one request.
@@ -137,7 +138,7 @@ impl Identity {
         self.rate_success(&keys);
         let user = user.ok_or(ApiError::InvalidCredentials)?;
         self.rehash_if_needed(&user, password).await;
-        self.open_session(user).await
+        self.open_session(user, client).await
     }
 
     async fn rehash_if_needed(&self, user: &users::User, password: &str) {
@@ -152,7 +153,7 @@ impl Identity {
         }
     }
 
-    async fn open_session(&self, user: users::User) -> ApiResult<OrgLogin> {
+    async fn open_session(&self, user: users::User, client: &str) -> ApiResult<OrgLogin> {
         let session_id = crate::auth::hex(&random_bytes::<16>());
         let (refresh_token, refresh_secret, refresh_expires) = self.refresh_token(&session_id, 0);
         let row = sessions::Session {
@@ -164,11 +165,11 @@ impl Identity {
             expires: refresh_expires,
             revoked: false,
         };
-        let (org_id, user_id) = (user.org_id, user.id);
+        let (org_id, user_id, client) = (user.org_id, user.id, client.to_string());
         let (user, principal) = self
             .store
             .write(move |c| -> StoreResult<_> {
-                sessions::insert(c, &row)?;
+                sessions::insert(c, &row, Some(&client))?;
                 users::set_last_login(c, user_id)?;
                 let user =
                     users::by_id(c, org_id, user_id)?.ok_or_else(|| StoreError::Corrupt("account vanished".into()))?;
@@ -270,6 +271,40 @@ impl Identity {
         } else {
             Err(ApiError::TokenRevoked)
         }
+    }
+
+    /// `GET /be/v1/sessions`: the caller's live sessions, or the organization's with `beUsers`
+    /// read.
+    pub async fn list_sessions<R: Send + 'static>(
+        &self,
+        caller: &Principal,
+        username: Option<String>,
+        page: Page,
+        render: impl FnOnce(Listed<sessions::SessionInfo>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
+        let owner = (!caller.permissions.has(Resource::BE_USERS, READ)).then_some(caller.user_id);
+        let (org_id, now) = (caller.org_id, unix_now());
+        let listed = self
+            .store
+            .read(move |c| Ok(render(sessions::list_live(c, org_id, owner, username.as_deref(), now, &page)?)))
+            .await?;
+        Ok(listed)
+    }
+
+    /// `DELETE /be/v1/sessions/{id}`: ends one session (own, or `beUsers` update over its user).
+    /// Every token of it is refused from the next request on: the principal cache is dropped.
+    pub async fn end_session(&self, caller: &Principal, id: &str) -> ApiResult<()> {
+        let (org_id, sid, now) = (caller.org_id, id.to_string(), unix_now());
+        let session = self.store.read(move |c| sessions::live_by_id(c, org_id, &sid, now)).await?;
+        let session = session.ok_or(ApiError::NotFound { resource: "session" })?;
+        if session.user_id != caller.user_id {
+            let (target, rights) = self.target(caller, &session.username).await?;
+            Self::require_over(caller, &target, &rights, UPDATE)?;
+        }
+        let sid = id.to_string();
+        self.store.write(move |c| sessions::revoke(c, &sid)).await?;
+        self.cache.invalidate_all();
+        Ok(())
     }
 
     /// Deletes sessions whose refresh token has expired.
