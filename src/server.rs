@@ -156,6 +156,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         identity,
         resources,
         access_log,
+        requests: Arc::new(crate::metrics::RequestMetrics::new(http::route_templates())),
     });
     let json_limit = settings.json_limit;
     let (database, pragmas) = (settings.database_path(), Pragmas::from_settings(&settings));

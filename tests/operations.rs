@@ -281,6 +281,7 @@ const CONTRACT: &[&str] = &[
     "DELETE /adm/v1/orgs/{orgName}",
     "POST /be/v1/orgs",
     "DELETE /be/v1/orgs/{orgName}",
+    "GET /metrics",
     "POST /be/v1/login",
     "POST /be/v1/refresh",
     "POST /be/v1/logout",

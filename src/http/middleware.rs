@@ -16,8 +16,9 @@ use super::access_log::Line;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The path template a resource was mounted with, kept as resource data for the access log.
-pub struct RouteTemplate(pub &'static str);
+/// The path template a resource was mounted with and its slot in the request metrics, kept as
+/// resource data for the access log.
+pub struct RouteTemplate(pub &'static str, pub usize);
 
 /// One line per request: method, route template (never the raw path, which may carry a token),
 /// status and duration. Never a header or a body.
@@ -32,11 +33,15 @@ pub async fn access_log(
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
         // Routes of the route table carry their template; asking the router again
         // (`match_pattern`) would re-match the path and allocate on every request.
-        let route = match request.app_data::<RouteTemplate>() {
-            Some(template) => Cow::Borrowed(template.0),
-            None => Cow::Owned(request.match_pattern().unwrap_or_else(|| "(no route)".to_string())),
+        let (route, slot) = match request.app_data::<RouteTemplate>() {
+            Some(template) => (Cow::Borrowed(template.0), template.1),
+            None => (
+                Cow::Owned(request.match_pattern().unwrap_or_else(|| "(no route)".to_string())),
+                state.requests.other_slot(),
+            ),
         };
         let (status, took) = (res.status().as_u16(), started.elapsed());
+        state.requests.observe(slot, status, took);
         state.access_log.record(Line { at, method, route, status, took });
     }
     Ok(res)

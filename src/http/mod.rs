@@ -9,6 +9,7 @@ pub mod client;
 pub mod console;
 pub mod health;
 pub mod list;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod orgs;
@@ -116,6 +117,14 @@ pub fn routes() -> Vec<RouteSpec> {
             web::to(health::readyz)
         }),
         spec(Method::GET, "/openapi.json", None, "service", "This document", || web::to(openapi::document)),
+        spec(
+            Method::GET,
+            "/metrics",
+            Admin,
+            "service",
+            "Prometheus metrics (text format); an admin token or Authorization: Bearer <metrics_token>",
+            || web::to(metrics::metrics),
+        ),
         spec(Method::GET, "/srv/v1/versions", Admin, "service", "Versions of server, engine, API and schema", || {
             web::to(srv::versions)
         })
@@ -387,23 +396,14 @@ pub fn routes() -> Vec<RouteSpec> {
 /// another method answers 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let specs = routes();
-    let mut paths: Vec<&'static str> = Vec::new();
-    for spec in &specs {
-        if !paths.contains(&spec.path) {
-            paths.push(spec.path);
-        }
-    }
-    // The router tries resources in order; fixed paths first keeps the common case to string
-    // comparisons instead of running the pattern matcher of every dynamic path before it.
-    paths.sort_by_key(|path| path.contains('{'));
-    for path in paths {
+    for (slot, path) in route_templates().into_iter().enumerate() {
         let allow = allowed_methods(&specs, path);
         let refuse = move || {
             let allow = allow.clone();
             async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
         };
         let mut resource =
-            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(refuse));
+            web::resource(path).app_data(middleware::RouteTemplate(path, slot)).default_service(web::to(refuse));
         for spec in specs.iter().filter(|s| s.path == path) {
             resource = resource.route((spec.handler)().method(spec.method.clone()));
             if spec.method == Method::GET {
@@ -415,6 +415,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     console::configure(cfg);
     cfg.default_service(web::to(route_not_found));
+}
+
+/// Every path of the route table once, in mounting order; a path's position is its slot in
+/// [`crate::metrics::RequestMetrics`].
+pub fn route_templates() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for spec in routes() {
+        if !paths.contains(&spec.path) {
+            paths.push(spec.path);
+        }
+    }
+    // The router tries resources in order; fixed paths first keeps the common case to string
+    // comparisons instead of running the pattern matcher of every dynamic path before it.
+    paths.sort_by_key(|path| path.contains('{'));
+    paths
 }
 
 /// The `Allow` value of a path: its methods in the route table, plus HEAD where GET is.

@@ -27,7 +27,7 @@ pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
+pub(super) fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
     let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("no app state"))?;
     let token = req
         .headers()

@@ -86,6 +86,7 @@ impl Identity {
         }
         if matched.is_empty() {
             self.limiter.record_failure(&keys);
+            self.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(ApiError::InvalidCredentials);
         }
         self.rate_success(&keys);
@@ -133,6 +134,7 @@ impl Identity {
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         if !self.verify_password(stored, password.to_string()).await? {
             self.limiter.record_failure(&keys);
+            self.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(ApiError::InvalidCredentials);
         }
         self.rate_success(&keys);
