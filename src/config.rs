@@ -155,6 +155,9 @@ settings! {
     prune_grace: Duration = Duration::from_secs(24 * 3600), "24h",
         "how long the published image and patches of an evicted build stay for clients still fetching them",
         serde(deserialize_with = "read::duration");
+    audit_retention: Duration = Duration::from_secs(365 * 24 * 3600), "365d",
+        "audit trail events are removed this long after they were recorded",
+        serde(deserialize_with = "read::duration");
     metrics_token: Option<String> = None, "(none)",
         "bearer token a Prometheus scraper may use for GET /metrics instead of an admin token (at least 16 characters)",
         serde(deserialize_with = "read::metrics_token");

@@ -282,6 +282,8 @@ const CONTRACT: &[&str] = &[
     "POST /be/v1/orgs",
     "DELETE /be/v1/orgs/{orgName}",
     "GET /metrics",
+    "GET /adm/v1/audit",
+    "GET /be/v1/audit",
     "POST /be/v1/login",
     "POST /be/v1/refresh",
     "POST /be/v1/logout",

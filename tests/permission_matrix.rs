@@ -156,6 +156,13 @@ fn entries() -> Vec<Entry> {
         },
         Entry {
             method: "GET",
+            path: "/be/v1/audit",
+            needs: Administrators,
+            scope: Lists("audit"),
+            request: |_| ("/be/v1/audit?limit=1000".into(), None),
+        },
+        Entry {
+            method: "GET",
             path: "/be/v1/sessions",
             needs: AnyCaller,
             scope: Lists("sessions"),

@@ -2,6 +2,7 @@
 //! the two cannot drift apart.
 
 pub mod access_log;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod builds;
@@ -313,6 +314,24 @@ pub fn routes() -> Vec<RouteSpec> {
             "End one session at once, every token of it (own, or beUsers update)",
             || web::to(sessions::delete),
         ),
+        spec(
+            Method::GET,
+            "/be/v1/audit",
+            User,
+            "audit",
+            "Security events of the organization (members of Administrators; filter event, username, createdAfter)",
+            || web::to(audit::org_events),
+        )
+        .answers(Answer::List("audit", &audit::AUDIT_LIST)),
+        spec(
+            Method::GET,
+            "/adm/v1/audit",
+            Admin,
+            "audit",
+            "Box-wide security events: organizations created and deleted (filter event, username, createdAfter)",
+            || web::to(audit::box_events),
+        )
+        .answers(Answer::List("audit", &audit::AUDIT_LIST)),
         spec(Method::GET, "/be/v1/roles", User, "roles", "List roles (roles read; filter name)", || {
             web::to(roles::list)
         })

@@ -81,6 +81,7 @@ fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<s
         "task" => generator.subschema_for::<TaskView>(),
         "session" => generator.subschema_for::<SessionView>(),
         "sessions" => generator.subschema_for::<LiveSessionView>(),
+        "audit" => generator.subschema_for::<AuditEntryView>(),
         _ => return None,
     })
 }

@@ -29,7 +29,13 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
     .await
 }
 
-pub async fn delete(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    state.identity.end_session(&caller, &id).await?;
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    state.identity.end_session(&caller, &id, &client).await?;
     Ok(super::done())
 }

@@ -165,9 +165,11 @@ pub async fn delete(
 pub async fn create_api_key(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: Json<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
-    match state.identity.create_api_key(&caller, body.0.username.as_deref()).await? {
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    match state.identity.create_api_key(&caller, body.0.username.as_deref(), &client).await? {
         OneTimeSecret::ApiKey { key, id, created } => {
             Ok(HttpResponse::Ok().json(json!({"status": "success", "apiKey": key, "apiKeyId": id, "created": created})))
         }

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::store::audit::Entry;
 use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, sessions::SessionInfo, users::User};
 
 // Each view is a typed struct: serialized straight from the stored row (no `Value` tree per list
@@ -132,6 +133,34 @@ pub fn live_session(s: &SessionInfo) -> LiveSessionView<'_> {
         refreshed: s.refreshed.as_deref(),
         client: s.client.as_deref(),
         expires: s.expires,
+    }
+}
+
+/// A security event of the audit trail.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntryView<'a> {
+    id: i64,
+    created: &'a str,
+    /// E.g. `login.succeeded`, `login.failed`, `session.revoked`, `apikey.created`,
+    /// `org.created`, `org.deleted`.
+    event: &'a str,
+    /// Who acted (`org/user`, a login's username, or `admin-token:<name>`).
+    username: Option<&'a str>,
+    /// The client address the request came from.
+    client: Option<&'a str>,
+    /// What the event was about (a username, an organization, `owner keyId`).
+    target: Option<&'a str>,
+}
+
+pub fn audit_entry(e: &Entry) -> AuditEntryView<'_> {
+    AuditEntryView {
+        id: e.id,
+        created: &e.at,
+        event: &e.event,
+        username: e.principal.as_deref(),
+        client: e.client.as_deref(),
+        target: e.target.as_deref(),
     }
 }
 

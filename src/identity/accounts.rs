@@ -10,7 +10,7 @@ use crate::auth::{b64url_encode, hex, passwords, random_bytes, sha256};
 use crate::domain::permissions::{Permissions, Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::store::users::{Profile, User, UserFilter};
-use crate::store::{api_keys, roles, sessions, users, Listed, Page, StoreError, StoreResult};
+use crate::store::{api_keys, audit, roles, sessions, users, Listed, Page, StoreError, StoreResult};
 
 /// A new account as the request describes it.
 pub struct NewAccount {
@@ -319,7 +319,12 @@ impl Identity {
     }
 
     /// `POST /be/v1/apikeys`: a new key for a machine account (the caller by default).
-    pub async fn create_api_key(&self, caller: &Principal, username: Option<&str>) -> ApiResult<OneTimeSecret> {
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        username: Option<&str>,
+        client: &str,
+    ) -> ApiResult<OneTimeSecret> {
         let username = username.unwrap_or(&caller.username).to_string();
         let (target, rights) = self.target(caller, &username).await?;
         if target.id != caller.user_id {
@@ -333,7 +338,23 @@ impl Identity {
         }
         let (key, id) = new_api_key();
         let (org_id, user_id, hash, key_id) = (caller.org_id, target.id, sha256(key.as_bytes()), id.clone());
-        let created = self.store.write(move |c| api_keys::insert(c, &key_id, org_id, user_id, &hash)).await?;
+        let (principal, client, target_name) = (caller.username.clone(), client.to_string(), target.username.clone());
+        let created = self
+            .store
+            .write(move |c| -> StoreResult<String> {
+                let created = api_keys::insert(c, &key_id, org_id, user_id, &hash)?;
+                let target = format!("{target_name} {key_id}");
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::APIKEY_CREATED,
+                    principal: Some(&principal),
+                    client: Some(&client),
+                    target: Some(&target),
+                };
+                audit::record(c, &event)?;
+                Ok(created)
+            })
+            .await?;
         Ok(OneTimeSecret::ApiKey { key, id, created })
     }
 

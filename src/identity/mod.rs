@@ -2,6 +2,7 @@
 //! every `/be/v1` request goes through. Handlers call these functions; these call the store.
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod orgs;
 pub mod principal;

@@ -13,7 +13,7 @@ use crate::auth::keyring::TokenKind;
 use crate::auth::{b64url_encode, random_bytes, sha256};
 use crate::domain::permissions::{Resource, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, orgs, sessions, users, Listed, Page, StoreError, StoreResult};
+use crate::store::{self, audit, orgs, sessions, users, Listed, Page, StoreError, StoreResult};
 
 /// A fresh access + refresh pair, in the exact shape of API.md §2.4.
 #[derive(Debug)]
@@ -75,6 +75,7 @@ impl Identity {
         let name = username.to_string();
         let candidates = self.store.read(move |c| users::people_named(c, &name)).await?;
         let mut matched = Vec::new();
+        let tried: Vec<i64> = candidates.iter().map(|(user, _, _)| user.org_id).collect();
         if candidates.is_empty() {
             self.verify_password(None, password.to_string()).await?;
         }
@@ -87,6 +88,7 @@ impl Identity {
         if matched.is_empty() {
             self.limiter.record_failure(&keys);
             self.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.audit_login_failure(tried, username, client).await;
             return Err(ApiError::InvalidCredentials);
         }
         self.rate_success(&keys);
@@ -135,6 +137,7 @@ impl Identity {
         if !self.verify_password(stored, password.to_string()).await? {
             self.limiter.record_failure(&keys);
             self.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.audit_login_failure(user.iter().map(|u| u.org_id).collect(), username, client).await;
             return Err(ApiError::InvalidCredentials);
         }
         self.rate_success(&keys);
@@ -175,6 +178,14 @@ impl Identity {
                 users::set_last_login(c, user_id)?;
                 let user =
                     users::by_id(c, org_id, user_id)?.ok_or_else(|| StoreError::Corrupt("account vanished".into()))?;
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::LOGIN_SUCCEEDED,
+                    principal: Some(&user.username),
+                    client: Some(&client),
+                    target: None,
+                };
+                audit::record(c, &event)?;
                 let principal = load_principal(c, org_id, user_id)?
                     .ok_or_else(|| StoreError::Corrupt("account vanished".into()))?;
                 Ok((user, principal))
@@ -295,7 +306,7 @@ impl Identity {
 
     /// `DELETE /be/v1/sessions/{id}`: ends one session (own, or `beUsers` update over its user).
     /// Every token of it is refused from the next request on: the principal cache is dropped.
-    pub async fn end_session(&self, caller: &Principal, id: &str) -> ApiResult<()> {
+    pub async fn end_session(&self, caller: &Principal, id: &str, client: &str) -> ApiResult<()> {
         let (org_id, sid, now) = (caller.org_id, id.to_string(), unix_now());
         let session = self.store.read(move |c| sessions::live_by_id(c, org_id, &sid, now)).await?;
         let session = session.ok_or(ApiError::NotFound { resource: "session" })?;
@@ -303,10 +314,51 @@ impl Identity {
             let (target, rights) = self.target(caller, &session.username).await?;
             Self::require_over(caller, &target, &rights, UPDATE)?;
         }
-        let sid = id.to_string();
-        self.store.write(move |c| sessions::revoke(c, &sid)).await?;
+        let (sid, principal, client) = (id.to_string(), caller.username.clone(), client.to_string());
+        self.store
+            .write(move |c| -> StoreResult<()> {
+                sessions::revoke(c, &sid)?;
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::SESSION_REVOKED,
+                    principal: Some(&principal),
+                    client: Some(&client),
+                    target: Some(&session.username),
+                };
+                audit::record(c, &event)
+            })
+            .await?;
         self.cache.invalidate_all();
         Ok(())
+    }
+
+    /// A refused login, in every organization where the account exists (an unknown username
+    /// belongs to no organization; `/metrics` counts it). A failure to record is logged, never
+    /// turned into another answer.
+    async fn audit_login_failure(&self, org_ids: Vec<i64>, username: &str, client: &str) {
+        if org_ids.is_empty() {
+            return;
+        }
+        let (username, client) = (username.to_string(), client.to_string());
+        let recorded = self
+            .store
+            .write(move |c| -> StoreResult<()> {
+                for org_id in org_ids {
+                    let event = audit::Event {
+                        org_id: Some(org_id),
+                        event: audit::LOGIN_FAILED,
+                        principal: Some(&username),
+                        client: Some(&client),
+                        target: None,
+                    };
+                    audit::record(c, &event)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            log::warn!("cannot record a failed login in the audit trail: {e}");
+        }
     }
 
     /// Deletes sessions whose refresh token has expired.

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod apps;
+pub mod audit;
 pub mod backup;
 pub mod builds;
 pub mod deployments;
