@@ -131,3 +131,31 @@ fn events_older_than_the_retention_are_removed() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Polls the server log until a line satisfies `wanted` (the access log is written in batches).
+fn log_line(server: &Server, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(line) = server.log().lines().find(|l| wanted(l)) {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no such access line in:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn access_log_lines_name_the_principal_and_the_client_address() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.call("GET", "/be/v1/users/admin", None).assert_ok();
+    server.admin("GET", "/srv/v1/versions", None).assert_ok();
+    send("GET", &server.url("/be/v1/users/admin"), &[], None).assert_error(401, "token-missing");
+
+    let member = log_line(&server, |l| l.contains("access] GET /be/v1/users/{username} 200"));
+    assert!(member.ends_with(" 127.0.0.1 acme/admin"), "{member}");
+    let admin_line = log_line(&server, |l| l.contains("access] GET /srv/v1/versions 200"));
+    assert!(admin_line.ends_with(" 127.0.0.1 admin-token:tests"), "{admin_line}");
+    let anonymous = log_line(&server, |l| l.contains("access] GET /be/v1/users/{username} 401"));
+    assert!(anonymous.ends_with(" 127.0.0.1 -"), "{anonymous}");
+}

@@ -9,10 +9,10 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, ResponseError};
+use actix_web::{web, Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 
-use super::access_log::Line;
+use super::access_log::{Line, Who};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -42,7 +42,11 @@ pub async fn access_log(
         };
         let (status, took) = (res.status().as_u16(), started.elapsed());
         state.requests.observe(slot, status, took);
-        state.access_log.record(Line { at, method, route, status, took });
+        if state.access_log.enabled() {
+            let client = super::client::client_address(request, &state.settings.trusted_proxies);
+            let who = request.extensions().get::<Who>().cloned();
+            state.access_log.record(Line { at, method, route, status, took, client, who });
+        }
     }
     Ok(res)
 }
