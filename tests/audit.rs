@@ -59,7 +59,11 @@ fn ending_a_session_and_creating_an_api_key_are_recorded_with_who_and_what() {
         keys.iter().any(|e| e["target"] == format!("deploy_bot {key_id}").as_str()),
         "no apikey.created for deploy_bot: {keys:?}"
     );
-    let text = serde_json::to_string(&keys).unwrap();
+    admin.call("DELETE", &format!("/be/v1/apikeys/{key_id}"), None).assert_ok();
+    let deleted = events(&admin, "?event=apikey.deleted");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0]["target"], format!("deploy_bot {key_id}").as_str());
+    let text = serde_json::to_string(&events(&admin, "?limit=1000")).unwrap();
     assert!(!text.contains(key), "the key itself is in the audit trail");
 }
 

@@ -18,11 +18,14 @@ fn has_metrics_token(req: &HttpRequest, expected: Option<&str>) -> bool {
     sha256(token.as_bytes()) == sha256(expected.as_bytes())
 }
 
+/// The Prometheus text exposition format, version 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     if !has_metrics_token(&req, state.settings.metrics_token.as_deref()) {
         authenticate_admin(&req)?;
     }
     let depths = state.store.read(tasks::queue_depths).await?;
     let text = crate::metrics::render(&state, &depths);
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text))
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(text))
 }

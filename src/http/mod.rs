@@ -69,6 +69,8 @@ pub enum Answer {
     One(&'static str),
     /// A page of a list under this key, with `total`, `offset` and `limit`, and its parameters.
     List(&'static str, &'static list::ListSpec),
+    /// Plain text of this media type (Prometheus metrics), not the JSON envelope.
+    Text(&'static str),
 }
 
 /// One endpoint: what the router mounts and what the OpenAPI document describes.
@@ -125,7 +127,8 @@ pub fn routes() -> Vec<RouteSpec> {
             "service",
             "Prometheus metrics (text format); an admin token or Authorization: Bearer <metrics_token>",
             || web::to(metrics::metrics),
-        ),
+        )
+        .answers(Answer::Text(metrics::CONTENT_TYPE)),
         spec(Method::GET, "/srv/v1/versions", Admin, "service", "Versions of server, engine, API and schema", || {
             web::to(srv::versions)
         })

@@ -101,6 +101,7 @@ fn list_item_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Val
 fn answer_schema(answer: Answer, generator: &mut schemars::SchemaGenerator) -> Value {
     match answer {
         Answer::Status => json!({"$ref": "#/components/schemas/Success"}),
+        Answer::Text(_) => json!({"type": "string"}),
         Answer::One(key) => json!({
             "type": "object",
             "required": ["status", key],
@@ -160,11 +161,19 @@ fn failures(spec: &RouteSpec) -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// JSON for every answer but plain text ones; the media type without its parameters.
+fn success_media_type(answer: Answer) -> &'static str {
+    match answer {
+        Answer::Text(media_type) => media_type.split(';').next().unwrap_or(media_type),
+        _ => "application/json",
+    }
+}
+
 fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Value {
     let mut responses = Map::new();
     responses.insert(
         "200".into(),
-        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer, generator)}}}),
+        json!({"description": "success", "content": {success_media_type(spec.answer): {"schema": answer_schema(spec.answer, generator)}}}),
     );
     for (status, codes) in failures(spec) {
         responses.insert(

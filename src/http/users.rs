@@ -190,8 +190,10 @@ pub async fn list_api_keys(state: web::Data<AppState>, caller: Caller, req: Http
 pub async fn delete_api_key(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    state.identity.delete_api_key(&caller, &id).await?;
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    state.identity.delete_api_key(&caller, &id, &client).await?;
     Ok(super::done())
 }

@@ -142,7 +142,7 @@ pub fn live_session(s: &SessionInfo) -> LiveSessionView<'_> {
 pub struct AuditEntryView<'a> {
     id: i64,
     created: &'a str,
-    /// E.g. `login.succeeded`, `login.failed`, `session.revoked`, `apikey.created`,
+    /// E.g. `login.succeeded`, `login.failed`, `session.revoked`, `apikey.created`, `apikey.deleted`,
     /// `org.created`, `org.deleted`.
     event: &'a str,
     /// Who acted (`org/user`, a login's username, or `admin-token:<name>`).

@@ -372,7 +372,7 @@ impl Identity {
         Ok(self.store.read(move |c| Ok(render(api_keys::list(c, org_id, owner, username.as_deref(), &page)?))).await?)
     }
 
-    pub async fn delete_api_key(&self, caller: &Principal, id: &str) -> ApiResult<()> {
+    pub async fn delete_api_key(&self, caller: &Principal, id: &str, client: &str) -> ApiResult<()> {
         let (org_id, key_id) = (caller.org_id, id.to_string());
         let key = self.store.read(move |c| api_keys::by_id(c, org_id, &key_id)).await?;
         let key = key.ok_or(ApiError::NotFound { resource: "apiKey" })?;
@@ -380,8 +380,21 @@ impl Identity {
             let (target, rights) = self.target(caller, &key.username).await?;
             Self::require_over(caller, &target, &rights, UPDATE)?;
         }
-        let key_id = id.to_string();
-        self.store.write(move |c| api_keys::delete(c, org_id, &key_id)).await?;
+        let (key_id, principal, client) = (id.to_string(), caller.username.clone(), client.to_string());
+        self.store
+            .write(move |c| -> StoreResult<()> {
+                api_keys::delete(c, org_id, &key_id)?;
+                let target = format!("{} {key_id}", key.username);
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::APIKEY_DELETED,
+                    principal: Some(&principal),
+                    client: Some(&client),
+                    target: Some(&target),
+                };
+                audit::record(c, &event)
+            })
+            .await?;
         self.cache.invalidate_all();
         Ok(())
     }

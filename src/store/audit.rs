@@ -5,9 +5,10 @@ use rusqlite::{params, Connection, Row};
 
 use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
 
-/// API sort field → SQL column; the first entry (the row id, i.e. order of writing) breaks ties.
-pub const SORT: super::SortColumns =
-    &[("id", "a.id"), ("created", "a.at"), ("event", "a.event"), ("username", "a.principal")];
+/// API sort field → SQL column; the first entry breaks ties. `created` sorts by the row id: the
+/// single writer assigns ids in the order it records events, so that is creation order without
+/// the ties of equal timestamps.
+pub const SORT: super::SortColumns = &[("created", "a.id"), ("event", "a.event"), ("username", "a.principal")];
 
 pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
 pub const LOGIN_FAILED: &str = "login.failed";
