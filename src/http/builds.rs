@@ -98,6 +98,7 @@ pub const TASKS_LIST: ListSpec = ListSpec {
         ("type", &["dltar", "mkraw", "deploy", "hello", "prune"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
+    times: &[],
 };
 
 /// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds).

@@ -59,6 +59,7 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     for filter in list.filters {
         let schema = match list.choices.iter().find(|(name, _)| name == filter) {
             Some((_, values)) => json!({"type": "string", "enum": values}),
+            None if list.times.contains(filter) => json!({"type": "string", "format": "date-time"}),
             None => json!({"type": "string", "maxLength": MAX_FILTER}),
         };
         params.push(query_parameter(filter, schema, "filter (partial names match case-insensitively)"));

@@ -22,6 +22,7 @@ pub const ORGS_LIST: ListSpec = ListSpec {
     fields: &["name", "label", "publicKey", "users", "apps", "created", "updated"],
     filters: &["name"],
     choices: &[],
+    times: &[],
 };
 
 fn parse_new_org(body: CreateOrg) -> ApiResult<NewOrg> {

@@ -15,6 +15,7 @@ pub const SESSIONS_LIST: ListSpec = ListSpec {
     fields: &["sessionId", "username", "created", "refreshed", "client", "expires"],
     filters: &["username"],
     choices: &[],
+    times: &[],
 };
 
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {

@@ -35,6 +35,7 @@ pub const USERS_LIST: ListSpec = ListSpec {
     ],
     filters: &["username", "type", "role"],
     choices: &[("type", &["user", "machine"])],
+    times: &[],
 };
 
 pub const API_KEYS_LIST: ListSpec = ListSpec {
@@ -42,6 +43,7 @@ pub const API_KEYS_LIST: ListSpec = ListSpec {
     fields: &["apiKeyId", "username", "created", "lastUsed"],
     filters: &["username"],
     choices: &[],
+    times: &[],
 };
 
 /// A PATCH profile field: absent leaves it, `null` clears it, a value sets it.
