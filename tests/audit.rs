@@ -101,6 +101,7 @@ fn the_trail_filters_by_event_username_and_creation_time() {
         events(&admin, "?limit=1000").len()
     );
     admin.call("GET", "/be/v1/audit?createdAfter=yesterday", None).assert_error(400, "invalid-param");
+    admin.call("GET", "/be/v1/audit?createdAfter=", None).assert_error(400, "invalid-param");
 }
 
 #[test]

@@ -114,7 +114,8 @@ impl ListQuery {
                             format!("`{other}` must be at most {MAX_FILTER} characters"),
                         ));
                     }
-                    let value = match spec.times.contains(&other) && !value.is_empty() {
+                    // Unlike a name filter, an empty time is no time at all: refused, not ignored.
+                    let value = match spec.times.contains(&other) {
                         true => stored_time(other, &value)?,
                         false => value,
                     };
