@@ -106,11 +106,29 @@ CREATE TABLE sessions (
     generation   INTEGER NOT NULL DEFAULT 0,
     created      TEXT NOT NULL,
     expires      INTEGER NOT NULL,
-    revoked      TEXT
+    revoked      TEXT,
+    -- When the session last swapped its refresh token, and the client address of its login.
+    refreshed    TEXT,
+    client       TEXT
 );
 
 CREATE INDEX sessions_by_user ON sessions (user_id);
 CREATE INDEX sessions_by_expiry ON sessions (expires);
+
+-- The audit trail of security events: who (principal) did what (event) to what (target) from
+-- where (client). org_id NULL is a box-wide event seen by admin-token holders only.
+CREATE TABLE audit (
+    id        INTEGER PRIMARY KEY,
+    at        TEXT NOT NULL,
+    org_id    INTEGER REFERENCES orgs (id) ON DELETE CASCADE,
+    event     TEXT NOT NULL,
+    principal TEXT,
+    client    TEXT,
+    target    TEXT
+);
+
+CREATE INDEX audit_by_org ON audit (org_id, at);
+CREATE INDEX audit_by_time ON audit (at);
 
 CREATE TABLE api_keys (
     id        TEXT PRIMARY KEY,

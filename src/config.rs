@@ -155,6 +155,12 @@ settings! {
     prune_grace: Duration = Duration::from_secs(24 * 3600), "24h",
         "how long the published image and patches of an evicted build stay for clients still fetching them",
         serde(deserialize_with = "read::duration");
+    audit_retention: Duration = Duration::from_secs(365 * 24 * 3600), "365d",
+        "audit trail events are removed this long after they were recorded",
+        serde(deserialize_with = "read::duration");
+    metrics_token: Option<String> = None, "(none)",
+        "bearer token a Prometheus scraper may use for GET /metrics instead of an admin token (at least 16 characters)",
+        serde(deserialize_with = "read::metrics_token");
     task_retention: Duration = Duration::from_secs(30 * 24 * 3600), "30d",
         "finished tasks (done, failed, expired) are removed this long after they ended",
         serde(deserialize_with = "read::duration");
@@ -171,6 +177,7 @@ impl fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("synchronous", &self.synchronous)
             .field("admin_secret", &self.admin_secret.as_ref().map(|_| "****"))
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "****"))
             .finish_non_exhaustive()
     }
 }
@@ -457,6 +464,15 @@ mod read {
         Ok(Some(text))
     }
 
+    /// A scraper's shared secret: long enough that guessing it is hopeless.
+    pub fn metrics_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?.trim().to_string();
+        if text.chars().count() < 16 {
+            return Err(de::Error::custom("must be at least 16 characters"));
+        }
+        Ok(Some(text))
+    }
+
     /// A list of IP addresses: a TOML list, or comma-separated text.
     pub fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
         d.deserialize_any(TextList)?
@@ -603,6 +619,16 @@ mod tests {
                 Err(err) => assert!(!err.0.contains("unknown"), "{} is documented but unknown: {err}", doc.key),
             }
         }
+    }
+
+    #[test]
+    fn a_short_metrics_token_is_refused_and_a_long_one_is_never_shown() {
+        let err = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_METRICS_TOKEN", "short")])).unwrap_err();
+        assert!(err.0.ends_with("must be at least 16 characters"), "{err}");
+        let token = "a-scraper-token-of-some-length";
+        let settings = Settings::load(&Overrides::default(), env(&[("ROCKIT_EDGE_METRICS_TOKEN", token)])).unwrap();
+        assert_eq!(settings.metrics_token.as_deref(), Some(token));
+        assert!(!format!("{settings:?}").contains(token));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod instance;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod outbound;
 pub mod resources;
 pub mod server;

@@ -137,7 +137,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         Identity::new(store.clone(), keyring.clone(), settings_arc.clone(), queue.clone())
             .map_err(|e| format!("cannot start password hashing threads: {e}"))?,
     );
-    start_housekeeping(identity.clone(), store.clone(), settings.task_retention);
+    start_housekeeping(identity.clone(), store.clone(), settings.task_retention, settings.audit_retention);
     let resources = Arc::new(Resources {
         store: store.clone(),
         sealer,
@@ -156,6 +156,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         identity,
         resources,
         access_log,
+        requests: Arc::new(crate::metrics::RequestMetrics::new(http::route_templates())),
     });
     let json_limit = settings.json_limit;
     let (database, pragmas) = (settings.database_path(), Pragmas::from_settings(&settings));
@@ -218,9 +219,15 @@ const HSTS: &str = "max-age=31536000";
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Periodic clean-up that needs no request: expired sessions.
-fn start_housekeeping(identity: Arc<Identity>, store: Store, task_retention: std::time::Duration) {
+fn start_housekeeping(
+    identity: Arc<Identity>,
+    store: Store,
+    task_retention: std::time::Duration,
+    audit_retention: std::time::Duration,
+) {
     // A short retention is checked as often as it needs (tests use seconds), a long one hourly.
-    let every = HOUSEKEEPING_EVERY.min(task_retention / 2).max(std::time::Duration::from_secs(1));
+    let shortest = task_retention.min(audit_retention);
+    let every = HOUSEKEEPING_EVERY.min(shortest / 2).max(std::time::Duration::from_secs(1));
     let spawned = std::thread::Builder::new().name("housekeeping".into()).spawn(move || loop {
         match identity.remove_expired_sessions() {
             Ok(0) => {}
@@ -235,6 +242,11 @@ fn start_housekeeping(identity: Arc<Identity>, store: Store, task_retention: std
             ),
             Err(e) => log::warn!("cannot remove old tasks: {e}"),
         }
+        match identity.remove_old_audit(cutoff_of(audit_retention)) {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed {n} audit event(s) past audit_retention"),
+            Err(e) => log::warn!("cannot remove old audit events: {e}"),
+        }
         std::thread::sleep(every);
     });
     if let Err(e) = spawned {
@@ -242,11 +254,16 @@ fn start_housekeeping(identity: Arc<Identity>, store: Store, task_retention: std
     }
 }
 
-/// Task history grows with every build: finished tasks older than the retention go.
-fn remove_old_tasks(store: &Store, retention: std::time::Duration) -> crate::store::StoreResult<usize> {
+/// `retention` before now, in the stored time format (RFC 3339, UTC, milliseconds).
+fn cutoff_of(retention: std::time::Duration) -> String {
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let cutoff = chrono::Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-    let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Task history grows with every build: finished tasks older than the retention go.
+fn remove_old_tasks(store: &Store, retention: std::time::Duration) -> crate::store::StoreResult<usize> {
+    let cutoff = cutoff_of(retention);
     store.write_blocking(move |c| crate::store::tasks::remove_ended_before(c, &cutoff))
 }
 

@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::http::access_log::AccessLog;
 use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
+use crate::metrics::RequestMetrics;
 use crate::resources::Resources;
 use crate::store::Store;
 use crate::tasks::Queue;
@@ -20,4 +21,6 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub resources: Arc<Resources>,
     pub access_log: AccessLog,
+    /// Request counts and latencies per route template, for `/metrics`.
+    pub requests: Arc<RequestMetrics>,
 }

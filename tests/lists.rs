@@ -119,6 +119,36 @@ const ENDPOINTS: &[Endpoint] = &[
         fill: fill_tasks,
     },
     Endpoint {
+        path: "/be/v1/sessions",
+        key: "sessions",
+        name: "sessionId",
+        name_filter: ("username", "username"),
+        filters: &[],
+        tie: "username",
+        fields: ["sessionId", "username"],
+        fill: fill_sessions,
+    },
+    Endpoint {
+        path: "/be/v1/audit",
+        key: "audit",
+        name: "created",
+        name_filter: ("username", "username"),
+        filters: &[("event", "event")],
+        tie: "event",
+        fields: ["created", "event"],
+        fill: fill_audit,
+    },
+    Endpoint {
+        path: "/adm/v1/audit",
+        key: "audit",
+        name: "created",
+        name_filter: ("username", "username"),
+        filters: &[("event", "event")],
+        tie: "event",
+        fields: ["created", "event"],
+        fill: fill_box_audit,
+    },
+    Endpoint {
         path: "/adm/v1/orgs",
         key: "orgs",
         name: "name",
@@ -236,6 +266,56 @@ fn fill_tasks(fx: &Fixture) -> Vec<String> {
         names.push(started["task"]["name"].as_str().unwrap().to_string());
     }
     names
+}
+
+/// A person per name, each logged in once, and `beta` twice (so usernames tie).
+fn fill_sessions(fx: &Fixture) -> Vec<String> {
+    let mut ids = Vec::new();
+    for name in NAMES {
+        let body = json!({"username": name, "email": format!("{name}@example.com"), "firstname": "List",
+                          "surname": "User", "password": PASSWORD});
+        fx.create("/be/v1/users", body);
+        ids.push(fx.server.login("lists", name, PASSWORD).id);
+    }
+    ids.push(fx.server.login("lists", "beta", PASSWORD).id);
+    ids
+}
+
+/// The `created` of every audit event whose principal is one of `NAMES`.
+fn created_of_named(fx: &Fixture, path: &str, principal: impl Fn(&str) -> String) -> Vec<String> {
+    let events = fx.call("GET", &format!("{path}?limit=1000"), None).assert_ok()["audit"].clone();
+    let wanted: Vec<String> = NAMES.iter().map(|n| principal(n)).collect();
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["username"].as_str().is_some_and(|u| wanted.iter().any(|w| w == u)))
+        .map(|e| e["created"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// One login (a `login.succeeded` event) per name.
+fn fill_audit(fx: &Fixture) -> Vec<String> {
+    for name in NAMES {
+        let body = json!({"username": name, "email": format!("{name}@example.com"), "firstname": "List",
+                          "surname": "User", "password": PASSWORD});
+        fx.create("/be/v1/users", body);
+        fx.server.login("lists", name, PASSWORD);
+    }
+    created_of_named(fx, "/be/v1/audit", |n| n.to_string())
+}
+
+/// One organization created (an `org.created` event) per name, each with an admin token of
+/// that name.
+fn fill_box_audit(fx: &Fixture) -> Vec<String> {
+    for name in NAMES {
+        let out = fx.server.cli(&["admin-token", "--name", name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let body = json!({"name": format!("org_{name}"), "label": "same label"});
+        send("POST", &fx.server.url("/adm/v1/orgs"), &[("x-rockit-admin-token", &token)], Some(body)).assert_ok();
+    }
+    created_of_named(fx, "/adm/v1/audit", |n| format!("admin-token:{n}"))
 }
 
 fn fill_orgs(fx: &Fixture) -> Vec<String> {
@@ -467,6 +547,21 @@ fn subscriptions_follow_the_list_convention() {
 #[test]
 fn tasks_follow_the_list_convention() {
     run("/be/v1/tasks");
+}
+
+#[test]
+fn sessions_follow_the_list_convention() {
+    run("/be/v1/sessions");
+}
+
+#[test]
+fn the_audit_trail_follows_the_list_convention() {
+    run("/be/v1/audit");
+}
+
+#[test]
+fn the_box_wide_audit_trail_follows_the_list_convention() {
+    run("/adm/v1/audit");
 }
 
 #[test]

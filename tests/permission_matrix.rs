@@ -50,6 +50,8 @@ struct Fixture {
     role: String,
     machine: String,
     key_id: String,
+    /// A live login session of `user`.
+    session: String,
     deployment: String,
     app: String,
     subscription: String,
@@ -151,6 +153,27 @@ fn entries() -> Vec<Entry> {
             needs: Bit("beUsers", 4),
             scope: Named,
             request: |f| (format!("/be/v1/apikeys/{}", f.key_id), None),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/audit",
+            needs: Administrators,
+            scope: Lists("audit"),
+            request: |_| ("/be/v1/audit?limit=1000".into(), None),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/sessions",
+            needs: AnyCaller,
+            scope: Lists("sessions"),
+            request: |_| ("/be/v1/sessions?limit=1000".into(), None),
+        },
+        Entry {
+            method: "DELETE",
+            path: "/be/v1/sessions/{sessionId}",
+            needs: Bit("beUsers", 4),
+            scope: Named,
+            request: |f| (format!("/be/v1/sessions/{}", f.session), None),
         },
         Entry {
             method: "POST",
@@ -345,7 +368,7 @@ fn all_but(resource: &str, bit: u8) -> Value {
 /// Org A with a user, an unused role, a machine with a key; its admin session.
 fn fixture(server: &Server, org: &str) -> (Fixture, Session) {
     let admin = server.org_admin(org);
-    admin.create_user(server, "target_user", &[]);
+    let target = admin.create_user(server, "target_user", &[]);
     admin.create_role("target_role", json!({"apps": 2}));
     let machine = admin.create_machine("target_bot", &[]);
     let cdn = server.home.path().join(format!("cdn_{org}"));
@@ -372,6 +395,7 @@ fn fixture(server: &Server, org: &str) -> (Fixture, Session) {
         role: "target_role".into(),
         machine: "target_bot".into(),
         key_id: machine.key_id,
+        session: target.id,
         deployment: "target_dep".into(),
         app: "target_app".into(),
         subscription: "target_sub".into(),
@@ -460,7 +484,17 @@ fn every_endpoint_hides_another_organizations_resources() {
             Scope::Lists(key) => {
                 let reply = admin_b.call(entry.method, &path, body);
                 let text = reply.assert_ok()[key].to_string();
-                for name in [&f.user, &f.role, &f.machine, &f.key_id, &f.deployment, &f.app, &f.subscription, &f.task] {
+                for name in [
+                    &f.user,
+                    &f.role,
+                    &f.machine,
+                    &f.key_id,
+                    &f.session,
+                    &f.deployment,
+                    &f.app,
+                    &f.subscription,
+                    &f.task,
+                ] {
                     assert!(!text.contains(name.as_str()), "{} {} shows org A's {name}", entry.method, entry.path);
                 }
             }
@@ -474,6 +508,8 @@ fn every_endpoint_hides_another_organizations_resources() {
     admin_a.call("GET", &format!("/be/v1/apps/{}", f.app), None).assert_ok();
     let keys = admin_a.call("GET", "/be/v1/apikeys", None);
     assert!(keys.assert_ok()["apikeys"].to_string().contains(&f.key_id));
+    let sessions = admin_a.call("GET", "/be/v1/sessions?limit=1000", None);
+    assert!(sessions.assert_ok()["sessions"].to_string().contains(&f.session));
 }
 
 #[test]

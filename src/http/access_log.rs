@@ -7,11 +7,13 @@
 
 use std::borrow::Cow;
 use std::io::Write;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use actix_web::http::Method;
+
+use crate::identity::principal::Principal;
 
 /// How long a line may wait before it is written.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -22,6 +24,24 @@ pub struct AccessLog {
     lines: mpsc::Sender<Line>,
 }
 
+/// Who made a request, as the authentication extractors found it (kept in the request's
+/// extensions for the access log).
+#[derive(Clone)]
+pub enum Who {
+    Member(Arc<Principal>),
+    /// An admin-token holder, by the token's `username` claim.
+    Admin(String),
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Member(p) => write!(f, "{}/{}", p.org_name, p.username),
+            Who::Admin(name) => write!(f, "admin-token:{name}"),
+        }
+    }
+}
+
 /// What the log says about one request. Never a header, a body or the raw path.
 pub struct Line {
     pub at: SystemTime,
@@ -30,6 +50,10 @@ pub struct Line {
     pub route: Cow<'static, str>,
     pub status: u16,
     pub took: Duration,
+    /// The client address (after `trusted_proxies`).
+    pub client: String,
+    /// The authenticated principal, if the request got that far.
+    pub who: Option<Who>,
 }
 
 impl std::fmt::Display for Line {
@@ -37,7 +61,11 @@ impl std::fmt::Display for Line {
         let at = chrono::DateTime::<chrono::Utc>::from(self.at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let ms = self.took.as_secs_f64() * 1e3;
         // The same shape as the rest of the log (env_logger's default format).
-        write!(f, "[{at} INFO  access] {} {} {} {ms:.1}ms", self.method, self.route, self.status)
+        write!(f, "[{at} INFO  access] {} {} {} {ms:.1}ms {}", self.method, self.route, self.status, self.client)?;
+        match &self.who {
+            Some(who) => write!(f, " {who}"),
+            None => write!(f, " -"),
+        }
     }
 }
 
@@ -83,10 +111,14 @@ impl AccessLog {
         Ok((AccessLog { lines }, AccessLogWriter(writer)))
     }
 
-    /// Queues one line (when the access target logs at info).
+    /// Whether lines are written at all (the access target logs at info): callers skip
+    /// gathering a line's facts otherwise.
+    pub fn enabled(&self) -> bool {
+        log::log_enabled!(target: "access", log::Level::Info)
+    }
+
+    /// Queues one line.
     pub fn record(&self, line: Line) {
-        if log::log_enabled!(target: "access", log::Level::Info) {
-            let _ = self.lines.send(line);
-        }
+        let _ = self.lines.send(line);
     }
 }

@@ -45,7 +45,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: Json<Logi
         }
         Some(org) => {
             let token = bearer(&req)?.ok_or(ApiError::TokenMissing)?;
-            Ok(org_login_answer(identity.login_selected_org(token, org).await?))
+            Ok(org_login_answer(identity.login_selected_org(token, org, &client).await?))
         }
         None => {
             let (username, password) = credentials()?;

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Json;
-use super::list::{self, Filters, ListSpec};
+use super::list::{self, ListSpec};
 use super::principal::Caller;
 use super::requests::{BuildUrl, ChangeTask, CreateBuild, Trigger};
 use crate::error::{ApiError, ApiResult};
@@ -98,20 +98,8 @@ pub const TASKS_LIST: ListSpec = ListSpec {
         ("type", &["dltar", "mkraw", "deploy", "hello", "prune"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
+    times: &["createdAfter", "createdBefore"],
 };
-
-/// A time filter in any RFC 3339 form, compared as stored (UTC, milliseconds); an empty value
-/// is no time (the document says `date-time`), not an absent filter.
-fn instant(filters: &Filters, name: &str) -> ApiResult<Option<String>> {
-    filters
-        .raw(name)
-        .map(|text| {
-            chrono::DateTime::parse_from_rfc3339(&text)
-                .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                .map_err(|_| ApiError::invalid(name, format!("`{name}` must be an RFC 3339 time")))
-        })
-        .transpose()
-}
 
 pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     list::respond(
@@ -124,8 +112,8 @@ pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpReq
                 kind: filters.get("type"),
                 status: filters.get("status"),
                 group: filters.get("group"),
-                created_after: instant(&filters, "createdAfter")?,
-                created_before: instant(&filters, "createdBefore")?,
+                created_after: filters.get("createdAfter"),
+                created_before: filters.get("createdBefore"),
             };
             state.resources.list_tasks(&caller, filter, page, render).await
         },

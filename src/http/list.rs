@@ -22,6 +22,17 @@ pub struct ListSpec {
     pub filters: &'static [&'static str],
     /// Filters that take one of a fixed set of values (anything else is a 400).
     pub choices: &'static [(&'static str, &'static [&'static str])],
+    /// Filters that take an RFC 3339 time (anything else is a 400).
+    pub times: &'static [&'static str],
+}
+
+/// An RFC 3339 time filter in the stored form (UTC, milliseconds), so that comparing it with
+/// stored times as text is comparing times, whatever offset or precision the client used.
+fn stored_time(param: &str, value: &str) -> ApiResult<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(value).map_err(|_| {
+        ApiError::invalid(param, format!("`{param}` must be an RFC 3339 time, e.g. 2026-04-22T10:00:00Z"))
+    })?;
+    Ok(at.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 pub const DEFAULT_LIMIT: i64 = 10;
@@ -103,6 +114,11 @@ impl ListQuery {
                             format!("`{other}` must be at most {MAX_FILTER} characters"),
                         ));
                     }
+                    // Unlike a name filter, an empty time is no time at all: refused, not ignored.
+                    let value = match spec.times.contains(&other) {
+                        true => stored_time(other, &value)?,
+                        false => value,
+                    };
                     filters.insert(other.to_string(), value);
                 }
                 other => return Err(ApiError::invalid(other, format!("unknown list parameter `{other}`"))),
@@ -159,12 +175,6 @@ impl Filters {
     pub fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
     }
-
-    /// A filter's value as sent, empty included: for typed filters (times), where an empty
-    /// value is malformed rather than absent.
-    pub fn raw(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
 }
 
 /// The list pipeline every list endpoint shares: parse the query against the list's spec, let
@@ -213,6 +223,7 @@ mod tests {
         fields: &["name", "created"],
         filters: &["name"],
         choices: &[],
+        times: &[],
     };
 
     #[test]

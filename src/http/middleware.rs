@@ -9,15 +9,16 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, ResponseError};
+use actix_web::{web, Error, HttpMessage, ResponseError};
 use futures_util::FutureExt;
 
-use super::access_log::Line;
+use super::access_log::{Line, Who};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The path template a resource was mounted with, kept as resource data for the access log.
-pub struct RouteTemplate(pub &'static str);
+/// The path template a resource was mounted with and its slot in the request metrics, kept as
+/// resource data for the access log.
+pub struct RouteTemplate(pub &'static str, pub usize);
 
 /// One line per request: method, route template (never the raw path, which may carry a token),
 /// status and duration. Never a header or a body.
@@ -32,12 +33,20 @@ pub async fn access_log(
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
         // Routes of the route table carry their template; asking the router again
         // (`match_pattern`) would re-match the path and allocate on every request.
-        let route = match request.app_data::<RouteTemplate>() {
-            Some(template) => Cow::Borrowed(template.0),
-            None => Cow::Owned(request.match_pattern().unwrap_or_else(|| "(no route)".to_string())),
+        let (route, slot) = match request.app_data::<RouteTemplate>() {
+            Some(template) => (Cow::Borrowed(template.0), template.1),
+            None => (
+                Cow::Owned(request.match_pattern().unwrap_or_else(|| "(no route)".to_string())),
+                state.requests.other_slot(),
+            ),
         };
         let (status, took) = (res.status().as_u16(), started.elapsed());
-        state.access_log.record(Line { at, method, route, status, took });
+        state.requests.observe(slot, status, took);
+        if state.access_log.enabled() {
+            let client = super::client::client_address(request, &state.settings.trusted_proxies);
+            let who = request.extensions().get::<Who>().cloned();
+            state.access_log.record(Line { at, method, route, status, took, client, who });
+        }
     }
     Ok(res)
 }

@@ -2,6 +2,7 @@
 //! the two cannot drift apart.
 
 pub mod access_log;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod builds;
@@ -9,6 +10,7 @@ pub mod client;
 pub mod console;
 pub mod health;
 pub mod list;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod orgs;
@@ -16,6 +18,7 @@ pub mod principal;
 pub mod requests;
 pub mod resources;
 pub mod roles;
+pub mod sessions;
 pub mod srv;
 pub mod users;
 pub mod views;
@@ -66,6 +69,8 @@ pub enum Answer {
     One(&'static str),
     /// A page of a list under this key, with `total`, `offset` and `limit`, and its parameters.
     List(&'static str, &'static list::ListSpec),
+    /// Plain text of this media type (Prometheus metrics), not the JSON envelope.
+    Text(&'static str),
 }
 
 /// One endpoint: what the router mounts and what the OpenAPI document describes.
@@ -115,6 +120,15 @@ pub fn routes() -> Vec<RouteSpec> {
             web::to(health::readyz)
         }),
         spec(Method::GET, "/openapi.json", None, "service", "This document", || web::to(openapi::document)),
+        spec(
+            Method::GET,
+            "/metrics",
+            Admin,
+            "service",
+            "Prometheus metrics (text format); an admin token or Authorization: Bearer <metrics_token>",
+            || web::to(metrics::metrics),
+        )
+        .answers(Answer::Text(metrics::CONTENT_TYPE)),
         spec(Method::GET, "/srv/v1/versions", Admin, "service", "Versions of server, engine, API and schema", || {
             web::to(srv::versions)
         })
@@ -286,6 +300,41 @@ pub fn routes() -> Vec<RouteSpec> {
             "Revoke one API key (own, or beUsers update)",
             || web::to(users::delete_api_key),
         ),
+        spec(
+            Method::GET,
+            "/be/v1/sessions",
+            User,
+            "users",
+            "Live login sessions: own, or all of the organization with beUsers read (filter username)",
+            || web::to(sessions::list),
+        )
+        .answers(Answer::List("sessions", &sessions::SESSIONS_LIST)),
+        spec(
+            Method::DELETE,
+            "/be/v1/sessions/{sessionId}",
+            User,
+            "users",
+            "End one session at once, every token of it (own, or beUsers update)",
+            || web::to(sessions::delete),
+        ),
+        spec(
+            Method::GET,
+            "/be/v1/audit",
+            User,
+            "audit",
+            "Security events of the organization (members of Administrators; filter event, username, createdAfter)",
+            || web::to(audit::org_events),
+        )
+        .answers(Answer::List("audit", &audit::AUDIT_LIST)),
+        spec(
+            Method::GET,
+            "/adm/v1/audit",
+            Admin,
+            "audit",
+            "Box-wide security events: organizations created and deleted (filter event, username, createdAfter)",
+            || web::to(audit::box_events),
+        )
+        .answers(Answer::List("audit", &audit::AUDIT_LIST)),
         spec(Method::GET, "/be/v1/roles", User, "roles", "List roles (roles read; filter name)", || {
             web::to(roles::list)
         })
@@ -369,23 +418,14 @@ pub fn routes() -> Vec<RouteSpec> {
 /// another method answers 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let specs = routes();
-    let mut paths: Vec<&'static str> = Vec::new();
-    for spec in &specs {
-        if !paths.contains(&spec.path) {
-            paths.push(spec.path);
-        }
-    }
-    // The router tries resources in order; fixed paths first keeps the common case to string
-    // comparisons instead of running the pattern matcher of every dynamic path before it.
-    paths.sort_by_key(|path| path.contains('{'));
-    for path in paths {
+    for (slot, path) in route_templates().into_iter().enumerate() {
         let allow = allowed_methods(&specs, path);
         let refuse = move || {
             let allow = allow.clone();
             async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
         };
         let mut resource =
-            web::resource(path).app_data(middleware::RouteTemplate(path)).default_service(web::to(refuse));
+            web::resource(path).app_data(middleware::RouteTemplate(path, slot)).default_service(web::to(refuse));
         for spec in specs.iter().filter(|s| s.path == path) {
             resource = resource.route((spec.handler)().method(spec.method.clone()));
             if spec.method == Method::GET {
@@ -397,6 +437,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     console::configure(cfg);
     cfg.default_service(web::to(route_not_found));
+}
+
+/// Every path of the route table once, in mounting order; a path's position is its slot in
+/// [`crate::metrics::RequestMetrics`].
+pub fn route_templates() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for spec in routes() {
+        if !paths.contains(&spec.path) {
+            paths.push(spec.path);
+        }
+    }
+    // The router tries resources in order; fixed paths first keeps the common case to string
+    // comparisons instead of running the pattern matcher of every dynamic path before it.
+    paths.sort_by_key(|path| path.contains('{'));
+    paths
 }
 
 /// The `Allow` value of a path: its methods in the route table, plus HEAD where GET is.

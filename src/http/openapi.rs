@@ -59,8 +59,7 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
     for filter in list.filters {
         let schema = match list.choices.iter().find(|(name, _)| name == filter) {
             Some((_, values)) => json!({"type": "string", "enum": values}),
-            // By convention time filters are named createdAfter/createdBefore (RFC 3339).
-            None if filter.starts_with("created") => json!({"type": "string", "format": "date-time"}),
+            None if list.times.contains(filter) => json!({"type": "string", "format": "date-time"}),
             None => json!({"type": "string", "maxLength": MAX_FILTER}),
         };
         params.push(query_parameter(filter, schema, "filter (partial names match case-insensitively)"));
@@ -82,6 +81,8 @@ fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<s
         "subscription" | "subscriptions" => generator.subschema_for::<SubscriptionView>(),
         "task" => generator.subschema_for::<TaskView>(),
         "session" => generator.subschema_for::<SessionView>(),
+        "sessions" => generator.subschema_for::<LiveSessionView>(),
+        "audit" => generator.subschema_for::<AuditEntryView>(),
         _ => return None,
     })
 }
@@ -101,6 +102,7 @@ fn list_item_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Val
 fn answer_schema(answer: Answer, generator: &mut schemars::SchemaGenerator) -> Value {
     match answer {
         Answer::Status => json!({"$ref": "#/components/schemas/Success"}),
+        Answer::Text(_) => json!({"type": "string"}),
         Answer::One(key) => json!({
             "type": "object",
             "required": ["status", key],
@@ -160,11 +162,19 @@ fn failures(spec: &RouteSpec) -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// JSON for every answer but plain text ones; the media type without its parameters.
+fn success_media_type(answer: Answer) -> &'static str {
+    match answer {
+        Answer::Text(media_type) => media_type.split(';').next().unwrap_or(media_type),
+        _ => "application/json",
+    }
+}
+
 fn operation(spec: &RouteSpec, generator: &mut schemars::SchemaGenerator) -> Value {
     let mut responses = Map::new();
     responses.insert(
         "200".into(),
-        json!({"description": "success", "content": {"application/json": {"schema": answer_schema(spec.answer, generator)}}}),
+        json!({"description": "success", "content": {success_media_type(spec.answer): {"schema": answer_schema(spec.answer, generator)}}}),
     );
     for (status, codes) in failures(spec) {
         responses.insert(

@@ -22,6 +22,7 @@ pub const ORGS_LIST: ListSpec = ListSpec {
     fields: &["name", "label", "publicKey", "users", "apps", "created", "updated"],
     filters: &["name"],
     choices: &[],
+    times: &[],
 };
 
 fn parse_new_org(body: CreateOrg) -> ApiResult<NewOrg> {
@@ -71,9 +72,15 @@ fn delete_answer(deleted: crate::identity::orgs::DeletedOrg) -> ApiResult<HttpRe
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub async fn admin_create(state: web::Data<AppState>, _admin: Admin, body: Json<CreateOrg>) -> ApiResult<HttpResponse> {
+pub async fn admin_create(
+    state: web::Data<AppState>,
+    admin: Admin,
+    req: HttpRequest,
+    body: Json<CreateOrg>,
+) -> ApiResult<HttpResponse> {
     let new = parse_new_org(body.0)?;
-    Ok(created_answer(state.identity.create_org(new).await?))
+    let actor = super::audit::admin(&state, &admin, &req);
+    Ok(created_answer(state.identity.create_org(new, actor).await?))
 }
 
 pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequest) -> ApiResult<HttpResponse> {
@@ -88,23 +95,26 @@ pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequ
 
 pub async fn admin_delete(
     state: web::Data<AppState>,
-    _admin: Admin,
+    admin: Admin,
     name: web::Path<String>,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     names::validate("orgName", &name)?;
-    let deleted = state.identity.delete_org(&name, prune_flag(&req)?).await?;
+    let actor = super::audit::admin(&state, &admin, &req);
+    let deleted = state.identity.delete_org(&name, prune_flag(&req)?, actor).await?;
     delete_answer(deleted)
 }
 
 pub async fn member_create(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: Json<CreateOrg>,
 ) -> ApiResult<HttpResponse> {
     state.identity.require_administrator(&caller).await?;
     let new = parse_new_org(body.0)?;
-    Ok(created_answer(state.identity.create_org(new).await?))
+    let actor = super::audit::member(&state, &caller, &req);
+    Ok(created_answer(state.identity.create_org(new, actor).await?))
 }
 
 pub async fn member_delete(
@@ -114,6 +124,7 @@ pub async fn member_delete(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     names::validate("orgName", &name)?;
-    let deleted = state.identity.delete_own_org(&caller, &name, prune_flag(&req)?).await?;
+    let actor = super::audit::member(&state, &caller, &req);
+    let deleted = state.identity.delete_own_org(&caller, &name, prune_flag(&req)?, actor).await?;
     delete_answer(deleted)
 }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 
+use super::access_log::Who;
 use crate::auth::claims::AdminClaims;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::{Credentials, Principal};
@@ -27,7 +28,7 @@ pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
+pub(super) fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
     let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("no app state"))?;
     let token = req
         .headers()
@@ -44,6 +45,7 @@ fn authenticate_admin(req: &HttpRequest) -> ApiResult<Admin> {
     if claims.username.is_empty() {
         return Err(ApiError::TokenInvalid);
     }
+    req.extensions_mut().insert(Who::Admin(claims.username.clone()));
     Ok(Admin { username: claims.username })
 }
 
@@ -130,7 +132,9 @@ impl FromRequest for Caller {
         Box::pin(async move {
             let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("no app state"))?;
             let credentials = credentials(&req)?;
-            Ok(Caller(state.identity.authenticate(credentials).await?))
+            let principal = state.identity.authenticate(credentials).await?;
+            req.extensions_mut().insert(Who::Member(principal.clone()));
+            Ok(Caller(principal))
         })
     }
 }

@@ -23,6 +23,7 @@ pub const DEPLOYMENTS_LIST: ListSpec = ListSpec {
     fields: &["name", "label", "originPrefix", "origin", "downloadAuth", "status", "message", "created", "updated"],
     filters: &["name", "status"],
     choices: &[],
+    times: &[],
 };
 
 pub const APPS_LIST: ListSpec = ListSpec {
@@ -46,6 +47,7 @@ pub const APPS_LIST: ListSpec = ListSpec {
     ],
     filters: &["name", "status"],
     choices: &[],
+    times: &[],
 };
 
 pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
@@ -53,6 +55,7 @@ pub const SUBSCRIPTIONS_LIST: ListSpec = ListSpec {
     fields: &["name", "type", "url", "events", "created", "updated"],
     filters: &["name", "type"],
     choices: &[("type", &["webhook", "slack"])],
+    times: &[],
 };
 
 /// Answers a delete with the background clean-up it queued.

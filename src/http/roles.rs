@@ -19,6 +19,7 @@ pub const ROLES_LIST: ListSpec = ListSpec {
     fields: &["name", "label", "permissions", "builtin", "users", "created", "updated"],
     filters: &["name"],
     choices: &[],
+    times: &[],
 };
 
 fn permissions(map: serde_json::Map<String, serde_json::Value>) -> ApiResult<Permissions> {

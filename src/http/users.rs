@@ -35,6 +35,7 @@ pub const USERS_LIST: ListSpec = ListSpec {
     ],
     filters: &["username", "type", "role"],
     choices: &[("type", &["user", "machine"])],
+    times: &[],
 };
 
 pub const API_KEYS_LIST: ListSpec = ListSpec {
@@ -42,6 +43,7 @@ pub const API_KEYS_LIST: ListSpec = ListSpec {
     fields: &["apiKeyId", "username", "created", "lastUsed"],
     filters: &["username"],
     choices: &[],
+    times: &[],
 };
 
 /// A PATCH profile field: absent leaves it, `null` clears it, a value sets it.
@@ -165,9 +167,11 @@ pub async fn delete(
 pub async fn create_api_key(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: Json<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
-    match state.identity.create_api_key(&caller, body.0.username.as_deref()).await? {
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    match state.identity.create_api_key(&caller, body.0.username.as_deref(), &client).await? {
         OneTimeSecret::ApiKey { key, id, created } => {
             Ok(HttpResponse::Ok().json(json!({"status": "success", "apiKey": key, "apiKeyId": id, "created": created})))
         }
@@ -188,8 +192,10 @@ pub async fn list_api_keys(state: web::Data<AppState>, caller: Caller, req: Http
 pub async fn delete_api_key(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    state.identity.delete_api_key(&caller, &id).await?;
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    state.identity.delete_api_key(&caller, &id, &client).await?;
     Ok(super::done())
 }

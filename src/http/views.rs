@@ -4,7 +4,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, users::User};
+use crate::store::audit::Entry;
+use crate::store::{api_keys::ApiKey, orgs::Org, roles::Role, sessions::SessionInfo, users::User};
 
 // Each view is a typed struct: serialized straight from the stored row (no `Value` tree per list
 // item) and, through schemars, the answer's schema in `/openapi.json`, so the two cannot differ.
@@ -107,6 +108,60 @@ pub struct ApiKeyView<'a> {
 
 pub fn api_key(k: &ApiKey) -> ApiKeyView<'_> {
     ApiKeyView { api_key_id: &k.id, username: &k.username, created: &k.created, last_used: k.last_used.as_deref() }
+}
+
+/// A live login session: who, since when, from where, until when. Never a token or its hash.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSessionView<'a> {
+    session_id: &'a str,
+    username: &'a str,
+    created: &'a str,
+    /// When the session last swapped its refresh token; `null` if it never has.
+    refreshed: Option<&'a str>,
+    /// The client address of the login (after `trusted_proxies`), if recorded.
+    client: Option<&'a str>,
+    /// Unix time at which the session's refresh token expires.
+    expires: i64,
+}
+
+pub fn live_session(s: &SessionInfo) -> LiveSessionView<'_> {
+    LiveSessionView {
+        session_id: &s.id,
+        username: &s.username,
+        created: &s.created,
+        refreshed: s.refreshed.as_deref(),
+        client: s.client.as_deref(),
+        expires: s.expires,
+    }
+}
+
+/// A security event of the audit trail.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntryView<'a> {
+    id: i64,
+    created: &'a str,
+    /// E.g. `login.succeeded`, `login.failed`, `session.revoked`, `apikey.created`, `apikey.deleted`,
+    /// `org.created`, `org.deleted`.
+    event: &'a str,
+    /// Who acted (`org/user`, a login's username, or `admin-token:<name>`).
+    username: Option<&'a str>,
+    /// The client address the request came from.
+    client: Option<&'a str>,
+    /// What the event was about (a username, an organization, `owner keyId`).
+    target: Option<&'a str>,
+}
+
+pub fn audit_entry(e: &Entry) -> AuditEntryView<'_> {
+    AuditEntryView {
+        id: e.id,
+        created: &e.at,
+        event: &e.event,
+        username: e.principal.as_deref(),
+        client: e.client.as_deref(),
+        target: e.target.as_deref(),
+    }
 }
 
 /// A deployment with every secret shown as `****`.

@@ -10,7 +10,7 @@ use crate::auth::{b64url_encode, hex, passwords, random_bytes, sha256};
 use crate::domain::permissions::{Permissions, Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::store::users::{Profile, User, UserFilter};
-use crate::store::{api_keys, roles, sessions, users, Listed, Page, StoreError, StoreResult};
+use crate::store::{api_keys, audit, roles, sessions, users, Listed, Page, StoreError, StoreResult};
 
 /// A new account as the request describes it.
 pub struct NewAccount {
@@ -162,7 +162,7 @@ impl Identity {
     }
 
     /// Loads the target of a change and its current rights.
-    async fn target(&self, caller: &Principal, username: &str) -> ApiResult<(User, Permissions)> {
+    pub(super) async fn target(&self, caller: &Principal, username: &str) -> ApiResult<(User, Permissions)> {
         let (org_id, name) = (caller.org_id, username.to_string());
         self.store
             .read(move |c| match users::by_name(c, org_id, &name)? {
@@ -177,7 +177,7 @@ impl Identity {
     }
 
     /// Acting on someone else's account needs `bit` on beUsers and every right they hold.
-    fn require_over(caller: &Principal, target: &User, rights: &Permissions, bit: u8) -> ApiResult<()> {
+    pub(super) fn require_over(caller: &Principal, target: &User, rights: &Permissions, bit: u8) -> ApiResult<()> {
         caller.require(Resource::BE_USERS, bit)?;
         if target.id != caller.user_id {
             caller.require_covers(rights, "acting on this account")?;
@@ -319,7 +319,12 @@ impl Identity {
     }
 
     /// `POST /be/v1/apikeys`: a new key for a machine account (the caller by default).
-    pub async fn create_api_key(&self, caller: &Principal, username: Option<&str>) -> ApiResult<OneTimeSecret> {
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        username: Option<&str>,
+        client: &str,
+    ) -> ApiResult<OneTimeSecret> {
         let username = username.unwrap_or(&caller.username).to_string();
         let (target, rights) = self.target(caller, &username).await?;
         if target.id != caller.user_id {
@@ -333,7 +338,23 @@ impl Identity {
         }
         let (key, id) = new_api_key();
         let (org_id, user_id, hash, key_id) = (caller.org_id, target.id, sha256(key.as_bytes()), id.clone());
-        let created = self.store.write(move |c| api_keys::insert(c, &key_id, org_id, user_id, &hash)).await?;
+        let (principal, client, target_name) = (caller.username.clone(), client.to_string(), target.username.clone());
+        let created = self
+            .store
+            .write(move |c| -> StoreResult<String> {
+                let created = api_keys::insert(c, &key_id, org_id, user_id, &hash)?;
+                let target = format!("{target_name} {key_id}");
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::APIKEY_CREATED,
+                    principal: Some(&principal),
+                    client: Some(&client),
+                    target: Some(&target),
+                };
+                audit::record(c, &event)?;
+                Ok(created)
+            })
+            .await?;
         Ok(OneTimeSecret::ApiKey { key, id, created })
     }
 
@@ -351,7 +372,7 @@ impl Identity {
         Ok(self.store.read(move |c| Ok(render(api_keys::list(c, org_id, owner, username.as_deref(), &page)?))).await?)
     }
 
-    pub async fn delete_api_key(&self, caller: &Principal, id: &str) -> ApiResult<()> {
+    pub async fn delete_api_key(&self, caller: &Principal, id: &str, client: &str) -> ApiResult<()> {
         let (org_id, key_id) = (caller.org_id, id.to_string());
         let key = self.store.read(move |c| api_keys::by_id(c, org_id, &key_id)).await?;
         let key = key.ok_or(ApiError::NotFound { resource: "apiKey" })?;
@@ -359,8 +380,21 @@ impl Identity {
             let (target, rights) = self.target(caller, &key.username).await?;
             Self::require_over(caller, &target, &rights, UPDATE)?;
         }
-        let key_id = id.to_string();
-        self.store.write(move |c| api_keys::delete(c, org_id, &key_id)).await?;
+        let (key_id, principal, client) = (id.to_string(), caller.username.clone(), client.to_string());
+        self.store
+            .write(move |c| -> StoreResult<()> {
+                api_keys::delete(c, org_id, &key_id)?;
+                let target = format!("{} {key_id}", key.username);
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::APIKEY_DELETED,
+                    principal: Some(&principal),
+                    client: Some(&client),
+                    target: Some(&target),
+                };
+                audit::record(c, &event)
+            })
+            .await?;
         self.cache.invalidate_all();
         Ok(())
     }

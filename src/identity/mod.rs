@@ -2,6 +2,7 @@
 //! every `/be/v1` request goes through. Handlers call these functions; these call the store.
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod orgs;
 pub mod principal;
@@ -41,6 +42,8 @@ pub struct Identity {
     /// Computed in the background at start (it takes as long as a login), not on the start path.
     dummy_hash: Arc<std::sync::OnceLock<String>>,
     key_uses: Mutex<HashMap<String, Instant>>,
+    /// Logins refused for wrong credentials since start, for `/metrics`.
+    pub login_failures: std::sync::atomic::AtomicU64,
 }
 
 pub fn unix_now() -> i64 {
@@ -66,6 +69,7 @@ impl Identity {
             dummy_hash,
             cache: AuthCache::default(),
             key_uses: Mutex::new(HashMap::new()),
+            login_failures: std::sync::atomic::AtomicU64::new(0),
             store,
             keyring,
             settings,

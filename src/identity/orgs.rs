@@ -7,7 +7,7 @@ use crate::auth::passwords;
 use crate::domain::permissions::Permissions;
 use crate::error::{ApiError, ApiResult};
 use crate::store::tasks::{self as task_rows, Task};
-use crate::store::{deployments, orgs, roles, users, Listed, Page, StoreError};
+use crate::store::{audit, deployments, orgs, roles, users, Listed, Page, StoreError};
 use crate::tasks::prune::{self, PruneTarget};
 
 pub struct NewOrg {
@@ -24,13 +24,24 @@ pub struct CreatedOrg {
     pub initial_password: String,
 }
 
+/// A box-wide (admin-level) event about an organization.
+fn box_event<'a>(event: &'a str, actor: &'a audit::Actor, org_name: &'a str) -> audit::Event<'a> {
+    audit::Event {
+        org_id: None,
+        event,
+        principal: Some(&actor.principal),
+        client: Some(&actor.client),
+        target: Some(org_name),
+    }
+}
+
 /// What deleting an organization left to do in the background (already queued).
 pub struct DeletedOrg {
     pub prune: Option<Task>,
 }
 
 impl Identity {
-    pub async fn create_org(&self, new: NewOrg) -> ApiResult<CreatedOrg> {
+    pub async fn create_org(&self, new: NewOrg, actor: audit::Actor) -> ApiResult<CreatedOrg> {
         let initial_password = passwords::generate();
         let hash = self.hash_password(initial_password.clone()).await?;
         let admin_username = new.admin_username.clone();
@@ -55,6 +66,7 @@ impl Identity {
                     },
                 )?;
                 users::set_roles(c, user_id, &[role_id])?;
+                audit::record(c, &box_event(audit::ORG_CREATED, &actor, &new.name))?;
                 orgs::by_id(c, org_id)?.ok_or_else(|| StoreError::Corrupt("new org vanished".into())).map(Some)
             })
             .await?;
@@ -66,7 +78,7 @@ impl Identity {
     /// Deletes an organization and all its rows; its sessions and API keys stop working on the
     /// next request. With `prune`, a background task removes its published files; it is inserted
     /// in the same transaction as the delete, so a crash cannot leave the files orphaned.
-    pub async fn delete_org(&self, name: &str, prune: bool) -> ApiResult<DeletedOrg> {
+    pub async fn delete_org(&self, name: &str, prune: bool, actor: audit::Actor) -> ApiResult<DeletedOrg> {
         let org_name = name.to_string();
         let task = self
             .store
@@ -75,6 +87,7 @@ impl Identity {
                 // The origins are read in the same transaction as the delete, for the prune task.
                 let targets = deployments::all_of_org(c, org.id)?.iter().map(PruneTarget::of).collect();
                 orgs::delete(c, org.id)?;
+                audit::record(c, &box_event(audit::ORG_DELETED, &actor, &org_name))?;
                 Ok(match prune {
                     true => Some(task_rows::insert(c, &prune::task(&org_name, None, targets, true))?),
                     false => None,
@@ -90,12 +103,18 @@ impl Identity {
     }
 
     /// `DELETE /be/v1/orgs/{name}`: only the caller's own organization, only by an administrator.
-    pub async fn delete_own_org(&self, caller: &Principal, name: &str, prune: bool) -> ApiResult<DeletedOrg> {
+    pub async fn delete_own_org(
+        &self,
+        caller: &Principal,
+        name: &str,
+        prune: bool,
+        actor: audit::Actor,
+    ) -> ApiResult<DeletedOrg> {
         if caller.org_name != name {
             return Err(ApiError::NotFound { resource: "org" });
         }
         self.require_administrator(caller).await?;
-        self.delete_org(name, prune).await
+        self.delete_org(name, prune, actor).await
     }
 
     /// Refuses with 403 unless the caller holds the organization's `Administrators` role.

@@ -11,8 +11,9 @@ use super::{unix_now, Identity};
 use crate::auth::claims::{AccessClaims, OrgSelectionClaims, RefreshClaims, SessionClaim};
 use crate::auth::keyring::TokenKind;
 use crate::auth::{b64url_encode, random_bytes, sha256};
+use crate::domain::permissions::{Resource, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{self, orgs, sessions, users, StoreError, StoreResult};
+use crate::store::{self, audit, orgs, sessions, users, Listed, Page, StoreError, StoreResult};
 
 /// A fresh access + refresh pair, in the exact shape of API.md §2.4.
 #[derive(Debug)]
@@ -74,6 +75,7 @@ impl Identity {
         let name = username.to_string();
         let candidates = self.store.read(move |c| users::people_named(c, &name)).await?;
         let mut matched = Vec::new();
+        let tried: Vec<i64> = candidates.iter().map(|(user, _, _)| user.org_id).collect();
         if candidates.is_empty() {
             self.verify_password(None, password.to_string()).await?;
         }
@@ -85,6 +87,8 @@ impl Identity {
         }
         if matched.is_empty() {
             self.limiter.record_failure(&keys);
+            self.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.audit_login_failure(tried, username, client).await;
             return Err(ApiError::InvalidCredentials);
         }
         self.rate_success(&keys);
@@ -97,7 +101,7 @@ impl Identity {
     }
 
     /// `POST /be/v1/login` with an organization selection token and `orgName`.
-    pub async fn login_selected_org(&self, selection_token: &str, org_name: &str) -> ApiResult<OrgLogin> {
+    pub async fn login_selected_org(&self, selection_token: &str, org_name: &str, client: &str) -> ApiResult<OrgLogin> {
         let claims: OrgSelectionClaims =
             self.keyring.key(TokenKind::OrgSelection).verify_as(selection_token, unix_now())?;
         let (username, allowed) = (claims.username, claims.orgs);
@@ -107,7 +111,7 @@ impl Identity {
         let org_id = org.id;
         let user = self.store.read(move |c| users::by_name(c, org_id, &username)).await?;
         let user = user.filter(|u| u.kind == AccountKind::User).ok_or(ApiError::TokenRevoked)?;
-        self.open_session(user).await
+        self.open_session(user, client).await
     }
 
     /// The script shortcut: username + password + orgName in one request.
@@ -132,12 +136,14 @@ impl Identity {
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         if !self.verify_password(stored, password.to_string()).await? {
             self.limiter.record_failure(&keys);
+            self.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.audit_login_failure(user.iter().map(|u| u.org_id).collect(), username, client).await;
             return Err(ApiError::InvalidCredentials);
         }
         self.rate_success(&keys);
         let user = user.ok_or(ApiError::InvalidCredentials)?;
         self.rehash_if_needed(&user, password).await;
-        self.open_session(user).await
+        self.open_session(user, client).await
     }
 
     async fn rehash_if_needed(&self, user: &users::User, password: &str) {
@@ -152,7 +158,7 @@ impl Identity {
         }
     }
 
-    async fn open_session(&self, user: users::User) -> ApiResult<OrgLogin> {
+    async fn open_session(&self, user: users::User, client: &str) -> ApiResult<OrgLogin> {
         let session_id = crate::auth::hex(&random_bytes::<16>());
         let (refresh_token, refresh_secret, refresh_expires) = self.refresh_token(&session_id, 0);
         let row = sessions::Session {
@@ -164,14 +170,22 @@ impl Identity {
             expires: refresh_expires,
             revoked: false,
         };
-        let (org_id, user_id) = (user.org_id, user.id);
+        let (org_id, user_id, client) = (user.org_id, user.id, client.to_string());
         let (user, principal) = self
             .store
             .write(move |c| -> StoreResult<_> {
-                sessions::insert(c, &row)?;
+                sessions::insert(c, &row, Some(&client))?;
                 users::set_last_login(c, user_id)?;
                 let user =
                     users::by_id(c, org_id, user_id)?.ok_or_else(|| StoreError::Corrupt("account vanished".into()))?;
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::LOGIN_SUCCEEDED,
+                    principal: Some(&user.username),
+                    client: Some(&client),
+                    target: None,
+                };
+                audit::record(c, &event)?;
                 let principal = load_principal(c, org_id, user_id)?
                     .ok_or_else(|| StoreError::Corrupt("account vanished".into()))?;
                 Ok((user, principal))
@@ -269,6 +283,81 @@ impl Identity {
             Ok(())
         } else {
             Err(ApiError::TokenRevoked)
+        }
+    }
+
+    /// `GET /be/v1/sessions`: the caller's live sessions, or the organization's with `beUsers`
+    /// read.
+    pub async fn list_sessions<R: Send + 'static>(
+        &self,
+        caller: &Principal,
+        username: Option<String>,
+        page: Page,
+        render: impl FnOnce(Listed<sessions::SessionInfo>) -> R + Send + 'static,
+    ) -> ApiResult<R> {
+        let owner = (!caller.permissions.has(Resource::BE_USERS, READ)).then_some(caller.user_id);
+        let (org_id, now) = (caller.org_id, unix_now());
+        let listed = self
+            .store
+            .read(move |c| Ok(render(sessions::list_live(c, org_id, owner, username.as_deref(), now, &page)?)))
+            .await?;
+        Ok(listed)
+    }
+
+    /// `DELETE /be/v1/sessions/{id}`: ends one session (own, or `beUsers` update over its user).
+    /// Every token of it is refused from the next request on: the principal cache is dropped.
+    pub async fn end_session(&self, caller: &Principal, id: &str, client: &str) -> ApiResult<()> {
+        let (org_id, sid, now) = (caller.org_id, id.to_string(), unix_now());
+        let session = self.store.read(move |c| sessions::live_by_id(c, org_id, &sid, now)).await?;
+        let session = session.ok_or(ApiError::NotFound { resource: "session" })?;
+        if session.user_id != caller.user_id {
+            let (target, rights) = self.target(caller, &session.username).await?;
+            Self::require_over(caller, &target, &rights, UPDATE)?;
+        }
+        let (sid, principal, client) = (id.to_string(), caller.username.clone(), client.to_string());
+        self.store
+            .write(move |c| -> StoreResult<()> {
+                sessions::revoke(c, &sid)?;
+                let event = audit::Event {
+                    org_id: Some(org_id),
+                    event: audit::SESSION_REVOKED,
+                    principal: Some(&principal),
+                    client: Some(&client),
+                    target: Some(&session.username),
+                };
+                audit::record(c, &event)
+            })
+            .await?;
+        self.cache.invalidate_all();
+        Ok(())
+    }
+
+    /// A refused login, in every organization where the account exists (an unknown username
+    /// belongs to no organization; `/metrics` counts it). A failure to record is logged, never
+    /// turned into another answer.
+    async fn audit_login_failure(&self, org_ids: Vec<i64>, username: &str, client: &str) {
+        if org_ids.is_empty() {
+            return;
+        }
+        let (username, client) = (username.to_string(), client.to_string());
+        let recorded = self
+            .store
+            .write(move |c| -> StoreResult<()> {
+                for org_id in org_ids {
+                    let event = audit::Event {
+                        org_id: Some(org_id),
+                        event: audit::LOGIN_FAILED,
+                        principal: Some(&username),
+                        client: Some(&client),
+                        target: None,
+                    };
+                    audit::record(c, &event)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            log::warn!("cannot record a failed login in the audit trail: {e}");
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod apps;
+pub mod audit;
 pub mod backup;
 pub mod builds;
 pub mod deployments;
@@ -26,7 +27,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::config::{Settings, Synchronous};
-pub use writer::Writer;
+pub use writer::{Writer, WriterStats};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +227,11 @@ impl Store {
     /// write gets through again).
     pub fn writes_failing(&self) -> bool {
         self.writer.disk_full()
+    }
+
+    /// Batch sizes and commit latencies of the writer, for `/metrics`.
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     /// Runs `f` inside the writer's current transaction; answers once it is committed. Any `Err`

@@ -1,8 +1,17 @@
 //! Login sessions. A session holds only the SHA-256 of its current refresh token's secret.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{now_rfc3339, StoreResult};
+use super::{list_page, now_rfc3339, Listed, Page, StoreResult};
+
+/// API sort field → SQL column for the list; the first entry (the id) breaks ties.
+pub const SORT: super::SortColumns = &[
+    ("sessionId", "s.id"),
+    ("username", "u.username"),
+    ("created", "s.created"),
+    ("refreshed", "s.refreshed"),
+    ("expires", "s.expires"),
+];
 
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -15,12 +24,62 @@ pub struct Session {
     pub revoked: bool,
 }
 
-pub fn insert(conn: &Connection, session: &Session) -> StoreResult<()> {
+/// What the sessions list shows of a live session: never its refresh hash.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user_id: i64,
+    pub username: String,
+    pub created: String,
+    pub refreshed: Option<String>,
+    pub client: Option<String>,
+    pub expires: i64,
+}
+
+const INFO_SELECT: &str = "SELECT s.id, s.user_id, u.username, s.created, s.refreshed, s.client, s.expires \
+     FROM sessions s JOIN users u ON u.id = s.user_id";
+
+fn info_from_row(row: &Row) -> rusqlite::Result<SessionInfo> {
+    Ok(SessionInfo {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        username: row.get(2)?,
+        created: row.get(3)?,
+        refreshed: row.get(4)?,
+        client: row.get(5)?,
+        expires: row.get(6)?,
+    })
+}
+
+/// Opens a session; `client` is the address the login came from, if known.
+pub fn insert(conn: &Connection, session: &Session, client: Option<&str>) -> StoreResult<()> {
     conn.execute(
-        "INSERT INTO sessions (id, org_id, user_id, refresh_hash, generation, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![session.id, session.org_id, session.user_id, session.refresh_hash, session.generation, now_rfc3339(), session.expires],
+        "INSERT INTO sessions (id, org_id, user_id, refresh_hash, generation, created, expires, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![session.id, session.org_id, session.user_id, session.refresh_hash, session.generation, now_rfc3339(), session.expires, client],
     )?;
     Ok(())
+}
+
+/// A live (neither revoked nor expired) session of the organization.
+pub fn live_by_id(conn: &Connection, org_id: i64, id: &str, now: i64) -> StoreResult<Option<SessionInfo>> {
+    let sql = format!("{INFO_SELECT} WHERE s.org_id = ?1 AND s.id = ?2 AND s.revoked IS NULL AND s.expires >= ?3");
+    Ok(conn.query_row(&sql, params![org_id, id, now], info_from_row).optional()?)
+}
+
+/// Live sessions of the organization, optionally only of one user (`owner`) or of users whose
+/// name contains `username`.
+pub fn list_live(
+    conn: &Connection,
+    org_id: i64,
+    owner: Option<i64>,
+    username: Option<&str>,
+    now: i64,
+    page: &Page,
+) -> StoreResult<Listed<SessionInfo>> {
+    let cond = "WHERE s.org_id = ?1 AND s.revoked IS NULL AND s.expires >= ?2 AND (?3 IS NULL OR s.user_id = ?3) \
+         AND (?4 IS NULL OR instr(lower(u.username), lower(?4)) > 0)";
+    let from = "sessions s JOIN users u ON u.id = s.user_id";
+    list_page(conn, INFO_SELECT, from, cond, params![org_id, now, owner, username], page, info_from_row)
 }
 
 pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
@@ -43,8 +102,8 @@ pub fn get(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
 /// Moves the session to its next refresh token.
 pub fn rotate(conn: &Connection, id: &str, new_hash: &[u8], generation: i64, expires: i64) -> StoreResult<()> {
     conn.execute(
-        "UPDATE sessions SET refresh_hash = ?2, generation = ?3, expires = ?4 WHERE id = ?1",
-        params![id, new_hash, generation, expires],
+        "UPDATE sessions SET refresh_hash = ?2, generation = ?3, expires = ?4, refreshed = ?5 WHERE id = ?1",
+        params![id, new_hash, generation, expires, now_rfc3339()],
     )?;
     Ok(())
 }

@@ -207,6 +207,15 @@ pub fn list(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) 
 
 /// Removes every task that ended before `ended_before` (the retention setting); answers how
 /// many went. Tasks still waiting or running stay whatever their age.
+/// Tasks waiting or running: per status, how many and the oldest one's creation time.
+pub fn queue_depths(conn: &Connection) -> StoreResult<Vec<(String, i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, count(*), min(created) FROM tasks WHERE status IN ('submitted', 'running') GROUP BY status",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn remove_ended_before(conn: &Connection, ended_before: &str) -> StoreResult<usize> {
     Ok(conn.execute(
         "DELETE FROM tasks WHERE status IN ('done', 'failed', 'expired') AND ended IS NOT NULL AND ended < ?1",

@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{StoreError, StoreResult, WriteError};
+use crate::metrics::Histogram;
 
 /// Most jobs folded into one transaction; bounds the latency one batch adds to its first job.
 const MAX_BATCH: usize = 256;
@@ -90,6 +91,18 @@ where
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
     disk_full: Arc<AtomicBool>,
+    stats: Arc<WriterStats>,
+}
+
+/// Batch sizes bounded by `MAX_BATCH`.
+const BATCH_SIZES: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256];
+/// COMMIT (the fsync) latency bounds in microseconds: 0.1 ms … 5 s.
+const COMMIT_MICROS: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 5_000_000];
+
+/// What the writer thread did, for `/metrics`: jobs per batch and how long each COMMIT took.
+pub struct WriterStats {
+    pub batch_sizes: Histogram,
+    pub commit_micros: Histogram,
 }
 
 impl Writer {
@@ -97,12 +110,20 @@ impl Writer {
     pub fn start(conn: Connection) -> StoreResult<Writer> {
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
         let disk_full = Arc::new(AtomicBool::new(false));
-        let flag = disk_full.clone();
+        let stats = Arc::new(WriterStats {
+            batch_sizes: Histogram::new(BATCH_SIZES),
+            commit_micros: Histogram::new(COMMIT_MICROS),
+        });
+        let (flag, recorded) = (disk_full.clone(), stats.clone());
         std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run_writer(conn, jobs, &flag))
+            .spawn(move || run_writer(conn, jobs, &flag, &recorded))
             .map_err(|e| StoreError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { queue, disk_full })
+        Ok(Writer { queue, disk_full, stats })
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// Whether the latest write that needed space found none (see `run_writer`).
@@ -128,7 +149,7 @@ impl Writer {
 /// Runs batches until every handle is gone. A full disk is one episode from the first write that
 /// finds no space to the first batch that writes something again: logged once at each end and
 /// visible through `disk_full` meanwhile (readiness reports it).
-fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &AtomicBool) {
+fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &AtomicBool, stats: &WriterStats) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = jobs.recv() {
         batch.push(first);
@@ -139,7 +160,8 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &
             }
         }
         let changes_before = conn.total_changes();
-        let mut commit = run_batch(&conn, &mut batch);
+        stats.batch_sizes.observe(batch.len() as u64);
+        let mut commit = run_batch(&conn, &mut batch, stats);
         let full = matches!(commit, Err(StoreError::Full)) || batch.iter().any(|job| job.ran_out_of_space());
         if full && commit.is_err() {
             // A commit failing after a job found the disk full (SQLite may roll the whole
@@ -164,7 +186,7 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &
     log::debug!("database writer stopped");
 }
 
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>], stats: &WriterStats) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::classify)?;
     let mut clean = true;
     for job in batch.iter_mut() {
@@ -174,7 +196,10 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(StoreError::Io("a write job could not be rolled back; the batch was abandoned".into()));
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    let started = std::time::Instant::now();
+    let committed = conn.execute_batch("COMMIT");
+    stats.commit_micros.observe(started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+    if let Err(e) = committed {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(StoreError::classify(e));
     }
