@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("002_identity", include_str!("../../migrations/002_identity.sql")),
     ("003_resources", include_str!("../../migrations/003_resources.sql")),
     ("004_builds", include_str!("../../migrations/004_builds.sql")),
+    ("005_task_counts", include_str!("../../migrations/005_task_counts.sql")),
 ];
 
 /// The schema version this binary writes.
