@@ -372,9 +372,9 @@ fn render(
     let _ = writeln!(out, "## Patch N−1 → N vs baselines (same tars)\n");
     let _ = writeln!(
         out,
-        "| pair | rockit-edge patch | mkraw task | apply (`fetch --update-from`) | baselines (bytes, seconds) |"
+        "| pair | rockit-edge patch | bytes the update fetched | mkraw task | apply (`fetch --update-from`) | baselines (bytes, seconds) |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
     for (k, i) in imports.iter().filter(|i| i.build > 1).enumerate() {
         let base = pairs
             .get(k)
