@@ -2,7 +2,9 @@
 # How a page of GET /be/v1/tasks scales with task history (issue 9: a page at 1 000 000 tasks
 # within 2x of the same page at 1 000). Builds schema.sql in a temp SQLite file, fills one
 # organization with n tasks (plus another organization's), and times the exact statements the
-# list runs: the page (ORDER BY ... LIMIT 10) and the count list_page adds when the page is full.
+# list runs: the page (ORDER BY ... LIMIT 10) and the total a full page adds: the sum of the
+# task_counts counters (unfiltered, type, status) or a count(*) (group), and for comparison the
+# count(*) the list ran before the counters.
 # A measurement, not a test: python3 bench/tasks_list_scale.py
 import os
 import sqlite3
@@ -22,22 +24,30 @@ def setup(n):
     c.execute("ANALYZE")
     return c
 COLS = "id, name, type, status, grp, app_name, build_id, input, output, progress_done, progress_total, warnings, exception, attempts, max_attempts, created, started, ended"
+COUNTERS = "SELECT coalesce(sum(n), 0) FROM task_counts WHERE org_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR status = ?3)"
+# label: (condition, order, how the list counts a full page: counters (type, status) or None)
 queries = {
-  'default (name)': ("WHERE t.org_id = ?1", "t.name ASC"),
-  'created': ("WHERE t.org_id = ?1", "t.id ASC, t.name ASC"),
-  'type=mkraw': ("WHERE t.org_id = ?1 AND t.type = 'mkraw'", "t.name ASC"),
-  'group=…': ("WHERE t.org_id = ?1 AND t.grp = 'build-10'", "t.name ASC"),
+  'default (name)': ("WHERE t.org_id = ?1", "t.name ASC", (None, None)),
+  'order[]=created': ("WHERE t.org_id = ?1", "t.id ASC, t.name ASC", (None, None)),
+  'type=mkraw': ("WHERE t.org_id = ?1 AND t.type = 'mkraw'", "t.name ASC", ('mkraw', None)),
+  'status=done': ("WHERE t.org_id = ?1 AND t.status = 'done'", "t.name ASC", (None, 'done')),
+  'group=…': ("WHERE t.org_id = ?1 AND t.grp = 'build-10'", "t.name ASC", None),
 }
+def best_of(f, k=20):
+    best = 1e9
+    for _ in range(k):
+        t = time.perf_counter(); f(); best = min(best, time.perf_counter() - t)
+    return best * 1000
 for n in (1000, 1000000):
     c = setup(n)
-    for label, (cond, order) in queries.items():
-        best = 1e9; bestc = 1e9
-        for _ in range(20):
-            t = time.perf_counter()
-            rows = c.execute(f"SELECT {COLS} FROM tasks t {cond} ORDER BY {order} LIMIT 10 OFFSET 0", (1,)).fetchall()
-            best = min(best, time.perf_counter() - t)
-            t = time.perf_counter()
-            c.execute(f"SELECT count(*) FROM tasks t {cond}", (1,)).fetchone()
-            bestc = min(bestc, time.perf_counter() - t)
+    for label, (cond, order, counters) in queries.items():
+        page = best_of(lambda: c.execute(f"SELECT {COLS} FROM tasks t {cond} ORDER BY {order} LIMIT 10 OFFSET 0", (1,)).fetchall())
+        old = best_of(lambda: c.execute(f"SELECT count(*) FROM tasks t {cond}", (1,)).fetchone())
+        if counters is None:
+            total, how = old, 'count(*)'
+        else:
+            total, how = best_of(lambda: c.execute(COUNTERS, (1,) + counters).fetchone()), 'counters'
+            want = c.execute(f"SELECT count(*) FROM tasks t {cond}", (1,)).fetchone()[0]
+            assert c.execute(COUNTERS, (1,) + counters).fetchone()[0] == want, label
         plan = c.execute(f"EXPLAIN QUERY PLAN SELECT {COLS} FROM tasks t {cond} ORDER BY {order} LIMIT 10", (1,)).fetchall()
-        print(f"{n:>8} {label:16} page {best*1000:7.3f} ms  count {bestc*1000:7.3f} ms  plan {[p[3] for p in plan]}")
+        print(f"| {n:>8} | {label:16} | {page:.3f} ms | {total:.3f} ms ({how}) | {page + total:.3f} ms | {old:.3f} ms | {[p[3] for p in plan]} |", flush=True)

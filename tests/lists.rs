@@ -588,3 +588,35 @@ fn every_list_endpoint_has_a_row() {
     let rows: BTreeSet<&str> = ENDPOINTS.iter().map(|e| e.path).collect();
     assert_eq!(lists, rows, "list endpoints vs rows in ENDPOINTS");
 }
+
+/// A full page's `total` of tasks comes from counters kept by triggers rather than a `count(*)`:
+/// they must follow a status change (an expired upload) and another organization's tasks must
+/// not leak into them.
+#[test]
+fn a_full_page_of_tasks_totals_every_match_of_its_type_and_status() {
+    let fx = Fixture::start();
+    let mut waiting = Vec::new();
+    for name in ["one", "two", "three"] {
+        fx.create("/be/v1/apps", json!({"name": name, "label": name}));
+        let started = fx.create("/be/v1/builds", json!({"appName": name}));
+        waiting.push(started["task"]["name"].as_str().unwrap().to_string());
+    }
+    let other = fx.server.org_admin("other");
+    other.call("POST", "/be/v1/apps", Some(json!({"name": "theirs", "label": "theirs"}))).assert_ok();
+    other.call("POST", "/be/v1/builds", Some(json!({"appName": "theirs"}))).assert_ok();
+    fx.call("PATCH", "/be/v1/tasks", Some(json!({"name": waiting[0], "expire": true}))).assert_ok();
+
+    let tasks = ENDPOINTS.iter().find(|e| e.path == "/be/v1/tasks").expect("the tasks row");
+    for (query, total) in [
+        ("limit=1", 3),
+        ("type=dltar&limit=1", 3),
+        ("status=submitted&limit=1", 2),
+        ("status=expired&limit=1", 1),
+        ("type=dltar&status=submitted&limit=1", 2),
+        ("type=mkraw&limit=1", 0),
+        ("offset=5&status=submitted", 2),
+    ] {
+        let reply = fx.get(tasks, query);
+        assert_eq!(reply.assert_ok()["total"], total, "tasks?{query}: {:?}", reply.body);
+    }
+}

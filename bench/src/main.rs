@@ -3,9 +3,12 @@
 //! machine's description, to `bench/results/`.
 //!
 //! Usage: `rockit-bench --rockit BIN --floor BIN [--pocketbase BIN] [--smoke] [--out DIR]`
-//! (`bench/run` builds everything, installs PocketBase and calls this).
+//! (`bench/run` builds everything, installs PocketBase and calls this), or
+//! `rockit-bench --pipeline --rockit BIN [--series A.tar,B.tar]… [--synthetic-mib N]… [--smoke]`
+//! for the build pipeline (`bench/run --pipeline`, see `pipeline.rs`).
 
 mod http;
+mod pipeline;
 mod report;
 mod servers;
 mod workloads;
@@ -33,6 +36,10 @@ struct Options {
     seconds: Option<u64>,
     /// Workloads to run (default all), for profiling one of them.
     workloads: Option<Vec<String>>,
+    /// The build pipeline instead of the API workloads.
+    pipeline: bool,
+    series: Vec<Vec<PathBuf>>,
+    synthetic_mib: Vec<u64>,
 }
 
 fn options() -> Result<Options, String> {
@@ -47,6 +54,9 @@ fn options() -> Result<Options, String> {
         servers: vec!["floor".into(), "rockit".into(), "pocketbase".into()],
         seconds: None,
         workloads: None,
+        pipeline: false,
+        series: Vec::new(),
+        synthetic_mib: Vec::new(),
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -60,8 +70,16 @@ fn options() -> Result<Options, String> {
             "--servers" => o.servers = value()?.split(',').map(str::to_string).collect(),
             "--workloads" => o.workloads = Some(value()?.split(',').map(str::to_string).collect()),
             "--seconds" => o.seconds = Some(value()?.parse().map_err(|_| "--seconds takes a whole number")?),
+            "--pipeline" => o.pipeline = true,
+            "--series" => o.series.push(value()?.split(',').map(PathBuf::from).collect()),
+            "--synthetic-mib" => {
+                o.synthetic_mib.push(value()?.parse().map_err(|_| "--synthetic-mib takes a whole number")?)
+            }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if o.pipeline && !o.rockit.as_os_str().is_empty() {
+        return Ok(o);
     }
     if o.rockit.as_os_str().is_empty() || o.floor.as_os_str().is_empty() {
         return Err("usage: rockit-bench --rockit BIN --floor BIN [--pocketbase BIN] [--smoke] [--out DIR]".into());
@@ -225,7 +243,19 @@ fn main() {
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(bench(options)) {
+    let outcome = if options.pipeline {
+        let o = pipeline::PipelineOptions {
+            rockit: options.rockit,
+            series: options.series,
+            synthetic_mib: options.synthetic_mib,
+            smoke: options.smoke,
+            out: options.out,
+        };
+        runtime.block_on(pipeline::run(o))
+    } else {
+        runtime.block_on(bench(options))
+    };
+    if let Err(e) = outcome {
         eprintln!("rockit-bench: {e}");
         std::process::exit(1);
     }

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("003_resources", include_str!("../../migrations/003_resources.sql")),
     ("004_builds", include_str!("../../migrations/004_builds.sql")),
     ("005_sessions_and_audit", include_str!("../../migrations/005_sessions_and_audit.sql")),
+    ("006_task_counts", include_str!("../../migrations/006_task_counts.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -338,6 +338,23 @@ pub fn list_page<T>(
     page: &Page,
     from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
 ) -> StoreResult<Listed<T>> {
+    let count = || -> StoreResult<i64> {
+        Ok(conn.prepare_cached(&format!("SELECT count(*) FROM {from} {cond}"))?.query_row(args, |r| r.get(0))?)
+    };
+    list_page_counted(conn, select, cond, args, page, from_row, count)
+}
+
+/// [`list_page`] with the total of a full page from `count` rather than a `count(*)` of the
+/// matches: for a list that keeps exact counters (tasks), where counting grows with history.
+pub fn list_page_counted<T>(
+    conn: &Connection,
+    select: &str,
+    cond: &str,
+    args: &[&dyn rusqlite::ToSql],
+    page: &Page,
+    from_row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+    count: impl FnOnce() -> StoreResult<i64>,
+) -> StoreResult<Listed<T>> {
     let n = args.len();
     let sql = format!("{select} {cond} ORDER BY {} LIMIT ?{} OFFSET ?{}", page.order_by, n + 1, n + 2);
     let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
@@ -348,11 +365,7 @@ pub fn list_page<T>(
     // otherwise count separately (a window count would make SQLite build every matching row
     // before the LIMIT). Callers read in one snapshot, so both agree.
     let rows = items.len() as i64;
-    let total = if rows < page.limit && (rows > 0 || page.offset == 0) {
-        page.offset + rows
-    } else {
-        conn.prepare_cached(&format!("SELECT count(*) FROM {from} {cond}"))?.query_row(args, |r| r.get(0))?
-    };
+    let total = if rows < page.limit && (rows > 0 || page.offset == 0) { page.offset + rows } else { count()? };
     Ok(Listed { items, total })
 }
 

@@ -202,7 +202,29 @@ pub fn list(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) 
         AND (?3 IS NULL OR t.type = ?3) AND (?4 IS NULL OR t.status = ?4) AND (?5 IS NULL OR t.grp = ?5)
         AND (?6 IS NULL OR t.created > ?6) AND (?7 IS NULL OR t.created < ?7)";
     let args = rusqlite::params![org_id, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
-    super::list_page(conn, &select, "tasks t", cond, args, page, from_row)
+    let by_counters =
+        f.app_name.is_none() && f.group.is_none() && f.created_after.is_none() && f.created_before.is_none();
+    let count = || -> StoreResult<i64> {
+        if by_counters {
+            return counted(conn, org_id, f.kind.as_deref(), f.status.as_deref());
+        }
+        // A group holds three tasks (its index finds them); a name part or a creation window has
+        // no counter, so it is counted among its matches.
+        Ok(conn.prepare_cached(&format!("SELECT count(*) FROM tasks t {cond}"))?.query_row(args, |r| r.get(0))?)
+    };
+    super::list_page_counted(conn, &select, cond, args, page, from_row, count)
+}
+
+/// How many of the organization's tasks have this type and status (`None`: any), from the
+/// counters the `task_counts_*` triggers keep (schema.sql): a sum of a few dozen rows at most,
+/// however long the history.
+pub fn counted(conn: &Connection, org_id: i64, kind: Option<&str>, status: Option<&str>) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(n), 0) FROM task_counts
+             WHERE org_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR status = ?3)",
+        )?
+        .query_row(rusqlite::params![org_id, kind, status], |r| r.get(0))?)
 }
 
 /// Removes every task that ended before `ended_before` (the retention setting); answers how
@@ -221,4 +243,69 @@ pub fn remove_ended_before(conn: &Connection, ended_before: &str) -> StoreResult
         "DELETE FROM tasks WHERE status IN ('done', 'failed', 'expired') AND ended IS NOT NULL AND ended < ?1",
         [ended_before],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (type, status) combination's counter against a `count(*)` of the table itself.
+    fn assert_counters_match(conn: &Connection) {
+        for org in [1, 2] {
+            for kind in [None, Some("dltar"), Some("mkraw")] {
+                for status in [None, Some("submitted"), Some("running"), Some("done"), Some("expired")] {
+                    let counted_rows: i64 = conn
+                        .query_row(
+                            "SELECT count(*) FROM tasks WHERE org_id = ?1 AND (?2 IS NULL OR type = ?2)
+                             AND (?3 IS NULL OR status = ?3)",
+                            rusqlite::params![org, kind, status],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    assert_eq!(
+                        counted(conn, org, kind, status).unwrap(),
+                        counted_rows,
+                        "org {org} {kind:?} {status:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn task_counters_follow_inserts_status_changes_deletes_and_removed_organizations() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::migrations::SCHEMA).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        conn.execute_batch(
+            "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'a', 'x', 'x'), (2, 'b', 'x', 'x');",
+        )
+        .unwrap();
+        for i in 0..12 {
+            let (kind, org) = (if i % 3 == 0 { "mkraw" } else { "dltar" }, 1 + i % 2);
+            conn.execute(
+                "INSERT INTO tasks (name, type, org_id, created, run_after) VALUES (?1, ?2, ?3, 'x', 'x')",
+                rusqlite::params![format!("t{i}"), kind, org],
+            )
+            .unwrap();
+        }
+        // An instance-wide task is never listed, so it counts nowhere.
+        conn.execute("INSERT INTO tasks (name, type, created, run_after) VALUES ('hello', 'hello', 'x', 'x')", [])
+            .unwrap();
+        assert_counters_match(&conn);
+
+        conn.execute("UPDATE tasks SET status = 'running' WHERE name IN ('t0', 't1', 't2')", []).unwrap();
+        conn.execute("UPDATE tasks SET status = 'done', ended = '2026-01-01' WHERE name IN ('t0', 't1')", []).unwrap();
+        conn.execute("UPDATE tasks SET status = 'expired', ended = '2026-01-01' WHERE name = 't4'", []).unwrap();
+        conn.execute("UPDATE tasks SET progress_done = 5", []).unwrap();
+        assert_counters_match(&conn);
+
+        assert_eq!(remove_ended_before(&conn, "2027-01-01").unwrap(), 3);
+        assert_counters_match(&conn);
+
+        conn.execute("DELETE FROM orgs WHERE id = 2", []).unwrap();
+        assert_counters_match(&conn);
+        let left: i64 = conn.query_row("SELECT count(*) FROM task_counts WHERE org_id = 2", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0, "a removed organization's counters go with it");
+    }
 }
