@@ -6,6 +6,7 @@
 //! holding an HMAC-SHA-256 over every byte before it. Files are streamed through, never held.
 
 pub mod crypto;
+pub mod document;
 pub mod read;
 pub mod write;
 

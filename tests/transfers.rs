@@ -1,0 +1,333 @@
+//! Moving an organization between boxes (issue 13): export on one real server, import and
+//! commit on another, every refusal of a bad bundle with nothing changed, and the permissions
+//! of the new endpoints.
+
+mod common;
+mod engine_support;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Reply, Server, Session, PASSWORD};
+use engine_support::*;
+use serde_json::{json, Value};
+
+/// Imports and exports on a loaded 2-core machine take a while; tasks are polled this long.
+const TASKS: Duration = Duration::from_secs(180);
+const PASSPHRASE: &str = "moving day passphrase";
+
+/// A box whose bundles derive their keys cheaply (the production default is tested in the
+/// bundle's unit tests' format, not its cost).
+fn server() -> Server {
+    Server::start_with(&[("ROCKIT_EDGE_EXPORT_KDF_ITERATIONS", "1000")])
+}
+
+/// The bytes of a GET, whatever the status.
+fn get_bytes(url: &str) -> (u16, Vec<u8>) {
+    let resp = match ureq::get(url).call() {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    resp.into_reader().read_to_end(&mut body).unwrap();
+    (status, body)
+}
+
+fn put(url: &str, bytes: &[u8]) -> Reply {
+    common::send_raw("PUT", url, &[], Some(("application/octet-stream", bytes)))
+}
+
+fn wait_task(admin: &Session, name: &str) -> Value {
+    common::eventually(TASKS, || {
+        let task = admin.call("GET", &format!("/be/v1/tasks/{name}"), None).assert_ok()["task"].clone();
+        matches!(task["status"].as_str(), Some("done" | "failed")).then_some(task)
+    })
+}
+
+/// Exports the session's organization and downloads the bundle.
+fn export(admin: &Session, include_builds: bool) -> Vec<u8> {
+    let reply =
+        admin.call("POST", "/be/v1/export", Some(json!({"passphrase": PASSPHRASE, "includeBuilds": include_builds})));
+    let body = reply.assert_ok();
+    assert_eq!(body["task"]["type"], "export");
+    assert_eq!(body["download"]["method"], "GET");
+    let url = body["download"]["url"].as_str().unwrap().to_string();
+    let task = wait_task(admin, body["task"]["name"].as_str().unwrap());
+    assert_eq!(task["status"], "done", "{task}");
+    let (status, bytes) = get_bytes(&url);
+    assert_eq!(status, 200);
+    assert_eq!(bytes.len() as u64, task["output"]["sizeBytes"].as_u64().unwrap());
+    bytes
+}
+
+/// Starts an import with `passphrase` and answers the upload URL and the import id.
+fn start_import(server: &Server, passphrase: &str) -> (String, String) {
+    let reply = server.admin("POST", "/be/v1/import", Some(json!({"passphrase": passphrase})));
+    let body = reply.assert_ok();
+    assert_eq!(body["import"]["status"], "waiting");
+    assert_eq!(body["upload"]["method"], "PUT");
+    (body["upload"]["url"].as_str().unwrap().to_string(), body["import"]["importId"].as_str().unwrap().to_string())
+}
+
+fn commit(server: &Server, import_id: &str) -> Reply {
+    server.admin("POST", "/adm/v1/commit", Some(json!({"importId": import_id})))
+}
+
+fn org_names(server: &Server) -> Vec<String> {
+    let body = server.admin("GET", "/adm/v1/orgs?limit=1000", None).assert_ok().clone();
+    body["orgs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// Nothing of a refused import stays in the state directory.
+fn assert_nothing_staged(server: &Server) {
+    let dir = server.state_dir.join("imports");
+    let left: Vec<_> =
+        std::fs::read_dir(&dir).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Organization `acme` with a role, a person, a machine with an API key, an fs deployment with a
+/// download-auth secret, a subscription and an app; its administrator's session and password.
+fn populated(server: &Server, cdn: &Path) -> (Session, String, common::Machine) {
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.create_role("builders", json!({"apps": 15, "tasks": 3}));
+    admin.create_user(server, "alice", &["builders"]);
+    let machine = admin.create_machine("ci_bot", &["builders"]);
+    let deployment = json!({"name": "cdn", "origin": {"type": "fs", "path": cdn}, "downloadAuth": {"type": "akamai", "key": "akamai-key-0123456789"}});
+    admin.call("POST", "/be/v1/deployments", Some(deployment)).assert_ok();
+    admin
+        .call(
+            "POST",
+            "/be/v1/subscriptions",
+            Some(json!({"name": "ci_hook", "type": "webhook", "url": "https://ci.example.com/hook"})),
+        )
+        .assert_ok();
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "game", "label": "A game", "maxBuilds": 3}))).assert_ok();
+    (admin, password, machine)
+}
+
+/// Uploads a build of `game` and waits until the chain has finished.
+fn upload_build(admin: &Session, tar: &[u8]) {
+    let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game"})));
+    let url = reply.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+    put(&url, tar).assert_ok();
+    common::eventually(TASKS, || {
+        let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+        (app["processing"] == false && app["exporting"] == false).then_some(app)
+    });
+}
+
+fn names(reply: &Reply, key: &str, field: &str) -> Vec<String> {
+    let items = reply.assert_ok()[key].as_array().unwrap().clone();
+    items.iter().map(|i| i[field].as_str().unwrap().to_string()).collect()
+}
+
+fn fetch(depot: &Path, build: u32, extra: &[&str], dest: &Path) {
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "fetch",
+            "--from",
+            depot.to_str().unwrap(),
+            "--org",
+            "acme",
+            "--app",
+            "game",
+            "--build",
+            &build.to_string(),
+            "--dest",
+        ])
+        .arg(dest)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_organization_moves_to_another_box_with_its_builds_and_serves_them_byte_for_byte() {
+    let (first, second) = (server(), server());
+    let cdn = tempfile::tempdir().unwrap();
+    let (admin, password, machine) = populated(&first, cdn.path());
+    upload_build(&admin, &tar_of(&game_v1()));
+    upload_build(&admin, &tar_of(&game_v2()));
+    let app_before = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    assert_eq!(app_before["iCurBuild"], 2, "{app_before}");
+
+    let bundle = export(&admin, true);
+    assert!(!bundle.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "no password in clear");
+    assert!(!bundle.windows(21).any(|w| w == b"akamai-key-0123456789"), "no secret in clear");
+
+    let (upload, import_id) = start_import(&second, PASSPHRASE);
+    let staged = put(&upload, &bundle);
+    let staged = staged.assert_ok()["import"].clone();
+    assert_eq!(staged["status"], "staged");
+    let report = &staged["report"];
+    assert_eq!(report["orgName"], "acme");
+    assert_eq!(report["replacesEmptyOrg"], false);
+    assert_eq!(report["create"]["users"], json!(["admin", "alice", "ci_bot"]));
+    assert_eq!(report["create"]["apps"], json!(["game"]));
+    assert_eq!(report["create"]["builds"], 2);
+    assert!(org_names(&second).is_empty(), "a dry run creates nothing");
+
+    let committed = commit(&second, &import_id);
+    assert_eq!(committed.assert_ok()["import"]["status"], "committed");
+    assert_eq!(committed.body["org"]["name"], "acme");
+    commit(&second, &import_id).assert_error(409, "conflict");
+
+    // The same passwords and API key work on the second box; sessions did not travel.
+    let moved = second.login("acme", "admin", &password);
+    second.login("acme", "alice", PASSWORD);
+    let machine = common::Machine { base: second.base.clone(), ..machine };
+    machine.call("GET", "/be/v1/apps/game", None).assert_ok();
+    let sessions = moved.call("GET", "/be/v1/sessions?limit=1000", None);
+    assert_eq!(sessions.assert_ok()["sessions"].as_array().unwrap().len(), 2, "only the two logins just made");
+
+    assert_eq!(names(&moved.call("GET", "/be/v1/users", None), "users", "username"), ["admin", "alice", "ci_bot"]);
+    let roles = names(&moved.call("GET", "/be/v1/roles", None), "roles", "name");
+    assert!(roles.contains(&"builders".to_string()) && roles.contains(&"Administrators".to_string()), "{roles:?}");
+    let deployment = moved.call("GET", "/be/v1/deployments/cdn", None).assert_ok()["deployment"].clone();
+    assert_eq!(deployment["downloadAuth"]["type"], "akamai");
+    assert_eq!(names(&moved.call("GET", "/be/v1/subscriptions", None), "subscriptions", "name"), ["ci_hook"]);
+    let app = moved.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    for field in ["iCurBuild", "dxfName", "builds", "patches", "sizeBytes", "deployments", "maxBuilds"] {
+        assert_eq!(app[field], app_before[field], "{field}");
+    }
+
+    // The reference client rebuilds both builds from the second box's depot, and patches 1 → 2.
+    let depot = second.state_dir.join("depot");
+    let trees = tempfile::tempdir().unwrap();
+    fetch(&depot, 2, &[], &trees.path().join("v2"));
+    assert_same_tree(&read_tree(&trees.path().join("v2")), &game_v2());
+    let old = trees.path().join("v1");
+    fetch(&depot, 1, &[], &old);
+    assert_same_tree(&read_tree(&old), &game_v1());
+    fetch(&depot, 2, &["--update-from", "1"], &old);
+    assert_same_tree(&read_tree(&old), &game_v2());
+
+    // The second box patches from the moved builds: build 3 gets a patch from build 2.
+    upload_build(&moved, &tar_of(&game_v1()));
+    let app = moved.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    assert_eq!(app["iCurBuild"], 3, "{app}");
+    assert!(app["patches"].as_array().unwrap().iter().any(|p| p["fromBuildId"] == 2 && p["toBuildId"] == 3), "{app}");
+    assert_nothing_staged(&second);
+}
+
+#[test]
+fn the_download_url_is_used_up_once_the_whole_bundle_went_out() {
+    let first = server();
+    let admin = first.org_admin("acme");
+    let reply = admin.call("POST", "/be/v1/export", Some(json!({"passphrase": PASSPHRASE})));
+    let url = reply.assert_ok()["download"]["url"].as_str().unwrap().to_string();
+    wait_task(&admin, reply.body["task"]["name"].as_str().unwrap());
+    assert_eq!(get_bytes(&url).0, 200);
+    let again = common::send("GET", &url, &[], None);
+    again.assert_error(404, "not-found");
+    assert_eq!(again.body["resource"], "download");
+    common::send("GET", &first.url("/be/v1/exports/not-a-capability"), &[], None).assert_error(404, "not-found");
+}
+
+#[test]
+fn every_bad_bundle_is_refused_with_a_clear_answer_and_changes_nothing() {
+    let (first, second) = (server(), server());
+    let admin = first.org_admin("acme");
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "game", "label": "A game"}))).assert_ok();
+    let good = export(&admin, false);
+
+    let (upload, import_id) = start_import(&second, "a different passphrase");
+    common::assert_param(&put(&upload, &good), 400, "invalid-param", "passphrase");
+    commit(&second, &import_id).assert_error(409, "conflict");
+
+    let mut tampered = good.clone();
+    let middle = good.len() / 2;
+    tampered[middle] ^= 0x20;
+    let mut newer = good.clone();
+    newer[9] = 2;
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("truncated", &good[..good.len() - 10], "truncated"),
+        ("tampered", &tampered, "integrity"),
+        ("newer", &newer, "newer"),
+        ("not a bundle", b"PK\x03\x04 a zip file", "not an organization bundle"),
+    ];
+    for (what, bytes, says) in cases {
+        let (upload, import_id) = start_import(&second, PASSPHRASE);
+        let reply = put(&upload, bytes);
+        common::assert_param(&reply, 400, "invalid-param", "bundle");
+        assert!(reply.body["message"].as_str().unwrap().contains(says), "{what}: {:?}", reply.body);
+        commit(&second, &import_id).assert_error(409, "conflict");
+        // The URL stays usable: the right bundle is taken after a refused one.
+        if what == "tampered" {
+            put(&upload, &good).assert_ok();
+            second.admin("DELETE", "/adm/v1/orgs/acme", None).assert_error(404, "not-found");
+        }
+    }
+    assert!(org_names(&second).is_empty(), "nothing was created: {:?}", org_names(&second));
+    // The staged (good) import above is the only thing on disk.
+    let staged: Vec<_> = std::fs::read_dir(second.state_dir.join("imports")).unwrap().collect();
+    assert_eq!(staged.len(), 1);
+}
+
+#[test]
+fn an_import_onto_an_organization_in_use_is_refused_and_an_empty_one_is_replaced() {
+    let (first, second) = (server(), server());
+    let admin = first.org_admin("acme");
+    admin.create_user(&first, "alice", &[]);
+    let bundle = export(&admin, false);
+
+    // In use (an app): refused at staging, and again at commit if it came into use meanwhile.
+    let local = second.org_admin("acme");
+    local.call("POST", "/be/v1/apps", Some(json!({"name": "local_app", "label": "Mine"}))).assert_ok();
+    let (upload, _) = start_import(&second, PASSPHRASE);
+    let reply = put(&upload, &bundle);
+    reply.assert_error(409, "already-exists");
+    assert_eq!(reply.body["resource"], "org");
+    local.call("GET", "/be/v1/apps/local_app", None).assert_ok();
+    assert_nothing_staged(&second);
+
+    local.call("DELETE", "/be/v1/apps/local_app", None).assert_ok();
+    let (upload, import_id) = start_import(&second, PASSPHRASE);
+    let staged = put(&upload, &bundle);
+    assert_eq!(staged.assert_ok()["import"]["report"]["replacesEmptyOrg"], true);
+    local.call("POST", "/be/v1/apps", Some(json!({"name": "late_app", "label": "Mine"}))).assert_ok();
+    commit(&second, &import_id).assert_error(409, "already-exists");
+    local.call("GET", "/be/v1/apps/late_app", None).assert_ok();
+
+    // Empty again: the commit replaces the local accounts by the bundle's.
+    local.call("DELETE", "/be/v1/apps/late_app", None).assert_ok();
+    commit(&second, &import_id).assert_ok();
+    second.login("acme", "alice", PASSWORD);
+    local.call("GET", "/be/v1/apps", None).assert_error(401, "token-revoked");
+}
+
+#[test]
+fn only_administrators_export_and_only_the_admin_token_imports_and_commits() {
+    let first = server();
+    let admin = first.org_admin("acme");
+    let member = admin.create_user(&first, "alice", &[]);
+    member
+        .call("POST", "/be/v1/export", Some(json!({"passphrase": PASSPHRASE})))
+        .assert_error(403, "permission-denied");
+    common::assert_param(
+        &admin.call("POST", "/be/v1/export", Some(json!({"passphrase": "too short"}))),
+        400,
+        "invalid-param",
+        "passphrase",
+    );
+    admin.call("POST", "/be/v1/import", Some(json!({"passphrase": PASSPHRASE}))).assert_error(401, "token-missing");
+    admin.call("POST", "/adm/v1/commit", Some(json!({"importId": "import-00"}))).assert_error(401, "token-missing");
+    commit(&first, "import-0000000000000000").assert_error(404, "not-found");
+    put(&first.url("/be/v1/imports/not-a-capability"), b"x").assert_error(404, "not-found");
+
+    // An export holds the caller's organization only, never another's.
+    let other = first.org_admin("other");
+    other.create_user(&first, "bob", &[]);
+    let bundle = export(&admin, false);
+    let second = server();
+    let (upload, _) = start_import(&second, PASSPHRASE);
+    let report = put(&upload, &bundle).assert_ok()["import"]["report"].clone();
+    assert_eq!(report["orgName"], "acme");
+    assert_eq!(report["create"]["users"], json!(["admin", "alice"]));
+}
