@@ -173,6 +173,13 @@ fn an_organization_moves_to_another_box_with_its_builds_and_serves_them_byte_for
     assert_eq!(report["create"]["builds"], 2);
     assert!(org_names(&second).is_empty(), "a dry run creates nothing");
 
+    // Files of the organization already in the depot (say, of a deleted one): nothing is merged.
+    let leftover = second.state_dir.join("depot/dxf/acme/game");
+    std::fs::create_dir_all(&leftover).unwrap();
+    commit(&second, &import_id).assert_error(409, "conflict");
+    assert!(org_names(&second).is_empty(), "the refused commit created nothing");
+    std::fs::remove_dir(&leftover).unwrap();
+
     let committed = commit(&second, &import_id);
     assert_eq!(committed.assert_ok()["import"]["status"], "committed");
     assert_eq!(committed.body["org"]["name"], "acme");
@@ -191,6 +198,8 @@ fn an_organization_moves_to_another_box_with_its_builds_and_serves_them_byte_for
     assert!(roles.contains(&"builders".to_string()) && roles.contains(&"Administrators".to_string()), "{roles:?}");
     let deployment = moved.call("GET", "/be/v1/deployments/cdn", None).assert_ok()["deployment"].clone();
     assert_eq!(deployment["downloadAuth"]["type"], "akamai");
+    // A change opens the deployment's sealed secret: it was sealed again under this box's key.
+    moved.call("PATCH", "/be/v1/deployments", Some(json!({"name": "cdn", "label": "moved"}))).assert_ok();
     assert_eq!(names(&moved.call("GET", "/be/v1/subscriptions", None), "subscriptions", "name"), ["ci_hook"]);
     let app = moved.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
     for field in ["iCurBuild", "dxfName", "builds", "patches", "sizeBytes", "deployments", "maxBuilds"] {
@@ -224,6 +233,12 @@ fn the_download_url_is_used_up_once_the_whole_bundle_went_out() {
     let url = reply.assert_ok()["download"]["url"].as_str().unwrap().to_string();
     wait_task(&admin, reply.body["task"]["name"].as_str().unwrap());
     assert_eq!(get_bytes(&url).0, 200);
+    // The passphrase was kept (sealed) only while the task could run.
+    let db =
+        rusqlite::Connection::open_with_flags(first.database(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let input: String = db.query_row("SELECT input FROM tasks WHERE type = 'export'", [], |r| r.get(0)).unwrap();
+    assert!(!input.contains("passphrase"), "{input}");
+    assert!(!first.state_dir.join("exports").read_dir().unwrap().any(|_| true), "the fetched bundle is deleted");
     let again = common::send("GET", &url, &[], None);
     again.assert_error(404, "not-found");
     assert_eq!(again.body["resource"], "download");
@@ -330,4 +345,43 @@ fn only_administrators_export_and_only_the_admin_token_imports_and_commits() {
     let report = put(&upload, &bundle).assert_ok()["import"]["report"].clone();
     assert_eq!(report["orgName"], "acme");
     assert_eq!(report["create"]["users"], json!(["admin", "alice"]));
+}
+
+#[test]
+fn a_download_waits_for_its_export_and_a_failed_export_says_so() {
+    let first = server();
+    let admin = first.org_admin("acme");
+    // A file where the exports directory belongs: every attempt of the task fails.
+    std::fs::write(first.state_dir.join("exports"), b"in the way").unwrap();
+    let reply = admin.call("POST", "/be/v1/export", Some(json!({"passphrase": PASSPHRASE})));
+    let url = reply.assert_ok()["download"]["url"].as_str().unwrap().to_string();
+    common::send("GET", &url, &[], None).assert_error(409, "busy");
+    let task = wait_task(&admin, reply.body["task"]["name"].as_str().unwrap());
+    assert_eq!(task["status"], "failed", "{task}");
+    common::send("GET", &url, &[], None).assert_error(409, "conflict");
+}
+
+#[test]
+fn an_import_is_refused_when_this_box_does_not_allow_its_origins_or_it_is_too_large() {
+    let first = server();
+    let cdn = tempfile::tempdir().unwrap();
+    let (admin, _, _) = populated(&first, cdn.path());
+    let bundle = export(&admin, false);
+    let allowed = tempfile::tempdir().unwrap();
+    let roots = allowed.path().to_str().unwrap().to_string();
+    let second = Server::start_with(&[
+        ("ROCKIT_EDGE_EXPORT_KDF_ITERATIONS", "1000"),
+        ("ROCKIT_EDGE_ORIGIN_ROOTS", &roots),
+        ("ROCKIT_EDGE_MAX_BUNDLE_BYTES", &(bundle.len() + 1).to_string()),
+    ]);
+    let (upload, _) = start_import(&second, PASSPHRASE);
+    let reply = put(&upload, &bundle);
+    common::assert_param(&reply, 400, "invalid-param", "bundle");
+    assert!(reply.body["message"].as_str().unwrap().contains("deployment cdn"), "{:?}", reply.body);
+
+    let mut larger = bundle.clone();
+    larger.extend_from_slice(b"xx");
+    common::assert_param(&put(&upload, &larger), 400, "invalid-param", "body");
+    assert!(org_names(&second).is_empty());
+    assert_nothing_staged(&second);
 }

@@ -204,11 +204,7 @@ impl Resources {
         include_builds: bool,
         ttl: Duration,
     ) -> ApiResult<(Task, Capability)> {
-        // Bundles nobody fetched in time go before a new one takes disk space.
-        let stale = self.store.write(transfers::remove_expired_exports).await?;
-        for name in stale {
-            let _ = std::fs::remove_file(export::bundle_path(&self.exports_dir(), &name));
-        }
+        self.remove_stale_bundles().await?;
         let sealed = self.sealer.seal(&ExportInput::passphrase_context(caller.org_id), passphrase);
         let input = ExportInput {
             org_id: caller.org_id,
@@ -229,6 +225,23 @@ impl Resources {
             .await?;
         self.queue.wake_workers();
         Ok((task, offer))
+    }
+
+    /// Bundles nobody fetched in time go before a new one takes disk space: those whose URL
+    /// expired, and those whose task was removed (task retention) with its URL.
+    async fn remove_stale_bundles(&self) -> ApiResult<()> {
+        self.store.write(transfers::remove_expired_exports).await?;
+        let pending = self.store.read(transfers::pending_export_names).await?;
+        let Ok(entries) = std::fs::read_dir(self.exports_dir()) else { return Ok(()) };
+        for entry in entries.filter_map(Result::ok) {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            // `.part` files belong to export tasks still writing; they replace them when done.
+            let Some(task) = file.strip_suffix(".bundle") else { continue };
+            if !pending.iter().any(|p| p == task) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     /// The bundle a download URL opens, once its export is done: its task and file.

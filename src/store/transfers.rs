@@ -400,6 +400,14 @@ pub fn remove_expired_exports(conn: &Connection) -> StoreResult<Vec<String>> {
     Ok(names)
 }
 
+/// The tasks whose bundles are still to be fetched (or still being written).
+pub fn pending_export_names(conn: &Connection) -> StoreResult<Vec<String>> {
+    Ok(conn
+        .prepare("SELECT t.name FROM org_exports e JOIN tasks t ON t.id = e.task_id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?)
+}
+
 /// The export task's sealed passphrase is needed only while it runs.
 pub fn forget_passphrase(conn: &Connection, task_id: i64) -> StoreResult<()> {
     conn.execute("UPDATE tasks SET input = json_remove(input, '$.passphrase') WHERE id = ?1", [task_id])?;
