@@ -348,6 +348,21 @@ fn only_administrators_export_and_only_the_admin_token_imports_and_commits() {
 }
 
 #[test]
+fn an_export_with_builds_waits_until_no_import_holds_an_app() {
+    let first = server();
+    let admin = first.org_admin("acme");
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "game", "label": "A game"}))).assert_ok();
+    // An import in upload mode holds the app until its tar arrives.
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game"}))).assert_ok();
+    let body = json!({"passphrase": PASSPHRASE, "includeBuilds": true});
+    let reply = admin.call("POST", "/be/v1/export", Some(body));
+    reply.assert_error(409, "busy");
+    assert!(reply.body["message"].as_str().unwrap().contains("game"), "{:?}", reply.body);
+    // Without builds the export does not touch build files and goes ahead.
+    admin.call("POST", "/be/v1/export", Some(json!({"passphrase": PASSPHRASE}))).assert_ok();
+}
+
+#[test]
 fn a_download_waits_for_its_export_and_a_failed_export_says_so() {
     let first = server();
     let admin = first.org_admin("acme");

@@ -218,9 +218,16 @@ impl Resources {
         let task = self
             .store
             .write(move |c| {
+                let importing = transfers::importing_apps(c, org_id)?;
+                if include_builds && !importing.is_empty() {
+                    return Err(ApiError::Busy(format!(
+                        "app(s) {} are importing a build; export with builds once they are done",
+                        importing.join(", ")
+                    )));
+                }
                 let task = build_rows::insert_task(c, org_id, &export::task(&input))?;
                 transfers::insert_export(c, task.id, &hash, &expires)?;
-                Ok::<_, crate::store::StoreError>(task)
+                Ok(task)
             })
             .await?;
         self.queue.wake_workers();

@@ -190,6 +190,14 @@ pub fn app_ids(conn: &Connection, org_id: i64) -> StoreResult<Vec<(String, i64)>
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The organization's apps an import holds (their build files change while it runs).
+pub fn importing_apps(conn: &Connection, org_id: i64) -> StoreResult<Vec<String>> {
+    Ok(conn
+        .prepare("SELECT name FROM apps WHERE org_id = ?1 AND import_group IS NOT NULL ORDER BY name")?
+        .query_map([org_id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?)
+}
+
 /// Whether a bundle may land on the organization of this name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Landing {

@@ -191,10 +191,20 @@ impl TaskHandler for Export {
             .and_then(|b| env.sealer.open(&ExportInput::passphrase_context(input.org_id), &b).ok())
             .ok_or_else(|| failure("the export's passphrase cannot be opened", false))?;
         let org_id = input.org_id;
-        let (doc, apps) = ctx
+        let (doc, apps, importing) = ctx
             .store
-            .read_blocking(|c| Ok((transfers::snapshot(c, org_id)?, transfers::app_ids(c, org_id)?)))
+            .read_blocking(|c| {
+                Ok((
+                    transfers::snapshot(c, org_id)?,
+                    transfers::app_ids(c, org_id)?,
+                    transfers::importing_apps(c, org_id)?,
+                ))
+            })
             .map_err(|e| failure(format!("database: {e}"), true))?;
+        // An import that started after the export was queued changes the build files under us.
+        if input.include_builds && !importing.is_empty() {
+            return Err(failure(format!("app(s) {} are importing a build", importing.join(", ")), true));
+        }
         let mut doc = doc.ok_or_else(|| failure("the organization no longer exists", false))?;
         let salt = crate::auth::random_bytes::<SALT_LEN>();
         let keys = Keys::derive(&passphrase, &salt, env.iterations);
