@@ -160,6 +160,7 @@ fn an_organization_moves_to_another_box_with_its_builds_and_serves_them_byte_for
     let bundle = export(&admin, true);
     assert!(!bundle.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()), "no password in clear");
     assert!(!bundle.windows(21).any(|w| w == b"akamai-key-0123456789"), "no secret in clear");
+    assert!(!bundle.windows(17).any(|w| w == b"alice@example.com"), "the document is encrypted");
 
     let (upload, import_id) = start_import(&second, PASSPHRASE);
     let staged = put(&upload, &bundle);

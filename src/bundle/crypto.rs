@@ -13,6 +13,8 @@ pub const CHECK_LEN: usize = 32;
 /// What the check value of the header is the MAC of: lets a reader tell a wrong passphrase
 /// from a damaged file before reading the rest.
 const CHECK_LABEL: &[u8] = b"rockit-edge bundle passphrase check";
+/// The associated data of the encrypted document.
+const DOCUMENT_LABEL: &[u8] = b"rockit-edge bundle document";
 
 /// The keys one passphrase and salt give. `Debug` is deliberately not derived.
 pub struct Keys {
@@ -46,6 +48,33 @@ impl Keys {
     /// A running MAC over the file.
     pub fn mac(&self) -> hmac::Context {
         hmac::Context::with_key(&self.mac)
+    }
+
+    /// `nonce || ciphertext || tag` of the bundle's document: the accounts' hashes, e-mail
+    /// addresses and origins are nobody's business without the passphrase either.
+    pub fn seal_document(&self, json: &[u8]) -> Vec<u8> {
+        let nonce = crate::auth::random_bytes::<NONCE_LEN>();
+        let mut sealed = json.to_vec();
+        self.secrets
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(DOCUMENT_LABEL), &mut sealed)
+            .expect("AES-GCM sealing of a document below 64 GiB cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn open_document(&self, sealed: &[u8]) -> Result<Vec<u8>, BundleError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(BundleError::Tampered);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| BundleError::Tampered)?;
+        let mut body = body.to_vec();
+        let plain = self
+            .secrets
+            .open_in_place(nonce, Aad::from(DOCUMENT_LABEL), &mut body)
+            .map_err(|_| BundleError::Tampered)?;
+        Ok(plain.to_vec())
     }
 
     /// `base64(nonce || ciphertext || tag)`, bound to `context` (where the secret belongs).

@@ -2,8 +2,9 @@
 //! organization from one box to another. Pure format code: it knows neither HTTP nor SQL.
 //!
 //! Layout: a fixed header (magic, version, KDF parameters, a passphrase check value), then
-//! frames (`kind`, `length`, payload): one JSON document, any number of files, and an end frame
-//! holding an HMAC-SHA-256 over every byte before it. Files are streamed through, never held.
+//! frames (`kind`, `length`, payload): one JSON document (encrypted), any number of files, and
+//! an end frame holding an HMAC-SHA-256 over every byte before it. Files are streamed through,
+//! never held.
 
 pub mod crypto;
 pub mod document;

@@ -1,6 +1,6 @@
 //! Reads a bundle in one pass: the header first (format version, then the passphrase), then
 //! every frame through the MAC. Files go to the caller's sink as they stream by; the document
-//! is handed out only once the MAC at the end has matched, so nothing of an unverified bundle
+//! is decrypted and handed out only once the MAC at the end has matched, so nothing of an unverified bundle
 //! is ever used — a caller that unpacks files must discard them on any error.
 
 use std::io::Read;
@@ -114,7 +114,7 @@ pub fn read_bundle<R: Read>(
                 if !same(expected.as_ref(), &tag) || trailing != 0 {
                     return Err(BundleError::Tampered);
                 }
-                return document.ok_or(BundleError::Tampered);
+                return keys.open_document(&document.ok_or(BundleError::Tampered)?);
             }
             // Anything out of place can only be damage the MAC would find at the end; saying
             // so now saves reading the rest.
@@ -159,7 +159,7 @@ mod tests {
         let salt = [3u8; SALT_LEN];
         let keys = Keys::derive(passphrase, &salt, 1000);
         let mut w = BundleWriter::start(Vec::new(), &keys, &salt, 1000).unwrap();
-        w.document(br#"{"org":"acme"}"#).unwrap();
+        w.document(&keys, br#"{"org":"acme"}"#).unwrap();
         w.file("builds/game/manifests/0001.json", 5, &b"hello"[..]).unwrap();
         w.finish().unwrap()
     }

@@ -38,9 +38,11 @@ impl<W: Write> BundleWriter<W> {
         self.put(&len.to_be_bytes())
     }
 
-    pub fn document(&mut self, json: &[u8]) -> std::io::Result<()> {
-        self.frame(KIND_DOCUMENT, json.len() as u64)?;
-        self.put(json)
+    /// The organization's JSON, encrypted under the passphrase's key.
+    pub fn document(&mut self, keys: &Keys, json: &[u8]) -> std::io::Result<()> {
+        let sealed = keys.seal_document(json);
+        self.frame(KIND_DOCUMENT, sealed.len() as u64)?;
+        self.put(&sealed)
     }
 
     /// Copies exactly `len` bytes of `content` as the file `path` (see [`super::valid_path`]).

@@ -227,7 +227,7 @@ impl TaskHandler for Export {
         let out = File::create(&part).map_err(|e| io_failure("creating the bundle", e))?;
         let written = (|| -> std::io::Result<u64> {
             let mut w = BundleWriter::start(std::io::BufWriter::new(out), &keys, &salt, env.iterations)?;
-            w.document(&json)?;
+            w.document(&keys, &json)?;
             let mut reported = 0u64;
             for (rel, src, size) in &files {
                 w.file(rel, *size, File::open(src)?)?;
