@@ -174,6 +174,13 @@ fn an_organization_moves_to_another_box_with_its_builds_and_serves_them_byte_for
     assert_eq!(report["create"]["builds"], 2);
     assert!(org_names(&second).is_empty(), "a dry run creates nothing");
 
+    // Staged files gone (say, moved away by a commit a crash cut short): no builds without files.
+    let staged_builds = second.state_dir.join("imports").join(&import_id).join("files/builds/game");
+    let aside = second.state_dir.join("aside");
+    std::fs::rename(&staged_builds, &aside).unwrap();
+    commit(&second, &import_id).assert_error(409, "conflict");
+    std::fs::rename(&aside, &staged_builds).unwrap();
+
     // Files of the organization already in the depot (say, of a deleted one): nothing is merged.
     let leftover = second.state_dir.join("depot/dxf/acme/game");
     std::fs::create_dir_all(&leftover).unwrap();

@@ -402,6 +402,16 @@ impl Resources {
                     }
                     Landing::Free => {}
                 }
+                // A crash during an earlier commit may have moved staged files away (the rows
+                // were rolled back, the renames were not): never commit builds without files.
+                for app in doc.apps.iter().filter(|a| !a.builds.is_empty()) {
+                    if !files.join("builds").join(&app.name).join("manifests").is_dir() {
+                        return Err(ApiError::Conflict(format!(
+                            "the staged files of app {} are missing; start a new import",
+                            app.name
+                        )));
+                    }
+                }
                 if !transfers::mark_committed(c, id)? {
                     return Err(ApiError::Conflict(format!("import {import_name} was committed already")));
                 }
