@@ -408,3 +408,40 @@ fn an_import_is_refused_when_this_box_does_not_allow_its_origins_or_it_is_too_la
     assert!(org_names(&second).is_empty());
     assert_nothing_staged(&second);
 }
+
+/// PUTs `body` over a raw connection in `pieces` with `pause` before each, so the server sees
+/// exactly that rhythm (an HTTP client library may buffer small pieces); answers the status line
+/// and the rest of the answer.
+fn put_slowly(url: &str, body: &[u8], pieces: usize, pause: Duration) -> String {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for piece in body.chunks(body.len().div_ceil(pieces)) {
+        std::thread::sleep(pause);
+        stream.write_all(piece).unwrap();
+        stream.flush().unwrap();
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_bundle_upload_may_take_longer_than_the_body_timeout_while_it_keeps_flowing() {
+    let first = server();
+    let admin = first.org_admin("acme");
+    let bundle = export(&admin, false);
+    let second =
+        Server::start_with(&[("ROCKIT_EDGE_EXPORT_KDF_ITERATIONS", "1000"), ("ROCKIT_EDGE_BODY_TIMEOUT", "2s")]);
+    let (upload, _) = start_import(&second, PASSPHRASE);
+    // Ten pieces 400 ms apart: 4 s in all, twice the body timeout, never a 2 s pause.
+    let answer = put_slowly(&upload, &bundle, 10, Duration::from_millis(400));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""status":"staged""#), "{answer}");
+}
