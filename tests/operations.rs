@@ -328,4 +328,6 @@ const CONTRACT: &[&str] = &[
     "POST /be/v1/import",
     "PUT /be/v1/imports/{uploadToken}",
     "POST /adm/v1/commit",
+    "GET /adm/v1/imports/{importId}",
+    "DELETE /adm/v1/imports/{importId}",
 ];

@@ -445,3 +445,30 @@ fn a_bundle_upload_may_take_longer_than_the_body_timeout_while_it_keeps_flowing(
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""status":"staged""#), "{answer}");
 }
+
+#[test]
+fn an_import_shows_its_report_until_it_is_committed_or_discarded() {
+    let first = server();
+    let admin = first.org_admin("acme");
+    let bundle = export(&admin, false);
+    let second = server();
+    let (upload, import_id) = start_import(&second, PASSPHRASE);
+    let path = format!("/adm/v1/imports/{import_id}");
+    assert_eq!(second.admin("GET", &path, None).assert_ok()["import"]["status"], "waiting");
+    put(&upload, &bundle).assert_ok();
+    let staged = second.admin("GET", &path, None).assert_ok()["import"].clone();
+    assert_eq!((staged["status"].as_str(), staged["report"]["orgName"].as_str()), (Some("staged"), Some("acme")));
+    admin.call("GET", &path, None).assert_error(401, "token-missing");
+
+    second.admin("DELETE", &path, None).assert_ok();
+    second.admin("GET", &path, None).assert_error(404, "not-found");
+    commit(&second, &import_id).assert_error(404, "not-found");
+    put(&upload, &bundle).assert_error(404, "not-found");
+    assert_nothing_staged(&second);
+
+    let (upload, import_id) = start_import(&second, PASSPHRASE);
+    put(&upload, &bundle).assert_ok();
+    commit(&second, &import_id).assert_ok();
+    second.admin("DELETE", &format!("/adm/v1/imports/{import_id}"), None).assert_error(409, "conflict");
+    assert_eq!(org_names(&second), ["acme"]);
+}

@@ -423,6 +423,9 @@ pub fn routes() -> Vec<RouteSpec> {
             .with_body::<requests::StartImport>(),
         spec(Method::PUT, "/be/v1/imports/{uploadToken}", None, "transfers", "The one-time upload URL of an import: the bundle as the body; verified (passphrase, format version, integrity, name collision), unpacked and staged with a dry-run report", || web::to(transfers::upload))
         .answers(Answer::One("import")),
+        spec(Method::GET, "/adm/v1/imports/{importId}", Admin, "transfers", "An import with its state and dry-run report (admin token)", || web::to(transfers::import_details))
+        .answers(Answer::One("import")),
+        spec(Method::DELETE, "/adm/v1/imports/{importId}", Admin, "transfers", "Discard an import that was not committed, with its staged files (admin token)", || web::to(transfers::discard_import)),
         spec(Method::POST, "/adm/v1/commit", Admin, "transfers", "Commit Export: apply a staged import in one transaction (admin token)", || web::to(transfers::commit))
         .answers(Answer::One("import"))
             .with_body::<requests::CommitImport>(),

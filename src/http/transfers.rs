@@ -166,3 +166,20 @@ pub async fn commit(state: web::Data<AppState>, _admin: Admin, body: Json<Commit
     state.identity.cache.invalidate_all();
     Ok(HttpResponse::Ok().json(json!({"status": "success", "import": import(&committed), "org": views::org(&org)})))
 }
+
+pub async fn import_details(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    import_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(super::success("import", import(&state.resources.import(&import_id).await?)))
+}
+
+pub async fn discard_import(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    import_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    state.resources.discard_import(&import_id).await?;
+    Ok(super::done())
+}

@@ -372,6 +372,28 @@ impl Resources {
         staged.ok_or(ApiError::NotFound { resource: "import" })
     }
 
+    /// `GET /adm/v1/imports/{importId}`: an import with its dry-run report.
+    pub async fn import(&self, import_id: &str) -> ApiResult<Import> {
+        let name = import_id.to_string();
+        let import = self.store.read(move |c| transfers::import_by_name(c, &name)).await?;
+        import.ok_or(ApiError::NotFound { resource: "import" })
+    }
+
+    /// `DELETE /adm/v1/imports/{importId}`: discards an import that was not committed, with its
+    /// staged files; its upload URL stops working.
+    pub async fn discard_import(&self, import_id: &str) -> ApiResult<()> {
+        let import = self.import(import_id).await?;
+        if import.status == "committed" {
+            return Err(ApiError::Conflict(format!("import {} was committed; it cannot be discarded", import.name)));
+        }
+        let id = import.id;
+        if !self.store.write(move |c| transfers::delete_import(c, id)).await? {
+            return Err(ApiError::Conflict(format!("import {} was committed meanwhile", import.name)));
+        }
+        let _ = std::fs::remove_dir_all(self.import_dir(&import.name));
+        Ok(())
+    }
+
     /// `POST /adm/v1/commit`: applies a staged import in one transaction — the organization, its
     /// accounts (passwords as hashed on the old box, no sessions), secrets sealed under this box's
     /// key, and the builds moved into this box's depot — or nothing at all.

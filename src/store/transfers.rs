@@ -511,3 +511,8 @@ pub fn mark_committed(conn: &Connection, id: i64) -> StoreResult<bool> {
         params![id, now_rfc3339()],
     )? == 1)
 }
+
+/// Discards an import that was not committed. `false`: none such (unknown or committed).
+pub fn delete_import(conn: &Connection, id: i64) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM org_imports WHERE id = ?1 AND status != 'committed'", [id])? == 1)
+}
