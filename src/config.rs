@@ -164,6 +164,12 @@ settings! {
     task_retention: Duration = Duration::from_secs(30 * 24 * 3600), "30d",
         "finished tasks (done, failed, expired) are removed this long after they ended",
         serde(deserialize_with = "read::duration");
+    export_kdf_iterations: u32 = 600_000, "600000",
+        "PBKDF2 iterations deriving the keys of new organization bundles from their passphrase",
+        serde(deserialize_with = "read::within::<1000, 10000000, _, _>");
+    max_bundle_bytes: u64 = 256 << 30, "274877906944",
+        "largest organization bundle an import accepts, bytes",
+        serde(deserialize_with = "read::within::<1, 18446744073709551615, _, _>");
 }
 
 fn available_cores() -> usize {

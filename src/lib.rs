@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backups;
+pub mod bundle;
 pub mod commands;
 pub mod config;
 pub mod domain;

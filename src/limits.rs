@@ -90,9 +90,17 @@ pub async fn limit_peers_and_bodies(
     if let Some(limit) = body_timeout.filter(|_| has_body(&req)) {
         let payload = req.take_payload();
         let deadline = Box::pin(actix_web::rt::time::sleep(limit));
-        req.set_payload(Payload::Stream { payload: Box::pin(Deadline { payload, deadline, expired: false }) });
+        let idle = streams_large_body(req.path()).then_some(limit);
+        req.set_payload(Payload::Stream { payload: Box::pin(Deadline { payload, deadline, expired: false, idle }) });
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// The one-time upload URLs (a build tar, an organization bundle) take bodies of gigabytes that
+/// no whole-body deadline fits: there `body_timeout` bounds each pause between pieces instead,
+/// which still closes a connection that stalls.
+fn streams_large_body(path: &str) -> bool {
+    path.starts_with("/be/v1/uploads/") || path.starts_with("/be/v1/imports/")
 }
 
 /// The `body_timeout` setting, as app data for [`limit_peers_and_bodies`].
@@ -110,6 +118,8 @@ struct Deadline {
     payload: Payload,
     deadline: Pin<Box<actix_web::rt::time::Sleep>>,
     expired: bool,
+    /// Large uploads: the deadline moves this far ahead with every piece that arrives.
+    idle: Option<Duration>,
 }
 
 impl Stream for Deadline {
@@ -120,6 +130,10 @@ impl Stream for Deadline {
             return Poll::Ready(None);
         }
         if let Poll::Ready(item) = Pin::new(&mut self.payload).poll_next(cx) {
+            if let (Some(idle), Some(Ok(_))) = (self.idle, &item) {
+                let next = actix_web::rt::time::Instant::now() + idle;
+                self.deadline.as_mut().reset(next);
+            }
             return Poll::Ready(item);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {

@@ -124,6 +124,15 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     });
     let mut handlers = tasks::standard_handlers();
     handlers.extend(tasks::builds::handlers(builds));
+    handlers.push((
+        tasks::export::TYPE,
+        Arc::new(tasks::export::Export(Arc::new(tasks::export::ExportEnv {
+            sealer: sealer.clone(),
+            work_root: settings.state_dir.join("builds"),
+            exports_dir: settings.state_dir.join("exports"),
+            iterations: settings.export_kdf_iterations,
+        }))),
+    ));
     let queue = Queue::with_handlers(store.clone(), settings.state_dir.join("depot"), maintenance.clone(), handlers);
     let resumed = queue.recover().map_err(|e| e.to_string())?;
     if resumed > 0 {

@@ -322,4 +322,12 @@ const CONTRACT: &[&str] = &[
     "GET /be/v1/tasks/{taskName}",
     "PATCH /be/v1/tasks",
     "POST /be/v1/trigger",
+    // Organization transfers (issue 13): the compat paths and the one-time URLs they hand out.
+    "POST /be/v1/export",
+    "GET /be/v1/exports/{downloadToken}",
+    "POST /be/v1/import",
+    "PUT /be/v1/imports/{uploadToken}",
+    "POST /adm/v1/commit",
+    "GET /adm/v1/imports/{importId}",
+    "DELETE /adm/v1/imports/{importId}",
 ];

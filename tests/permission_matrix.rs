@@ -295,6 +295,36 @@ fn entries() -> Vec<Entry> {
             scope: Named,
             request: |f| ("/be/v1/trigger".into(), Some(json!({"action": "retryTask", "taskName": f.task}))),
         },
+        // Organization transfers (issue 13): an export is of the caller's own organization; an
+        // import needs the admin token; the one-time URLs are capabilities (tests/transfers.rs).
+        Entry {
+            method: "POST",
+            path: "/be/v1/export",
+            needs: Administrators,
+            scope: CreatesOwn,
+            request: |_| ("/be/v1/export".into(), Some(json!({"passphrase": "a long export passphrase"}))),
+        },
+        Entry {
+            method: "GET",
+            path: "/be/v1/exports/{downloadToken}",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/exports/not-a-capability".into(), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/import",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/import".into(), Some(json!({"passphrase": "a long import passphrase"}))),
+        },
+        Entry {
+            method: "PUT",
+            path: "/be/v1/imports/{uploadToken}",
+            needs: NoCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/imports/not-a-capability".into(), None),
+        },
         Entry {
             method: "POST",
             path: "/be/v1/subscriptions",

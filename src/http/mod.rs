@@ -20,6 +20,7 @@ pub mod resources;
 pub mod roles;
 pub mod sessions;
 pub mod srv;
+pub mod transfers;
 pub mod users;
 pub mod views;
 
@@ -411,6 +412,23 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::GET, "/be/v1/subscriptions", User, "subscriptions", "List subscriptions (subscriptions read; filters name, type)", || web::to(resources::list_subscriptions))
         .answers(Answer::List("subscriptions", &resources::SUBSCRIPTIONS_LIST)),
         spec(Method::DELETE, "/be/v1/subscriptions/{subscriptionName}", User, "subscriptions", "Delete a subscription (subscriptions delete)", || web::to(resources::delete_subscription)),
+        // Organization transfers (issue 13).
+        spec(Method::POST, "/be/v1/export", User, "transfers", "Export the caller's organization into a passphrase-protected bundle: queues an export task and answers its one-time download URL (members of Administrators)", || web::to(transfers::start_export))
+        .answers(Answer::One("task"))
+            .with_body::<requests::StartExport>(),
+        spec(Method::GET, "/be/v1/exports/{downloadToken}", None, "transfers", "The one-time download URL of an export: the bundle, streamed, once its task is done; used up when the whole file went out", || web::to(transfers::download))
+        .answers(Answer::Text("application/octet-stream")),
+        spec(Method::POST, "/be/v1/import", Admin, "transfers", "Start importing an organization bundle: answers a one-time upload URL (admin token)", || web::to(transfers::start_import))
+        .answers(Answer::One("import"))
+            .with_body::<requests::StartImport>(),
+        spec(Method::PUT, "/be/v1/imports/{uploadToken}", None, "transfers", "The one-time upload URL of an import: the bundle as the body; verified (passphrase, format version, integrity, name collision), unpacked and staged with a dry-run report", || web::to(transfers::upload))
+        .answers(Answer::One("import")),
+        spec(Method::GET, "/adm/v1/imports/{importId}", Admin, "transfers", "An import with its state and dry-run report (admin token)", || web::to(transfers::import_details))
+        .answers(Answer::One("import")),
+        spec(Method::DELETE, "/adm/v1/imports/{importId}", Admin, "transfers", "Discard an import that was not committed, with its staged files (admin token)", || web::to(transfers::discard_import)),
+        spec(Method::POST, "/adm/v1/commit", Admin, "transfers", "Commit Export: apply a staged import in one transaction (admin token)", || web::to(transfers::commit))
+        .answers(Answer::One("import"))
+            .with_body::<requests::CommitImport>(),
     ]
 }
 

@@ -83,6 +83,7 @@ fn view_schema(key: &str, generator: &mut schemars::SchemaGenerator) -> Option<s
         "session" => generator.subschema_for::<SessionView>(),
         "sessions" => generator.subschema_for::<LiveSessionView>(),
         "audit" => generator.subschema_for::<AuditEntryView>(),
+        "import" => generator.subschema_for::<super::transfers::ImportView>(),
         _ => return None,
     })
 }

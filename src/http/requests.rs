@@ -331,3 +331,33 @@ pub enum Trigger {
     #[serde(rename = "retryTask", rename_all = "camelCase")]
     RetryTask { task_name: TaskName },
 }
+
+// Organization transfers (issue 13) [design].
+
+/// A bundle's passphrase: at least 12 characters (checked by the service), like a password.
+pub type Passphrase = Text<{ limits::PASSWORD }>;
+
+/// `POST /be/v1/export`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartExport {
+    #[schemars(extend("minLength" = 12))]
+    pub passphrase: Passphrase,
+    /// Also carry the apps' retained builds (manifests, chunks, published images and patches).
+    pub include_builds: Option<bool>,
+}
+
+/// `POST /be/v1/import`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartImport {
+    #[schemars(extend("minLength" = 12))]
+    pub passphrase: Passphrase,
+}
+
+/// `POST /adm/v1/commit` ("Commit Export").
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommitImport {
+    pub import_id: Text<{ limits::SHORT }>,
+}

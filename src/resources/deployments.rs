@@ -120,7 +120,7 @@ impl Resources {
         }
     }
 
-    async fn check_origin(&self, origin: &Origin) -> ApiResult<()> {
+    pub(super) async fn check_origin(&self, origin: &Origin) -> ApiResult<()> {
         if let Origin::Fs { path } = origin {
             let (path, state, roots) =
                 (std::path::PathBuf::from(path), self.state_dir.clone(), self.origin_roots.clone());

@@ -99,7 +99,7 @@ impl Resources {
 
 /// Writes the body to `part` and fsyncs it: refused above `max_bytes`, and when the import
 /// announced a `size`, unless it has exactly that many bytes.
-async fn stream_to<S, E>(
+pub(super) async fn stream_to<S, E>(
     part: &std::path::Path,
     mut body: S,
     max_bytes: u64,
