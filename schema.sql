@@ -331,3 +331,6 @@ CREATE TABLE subscriptions (
     updated TEXT NOT NULL,
     UNIQUE (org_id, name)
 );
+
+-- 008_commit: the DxF image name of every retained build, so any of them can go live again.
+ALTER TABLE builds ADD COLUMN dxf_name TEXT;

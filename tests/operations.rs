@@ -322,4 +322,8 @@ const CONTRACT: &[&str] = &[
     "GET /be/v1/tasks/{taskName}",
     "PATCH /be/v1/tasks",
     "POST /be/v1/trigger",
+    // Go live and roll back (issue 11, [design]).
+    "POST /be/v1/commit",
+    // The caller's own permissions, for a console after a reload ([design]).
+    "GET /be/v1/me",
 ];
