@@ -271,3 +271,34 @@ fn a_commit_body_with_a_bad_build_id_or_unknown_field_is_invalid() {
         assert_eq!(reply.body["param"], param, "{body}: {:?}", reply.body);
     }
 }
+
+#[test]
+fn a_commit_copies_the_image_to_a_deployment_added_after_the_import() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    import(&admin, "game", &game_v1(), json!({}));
+    let late = tempfile::tempdir().unwrap();
+    create_fs_deployment(&admin, "late", late.path());
+    assert!(!late.path().join("dxf/acme/game/0001").exists());
+
+    assert_eq!(commit(&admin, json!({"appName": "game", "buildId": 1}))["status"], "done");
+    assert_eq!(pointer(late.path())["buildId"], 1);
+    let tree = tempfile::tempdir().unwrap();
+    let dest = tree.path().join("game");
+    fetch_current(late.path().to_str().unwrap(), &dest);
+    assert_same_tree(&read_tree(&dest), &game_v1());
+}
+
+#[test]
+fn fetch_without_a_build_and_without_a_live_one_says_so() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(common::BIN)
+        .args(["fetch", "--from", empty.path().to_str().unwrap(), "--org", "acme", "--app", "game", "--dest"])
+        .arg(empty.path().join("game"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("current.json"), "{stderr}");
+}

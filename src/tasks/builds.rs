@@ -577,3 +577,54 @@ fn evicted(input: &BuildInput) -> Vec<i64> {
     let spared = |b: &i64| *b == input.build_id || (!input.commit && *b == input.live);
     all.into_iter().filter(|b| !spared(b)).take(excess).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(retained: &[i64], build_id: i64, max_builds: i64, commit: bool, live: i64) -> BuildInput {
+        BuildInput {
+            org_id: 1,
+            org_name: "acme".into(),
+            app_id: 1,
+            app_name: "game".into(),
+            build_id,
+            build_name: None,
+            source: None,
+            size: None,
+            retained: retained.to_vec(),
+            max_builds,
+            image: None,
+            commit,
+            live,
+        }
+    }
+
+    #[test]
+    fn a_committed_import_evicts_the_oldest_builds_beyond_max_builds() {
+        assert_eq!(evicted(&input(&[1, 2], 3, 2, true, 2)), [1]);
+        assert_eq!(evicted(&input(&[1, 2, 3], 4, 2, true, 1)), [1, 2]);
+        assert_eq!(evicted(&input(&[1], 2, 2, true, 1)), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_staged_import_spares_the_live_build_and_itself() {
+        // Build 1 is live: the next oldest goes instead.
+        assert_eq!(evicted(&input(&[1, 2], 3, 2, false, 1)), [2]);
+        // Nothing else to evict: the app keeps one build more than maxBuilds for now.
+        assert_eq!(evicted(&input(&[1], 2, 1, false, 1)), Vec::<i64>::new());
+        // A rollback made an older build live; a staged import keeps it.
+        assert_eq!(evicted(&input(&[1, 2, 3], 4, 3, false, 1)), [2]);
+    }
+
+    #[test]
+    fn inputs_stored_before_go_live_existed_commit_their_build() {
+        let mut stored = serde_json::to_value(input(&[], 1, 5, true, 0)).unwrap();
+        let fields = stored.as_object_mut().unwrap();
+        fields.remove("commit");
+        fields.remove("live");
+        let read = BuildInput::deserialize(&stored).unwrap();
+        assert!(read.commit);
+        assert_eq!(read.live, 0);
+    }
+}
