@@ -880,3 +880,28 @@ fn the_tasks_page_updates_itself_while_tasks_run_and_keeps_its_filters() {
     });
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 }
+
+#[test]
+fn a_tar_uploaded_as_staged_is_published_without_going_live_until_go_live_is_pressed() {
+    let Some(browser) = browser_or_skip("console_browser::staged_upload") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    import_by_api(&admin, "space_game", &game_v1());
+    browser.refresh();
+    browser.wait_for("build #1 marked current", || (marked_current(&browser) == "#1").then_some(()));
+
+    let v2 = build_file(&server, "v2.tar", &tar_of(&game_v2()));
+    let stage = browser.field("Stage only: go live later from the builds list");
+    browser.click(&stage);
+    upload_in_browser(&browser, &v2);
+    chain_when(&browser, all_done);
+    // Build 2 is listed and offered, build 1 stays current.
+    let go_live = browser.wait_for("Go live for build #2", || {
+        browser.find_all("main button.commit").into_iter().find(|b| browser.text(b) == "Go live")
+    });
+    assert_eq!(marked_current(&browser), "#1");
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 1);
+    browser.click(&go_live);
+    browser.wait_for_text("Build #2 is live on every deployment.");
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 2);
+}
