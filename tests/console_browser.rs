@@ -905,3 +905,38 @@ fn a_tar_uploaded_as_staged_is_published_without_going_live_until_go_live_is_pre
     browser.wait_for_text("Build #2 is live on every deployment.");
     assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 2);
 }
+
+#[test]
+fn the_tasks_page_stops_asking_while_the_tab_is_hidden_and_catches_up_when_shown() {
+    let Some(browser) = browser_or_skip("console_browser::tasks_hidden_tab") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // A task that stays `submitted` (an upload that never comes) keeps the page polling.
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "space_game"}))).assert_ok();
+    browser.goto(&server.url("/#/tasks"));
+    browser.wait_for_text("this page updates itself");
+    // Count the page's task list requests, and let the test say whether the tab is hidden.
+    browser.script(
+        "window.taskCalls = 0; window.tabHidden = false; const real = window.fetch; \
+         window.fetch = (url, init) => { if (String(url).startsWith('/be/v1/tasks')) window.taskCalls += 1; return real(url, init); }; \
+         Object.defineProperty(document, 'hidden', { configurable: true, get: () => window.tabHidden });",
+        json!([]),
+    );
+    let calls = || browser.script("return window.taskCalls", json!([])).as_u64().unwrap_or(0);
+    browser.wait_for("the page to poll", || (calls() >= 1).then_some(()));
+
+    // Shown again right away: one reload, and the backoff starts over at its shortest delay.
+    let hide =
+        "window.tabHidden = true; document.dispatchEvent(new Event('visibilitychange')); return window.taskCalls;";
+    let show =
+        "window.tabHidden = false; document.dispatchEvent(new Event('visibilitychange')); return window.taskCalls;";
+    browser.script(hide, json!([]));
+    let before = browser.script(show, json!([])).as_u64().unwrap();
+    browser.wait_for("a reload when shown", || (calls() > before).then_some(()));
+    let hidden_at = browser.script(hide, json!([])).as_u64().unwrap();
+    // Several of the shortest delays pass while hidden: no request goes out.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(calls(), hidden_at, "requests while the tab was hidden");
+    let shown_at = browser.script(show, json!([])).as_u64().unwrap();
+    browser.wait_for("a reload when shown again", || (calls() > shown_at).then_some(()));
+}
