@@ -332,6 +332,8 @@ CREATE TABLE subscriptions (
     UNIQUE (org_id, name)
 );
 
+-- 008_commit: the DxF image name of every retained build, so any of them can go live again.
+ALTER TABLE builds ADD COLUMN dxf_name TEXT;
 -- 011_export: organization transfers (issue 13).
 -- The download URL of an export task. Only the SHA-256 of the 256-bit capability is kept; the
 -- row goes once the whole bundle was sent.

@@ -209,10 +209,10 @@ pub struct FetchArgs {
     /// App name.
     #[arg(long)]
     pub app: String,
-    /// The build to produce.
+    /// The build to produce; without it, the app's current build (its `current.json`).
     #[arg(long)]
-    pub build: u32,
-    /// The image's dxfName; needed with an http:// origin (a directory is listed).
+    pub build: Option<u32>,
+    /// The image's dxfName; needed with an http:// origin and --build (a directory is listed).
     #[arg(long)]
     pub dxf_name: Option<String>,
     /// DEST holds build B: update it to BUILD with the patch B → BUILD only.
@@ -231,14 +231,23 @@ pub fn fetch(args: &FetchArgs) -> Result<(), String> {
         Box::new(DirOrigin { root: args.from.clone().into() })
     };
     let client = Client::new(origin.as_ref(), &args.org, &args.app);
+    // No build named: follow the go-live pointer, as a launcher does.
+    let (build, dxf_name) = match args.build {
+        Some(build) => (build, args.dxf_name.clone()),
+        None => {
+            let current = client.current().map_err(|e| e.to_string())?;
+            let build = u32::try_from(current.build_id).map_err(|_| "current.json names no valid build".to_string())?;
+            (build, Some(current.dxf_name))
+        }
+    };
     let report = match args.update_from {
-        Some(from) => client.update(from, args.build, &args.dest),
-        None => client.rebuild(args.build, args.dxf_name.as_deref(), &args.dest),
+        Some(from) => client.update(from, build, &args.dest),
+        None => client.rebuild(build, dxf_name.as_deref(), &args.dest),
     }
     .map_err(|e| e.to_string())?;
     println!(
         "build {} in {}: {} files written, {} kept, {} bytes fetched",
-        args.build,
+        build,
         args.dest.display(),
         report.files_written,
         report.files_kept,

@@ -738,3 +738,205 @@ fn apps_roles_deployments_and_users_are_changed_and_deleted_through_the_console(
     browser.find_with_text("h1", "Deployments");
     admin.call("GET", "/be/v1/deployments/inside_state", None).assert_error(404, "not-found");
 }
+
+// Go live / roll back, permissions after a reload, the Tasks page refreshing itself (issue 12's
+// remaining items, with issue 11's POST /be/v1/commit and GET /be/v1/me).
+
+/// Imports `tree` through the API (upload mode) and waits until the app has settled.
+fn import_by_api(admin: &common::Session, app: &str, tree: &engine_support::Tree) {
+    let tar = tar_of(tree);
+    let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": app, "size": tar.len()})));
+    let url = reply.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+    common::send_raw("PUT", &url, &[], Some(("application/x-tar", &tar))).assert_ok();
+    common::eventually(CHAIN, || {
+        let app = admin.call("GET", &format!("/be/v1/apps/{app}"), None).assert_ok()["app"].clone();
+        (app["processing"] == false && app["exporting"] == false).then_some(())
+    });
+}
+
+/// The build the app page marks `current`, as its `#N` text.
+fn marked_current(browser: &Browser) -> String {
+    let text = browser.script(
+        "const badge = [...document.querySelectorAll('main section td .badge')].find((b) => b.textContent === 'current'); \
+         return badge ? badge.parentElement.firstChild.textContent.trim() : '';",
+        json!([]),
+    );
+    text.as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn going_live_and_rolling_back_from_the_app_page_moves_the_current_build_everywhere() {
+    let Some(browser) = browser_or_skip("console_browser::go_live") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    import_by_api(&admin, "space_game", &game_v1());
+    import_by_api(&admin, "space_game", &game_v2());
+    let pointer = server.home.path().join("cdn/dxf/acme/space_game/current.json");
+    let live = || -> Value { serde_json::from_slice(&std::fs::read(&pointer).unwrap()).unwrap() };
+    assert_eq!(live()["buildId"], 2);
+
+    browser.refresh();
+    browser.wait_for("build #2 marked current", || (marked_current(&browser) == "#2").then_some(()));
+    assert_eq!(unlabelled_fields(&browser), Vec::<String>::new());
+    // Only the other build offers to switch; the current one says it is live.
+    let offered: Vec<String> = browser.find_all("main button.commit").iter().map(|b| browser.text(b)).collect();
+    assert_eq!(offered, ["Roll back"]);
+
+    browser.press("Roll back");
+    browser.wait_for_text("Build #1 is live on every deployment.");
+    browser.wait_for("build #1 marked current", || (marked_current(&browser) == "#1").then_some(()));
+    // The commit task was shown with its status while it ran and stays shown, done.
+    let task = browser.find(".commit-status .badge");
+    assert_eq!(browser.text(&task), "done");
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 1);
+    assert_eq!(live()["buildId"], 1);
+    browser.script(
+        "[...document.querySelectorAll('main h2')].find((h) => h.textContent === 'Builds').scrollIntoView()",
+        json!([]),
+    );
+    browser.screenshots("app-rolled-back");
+
+    browser.press("Go live");
+    browser.wait_for_text("Build #2 is live on every deployment.");
+    browser.wait_for("build #2 marked current again", || (marked_current(&browser) == "#2").then_some(()));
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 2);
+    assert_eq!(live()["buildId"], 2);
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+
+    // A reader sees which build is current but is offered no switch.
+    admin.create_role("viewers", json!({"apps": 2}));
+    admin.create_user(&server, "vera", &["viewers"]);
+    browser.press("Sign out");
+    sign_in_directly(&browser, &server, "vera", PASSWORD, "acme");
+    browser.goto(&server.url("/#/apps/space_game"));
+    browser.wait_for("build #2 marked current for the reader", || (marked_current(&browser) == "#2").then_some(()));
+    assert!(browser.find_all("main button").is_empty(), "no Go live / Roll back for a reader");
+}
+
+#[test]
+fn after_a_reload_the_menus_follow_the_permissions_the_server_grants_now() {
+    let Some(browser) = browser_or_skip("console_browser::permissions_after_reload") else { return };
+    let server = Server::start();
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    admin.create_role("viewers", json!({"apps": 2}));
+    admin.create_user(&server, "vera", &["viewers"]);
+    sign_in_directly(&browser, &server, "vera", PASSWORD, "acme");
+    browser.find_with_text("h1", "Apps");
+    let nav = || -> Vec<String> { browser.find_all(".topbar nav a").iter().map(|a| browser.text(a)).collect() };
+    assert_eq!(nav(), ["Apps", "Administration"]);
+
+    // The administrator widens the role: after a reload vera is offered Tasks and app creation.
+    let widened = json!({"name": "viewers", "permissions": {"apps": 3, "tasks": 2}});
+    admin.call("PATCH", "/be/v1/roles", Some(widened)).assert_ok();
+    browser.refresh();
+    browser.wait_for("the Tasks menu", || (nav() == ["Apps", "Tasks", "Administration"]).then_some(()));
+    browser.find_with_text("summary", "New app");
+
+    // Narrowed again: the menu shrinks on the next reload, and Apps is no longer home.
+    let narrowed = json!({"name": "viewers", "permissions": {"tasks": 2}});
+    admin.call("PATCH", "/be/v1/roles", Some(narrowed)).assert_ok();
+    browser.refresh();
+    browser.wait_for("only the Tasks menu", || (nav() == ["Tasks", "Administration"]).then_some(()));
+    browser.goto(&server.url("/#/apps"));
+    browser.wait_for_text("Your roles do not allow you to see this page.");
+}
+
+#[test]
+fn the_tasks_page_updates_itself_while_tasks_run_and_keeps_its_filters() {
+    let Some(browser) = browser_or_skip("console_browser::tasks_auto_refresh") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // An import waiting for its upload: its dltar is `submitted` until the tar arrives.
+    let tar = tar_of(&game_v1());
+    let reply = admin.call("POST", "/be/v1/builds", Some(json!({"appName": "space_game", "size": tar.len()})));
+    let url = reply.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+
+    browser.goto(&server.url("/#/tasks"));
+    browser.find_with_text("h1", "Tasks");
+    let kind = browser.field("Type");
+    browser.type_into(&kind, "dltar");
+    let statuses = || -> Vec<(String, String)> {
+        let rows = browser.script(
+            "return [...document.querySelectorAll('main tbody tr')].map((tr) => \
+               [tr.querySelector('.task-name strong').textContent, tr.querySelector('.badge').textContent]);",
+            json!([]),
+        );
+        serde_json::from_value(rows).unwrap_or_default()
+    };
+    browser.wait_for("the waiting dltar", || {
+        (statuses() == [("dltar".to_string(), "submitted".to_string())]).then_some(())
+    });
+    browser.wait_for_text("this page updates itself");
+
+    // The upload arrives outside the browser; the page follows without a click or reload.
+    common::send_raw("PUT", &url, &[], Some(("application/x-tar", &tar))).assert_ok();
+    common::eventually(CHAIN, || (statuses() == [("dltar".to_string(), "done".to_string())]).then_some(()));
+    // The filter is still applied: mkraw and deploy are not listed, and the select kept its value.
+    let selected = browser.script("return document.querySelector('main select[name=type]').value", json!([]));
+    assert_eq!(selected, "dltar");
+    browser.wait_for("the self-update notice to go once nothing runs", || {
+        (!browser.page_text().contains("this page updates itself")).then_some(())
+    });
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
+
+#[test]
+fn a_tar_uploaded_as_staged_is_published_without_going_live_until_go_live_is_pressed() {
+    let Some(browser) = browser_or_skip("console_browser::staged_upload") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    import_by_api(&admin, "space_game", &game_v1());
+    browser.refresh();
+    browser.wait_for("build #1 marked current", || (marked_current(&browser) == "#1").then_some(()));
+
+    let v2 = build_file(&server, "v2.tar", &tar_of(&game_v2()));
+    let stage = browser.field("Stage only: go live later from the builds list");
+    browser.click(&stage);
+    upload_in_browser(&browser, &v2);
+    chain_when(&browser, all_done);
+    // Build 2 is listed and offered, build 1 stays current.
+    let go_live = browser.wait_for("Go live for build #2", || {
+        browser.find_all("main button.commit").into_iter().find(|b| browser.text(b) == "Go live")
+    });
+    assert_eq!(marked_current(&browser), "#1");
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 1);
+    browser.click(&go_live);
+    browser.wait_for_text("Build #2 is live on every deployment.");
+    assert_eq!(admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"]["iCurBuild"], 2);
+}
+
+#[test]
+fn the_tasks_page_stops_asking_while_the_tab_is_hidden_and_catches_up_when_shown() {
+    let Some(browser) = browser_or_skip("console_browser::tasks_hidden_tab") else { return };
+    let server = Server::start();
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // A task that stays `submitted` (an upload that never comes) keeps the page polling.
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "space_game"}))).assert_ok();
+    browser.goto(&server.url("/#/tasks"));
+    browser.wait_for_text("this page updates itself");
+    // Count the page's task list requests, and let the test say whether the tab is hidden.
+    browser.script(
+        "window.taskCalls = 0; window.tabHidden = false; const real = window.fetch; \
+         window.fetch = (url, init) => { if (String(url).startsWith('/be/v1/tasks')) window.taskCalls += 1; return real(url, init); }; \
+         Object.defineProperty(document, 'hidden', { configurable: true, get: () => window.tabHidden });",
+        json!([]),
+    );
+    let calls = || browser.script("return window.taskCalls", json!([])).as_u64().unwrap_or(0);
+    browser.wait_for("the page to poll", || (calls() >= 1).then_some(()));
+
+    // Shown again right away: one reload, and the backoff starts over at its shortest delay.
+    let hide =
+        "window.tabHidden = true; document.dispatchEvent(new Event('visibilitychange')); return window.taskCalls;";
+    let show =
+        "window.tabHidden = false; document.dispatchEvent(new Event('visibilitychange')); return window.taskCalls;";
+    browser.script(hide, json!([]));
+    let before = browser.script(show, json!([])).as_u64().unwrap();
+    browser.wait_for("a reload when shown", || (calls() > before).then_some(()));
+    let hidden_at = browser.script(hide, json!([])).as_u64().unwrap();
+    // Several of the shortest delays pass while hidden: no request goes out.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(calls(), hidden_at, "requests while the tab was hidden");
+    let shown_at = browser.script(show, json!([])).as_u64().unwrap();
+    browser.wait_for("a reload when shown again", || (calls() > shown_at).then_some(()));
+}

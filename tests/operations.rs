@@ -330,4 +330,8 @@ const CONTRACT: &[&str] = &[
     "POST /adm/v1/commit",
     "GET /adm/v1/imports/{importId}",
     "DELETE /adm/v1/imports/{importId}",
+    // Go live and roll back (issue 11, [design]).
+    "POST /be/v1/commit",
+    // The caller's own permissions, for a console after a reload ([design]).
+    "GET /be/v1/me",
 ];

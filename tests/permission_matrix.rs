@@ -262,6 +262,20 @@ fn entries() -> Vec<Entry> {
         },
         Entry {
             method: "GET",
+            path: "/be/v1/me",
+            needs: AnyCaller,
+            scope: Unscoped,
+            request: |_| ("/be/v1/me".into(), None),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/commit",
+            needs: Bit("apps", 4),
+            scope: Named,
+            request: |f| ("/be/v1/commit".into(), Some(json!({"appName": f.app}))),
+        },
+        Entry {
+            method: "GET",
             path: "/be/v1/tasks/{taskName}",
             needs: Bit("tasks", 2),
             scope: Named,

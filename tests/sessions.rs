@@ -433,6 +433,32 @@ fn emptying_a_roles_permissions_takes_effect_on_the_next_request() {
 }
 
 #[test]
+fn me_answers_the_callers_account_and_the_permissions_its_roles_grant_now() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.create_role("viewer", json!({"roles": 2, "apps": 6}));
+    let bob = admin.create_user(&server, "bob", &["viewer"]);
+    let me = bob.call("GET", "/be/v1/me", None).assert_ok().clone();
+    assert_eq!((me["user"]["username"].clone(), me["orgName"].clone()), (json!("bob"), json!("acme")));
+    assert_eq!((me["permissions"]["roles"].clone(), me["permissions"]["apps"].clone()), (json!(2), json!(6)));
+    assert_eq!(me["permissions"]["beUsers"], 0);
+    // A role change shows on the next call, without a new login.
+    admin.call("PATCH", "/be/v1/roles", Some(json!({"name": "viewer", "permissions": {"apps": 2}}))).assert_ok();
+    let me = bob.call("GET", "/be/v1/me", None).assert_ok().clone();
+    assert_eq!((me["permissions"]["roles"].clone(), me["permissions"]["apps"].clone()), (json!(0), json!(2)));
+    // A machine account with an API key asks the same way.
+    let bot = admin.create_machine("bot", &["viewer"]);
+    let me = bot.call("GET", "/be/v1/me", None).assert_ok().clone();
+    assert_eq!((me["user"]["type"].clone(), me["permissions"]["apps"].clone()), (json!("machine"), json!(2)));
+}
+
+#[test]
+fn me_without_credentials_is_refused() {
+    let server = Server::start();
+    common::send("GET", &server.url("/be/v1/me"), &[], None).assert_error(401, "token-missing");
+}
+
+#[test]
 fn a_credential_reset_revokes_the_users_sessions_and_old_password() {
     let server = Server::start();
     let admin = server.org_admin("acme");

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::hex;
 use super::image::{Index, IndexChunk, IndexKind};
-use super::layout::{build_rel, pack_name, patch_rel, INDEX_FILE, PATCH_DATA_FILE, PATCH_FILE};
+use super::layout::{build_rel, current_rel, pack_name, patch_rel, Pointer, INDEX_FILE, PATCH_DATA_FILE, PATCH_FILE};
 use super::patch::{FileOp, Patch, PatchKind, Piece};
 use super::store::{ChunkId, Codec};
 use super::validate::{check_link, normalize_path};
@@ -162,6 +162,19 @@ impl<'o> Client<'o> {
         }
         self.fetched.set(self.fetched.get() + len);
         Ok(bytes)
+    }
+
+    /// The app's go-live pointer (`current.json`): the build a launcher fetches when it names
+    /// none. Its fields are checked like any published data before they are used in a path.
+    pub fn current(&self) -> Result<Pointer> {
+        let rel = current_rel(&self.org, &self.app);
+        let bytes = self.get(&rel)?;
+        let pointer: Pointer =
+            serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt(format!("{rel}: {e}")))?;
+        if u32::try_from(pointer.build_id).is_err() || safe_path(&pointer.dxf_name)?.contains('/') {
+            return Err(EngineError::Corrupt(format!("{rel} names no valid build")));
+        }
+        Ok(pointer)
     }
 
     /// The `dxfName` of `build`, found by listing its directory (local origins only; an HTTP

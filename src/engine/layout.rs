@@ -30,3 +30,23 @@ pub const PATCH_DATA_FILE: &str = "patch.dat";
 pub fn pack_name(n: u32) -> String {
     format!("pack-{n:05}")
 }
+
+/// The go-live pointer's name below `dxf/<org>/<app>/`.
+pub const CURRENT_FILE: &str = "current.json";
+
+/// `dxf/<org>/<app>/current.json`: which build a launcher that names none should fetch.
+pub fn current_rel(org: &str, app: &str) -> String {
+    format!("dxf/{org}/{app}/{CURRENT_FILE}")
+}
+
+/// The go-live pointer (`current.json`), written last and atomically on every target when a
+/// build goes live.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pointer {
+    pub build_id: i64,
+    pub dxf_name: String,
+    pub name: Option<String>,
+    pub size_bytes: i64,
+    pub committed_at: String,
+}

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::body::Json;
 use super::list::{self, ListSpec};
 use super::principal::Caller;
-use super::requests::{BuildUrl, ChangeTask, CreateBuild, Trigger};
+use super::requests::{BuildUrl, ChangeTask, Commit, CreateBuild, Trigger};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::builds::{NewImport, UploadTerms};
 use crate::resources::uploads::UploadError;
@@ -42,6 +42,7 @@ pub async fn create_build(
         build_name: body.build_name.map(|n| n.into_inner()),
         source: body.url.map(source),
         size: body.size.map(|s| s.get().unsigned_abs()),
+        commit: body.commit.unwrap_or(true),
     };
     let terms = UploadTerms { ttl: state.settings.upload_ttl, max_bytes: state.settings.max_build_bytes };
     let (task, offer) = state.resources.create_build(&caller, import, terms).await?;
@@ -95,7 +96,7 @@ pub const TASKS_LIST: ListSpec = ListSpec {
     ],
     filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
     choices: &[
-        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "export"]),
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "commit", "export"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
     times: &["createdAfter", "createdBefore"],
@@ -135,4 +136,10 @@ pub async fn trigger(state: web::Data<AppState>, caller: Caller, body: Json<Trig
     match body.0 {
         Trigger::RetryTask { task_name } => with_task(&state.resources.retry_task(&caller, &task_name).await?),
     }
+}
+
+/// `POST /be/v1/commit`: answers the queued `commit` task, like the other calls that start one.
+pub async fn commit(state: web::Data<AppState>, caller: Caller, body: Json<Commit>) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    with_task(&state.resources.commit_build(&caller, &body.app_name, body.build_id.map(|b| b.get())).await?)
 }

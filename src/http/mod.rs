@@ -404,6 +404,11 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::POST, "/be/v1/trigger", User, "tasks", "retryTask: re-run a failed task from its checkpoint (tasks execute)", || web::to(builds::trigger))
         .answers(Answer::One("task"))
             .with_body::<requests::Trigger>(),
+        spec(Method::GET, "/be/v1/me", User, "users", "The caller's own account, organization and current permissions (any caller), as the login answered them", || web::to(users::me))
+        .answers(Answer::One("user")),
+        spec(Method::POST, "/be/v1/commit", User, "builds", "Go live or roll back: queues a commit task that makes a retained, processed build (default: the newest) current on every target, current.json written last; 409 conflict on buildId when not retained or not processed (apps update)", || web::to(builds::commit))
+        .answers(Answer::One("task"))
+            .with_body::<requests::Commit>(),
         spec(Method::GET, "/be/v1/tasks/{taskName}", User, "tasks", "One task of the organization with progress, warnings, exception and attempts (tasks read)", || web::to(builds::task))
         .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))

@@ -307,6 +307,18 @@ pub struct CreateBuild {
     /// The tar's size in bytes; the import fails when the download differs. At most 2^53: every
     /// such number is exact in JSON (and in a client's double).
     pub size: Option<Within<0, 9_007_199_254_740_992>>,
+    /// `false` stages the build: it is processed and published but does not go live until
+    /// `POST /be/v1/commit` names it. Default `true`: the import ends by making it current.
+    pub commit: Option<bool>,
+}
+
+/// `POST /be/v1/commit` [design]: makes a retained, processed build the current one.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Commit {
+    pub app_name: Name,
+    /// Absent: the newest processed build. An older retained build is a rollback.
+    pub build_id: Option<Within<1, 4_294_967_295>>,
 }
 
 pub type TaskName = Text<{ limits::SHORT }>;

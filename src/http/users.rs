@@ -126,6 +126,18 @@ pub async fn details(
     Ok(super::success("user", views::user(&user)))
 }
 
+/// `GET /be/v1/me` [design]: the caller's own account and the permissions its roles grant now —
+/// what the login answered, for a client that reloads and must not trust a stale copy.
+pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = state.identity.account(&caller, &caller.username).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "user": views::user(&user),
+        "orgName": caller.org_name,
+        "permissions": caller.permissions.to_json(),
+    })))
+}
+
 pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeUser>) -> ApiResult<HttpResponse> {
     let body = body.0;
     let password = match (body.old_pw, body.new_pw) {

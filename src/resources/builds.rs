@@ -11,6 +11,7 @@ use crate::store::builds::RetryRefused;
 use crate::store::tasks::{self as task_rows, Task, TaskFilter};
 use crate::store::{Listed, Page};
 use crate::tasks::builds::{self as chain, BuildInput, UrlSource};
+use crate::tasks::commit;
 
 /// What `POST /be/v1/builds` asks for, checked as far as its shape goes.
 pub struct NewImport {
@@ -18,6 +19,8 @@ pub struct NewImport {
     pub build_name: Option<String>,
     pub source: Option<UrlSource>,
     pub size: Option<u64>,
+    /// `false`: stage the build without going live.
+    pub commit: bool,
 }
 
 /// How long an upload URL lives and how large an upload may be (settings).
@@ -101,6 +104,8 @@ impl Resources {
                     retained: build_rows::build_ids(c, app.id)?,
                     max_builds: app.max_builds,
                     image: None,
+                    commit: import.commit,
+                    live: app.i_cur_build,
                 };
                 let group = format!("build-{}", crate::auth::hex(&crate::auth::random_bytes::<8>()));
                 let first = chain::task(chain::DLTAR, &group, &input);
@@ -113,6 +118,44 @@ impl Resources {
             .await?;
         self.queue.wake_workers();
         Ok((task, offer))
+    }
+
+    /// `POST /be/v1/commit`: queues the `commit` task that makes `build_id` (or the newest
+    /// processed build) current on every target. 409 `conflict` on `buildId` when the build is
+    /// not retained or not processed, 409 `busy` while an import or another commit holds the app.
+    pub async fn commit_build(&self, caller: &Principal, app_name: &str, build_id: Option<i64>) -> ApiResult<Task> {
+        caller.require(Resource::APPS, UPDATE)?;
+        let (org_id, org_name, app_name) = (caller.org_id, caller.org_name.clone(), app_name.to_string());
+        let task = self
+            .store
+            .write(move |c| -> ApiResult<Task> {
+                let app = apps::by_name(c, org_id, &app_name)?.ok_or(ApiError::NotFound { resource: "app" })?;
+                let busy = || ApiError::Busy(format!("an import or commit of app `{}` is running", app.name));
+                if app.processing || app.exporting {
+                    return Err(busy());
+                }
+                let build = build_rows::retained_build(c, app.id, build_id)?.ok_or_else(|| {
+                    let message = match build_id {
+                        Some(id) => format!("build {id} of app `{}` is not retained or not processed", app.name),
+                        None => format!("app `{}` has no processed build", app.name),
+                    };
+                    ApiError::ConflictParam { param: "buildId", message }
+                })?;
+                let input = commit::CommitInput {
+                    org_id,
+                    org_name,
+                    app_id: app.id,
+                    app_name: app.name.clone(),
+                    build_id: build.build_id,
+                    build_name: build.name,
+                    size_bytes: build.size_bytes,
+                    dxf_name: build.dxf_name,
+                };
+                build_rows::start_commit(c, org_id, app.id, &commit::task(&input))?.ok_or_else(busy)
+            })
+            .await?;
+        self.queue.wake_workers();
+        Ok(task)
     }
 
     /// One task of the caller's organization.

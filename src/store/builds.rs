@@ -82,7 +82,7 @@ pub fn set_deployment_status(conn: &Connection, org_id: i64, name: &str, error: 
     Ok(())
 }
 
-/// A finished build as deploy commits it.
+/// A finished build as deploy records it.
 pub struct NewBuild<'a> {
     pub app_id: i64,
     pub build_id: i64,
@@ -93,15 +93,19 @@ pub struct NewBuild<'a> {
     pub patches: &'a [(i64, i64)],
     /// Builds that leave the app with this one (beyond `maxBuilds`), with their patches.
     pub evicted: &'a [i64],
+    /// The build goes live (`iCurBuild`, `dxfName`); `false` stages it (`"commit": false`).
+    pub live: bool,
 }
 
-/// The one transaction that makes a build current: the build and its patches, `iCurBuild`,
-/// `dxfName`, eviction of builds beyond `maxBuilds`, and the app freed for the next import.
+/// The one transaction that ends an import: the build and its patches, eviction of builds beyond
+/// `maxBuilds`, the app freed for the next import, and — unless the build is only staged —
+/// `iCurBuild` and `dxfName`.
 pub fn commit_build(conn: &Connection, build: &NewBuild) -> StoreResult<()> {
     let now = now_rfc3339();
     conn.execute(
-        "INSERT OR REPLACE INTO builds (app_id, build_id, name, size_bytes, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![build.app_id, build.build_id, build.name, build.size_bytes, now],
+        "INSERT OR REPLACE INTO builds (app_id, build_id, name, size_bytes, created, dxf_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![build.app_id, build.build_id, build.name, build.size_bytes, now, build.dxf_name],
     )?;
     for (from, size) in build.patches {
         if build.evicted.contains(from) {
@@ -119,12 +123,90 @@ pub fn commit_build(conn: &Connection, build: &NewBuild) -> StoreResult<()> {
         )?;
         conn.execute("DELETE FROM builds WHERE app_id = ?1 AND build_id = ?2", params![build.app_id, old])?;
     }
+    if build.live {
+        set_live(conn, build.app_id, build.build_id, build.dxf_name)?;
+    }
     conn.execute(
-        "UPDATE apps SET i_cur_build = ?2, dxf_name = ?3, import_group = NULL, processing = 0, exporting = 0,
-             status = 'ok', error = NULL, updated = ?4 WHERE id = ?1",
-        params![build.app_id, build.build_id, build.dxf_name, now],
+        "UPDATE apps SET import_group = NULL, processing = 0, exporting = 0, status = 'ok', error = NULL, updated = ?2
+         WHERE id = ?1",
+        params![build.app_id, now],
     )?;
     Ok(())
+}
+
+/// The app's current build is now `build_id` (its `current.json` was written on every target).
+pub fn set_live(conn: &Connection, app_id: i64, build_id: i64, dxf_name: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE apps SET i_cur_build = ?2, dxf_name = ?3, updated = ?4 WHERE id = ?1",
+        params![app_id, build_id, dxf_name, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// A retained, processed build of an app, as a commit makes it current.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retained {
+    pub build_id: i64,
+    pub name: Option<String>,
+    pub size_bytes: i64,
+    /// `None` for builds recorded before migration 008 that were not current then.
+    pub dxf_name: Option<String>,
+}
+
+/// `build_id` of the app if it is retained and processed (imports that have not finished have
+/// no row), or without `build_id` the newest such build.
+pub fn retained_build(conn: &Connection, app_id: i64, build_id: Option<i64>) -> StoreResult<Option<Retained>> {
+    let row = |r: &rusqlite::Row| {
+        Ok(Retained { build_id: r.get(0)?, name: r.get(1)?, size_bytes: r.get(2)?, dxf_name: r.get(3)? })
+    };
+    let found = match build_id {
+        Some(id) => conn
+            .query_row(
+                "SELECT build_id, name, size_bytes, dxf_name FROM builds WHERE app_id = ?1 AND build_id = ?2",
+                params![app_id, id],
+                row,
+            )
+            .optional()?,
+        None => conn
+            .query_row(
+                "SELECT build_id, name, size_bytes, dxf_name FROM builds WHERE app_id = ?1
+                 ORDER BY build_id DESC LIMIT 1",
+                [app_id],
+                row,
+            )
+            .optional()?,
+    };
+    Ok(found)
+}
+
+/// Takes the app for a commit (the same lock as an import, so a commit and an import never
+/// write the app's pointer at once) and inserts the commit task. `None`: an import or another
+/// commit holds the app.
+pub fn start_commit(conn: &Connection, org_id: i64, app_id: i64, task: &NewTask) -> StoreResult<Option<Task>> {
+    let taken = conn.execute(
+        "UPDATE apps SET import_group = ?2 WHERE id = ?1 AND import_group IS NULL",
+        params![app_id, task.group],
+    )?;
+    if taken == 0 {
+        return Ok(None);
+    }
+    insert_task(conn, org_id, task).map(Some)
+}
+
+/// A commit ended: the app is free again; `error` (a target that could not be written) sets the
+/// app's `status:"error"`, as a failed deploy does.
+pub fn end_commit(conn: &Connection, app_id: i64, error: Option<&str>) -> StoreResult<()> {
+    match error {
+        Some(_) => release_failed(conn, app_id, error),
+        None => {
+            conn.execute(
+                "UPDATE apps SET import_group = NULL, processing = 0, exporting = 0, status = 'ok', error = NULL,
+                     updated = ?2 WHERE id = ?1",
+                params![app_id, now_rfc3339()],
+            )?;
+            Ok(())
+        }
+    }
 }
 
 /// The app's builds, oldest first.

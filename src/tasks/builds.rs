@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::commit::{self, publish_file, publish_order};
 use super::prune::{self, PruneTarget};
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::auth::sealing::Sealer;
@@ -150,6 +151,18 @@ pub struct BuildInput {
     pub max_builds: i64,
     #[serde(default)]
     pub image: Option<ImageOut>,
+    /// Deploy ends by making the build current (`current.json`, `iCurBuild`); `false` stages it
+    /// for a later `POST /be/v1/commit`. Absent in inputs stored before go-live existed: true.
+    #[serde(default = "yes")]
+    pub commit: bool,
+    /// The app's current build when the import started (an import holds the app, so no commit
+    /// changes it meanwhile): a staged build never evicts it.
+    #[serde(default)]
+    pub live: i64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A task of the chain for `input`.
@@ -415,72 +428,6 @@ impl TaskHandler for Mkraw {
 
 struct Deploy(Arc<BuildEnv>);
 
-/// One deployment a build is published to.
-struct Target {
-    /// `deployment <name>`, for messages.
-    what: String,
-    deployment: String,
-    /// `None`: an origin this server cannot publish to yet (s3).
-    root: Option<PathBuf>,
-}
-
-/// The files of `dir` in publish order: data before index (`index.zst` and `patch.zst` last), so
-/// no index is ever visible before the data it points to.
-fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.path())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    files.sort_by_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        (name == layout::INDEX_FILE || name == layout::PATCH_FILE, name)
-    });
-    Ok(files)
-}
-
-/// Copies one object: temp name in the target directory, fsync, rename, fsync of the directory.
-/// An object already there under its final name is whole (it got there by rename) and skipped.
-fn publish_file(src: &Path, dest: &Path) -> std::io::Result<bool> {
-    if dest.exists() {
-        return Ok(false);
-    }
-    let dir = crate::engine::fsutil::parent(dest);
-    std::fs::create_dir_all(&dir)?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(crate::engine::fsutil::temp_name(&name));
-    let result = (|| {
-        std::fs::copy(src, &temp)?;
-        File::open(&temp)?.sync_all()?;
-        std::fs::rename(&temp, dest)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map(|()| true)
-}
-
-impl Deploy {
-    fn targets(&self, ctx: &TaskContext, input: &BuildInput) -> Result<Vec<Target>, TaskFailure> {
-        let (org_id, app_id) = (input.org_id, input.app_id);
-        let all = ctx.store.read_blocking(|c| deployments::all_of_org(c, org_id)).map_err(store_failure)?;
-        let listed: Vec<String> =
-            ctx.store.read_blocking(|c| build_rows::app_deployment_names(c, app_id)).map_err(store_failure)?;
-        let mut targets = Vec::new();
-        for d in all.iter().filter(|d| listed.is_empty() || listed.contains(&d.name)) {
-            let root =
-                match (d.origin.get("type").and_then(Value::as_str), d.origin.get("path").and_then(Value::as_str)) {
-                    (Some("fs"), Some(path)) => Some(Path::new(path).join(&d.origin_prefix)),
-                    _ => None,
-                };
-            targets.push(Target { what: format!("deployment {}", d.name), deployment: d.name.clone(), root });
-        }
-        Ok(targets)
-    }
-}
-
 impl TaskHandler for Deploy {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
         let env = &self.0;
@@ -502,7 +449,7 @@ impl TaskHandler for Deploy {
                 objects.push((file, format!("{rel}/{name}")));
             }
         }
-        let targets = self.targets(ctx, &input)?;
+        let targets = commit::targets(ctx.store, input.org_id, input.app_id).map_err(store_failure)?;
         let total = (objects.len() * targets.len()) as i64;
         let mut done = 0;
         let mut published = Vec::new();
@@ -531,6 +478,14 @@ impl TaskHandler for Deploy {
                 ctx.progress(done, total).map_err(store_failure)?;
             }
             published.push(target.what.clone());
+        }
+        // Going live is the last write: the pointer on every target once all of them hold the
+        // build (a staged build, `"commit": false`, leaves the pointer alone).
+        if input.commit {
+            let pointer =
+                commit::pointer(input.build_id, &image.dxf_name, input.build_name.as_deref(), image.size_bytes);
+            let progress = |_, _| Ok(());
+            commit::publish_to_targets(ctx.depot, &targets, None, &commit::current_rel(org, app), &pointer, &progress)?;
         }
 
         // Builds beyond maxBuilds leave with this one: their manifests go, and the chunks no
@@ -575,6 +530,7 @@ impl TaskHandler for Deploy {
                 size_bytes: image.size_bytes,
                 patches: &patches,
                 evicted: &evicted,
+                live: input.commit,
             },
         )?;
         let listed = build_rows::app_deployment_names(conn, input.app_id)?;
@@ -608,13 +564,67 @@ impl TaskHandler for Deploy {
     }
 }
 
-/// The oldest builds beyond `maxBuilds` once the new one is in.
+/// The oldest builds beyond `maxBuilds` once the new one is in. Neither the new build nor —
+/// when the new one is only staged — the live build is evicted: launchers follow the live one,
+/// so the app keeps one build more than `maxBuilds` until a commit moves on.
 fn evicted(input: &BuildInput) -> Vec<i64> {
     let keep = input.max_builds.max(1) as usize;
     let mut all: Vec<i64> = input.retained.clone();
     all.push(input.build_id);
     all.sort_unstable();
+    all.dedup();
     let excess = all.len().saturating_sub(keep);
-    all.truncate(excess);
-    all
+    let spared = |b: &i64| *b == input.build_id || (!input.commit && *b == input.live);
+    all.into_iter().filter(|b| !spared(b)).take(excess).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(retained: &[i64], build_id: i64, max_builds: i64, commit: bool, live: i64) -> BuildInput {
+        BuildInput {
+            org_id: 1,
+            org_name: "acme".into(),
+            app_id: 1,
+            app_name: "game".into(),
+            build_id,
+            build_name: None,
+            source: None,
+            size: None,
+            retained: retained.to_vec(),
+            max_builds,
+            image: None,
+            commit,
+            live,
+        }
+    }
+
+    #[test]
+    fn a_committed_import_evicts_the_oldest_builds_beyond_max_builds() {
+        assert_eq!(evicted(&input(&[1, 2], 3, 2, true, 2)), [1]);
+        assert_eq!(evicted(&input(&[1, 2, 3], 4, 2, true, 1)), [1, 2]);
+        assert_eq!(evicted(&input(&[1], 2, 2, true, 1)), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_staged_import_spares_the_live_build_and_itself() {
+        // Build 1 is live: the next oldest goes instead.
+        assert_eq!(evicted(&input(&[1, 2], 3, 2, false, 1)), [2]);
+        // Nothing else to evict: the app keeps one build more than maxBuilds for now.
+        assert_eq!(evicted(&input(&[1], 2, 1, false, 1)), Vec::<i64>::new());
+        // A rollback made an older build live; a staged import keeps it.
+        assert_eq!(evicted(&input(&[1, 2, 3], 4, 3, false, 1)), [2]);
+    }
+
+    #[test]
+    fn inputs_stored_before_go_live_existed_commit_their_build() {
+        let mut stored = serde_json::to_value(input(&[], 1, 5, true, 0)).unwrap();
+        let fields = stored.as_object_mut().unwrap();
+        fields.remove("commit");
+        fields.remove("live");
+        let read = BuildInput::deserialize(&stored).unwrap();
+        assert!(read.commit);
+        assert_eq!(read.live, 0);
+    }
 }

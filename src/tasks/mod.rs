@@ -5,6 +5,7 @@
 //! The queue is generic: a task type is a name plus a [`TaskHandler`]; it knows nothing of builds.
 
 pub mod builds;
+pub mod commit;
 pub mod export;
 pub mod hello;
 pub mod prune;
@@ -93,7 +94,11 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// The task types every server runs that need nothing but the store and the depot.
 pub fn standard_handlers() -> Vec<(&'static str, Arc<dyn TaskHandler>)> {
-    vec![(hello::TYPE, Arc::new(hello::Hello)), (prune::TYPE, Arc::new(prune::Prune))]
+    vec![
+        (hello::TYPE, Arc::new(hello::Hello)),
+        (prune::TYPE, Arc::new(prune::Prune)),
+        (commit::TYPE, Arc::new(commit::Commit)),
+    ]
 }
 
 impl Queue {

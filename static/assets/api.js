@@ -172,9 +172,27 @@ export async function resume() {
   if (!session) return false;
   try {
     await refresh();
-    return true;
   } catch {
     return session !== null;
+  }
+  await reloadPermissions();
+  return session !== null;
+}
+
+/**
+ * Reads the user's account and current permissions again (`GET /be/v1/me`): the copy stored at
+ * sign-in goes stale when an administrator changes the user's roles, and menus must match what
+ * the server will allow. A failure keeps the stored copy (the server checks every call anyway).
+ */
+export async function reloadPermissions() {
+  try {
+    const answer = await call('GET', '/be/v1/me');
+    if (!session) return;
+    session.user = answer.user;
+    session.permissions = answer.permissions;
+    saveSession();
+  } catch {
+    // Offline or the session just ended: nothing better to show than what is stored.
   }
 }
 

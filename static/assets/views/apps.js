@@ -6,6 +6,7 @@ import * as api from '../api.js';
 import { can, CREATE, UPDATE, DELETE } from '../permissions.js';
 import { pagedList } from './list.js';
 import { importSection, runningGroup } from './imports.js';
+import { taskCells, FINISHED } from './tasks.js';
 
 const LIST_FIELDS = 'name,label,status,iCurBuild,sizeBytes,updated';
 
@@ -60,10 +61,47 @@ export async function page(view, { name }) {
   // The parts an import changes, refreshed in place when its chain ends (the chain stays shown).
   const summary = h('div', {});
   const builds = h('section', {});
+  // Go live / roll back: the commit task's progress, and whether one runs (buttons disabled).
+  const commitStatus = h('div', { class: 'commit-status', 'aria-live': 'polite' });
+  let shown = app;
+  let committing = false;
   const showApp = (current) => {
+    shown = current;
     fill(summary, current.error ? notice(`Error: ${current.error}`, 'error') : null, appDetails(current));
-    fill(builds, h('h2', { text: 'Builds' }), buildsTable(current), h('h2', { text: 'Patches' }), patchesChart(current));
+    fill(builds, h('h2', { text: 'Builds' }), buildsTable(current, { committing, commit: commitTo }), commitStatus,
+      h('h2', { text: 'Patches' }), patchesChart(current));
   };
+  const reloadApp = async () => showApp((await api.call('GET', `/be/v1/apps/${seg(app.name)}`)).app);
+  async function commitTo(build) {
+    const title = `${build.buildId > shown.iCurBuild ? 'Going live with' : 'Rolling back to'} build #${build.buildId}`;
+    const busy = (on) => {
+      committing = on;
+      showApp(shown);
+    };
+    busy(true);
+    fill(commitStatus, h('p', { text: `${title}…` }));
+    let task;
+    try {
+      ({ task } = await api.call('POST', '/be/v1/commit', { appName: app.name, buildId: build.buildId }));
+    } catch (err) {
+      busy(false);
+      fill(commitStatus, notice(err.message, 'error'));
+      return;
+    }
+    watchTask(task, commitStatus, title, {
+      retried: () => busy(true),
+      ended: async (ended, err) => {
+        committing = false;
+        if (err) {
+          showApp(shown);
+          add(commitStatus, notice(err.message, 'error'));
+          return;
+        }
+        await reloadApp().catch(() => showApp(shown));
+        if (ended.status === 'done') add(commitStatus, notice(`Build #${build.buildId} is live on every deployment.`));
+      },
+    });
+  }
   showApp(app);
   const imports = can('apps', UPDATE)
     ? importSection(app, {
@@ -103,13 +141,67 @@ function appDetails(app) {
   ]);
 }
 
-function buildsTable(app) {
-  return table('Builds', ['ID', 'Name', 'Size', 'Created'], app.builds.map((build) => [
-    build.buildId === app.iCurBuild ? h('span', {}, `#${build.buildId} `, h('span', { class: 'badge badge-good', text: 'current' })) : `#${build.buildId}`,
-    build.buildName || '—',
-    bytes(build.sizeBytes),
-    when(build.created),
-  ]), { empty: 'No builds yet.' });
+/**
+ * The retained builds, the current one marked. With apps update, every other build offers
+ * "Go live" (newer than the current one) or "Roll back" (older): `commit(build)` runs it.
+ */
+function buildsTable(app, { committing, commit }) {
+  const mayCommit = can('apps', UPDATE);
+  const busy = committing || app.processing || app.exporting;
+  const headers = ['ID', 'Name', 'Size', 'Created'];
+  if (mayCommit) headers.push('Live');
+  return table('Builds', headers, app.builds.map((build) => {
+    const current = build.buildId === app.iCurBuild;
+    const cells = [
+      current ? h('span', {}, `#${build.buildId} `, h('span', { class: 'badge badge-good', text: 'current' })) : `#${build.buildId}`,
+      build.buildName || '—',
+      bytes(build.sizeBytes),
+      when(build.created),
+    ];
+    if (mayCommit) {
+      const label = build.buildId > app.iCurBuild ? 'Go live' : 'Roll back';
+      cells.push(current ? h('span', { class: 'hint', text: 'live now' }) : h('button', {
+        type: 'button',
+        class: 'commit',
+        text: label,
+        'aria-label': `${label}: build #${build.buildId}`,
+        title: busy ? 'Wait for the running import or commit to end.' : undefined,
+        disabled: busy,
+        onclick: () => commit(build),
+      }));
+    }
+    return cells;
+  }), { empty: 'No builds yet.' });
+}
+
+// How often a commit task is polled while it runs.
+const COMMIT_POLL_MS = 1000;
+
+/**
+ * Shows `task` in `into`, polled until it has finished; then `ended(task)` (or `ended(null, err)`
+ * when it cannot be read). Retrying a failed task from its row calls `retried()` and watches again.
+ */
+function watchTask(task, into, title, { retried, ended }) {
+  const show = (current) => fill(into, h('h3', { text: title }),
+    table('Commit task', ['Task', 'Status', 'Progress', 'Details', 'Created'],
+      [taskCells(current, () => { retried(); poll(); }, { withApp: false })]));
+  async function poll() {
+    // The user left the page: nothing to show any more.
+    if (into.dataset.shown && !into.isConnected) return;
+    into.dataset.shown = 'yes';
+    let current;
+    try {
+      current = (await api.call('GET', `/be/v1/tasks/${seg(task.name)}`)).task;
+    } catch (err) {
+      ended(null, err);
+      return;
+    }
+    show(current);
+    if (FINISHED.includes(current.status)) ended(current);
+    else setTimeout(poll, COMMIT_POLL_MS);
+  }
+  show(task);
+  poll();
 }
 
 /** Each patch as a bar against the full image of the build it leads to. */

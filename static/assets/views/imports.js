@@ -41,19 +41,27 @@ function urlForm(app, started) {
     fields: [
       { name: 'url', label: 'Build URL', type: 'url', required: true, hint: 'The uncompressed native-build.tar; the server downloads it.' },
       { name: 'buildName', label: 'Build name (optional)' },
+      { name: 'stage', label: STAGE_LABEL, type: 'checkbox' },
     ],
-    onSubmit: async ({ url, buildName }, el) => {
-      const answer = await api.call('POST', '/be/v1/builds', { appName: app.name, url, buildName: buildName || undefined });
+    onSubmit: async ({ url, buildName, stage }, el) => {
+      const answer = await api.call('POST', '/be/v1/builds', {
+        appName: app.name, url, buildName: buildName || undefined, commit: stage ? false : undefined,
+      });
       el.reset();
       started(answer.task);
     },
   });
 }
 
+// `"commit": false`: the build is processed and published but stays staged until "Go live".
+const STAGE_LABEL = 'Stage only: go live later from the builds list';
+
 function uploadForm(app, started) {
   nextId += 1;
   const fileId = `upload-file-${nextId}`;
   const nameId = `upload-name-${nextId}`;
+  const stageId = `upload-stage-${nextId}`;
+  const stage = h('input', { type: 'checkbox', id: stageId, name: 'stage' });
   const file = h('input', { type: 'file', id: fileId, name: 'file', accept: '.tar,application/x-tar', required: true });
   const buildName = h('input', { type: 'text', id: nameId, name: 'buildName', autocomplete: 'off' });
   const bar = h('progress', { max: '100', value: '0', 'aria-label': 'Upload progress' });
@@ -77,6 +85,7 @@ function uploadForm(app, started) {
       try {
         const answer = await api.call('POST', '/be/v1/builds', {
           appName: app.name, size: chosen.size, buildName: buildName.value.trim() || undefined,
+          commit: stage.checked ? false : undefined,
         });
         // The chain shows the dltar waiting for the upload while it runs.
         started(answer.task);
@@ -98,6 +107,7 @@ function uploadForm(app, started) {
   h('h2', { text: 'Upload a tar' }),
   h('div', { class: 'field' }, h('label', { for: fileId, text: 'Build tar file' }), file),
   h('div', { class: 'field' }, h('label', { for: nameId, text: 'Build name (optional)' }), buildName),
+  h('div', { class: 'field field-checkbox' }, stage, h('label', { for: stageId, text: STAGE_LABEL })),
   progress,
   error,
   h('div', { class: 'actions' }, button));

@@ -6,9 +6,9 @@ let nextId = 0;
 
 /**
  * `load({offset, limit, search, ...filters})` answers `{items, total}`; `row(item)` answers the
- * cells. Answers `{element, reload}`.
+ * cells; `loaded(items)` runs after each page is shown. Answers `{element, reload, results}`.
  */
-export function pagedList({ caption, headers, row, load, searchLabel = 'Search by name', filters = [], pageSize = 20 }) {
+export function pagedList({ caption, headers, row, load, loaded = () => {}, searchLabel = 'Search by name', filters = [], pageSize = 20 }) {
   nextId += 1;
   const id = `list-${nextId}`;
   let offset = 0;
@@ -45,6 +45,7 @@ export function pagedList({ caption, headers, row, load, searchLabel = 'Search b
       status.textContent = total === 0 ? '' : `${offset + 1}–${last} of ${total}`;
       prev.disabled = offset === 0;
       next.disabled = last >= total;
+      loaded(items);
     } catch (err) {
       if (mine !== generation) return;
       fill(results, notice(err.message, 'error'));
@@ -58,5 +59,5 @@ export function pagedList({ caption, headers, row, load, searchLabel = 'Search b
     results,
     h('nav', { class: 'paging', 'aria-label': `${caption} pages` }, prev, status, next));
   reload();
-  return { element, reload };
+  return { element, reload, results };
 }

@@ -111,10 +111,36 @@ export function taskCells(task, changed, { withApp = true } = {}) {
   ].filter((cell) => cell !== null);
 }
 
-const TYPES = [['', 'All types'], ['dltar', 'dltar (download)'], ['mkraw', 'mkraw (image and patch)'], ['deploy', 'deploy'], ['prune', 'prune'], ['hello', 'hello']];
+const TYPES = [['', 'All types'], ['dltar', 'dltar (download)'], ['mkraw', 'mkraw (image and patch)'], ['deploy', 'deploy'], ['commit', 'commit (go live)'], ['prune', 'prune'], ['hello', 'hello']];
 const STATUSES = [['', 'All statuses'], ['submitted', 'submitted'], ['running', 'running'], ['done', 'done'], ['failed', 'failed'], ['expired', 'expired']];
 
+// While tasks of the shown page wait or run, the page reloads itself: soon after a change, less
+// and less often while nothing changes, never while the browser tab is hidden.
+const REFRESH_MIN_MS = 1000;
+const REFRESH_MAX_MS = 15000;
+
+/** A task's visible state, to tell whether a reload changed anything. */
+function stateOf(items) {
+  return JSON.stringify(items.map((task) => [task.name, task.status, task.progress, task.attempts, task.warnings?.length]));
+}
+
 export async function list(view) {
+  const live = h('p', { class: 'hint auto-refresh', 'aria-live': 'off' });
+  let delay = REFRESH_MIN_MS;
+  let timer = null;
+  let seen = '';
+  let active = false;
+  const due = () => {
+    clearTimeout(timer);
+    timer = null;
+    if (!active || document.hidden || !view.isConnected) return;
+    timer = setTimeout(() => {
+      if (!view.isConnected || document.hidden) return;
+      // A keyboard user on a button of the table keeps it: wait until the focus moves on.
+      if (tasks.results.contains(document.activeElement)) due();
+      else tasks.reload();
+    }, delay);
+  };
   const tasks = pagedList({
     caption: 'Tasks',
     headers: ['Task', 'App', 'Status', 'Progress', 'Details', 'Created'],
@@ -127,10 +153,33 @@ export async function list(view) {
       const answer = await api.call('GET', `/be/v1/tasks${api.query({ offset, limit, appName: search, type, status, 'order[]': '-created' })}`);
       return { items: answer.tasks, total: answer.total };
     },
+    loaded: (items) => {
+      active = items.some((task) => !FINISHED.includes(task.status));
+      const state = stateOf(items);
+      delay = state === seen ? Math.min(REFRESH_MAX_MS, delay * 2) : REFRESH_MIN_MS;
+      seen = state;
+      live.textContent = active ? 'Tasks are waiting or running: this page updates itself.' : '';
+      due();
+    },
     row: (task) => taskCells(task, () => tasks.reload()),
   });
+  const visibility = () => {
+    if (!view.isConnected) {
+      document.removeEventListener('visibilitychange', visibility);
+      return;
+    }
+    if (document.hidden) {
+      clearTimeout(timer);
+      timer = null;
+    } else if (active) {
+      delay = REFRESH_MIN_MS;
+      tasks.reload();
+    }
+  };
+  document.addEventListener('visibilitychange', visibility);
   add(view,
     h('div', { class: 'page-head' }, h('h1', { text: 'Tasks' })),
-    h('p', { class: 'hint', text: 'Newest first. An import runs as dltar (download or upload) → mkraw (image and patch) → deploy.' }),
+    h('p', { class: 'hint', text: 'Newest first. An import runs as dltar (download or upload) → mkraw (image and patch) → deploy; going live or rolling back runs a commit task.' }),
+    live,
     tasks.element);
 }
