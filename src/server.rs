@@ -123,6 +123,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         sealer: sealer.clone(),
     });
     let mut handlers = tasks::standard_handlers();
+    handlers.push(tasks::faststart::handler(builds.clone()));
     handlers.extend(tasks::builds::handlers(builds));
     let queue = Queue::with_handlers(store.clone(), settings.state_dir.join("depot"), maintenance.clone(), handlers);
     let resumed = queue.recover().map_err(|e| e.to_string())?;

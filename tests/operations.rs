@@ -322,4 +322,5 @@ const CONTRACT: &[&str] = &[
     "GET /be/v1/tasks/{taskName}",
     "PATCH /be/v1/tasks",
     "POST /be/v1/trigger",
+    "POST /be/v1/traces",
 ];

@@ -95,7 +95,7 @@ pub const TASKS_LIST: ListSpec = ListSpec {
     ],
     filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
     choices: &[
-        ("type", &["dltar", "mkraw", "deploy", "hello", "prune"]),
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "mkfast"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
     times: &["createdAfter", "createdBefore"],
@@ -134,5 +134,6 @@ pub async fn change_task(
 pub async fn trigger(state: web::Data<AppState>, caller: Caller, body: Json<Trigger>) -> ApiResult<HttpResponse> {
     match body.0 {
         Trigger::RetryTask { task_name } => with_task(&state.resources.retry_task(&caller, &task_name).await?),
+        Trigger::ProcessTraces { app_name } => with_task(&state.resources.process_traces(&caller, &app_name).await?),
     }
 }

@@ -118,6 +118,7 @@ pub fn commit_build(conn: &Connection, build: &NewBuild) -> StoreResult<()> {
             params![build.app_id, old],
         )?;
         conn.execute("DELETE FROM builds WHERE app_id = ?1 AND build_id = ?2", params![build.app_id, old])?;
+        super::traces::forget_build(conn, build.app_id, *old)?;
     }
     conn.execute(
         "UPDATE apps SET i_cur_build = ?2, dxf_name = ?3, import_group = NULL, processing = 0, exporting = 0,

@@ -21,6 +21,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("004_builds", include_str!("../../migrations/004_builds.sql")),
     ("005_sessions_and_audit", include_str!("../../migrations/005_sessions_and_audit.sql")),
     ("006_task_counts", include_str!("../../migrations/006_task_counts.sql")),
+    // 007–009 are taken by branches merged alongside this one (s3, live, hooks, export).
+    ("010_traces", include_str!("../../migrations/010_traces.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -17,6 +17,7 @@ pub mod roles;
 pub mod sessions;
 pub mod subscriptions;
 pub mod tasks;
+pub mod traces;
 pub mod users;
 mod writer;
 

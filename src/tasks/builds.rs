@@ -56,11 +56,11 @@ impl BuildEnv {
         tar_path(&self.work_root, input.app_id, input.build_id)
     }
 
-    fn manifest_path(&self, app_id: i64, build: i64) -> PathBuf {
-        self.app_dir(app_id).join("manifests").join(format!("{build:04}.json"))
+    pub(crate) fn manifest_path(&self, app_id: i64, build: i64) -> PathBuf {
+        manifest_path(&self.work_root, app_id, build)
     }
 
-    fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
+    pub(crate) fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
         ChunkStore::open(self.app_dir(app_id).join("chunks")).map_err(engine_failure)
     }
 }
@@ -68,6 +68,11 @@ impl BuildEnv {
 /// Where an import's tar is kept until mkraw has read it (`work_root` is `<state>/builds`).
 pub fn tar_path(work_root: &Path, app_id: i64, build_id: i64) -> PathBuf {
     work_root.join(app_id.to_string()).join("incoming").join(format!("{build_id:04}.tar"))
+}
+
+/// Where the manifest of an app's build is kept (`work_root` is `<state>/builds`).
+pub fn manifest_path(work_root: &Path, app_id: i64, build: i64) -> PathBuf {
+    work_root.join(app_id.to_string()).join("manifests").join(format!("{build:04}.json"))
 }
 
 /// The handlers of the chain, to register with the queue.
@@ -165,11 +170,11 @@ pub fn task(kind: &str, group: &str, input: &BuildInput) -> NewTask {
     }
 }
 
-fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
+pub(crate) fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
     TaskFailure { exception: json!({"message": message.into()}), retryable }
 }
 
-fn store_failure(e: crate::store::StoreError) -> TaskFailure {
+pub(crate) fn store_failure(e: crate::store::StoreError) -> TaskFailure {
     failure(format!("database: {e}"), true)
 }
 
@@ -179,7 +184,7 @@ fn io_failure(what: &str, e: std::io::Error) -> TaskFailure {
 
 /// A refused build is final (`fileReadFailed` with the compat fields); anything else may pass on
 /// another attempt.
-fn engine_failure(e: EngineError) -> TaskFailure {
+pub(crate) fn engine_failure(e: EngineError) -> TaskFailure {
     match e.file_read_failed_fields() {
         Some(fields) => {
             TaskFailure { exception: json!({"message": e.to_string(), "fileReadFailed": fields}), retryable: false }
@@ -193,12 +198,12 @@ fn input_of(task: &Task) -> Result<BuildInput, TaskFailure> {
         .map_err(|e| failure(format!("the task input is not a build input: {e}"), false))
 }
 
-fn build_number(n: i64) -> Result<u32, TaskFailure> {
+pub(crate) fn build_number(n: i64) -> Result<u32, TaskFailure> {
     u32::try_from(n).map_err(|_| failure(format!("build number {n} is out of range"), false))
 }
 
 /// Removes temporary files an interrupted attempt left in `dir`, if it exists.
-fn remove_leftovers(dir: &Path) -> Result<(), TaskFailure> {
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), TaskFailure> {
     if dir.is_dir() {
         crate::engine::fsutil::remove_leftovers(dir).map_err(engine_failure)?;
     }
@@ -426,7 +431,7 @@ struct Target {
 
 /// The files of `dir` in publish order: data before index (`index.zst` and `patch.zst` last), so
 /// no index is ever visible before the data it points to.
-fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(crate) fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -442,7 +447,7 @@ fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Copies one object: temp name in the target directory, fsync, rename, fsync of the directory.
 /// An object already there under its final name is whole (it got there by rename) and skipped.
-fn publish_file(src: &Path, dest: &Path) -> std::io::Result<bool> {
+pub(crate) fn publish_file(src: &Path, dest: &Path) -> std::io::Result<bool> {
     if dest.exists() {
         return Ok(false);
     }

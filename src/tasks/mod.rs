@@ -5,6 +5,7 @@
 //! The queue is generic: a task type is a name plus a [`TaskHandler`]; it knows nothing of builds.
 
 pub mod builds;
+pub mod faststart;
 pub mod hello;
 pub mod prune;
 
