@@ -244,3 +244,88 @@ fn a_launcher_account_with_only_trainings_update_sends_traces_and_nothing_more()
     let stored = admin.call("POST", "/be/v1/traces", Some(trace(reads())));
     assert_eq!(stored.assert_ok()["trace"]["traces"], 2, "only the launcher's and this trace are stored");
 }
+
+/// Files under `root` whose name marks an unfinished write.
+fn leftovers(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                found.push(entry.path().display().to_string());
+            } else if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_crash_during_process_traces_reruns_it_to_the_same_image_and_publishes_it_whole() {
+    use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks};
+    // A large file keeps the image and its publishing running long enough to be caught.
+    let mut tree = game_v1();
+    tree.insert("data/movie.bin".into(), file(noise(42, 64 << 20)));
+    let tar = tar_of(&tree);
+    let server = Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true")]);
+    let admin = server.org_admin("acme");
+    let cdns: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (i, cdn) in cdns.iter().enumerate() {
+        let origin = json!({"type": "fs", "path": cdn.path().to_str().unwrap()});
+        admin
+            .call("POST", "/be/v1/deployments", Some(json!({"name": format!("cdn{i}"), "origin": origin})))
+            .assert_ok();
+    }
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "game", "label": "Game"}))).assert_ok();
+    let url = build_origin(tar.clone());
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": url, "size": tar.len()}))).assert_ok();
+    settled(&admin, "game");
+    let startup = json!([
+        {"path": "data/movie.bin", "offset": 40 << 20, "len": 1 << 20},
+        {"path": "docs/readme.txt", "offset": 0, "len": 10},
+    ]);
+    admin.call("POST", "/be/v1/traces", Some(trace(startup.clone()))).assert_ok();
+    let name = process_traces(&admin).assert_ok()["task"]["name"].as_str().unwrap().to_string();
+
+    let deadline = std::time::Instant::now() + CHAIN;
+    loop {
+        let task = admin.call("GET", &format!("/be/v1/tasks/{name}"), None).assert_ok()["task"].clone();
+        match task["status"].as_str() {
+            Some("running") => break,
+            Some("done") => panic!("mkfast finished before the test could kill the server during it"),
+            Some("failed") => panic!("mkfast failed: {task}"),
+            _ => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "mkfast never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut server = server;
+    server.kill();
+    let server = server.restart();
+    let admin = Session { base: server.base.clone(), ..admin };
+    let app = settled(&admin, "game");
+    let task = admin.call("GET", &format!("/be/v1/tasks/{name}"), None).assert_ok()["task"].clone();
+    assert_eq!(task["status"], "done", "{task}");
+
+    // The image an uninterrupted run writes (the engine is deterministic).
+    let work = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(work.path().join("chunks")).unwrap();
+    let engine = Engine::start(EngineOptions::default()).unwrap();
+    let manifest = engine.import_tar(&tar[..], None, &store, &Hooks::default()).unwrap();
+    let reads: Vec<rockit_edge::engine::startup::Read> = serde_json::from_value(startup).unwrap();
+    let out = layout::build_dir(&work.path().join("depot"), "acme", "game", 1);
+    let expected = engine.write_startup_image(&manifest, &store, &out, &reads, &Hooks::default()).unwrap();
+    assert_eq!(app["dxfName"], expected.dxf_name.as_str(), "{app}");
+    let kinds = admin.call("GET", "/be/v1/tasks?type=mkfast", None).assert_ok()["tasks"].clone();
+    assert_eq!(kinds.as_array().unwrap().len(), 1, "one mkfast task, not a duplicate");
+    for cdn in &cdns {
+        assert_eq!(leftovers(cdn.path()), Vec::<String>::new(), "half-written objects on a deployment");
+        let dest = tempfile::tempdir().unwrap();
+        let published = DirOrigin { root: cdn.path().to_path_buf() };
+        Client::new(&published, "acme", "game").rebuild(1, Some(&expected.dxf_name), &dest.path().join("t")).unwrap();
+        assert_same_tree(&read_tree(&dest.path().join("t")), &tree);
+    }
+    assert_eq!(leftovers(&server.state_dir.join("depot")), Vec::<String>::new());
+}
