@@ -31,13 +31,15 @@ out_dir = sys.argv[3] if len(sys.argv) > 3 else 'bench/results'
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def call(base, method, path, token=None, body=None):
+def call(base, method, path, token=None, body=None, admin=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
         req.add_header('content-type', 'application/json')
     if token:
         req.add_header('authorization', 'Bearer ' + token)
+    if admin:
+        req.add_header('x-rockit-admin-token', admin)
     with urllib.request.urlopen(req, timeout=600) as r:
         return json.loads(r.read())
 
@@ -102,7 +104,7 @@ try:
                 time.sleep(0.1)
         admin = subprocess.run([rockit, 'admin-token', '--name', 'bench', '--state-dir', state],
                                capture_output=True, text=True, check=True).stdout.strip()
-        org = call(base, 'POST', '/adm/v1/orgs', admin, {'name': 'bench'})
+        org = call(base, 'POST', '/adm/v1/orgs', None, {'name': 'bench'}, admin=admin)
         login = call(base, 'POST', '/be/v1/login', None,
                      {'username': 'admin', 'password': org['admin']['initialPassword'], 'orgName': 'bench'})
         token = login['session']['access']['token']
@@ -140,7 +142,8 @@ try:
     lines = [
         f'# FastStart benchmark, {stamp} UTC',
         '',
-        f'Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; release server, one run;',
+        f'Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; server '
+        f'`{os.path.relpath(rockit)}`, one run;',
         '`python3 bench/faststart/run.py target/release/rockit-edge` (or `bash bench/run --faststart`).',
         '',
         f'Synthetic game: {size / 2**20:.0f} MiB tar, {trace_doc["files"]} files; start-up trace of '
