@@ -221,6 +221,18 @@ pub struct FetchArgs {
     /// The tree to write (empty or missing for a full rebuild).
     #[arg(long, value_name = "DIR")]
     pub dest: std::path::PathBuf,
+    /// A start-up trace (JSON `{"reads":[{"path","offset","len"}…]}`, the body of
+    /// POST /be/v1/traces): before the rebuild, replay a launcher's start-up (index, the
+    /// image's preloadBytes, then packs in load order) and report the bytes fetched until every
+    /// traced read is satisfied.
+    #[arg(long, value_name = "FILE", conflicts_with = "update_from")]
+    pub trace: Option<std::path::PathBuf>,
+}
+
+/// The part of a trace file `fetch --trace` reads.
+#[derive(serde::Deserialize)]
+struct TraceFile {
+    reads: Vec<crate::engine::startup::Read>,
 }
 
 pub fn fetch(args: &FetchArgs) -> Result<(), String> {
@@ -240,6 +252,18 @@ pub fn fetch(args: &FetchArgs) -> Result<(), String> {
             (build, Some(current.dxf_name))
         }
     };
+    if let Some(path) = &args.trace {
+        let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let trace: TraceFile =
+            serde_json::from_slice(&text).map_err(|e| format!("{} is not a trace: {e}", path.display()))?;
+        let startup = client.startup(build, dxf_name.as_deref(), &trace.reads).map_err(|e| e.to_string())?;
+        let preload = startup.preload_bytes.map_or("none".to_string(), |p| p.to_string());
+        println!(
+            "startup of build {}: {} bytes fetched before the traced reads were satisfied \
+             (index {} bytes, preloadBytes {preload}, {} chunks read)",
+            build, startup.bytes_fetched, startup.index_bytes, startup.chunks_needed
+        );
+    }
     let report = match args.update_from {
         Some(from) => client.update(from, build, &args.dest),
         None => client.rebuild(build, dxf_name.as_deref(), &args.dest),

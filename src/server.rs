@@ -123,6 +123,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         sealer: sealer.clone(),
     });
     let mut handlers = tasks::standard_handlers();
+    handlers.push(tasks::faststart::handler(builds.clone()));
     handlers.extend(tasks::builds::handlers(builds));
     handlers.push((
         tasks::export::TYPE,

@@ -334,4 +334,5 @@ const CONTRACT: &[&str] = &[
     "POST /be/v1/commit",
     // The caller's own permissions, for a console after a reload ([design]).
     "GET /be/v1/me",
+    "POST /be/v1/traces",
 ];

@@ -341,6 +341,23 @@ fn entries() -> Vec<Entry> {
         },
         Entry {
             method: "POST",
+            path: "/be/v1/trigger",
+            needs: Bit("tasks", 16),
+            scope: Named,
+            request: |f| ("/be/v1/trigger".into(), Some(json!({"action": "processTraces", "appName": f.app}))),
+        },
+        Entry {
+            method: "POST",
+            path: "/be/v1/traces",
+            needs: Bit("trainings", 4),
+            scope: Named,
+            request: |f| {
+                let reads = json!([{"path": "bin/game", "offset": 0, "len": 1}]);
+                ("/be/v1/traces".into(), Some(json!({"appName": f.app, "buildId": 1, "reads": reads})))
+            },
+        },
+        Entry {
+            method: "POST",
             path: "/be/v1/subscriptions",
             needs: Bit("subscriptions", 1),
             scope: CreatesOwn,

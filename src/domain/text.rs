@@ -222,6 +222,68 @@ impl<const MIN: i64, const MAX: i64> de::Visitor<'_> for WithinVisitor<MIN, MAX>
     }
 }
 
+/// A list of 1 to `MAX` items. Deserializing stops at item `MAX + 1`, so an oversized list costs
+/// no more memory than an accepted one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Items<T, const MAX: usize>(Vec<T>);
+
+impl<T, const MAX: usize> Items<T, MAX> {
+    pub fn into_inner(self) -> Vec<T> {
+        self.0
+    }
+}
+
+impl<T, const MAX: usize> Deref for Items<T, MAX> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const MAX: usize> Deserialize<'de> for Items<T, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ItemsVisitor<T, const MAX: usize>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>, const MAX: usize> de::Visitor<'de> for ItemsVisitor<T, MAX> {
+            type Value = Items<T, MAX>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a list of 1 to {MAX} items")
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX).min(1024));
+                while let Some(item) = seq.next_element()? {
+                    if items.len() == MAX {
+                        return Err(de::Error::custom(format!("must have at most {MAX} items")));
+                    }
+                    items.push(item);
+                }
+                if items.is_empty() {
+                    return Err(de::Error::custom("must have at least one item"));
+                }
+                Ok(Items(items))
+            }
+        }
+
+        d.deserialize_seq(ItemsVisitor::<T, MAX>(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema, const MAX: usize> JsonSchema for Items<T, MAX> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Items{MAX}_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let items = generator.subschema_for::<T>();
+        json_schema!({"type": "array", "items": items, "minItems": 1, "maxItems": MAX})
+    }
+}
+
 // The JSON Schemas of these types carry their limits, so the OpenAPI document states exactly what
 // the deserializer enforces.
 

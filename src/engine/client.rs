@@ -40,6 +40,20 @@ pub struct Report {
     pub files_kept: u64,
 }
 
+/// What a launcher fetched before a game's start-up reads were all satisfied
+/// ([`Client::startup`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartupReport {
+    /// Bytes read from the origin: the index, then pack data up to the last chunk a start-up
+    /// read needs.
+    pub bytes_fetched: u64,
+    pub index_bytes: u64,
+    /// The image's `preloadBytes`, fetched at once before the reads are replayed.
+    pub preload_bytes: Option<u64>,
+    /// Distinct chunks the start-up reads touch.
+    pub chunks_needed: usize,
+}
+
 pub struct Client<'o> {
     origin: &'o dyn Origin,
     org: String,
@@ -213,6 +227,109 @@ impl<'o> Client<'o> {
             at += c.stored_len as usize;
         }
         Ok(())
+    }
+
+    /// Fetches and checks the chunks at table positions `from..to`, with one range request per
+    /// run of chunks contiguous in a pack (at most [`MAX_COALESCED`] bytes each).
+    fn fetch_slots(&self, dxf_rel: &str, index: &Index, from: usize, to: usize) -> Result<()> {
+        let mut at = from;
+        while at < to {
+            let first = &index.chunks[at];
+            let mut end = at + 1;
+            let mut len = first.stored_len as u64;
+            while let Some(next) = index.chunks.get(end).filter(|_| end < to) {
+                let last = &index.chunks[end - 1];
+                if next.pack != first.pack
+                    || next.offset != last.offset + last.stored_len as u64
+                    || len + next.stored_len as u64 > MAX_COALESCED
+                {
+                    break;
+                }
+                len += next.stored_len as u64;
+                end += 1;
+            }
+            for c in &index.chunks[at..end] {
+                check_chunk_sizes(c.raw_len, c.stored_len as u64)?;
+            }
+            let pack = index
+                .packs
+                .get(first.pack as usize)
+                .ok_or_else(|| EngineError::Corrupt(format!("pack {} missing from index", first.pack)))?;
+            let bytes = self.get_range(&format!("{dxf_rel}/{}", safe_path(&pack.name)?), first.offset, len)?;
+            let mut offset = 0usize;
+            for c in &index.chunks[at..end] {
+                decode_chunk(&c.id, c.codec, &bytes[offset..offset + c.stored_len as usize], c.raw_len)?;
+                offset += c.stored_len as usize;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// Replays a game's start-up the way a streaming launcher installs: fetch the index, then the
+    /// image's `preloadBytes` at once (when it has them), then the packs in load order until
+    /// every chunk the start-up `reads` touch is in. Answers the bytes fetched until then; each
+    /// chunk fetched is checked against its id.
+    pub fn startup(&self, build: u32, dxf_name: Option<&str>, reads: &[super::startup::Read]) -> Result<StartupReport> {
+        let dxf_name = match dxf_name {
+            Some(n) => n.to_string(),
+            None => self.find_dxf_name(build)?,
+        };
+        let dxf_rel = format!("{}/{}", build_rel(&self.org, &self.app, build), safe_path(&dxf_name)?);
+        let index = Index::decode(&self.get(&format!("{dxf_rel}/{INDEX_FILE}"))?)?;
+        let index_bytes = self.fetched.get();
+        let files: HashMap<&str, (u64, &[u32])> = index
+            .files
+            .iter()
+            .filter_map(|e| match &e.kind {
+                IndexKind::File { size, chunks, .. } => Some((e.path.as_str(), (*size, chunks.as_slice()))),
+                _ => None,
+            })
+            .collect();
+        let mut needed = std::collections::BTreeSet::new();
+        for read in reads {
+            let &(size, slots) = files.get(read.path.as_str()).ok_or_else(|| {
+                EngineError::Invalid(format!("the trace reads `{}`, which is no file of build {build}", read.path))
+            })?;
+            if read.offset.saturating_add(read.len) > size {
+                return Err(EngineError::Invalid(format!("the trace reads past the end of `{}`", read.path)));
+            }
+            let (end, mut at) = (read.offset + read.len, 0u64);
+            for &slot in slots {
+                let c = index
+                    .chunks
+                    .get(slot as usize)
+                    .ok_or_else(|| EngineError::Corrupt(format!("{}: chunk slot {slot} out of range", read.path)))?;
+                let next = at + c.raw_len as u64;
+                if next > read.offset && at < end {
+                    needed.insert(slot as usize);
+                }
+                if next >= end {
+                    break;
+                }
+                at = next;
+            }
+        }
+        // The preload is a prefix of the packs in pack order, which is a prefix of the table.
+        let mut preloaded = 0usize;
+        if let Some(preload) = index.preload_bytes {
+            let mut sum = 0u64;
+            while let Some(c) = index.chunks.get(preloaded).filter(|c| sum + c.stored_len as u64 <= preload) {
+                sum += c.stored_len as u64;
+                preloaded += 1;
+            }
+            self.fetch_slots(&dxf_rel, &index, 0, preloaded)?;
+        }
+        let last = needed.iter().next_back().map_or(0, |&slot| slot + 1);
+        if last > preloaded {
+            self.fetch_slots(&dxf_rel, &index, preloaded, last)?;
+        }
+        Ok(StartupReport {
+            bytes_fetched: self.fetched.get(),
+            index_bytes,
+            preload_bytes: index.preload_bytes,
+            chunks_needed: needed.len(),
+        })
     }
 
     /// Writes the full tree of `build` into `dest` (which must not exist or be empty) from its

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{fsync_dir, sha256_hex, temp_name};
 use super::layout::{pack_name, INDEX_FILE};
-use super::manifest::{EntryKind, Manifest};
+use super::manifest::{ChunkRef, EntryKind, Manifest};
+use super::startup::{self, Read as StartupRead};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
 
@@ -33,6 +34,12 @@ pub struct Index {
     pub chunks: Vec<IndexChunk>,
     /// Every entry, in load order.
     pub files: Vec<IndexEntry>,
+    /// Images ordered by start-up traces (FastStart): the length of the prefix of the packs,
+    /// taken in pack order, that holds every chunk the game reads while starting. A launcher
+    /// that fetches it (after the index) can start the game. Absent in images without traces;
+    /// readers that do not know it ignore it (unknown members are ignored, FORMAT.md §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preload_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,17 +192,21 @@ impl PackWriter {
 }
 
 /// Writes the image of `manifest` into `out_dir/<dxfName>/` (see `Engine::write_image`).
+/// `startup` (a merged start-up trace, first access first) puts the chunks those reads touch at
+/// the front of the packs, in that order, and records their length as `preloadBytes`; empty, the
+/// image has the default load order.
 pub fn write_image(
     manifest: &Manifest,
     store: &ChunkStore,
     out_dir: &Path,
     options: &ImageOptions,
+    startup: &[StartupRead],
     hooks: &Hooks,
 ) -> Result<ImageInfo> {
     fs::create_dir_all(out_dir).ctx(|| format!("create {}", out_dir.display()))?;
     let staging = out_dir.join(temp_name("dxf"));
     fs::create_dir(&staging).ctx(|| format!("create {}", staging.display()))?;
-    let result = fill_staging(manifest, store, &staging, options, hooks);
+    let result = fill_staging(manifest, store, &staging, options, startup, hooks);
     let (index, index_bytes) = match result {
         Ok(done) => done,
         Err(e) => {
@@ -216,72 +227,109 @@ pub fn write_image(
     Ok(ImageInfo { dxf_name, size_bytes, dir, index })
 }
 
+/// The packs being filled and the chunk table, chunk by chunk in load order.
+struct Packer<'a> {
+    store: &'a ChunkStore,
+    staging: &'a Path,
+    limit: u64,
+    positions: HashMap<ChunkId, u32>,
+    chunks: Vec<IndexChunk>,
+    packs: Vec<PackInfo>,
+    pack: Option<PackWriter>,
+}
+
+impl Packer<'_> {
+    /// The chunk's slot in the table, appending it to the packs the first time.
+    fn place(&mut self, r: &ChunkRef, hooks: &Hooks, total: u64) -> Result<u32> {
+        if let Some(&slot) = self.positions.get(&r.id) {
+            return Ok(slot);
+        }
+        if (hooks.cancel)() {
+            return Err(EngineError::Cancelled);
+        }
+        let stored = self.store.get(&r.id)?;
+        let stored_len = stored.bytes.len() as u64;
+        if self.pack.as_ref().is_some_and(|p| p.size > 0 && p.size + stored_len > self.limit) {
+            if let Some(full) = self.pack.take() {
+                self.packs.push(PackInfo { name: pack_name(self.packs.len() as u32), size: full.finish()? });
+            }
+        }
+        if self.pack.is_none() {
+            let path = self.staging.join(pack_name(self.packs.len() as u32));
+            let file = File::create(&path).ctx(|| format!("create {}", path.display()))?;
+            self.pack = Some(PackWriter { file: BufWriter::with_capacity(1 << 20, file), path, size: 0 });
+        }
+        let writer = self.pack.as_mut().ok_or_else(|| EngineError::Invalid("no open pack".into()))?;
+        writer.file.write_all(&stored.bytes).ctx(|| format!("write {}", writer.path.display()))?;
+        let slot = self.chunks.len() as u32;
+        self.chunks.push(IndexChunk {
+            id: r.id.clone(),
+            raw_len: r.len,
+            pack: self.packs.len() as u32,
+            offset: writer.size,
+            stored_len: stored_len as u32,
+            codec: stored.codec,
+        });
+        writer.size += stored_len;
+        self.positions.insert(r.id.clone(), slot);
+        (hooks.progress)(self.chunks.len() as u64, total);
+        Ok(slot)
+    }
+
+    fn finish(mut self) -> Result<(Vec<PackInfo>, Vec<IndexChunk>)> {
+        if let Some(last) = self.pack.take() {
+            self.packs.push(PackInfo { name: pack_name(self.packs.len() as u32), size: last.finish()? });
+        }
+        Ok((self.packs, self.chunks))
+    }
+}
+
 fn fill_staging(
     manifest: &Manifest,
     store: &ChunkStore,
     staging: &Path,
     options: &ImageOptions,
+    startup: &[StartupRead],
     hooks: &Hooks,
 ) -> Result<(Index, Vec<u8>)> {
+    let (first_chunks, first_files) = startup::touched(manifest, startup);
+    // Files the game opens while starting come right after directories and links, in the order
+    // it first opened them; then the default order.
+    let traced: HashMap<&str, usize> = first_files.iter().enumerate().map(|(rank, p)| (*p, rank)).collect();
     let mut order: Vec<_> = manifest.files.iter().collect();
-    order.sort_by_key(|e| (load_class(&e.kind), e.order));
+    order.sort_by_key(|e| match (load_class(&e.kind), traced.get(e.path.as_str())) {
+        (0, _) => (0, 0, e.order),
+        (_, Some(&rank)) => (1, rank, 0),
+        (class, None) => (1 + class, 0, e.order),
+    });
     let total = manifest.chunk_ids().len() as u64;
-    let mut positions: HashMap<&ChunkId, u32> = HashMap::new();
-    let mut chunks = Vec::new();
-    let mut packs = Vec::new();
+    let mut packer = Packer {
+        store,
+        staging,
+        limit: options.pack_limit,
+        positions: HashMap::new(),
+        chunks: Vec::new(),
+        packs: Vec::new(),
+        pack: None,
+    };
+    for r in &first_chunks {
+        packer.place(r, hooks, total)?;
+    }
+    let preload_bytes = (!startup.is_empty()).then(|| packer.chunks.iter().map(|c| c.stored_len as u64).sum());
     let mut files = Vec::new();
-    let mut pack: Option<PackWriter> = None;
     for entry in order {
         let kind = match &entry.kind {
             EntryKind::Dir { mode } => IndexKind::Dir { mode: *mode },
             EntryKind::Symlink { target } => IndexKind::Symlink { target: target.clone() },
             EntryKind::File { mode, size, sha256, chunks: refs } => {
-                let mut slots = Vec::with_capacity(refs.len());
-                for r in refs {
-                    if let Some(&slot) = positions.get(&r.id) {
-                        slots.push(slot);
-                        continue;
-                    }
-                    if (hooks.cancel)() {
-                        return Err(EngineError::Cancelled);
-                    }
-                    let stored = store.get(&r.id)?;
-                    let stored_len = stored.bytes.len() as u64;
-                    if pack.as_ref().is_some_and(|p| p.size > 0 && p.size + stored_len > options.pack_limit) {
-                        if let Some(full) = pack.take() {
-                            packs.push(PackInfo { name: pack_name(packs.len() as u32), size: full.finish()? });
-                        }
-                    }
-                    if pack.is_none() {
-                        let path = staging.join(pack_name(packs.len() as u32));
-                        let file = File::create(&path).ctx(|| format!("create {}", path.display()))?;
-                        pack = Some(PackWriter { file: BufWriter::with_capacity(1 << 20, file), path, size: 0 });
-                    }
-                    let writer = pack.as_mut().ok_or_else(|| EngineError::Invalid("no open pack".into()))?;
-                    writer.file.write_all(&stored.bytes).ctx(|| format!("write {}", writer.path.display()))?;
-                    let slot = chunks.len() as u32;
-                    chunks.push(IndexChunk {
-                        id: r.id.clone(),
-                        raw_len: r.len,
-                        pack: packs.len() as u32,
-                        offset: writer.size,
-                        stored_len: stored_len as u32,
-                        codec: stored.codec,
-                    });
-                    writer.size += stored_len;
-                    positions.insert(&r.id, slot);
-                    slots.push(slot);
-                    (hooks.progress)(chunks.len() as u64, total);
-                }
+                let slots = refs.iter().map(|r| packer.place(r, hooks, total)).collect::<Result<Vec<u32>>>()?;
                 IndexKind::File { mode: *mode, size: *size, sha256: sha256.clone(), chunks: slots }
             }
         };
         files.push(IndexEntry { path: entry.path.clone(), kind });
     }
-    if let Some(last) = pack.take() {
-        packs.push(PackInfo { name: pack_name(packs.len() as u32), size: last.finish()? });
-    }
-    let index = Index { format: INDEX_FORMAT, packs, chunks, files };
+    let (packs, chunks) = packer.finish()?;
+    let index = Index { format: INDEX_FORMAT, packs, chunks, files, preload_bytes };
     let bytes = index.encode()?;
     // Data before index: the packs are fsynced above, the index after them.
     let path = staging.join(INDEX_FILE);

@@ -40,6 +40,7 @@ pub mod origin;
 pub mod patch;
 pub mod pool;
 pub mod sniff;
+pub mod startup;
 pub mod store;
 pub mod validate;
 
@@ -127,7 +128,21 @@ impl Engine {
         build_dir: &Path,
         hooks: &Hooks,
     ) -> Result<ImageInfo, EngineError> {
-        image::write_image(manifest, store, build_dir, &self.options.image, hooks)
+        image::write_image(manifest, store, build_dir, &self.options.image, &[], hooks)
+    }
+
+    /// Like [`Engine::write_image`], with the chunks that the start-up reads `startup` touch
+    /// first, in first-access order, and `preloadBytes` in the index (FastStart). The reads must
+    /// pass [`startup::check`]; merge several traces with [`startup::merge`] first.
+    pub fn write_startup_image(
+        &self,
+        manifest: &Manifest,
+        store: &ChunkStore,
+        build_dir: &Path,
+        startup: &[startup::Read],
+        hooks: &Hooks,
+    ) -> Result<ImageInfo, EngineError> {
+        image::write_image(manifest, store, build_dir, &self.options.image, startup, hooks)
     }
 
     /// Writes `patch.dat` then `patch.zst` into `patch_dir` (`pat/<org>/<app>/<to>/<from>`,

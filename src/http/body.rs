@@ -15,6 +15,11 @@ use serde::Deserialize;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// A route's own body limit (bytes), as resource app data, for the few bodies that are larger
+/// by nature (start-up traces); every other route has the `json_limit` setting.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
 /// A request body deserialized into `T` (an empty body counts as `{}`).
 #[derive(Debug)]
 pub struct Json<T>(pub T);
@@ -29,7 +34,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, ApiResult<Json<T>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<actix_web::web::Data<AppState>>().map_or(64 * 1024, |s| s.settings.json_limit);
+        let limit = match req.app_data::<BodyLimit>() {
+            Some(route) => route.0,
+            None => req.app_data::<actix_web::web::Data<AppState>>().map_or(64 * 1024, |s| s.settings.json_limit),
+        };
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let declared_len = req
             .headers()

@@ -96,7 +96,7 @@ pub const TASKS_LIST: ListSpec = ListSpec {
     ],
     filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
     choices: &[
-        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "commit", "export"]),
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "commit", "mkfast", "export"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
     times: &["createdAfter", "createdBefore"],
@@ -135,6 +135,7 @@ pub async fn change_task(
 pub async fn trigger(state: web::Data<AppState>, caller: Caller, body: Json<Trigger>) -> ApiResult<HttpResponse> {
     match body.0 {
         Trigger::RetryTask { task_name } => with_task(&state.resources.retry_task(&caller, &task_name).await?),
+        Trigger::ProcessTraces { app_name } => with_task(&state.resources.process_traces(&caller, &app_name).await?),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod resources;
 pub mod roles;
 pub mod sessions;
 pub mod srv;
+pub mod traces;
 pub mod transfers;
 pub mod users;
 pub mod views;
@@ -401,7 +402,7 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload (tasks update)", || web::to(builds::change_task))
         .answers(Answer::One("task"))
             .with_body::<requests::ChangeTask>(),
-        spec(Method::POST, "/be/v1/trigger", User, "tasks", "retryTask: re-run a failed task from its checkpoint (tasks execute)", || web::to(builds::trigger))
+        spec(Method::POST, "/be/v1/trigger", User, "tasks", "retryTask: re-run a failed task from its checkpoint; processTraces: reorder the app's current build by its start-up traces (tasks execute)", || web::to(builds::trigger))
         .answers(Answer::One("task"))
             .with_body::<requests::Trigger>(),
         spec(Method::GET, "/be/v1/me", User, "users", "The caller's own account, organization and current permissions (any caller), as the login answered them", || web::to(users::me))
@@ -409,6 +410,9 @@ pub fn routes() -> Vec<RouteSpec> {
         spec(Method::POST, "/be/v1/commit", User, "builds", "Go live or roll back: queues a commit task that makes a retained, processed build (default: the newest) current on every target, current.json written last; 409 conflict on buildId when not retained or not processed (apps update)", || web::to(builds::commit))
         .answers(Answer::One("task"))
             .with_body::<requests::Commit>(),
+        spec(Method::POST, traces::PATH, User, "builds", "Report a launcher's start-up reads of a build, first access first (trainings update; a body of at most 4 MiB, at most 20000 reads)", || web::to(traces::submit))
+        .answers(Answer::One("trace"))
+            .with_body::<requests::SubmitTrace>(),
         spec(Method::GET, "/be/v1/tasks/{taskName}", User, "tasks", "One task of the organization with progress, warnings, exception and attempts (tasks read)", || web::to(builds::task))
         .answers(Answer::One("task")),
         spec(Method::POST, "/be/v1/subscriptions", User, "subscriptions", "Subscribe a webhook or Slack URL to build events; the signing secret is returned once (subscriptions create)", || web::to(resources::create_subscription))
@@ -449,6 +453,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         };
         let mut resource =
             web::resource(path).app_data(middleware::RouteTemplate(path, slot)).default_service(web::to(refuse));
+        if path == traces::PATH {
+            // A start-up trace is larger than any other body: its own limit, documented with it.
+            let limit = crate::resources::traces::BODY_LIMIT;
+            resource = resource.app_data(body::BodyLimit(limit)).app_data(web::PayloadConfig::new(limit));
+        }
         for spec in specs.iter().filter(|s| s.path == path) {
             resource = resource.route((spec.handler)().method(spec.method.clone()));
             if spec.method == Method::GET {

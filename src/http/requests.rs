@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::origins::{DownloadAuthFields, OriginFields};
-use crate::domain::text::{limits, not_null, present, DeploymentName, Email, Name, Text, Within};
+use crate::domain::text::{limits, not_null, present, DeploymentName, Email, Items, Name, Text, Within};
 
 /// A list of names (roles, deployments) as the services take them.
 pub fn strings<N: std::ops::Deref<Target = str>>(names: Vec<N>) -> Vec<String> {
@@ -342,6 +342,29 @@ pub enum Trigger {
     /// Re-runs a failed task from its checkpoint.
     #[serde(rename = "retryTask", rename_all = "camelCase")]
     RetryTask { task_name: TaskName },
+    /// Builds, publishes and switches to an image of the app's current build ordered by its
+    /// start-up traces (task `mkfast`); 409 without traces.
+    #[serde(rename = "processTraces", rename_all = "camelCase")]
+    ProcessTraces { app_name: Name },
+}
+
+/// One read of a start-up trace: `len` bytes at `offset` of the build's file `path`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRead {
+    /// A regular file of the build, as in its image's index.
+    pub path: Text<{ limits::PATH }>,
+    pub offset: Within<0, 9_007_199_254_740_992>,
+    pub len: Within<1, 9_007_199_254_740_992>,
+}
+
+/// `POST /be/v1/traces`: what a launcher read while the game started, first access first.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubmitTrace {
+    pub app_name: Name,
+    pub build_id: Within<1, 2_147_483_647>,
+    pub reads: Items<TraceRead, { crate::resources::traces::MAX_READS }>,
 }
 
 // Organization transfers (issue 13) [design].

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod builds;
 pub mod deployments;
 pub mod subscriptions;
+pub mod traces;
 pub mod transfers;
 pub mod uploads;
 

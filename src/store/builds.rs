@@ -122,6 +122,7 @@ pub fn commit_build(conn: &Connection, build: &NewBuild) -> StoreResult<()> {
             params![build.app_id, old],
         )?;
         conn.execute("DELETE FROM builds WHERE app_id = ?1 AND build_id = ?2", params![build.app_id, old])?;
+        super::traces::forget_build(conn, build.app_id, *old)?;
     }
     if build.live {
         set_live(conn, build.app_id, build.build_id, build.dxf_name)?;

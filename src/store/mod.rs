@@ -17,6 +17,7 @@ pub mod roles;
 pub mod sessions;
 pub mod subscriptions;
 pub mod tasks;
+pub mod traces;
 pub mod transfers;
 pub mod users;
 mod writer;

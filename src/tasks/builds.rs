@@ -57,11 +57,11 @@ impl BuildEnv {
         tar_path(&self.work_root, input.app_id, input.build_id)
     }
 
-    fn manifest_path(&self, app_id: i64, build: i64) -> PathBuf {
-        self.app_dir(app_id).join("manifests").join(format!("{build:04}.json"))
+    pub(crate) fn manifest_path(&self, app_id: i64, build: i64) -> PathBuf {
+        manifest_path(&self.work_root, app_id, build)
     }
 
-    fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
+    pub(crate) fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
         ChunkStore::open(self.app_dir(app_id).join("chunks")).map_err(engine_failure)
     }
 }
@@ -69,6 +69,11 @@ impl BuildEnv {
 /// Where an import's tar is kept until mkraw has read it (`work_root` is `<state>/builds`).
 pub fn tar_path(work_root: &Path, app_id: i64, build_id: i64) -> PathBuf {
     work_root.join(app_id.to_string()).join("incoming").join(format!("{build_id:04}.tar"))
+}
+
+/// Where the manifest of an app's build is kept (`work_root` is `<state>/builds`).
+pub fn manifest_path(work_root: &Path, app_id: i64, build: i64) -> PathBuf {
+    work_root.join(app_id.to_string()).join("manifests").join(format!("{build:04}.json"))
 }
 
 /// The handlers of the chain, to register with the queue.
@@ -178,11 +183,11 @@ pub fn task(kind: &str, group: &str, input: &BuildInput) -> NewTask {
     }
 }
 
-fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
+pub(crate) fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
     TaskFailure { exception: json!({"message": message.into()}), retryable }
 }
 
-fn store_failure(e: crate::store::StoreError) -> TaskFailure {
+pub(crate) fn store_failure(e: crate::store::StoreError) -> TaskFailure {
     failure(format!("database: {e}"), true)
 }
 
@@ -192,7 +197,7 @@ fn io_failure(what: &str, e: std::io::Error) -> TaskFailure {
 
 /// A refused build is final (`fileReadFailed` with the compat fields); anything else may pass on
 /// another attempt.
-fn engine_failure(e: EngineError) -> TaskFailure {
+pub(crate) fn engine_failure(e: EngineError) -> TaskFailure {
     match e.file_read_failed_fields() {
         Some(fields) => {
             TaskFailure { exception: json!({"message": e.to_string(), "fileReadFailed": fields}), retryable: false }
@@ -206,12 +211,12 @@ fn input_of(task: &Task) -> Result<BuildInput, TaskFailure> {
         .map_err(|e| failure(format!("the task input is not a build input: {e}"), false))
 }
 
-fn build_number(n: i64) -> Result<u32, TaskFailure> {
+pub(crate) fn build_number(n: i64) -> Result<u32, TaskFailure> {
     u32::try_from(n).map_err(|_| failure(format!("build number {n} is out of range"), false))
 }
 
 /// Removes temporary files an interrupted attempt left in `dir`, if it exists.
-fn remove_leftovers(dir: &Path) -> Result<(), TaskFailure> {
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), TaskFailure> {
     if dir.is_dir() {
         crate::engine::fsutil::remove_leftovers(dir).map_err(engine_failure)?;
     }

@@ -7,6 +7,7 @@
 pub mod builds;
 pub mod commit;
 pub mod export;
+pub mod faststart;
 pub mod hello;
 pub mod prune;
 
