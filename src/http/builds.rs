@@ -95,7 +95,7 @@ pub const TASKS_LIST: ListSpec = ListSpec {
     ],
     filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
     choices: &[
-        ("type", &["dltar", "mkraw", "deploy", "hello", "prune"]),
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "sync"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
     times: &["createdAfter", "createdBefore"],

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("004_builds", include_str!("../../migrations/004_builds.sql")),
     ("005_sessions_and_audit", include_str!("../../migrations/005_sessions_and_audit.sql")),
     ("006_task_counts", include_str!("../../migrations/006_task_counts.sql")),
+    ("007_s3_publish", include_str!("../../migrations/007_s3_publish.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -4,7 +4,8 @@
 //!
 //! Files of an app's imports live under `<state>/builds/<appId>/`: `incoming/<NNNN>.tar` (and its
 //! `.part` while downloading), `manifests/<NNNN>.json` and the chunk store `chunks/`. The DxF
-//! image and patches are written into the depot, then copied to every `fs` deployment.
+//! image and patches are written into the depot, then published to every deployment through its
+//! [`Destination`] (`fs` or `s3`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::auth::sealing::Sealer;
 use crate::engine::{layout, ChunkStore, Engine, EngineError, Hooks, Manifest};
 use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
 use crate::outbound::policy::OutboundPolicy;
+use crate::publish::{self, Destination, PublishEnv, TargetSpec};
 use crate::store::builds::{self as build_rows, NewBuild};
 use crate::store::deployments;
 use crate::store::tasks::{NewTask, Task};
@@ -45,6 +47,8 @@ pub struct BuildEnv {
     pub prune_grace: Duration,
     /// Opens the build server's request headers, stored sealed.
     pub sealer: Arc<Sealer>,
+    /// Opens the deployments' destinations.
+    pub publish: Arc<PublishEnv>,
 }
 
 impl BuildEnv {
@@ -415,70 +419,33 @@ impl TaskHandler for Mkraw {
 
 struct Deploy(Arc<BuildEnv>);
 
-/// One deployment a build is published to.
-struct Target {
-    /// `deployment <name>`, for messages.
-    what: String,
-    deployment: String,
-    /// `None`: an origin this server cannot publish to yet (s3).
-    root: Option<PathBuf>,
+/// The deployments a build of the app goes to: those it lists, or all of the organization's.
+pub fn targets_of_app(conn: &Connection, org_id: i64, app_id: i64) -> StoreResult<Vec<TargetSpec>> {
+    let listed = build_rows::app_deployment_names(conn, app_id)?;
+    Ok(deployments::all_of_org(conn, org_id)?
+        .iter()
+        .filter(|d| listed.is_empty() || listed.contains(&d.name))
+        .map(|d| TargetSpec::of(org_id, d))
+        .collect())
 }
 
-/// The files of `dir` in publish order: data before index (`index.zst` and `patch.zst` last), so
-/// no index is ever visible before the data it points to.
-fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.path())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    files.sort_by_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        (name == layout::INDEX_FILE || name == layout::PATCH_FILE, name)
-    });
-    Ok(files)
-}
-
-/// Copies one object: temp name in the target directory, fsync, rename, fsync of the directory.
-/// An object already there under its final name is whole (it got there by rename) and skipped.
-fn publish_file(src: &Path, dest: &Path) -> std::io::Result<bool> {
-    if dest.exists() {
-        return Ok(false);
+/// Publishes `objects` (in order) to `target`, counting progress on `done` of `total`.
+pub fn publish_objects(
+    ctx: &TaskContext,
+    target: &dyn Destination,
+    deployment: &str,
+    objects: &[(PathBuf, String)],
+    done: &mut i64,
+    total: i64,
+) -> Result<(), TaskFailure> {
+    for (src, rel) in objects {
+        target
+            .put_file(rel, src)
+            .map_err(|e| TaskFailure { exception: e.exception(Some(deployment)), retryable: e.retryable })?;
+        *done += 1;
+        ctx.progress(*done, total).map_err(store_failure)?;
     }
-    let dir = crate::engine::fsutil::parent(dest);
-    std::fs::create_dir_all(&dir)?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(crate::engine::fsutil::temp_name(&name));
-    let result = (|| {
-        std::fs::copy(src, &temp)?;
-        File::open(&temp)?.sync_all()?;
-        std::fs::rename(&temp, dest)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map(|()| true)
-}
-
-impl Deploy {
-    fn targets(&self, ctx: &TaskContext, input: &BuildInput) -> Result<Vec<Target>, TaskFailure> {
-        let (org_id, app_id) = (input.org_id, input.app_id);
-        let all = ctx.store.read_blocking(|c| deployments::all_of_org(c, org_id)).map_err(store_failure)?;
-        let listed: Vec<String> =
-            ctx.store.read_blocking(|c| build_rows::app_deployment_names(c, app_id)).map_err(store_failure)?;
-        let mut targets = Vec::new();
-        for d in all.iter().filter(|d| listed.is_empty() || listed.contains(&d.name)) {
-            let root =
-                match (d.origin.get("type").and_then(Value::as_str), d.origin.get("path").and_then(Value::as_str)) {
-                    (Some("fs"), Some(path)) => Some(Path::new(path).join(&d.origin_prefix)),
-                    _ => None,
-                };
-            targets.push(Target { what: format!("deployment {}", d.name), deployment: d.name.clone(), root });
-        }
-        Ok(targets)
-    }
+    Ok(())
 }
 
 impl TaskHandler for Deploy {
@@ -495,42 +462,17 @@ impl TaskHandler for Deploy {
         for p in &image.patches {
             dirs.push(layout::patch_rel(org, app, n, build_number(p.from_build_id)?));
         }
-        let mut objects: Vec<(PathBuf, String)> = Vec::new();
-        for rel in &dirs {
-            for file in publish_order(&ctx.depot.join(rel)).map_err(|e| io_failure("reading the depot", e))? {
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                objects.push((file, format!("{rel}/{name}")));
-            }
-        }
-        let targets = self.targets(ctx, &input)?;
+        let objects = publish::objects_of(ctx.depot, &dirs).map_err(|e| io_failure("reading the depot", e))?;
+        let (org_id, app_id) = (input.org_id, input.app_id);
+        let targets = ctx.store.read_blocking(|c| targets_of_app(c, org_id, app_id)).map_err(store_failure)?;
         let total = (objects.len() * targets.len()) as i64;
         let mut done = 0;
         let mut published = Vec::new();
-        for target in &targets {
-            let Some(root) = &target.root else {
-                return Err(TaskFailure {
-                    exception: json!({
-                        "message": format!("{}: publishing to s3 origins is not supported by this server yet", target.what),
-                        "deployment": target.deployment,
-                    }),
-                    retryable: false,
-                });
-            };
-            for rel in &dirs {
-                remove_leftovers(&root.join(rel))?;
-            }
-            for (src, rel) in &objects {
-                publish_file(src, &root.join(rel)).map_err(|e| TaskFailure {
-                    exception: json!({
-                        "message": format!("{}: publishing {rel} failed ({})", target.what, e.kind()),
-                        "deployment": target.deployment,
-                    }),
-                    retryable: true,
-                })?;
-                done += 1;
-                ctx.progress(done, total).map_err(store_failure)?;
-            }
-            published.push(target.what.clone());
+        for spec in &targets {
+            let target = publish::open(&env.publish, spec)
+                .map_err(|e| TaskFailure { exception: e.exception(Some(&spec.deployment)), retryable: e.retryable })?;
+            publish_objects(ctx, target.as_ref(), &spec.deployment, &objects, &mut done, total)?;
+            published.push(target.label().to_string());
         }
 
         // Builds beyond maxBuilds leave with this one: their manifests go, and the chunks no
@@ -582,7 +524,7 @@ impl TaskHandler for Deploy {
         for d in deployments::all_of_org(conn, input.org_id)? {
             if listed.is_empty() || listed.contains(&d.name) {
                 build_rows::set_deployment_status(conn, input.org_id, &d.name, None)?;
-                targets.push(PruneTarget::of(&d));
+                targets.push(PruneTarget::of(input.org_id, &d));
             }
         }
         // The evicted builds' images and patches stay published for the grace period: a client
