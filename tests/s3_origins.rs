@@ -348,3 +348,18 @@ fn changing_a_deployments_credentials_checks_them_again_and_shows_the_outcome() 
     patch(s3_support::SECRET_KEY);
     common::eventually(CHAIN, || (deployment(&admin, "s3cdn")["status"] == "ok").then_some(()));
 }
+
+#[test]
+fn an_s3_endpoint_on_this_machine_is_refused_unless_the_setting_allows_loopback() {
+    let s3 = S3Server::start(&["games"]);
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    create_deployment(&admin, "s3cdn", s3.origin("games"), "");
+    create_app(&admin, "game", json!({}));
+    import(&admin, "game", &game_v1());
+    let app = settled(&admin, "game");
+    assert_eq!(app["status"], "error", "{app}");
+    let message = deployment(&admin, "s3cdn")["message"].as_str().unwrap().to_string();
+    assert!(message.contains("deployment s3cdn") && message.contains("loopback"), "{message}");
+    assert!(s3.keys("games").is_empty(), "no request reached the endpoint");
+}
