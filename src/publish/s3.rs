@@ -564,6 +564,18 @@ impl Destination for S3Destination {
 
     fn remove_tree(&self, rel: &str) -> Result<(), PublishError> {
         let prefix = format!("{}/", self.key(rel.trim_end_matches('/')));
+        // Uploads an interrupted publish left open below the prefix: their parts are stored (and
+        // billed) until aborted.
+        if let Some(store) = &self.journal {
+            let (target, below) = (self.target.clone(), prefix.clone());
+            let open = store.read_blocking(move |c| s3_uploads::below(c, &target, &below)).map_err(|e| {
+                PublishError::new(format!("{}: reading the upload records failed: {e}", self.label), true)
+            })?;
+            for (key, upload_id) in open {
+                self.call("DELETE", Some(&key), &pairs(&[("uploadId", &upload_id)]), Body::Empty, &[404])?;
+                self.forget_upload(&key)?;
+            }
+        }
         for key in self.list(&prefix)? {
             self.call("DELETE", Some(&key), &[], Body::Empty, &[404])?;
         }

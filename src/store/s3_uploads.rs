@@ -60,3 +60,13 @@ pub fn forget(conn: &Connection, target: &str, key: &str) -> StoreResult<()> {
     conn.execute("DELETE FROM s3_uploads WHERE target = ?1 AND object_key = ?2", params![target, key])?;
     Ok(())
 }
+
+/// The recorded uploads of keys below `prefix` in bucket `target`: `(key, upload id)`.
+pub fn below(conn: &Connection, target: &str, prefix: &str) -> StoreResult<Vec<(String, String)>> {
+    Ok(conn
+        .prepare(
+            "SELECT object_key, upload_id FROM s3_uploads WHERE target = ?1 AND substr(object_key, 1, length(?2)) = ?2",
+        )?
+        .query_map(params![target, prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
