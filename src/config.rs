@@ -170,6 +170,9 @@ settings! {
     s3_part_size: u64 = 16 << 20, "16777216",
         "bytes per part of a multipart upload to an S3 origin (at least 5 MiB)",
         serde(deserialize_with = "read::within::<5242880, 5368709120, _, _>");
+    s3_part_concurrency: u32 = 4, "4",
+        "parts of one multipart upload to an S3 origin sent at once",
+        serde(deserialize_with = "read::within::<1, 32, _, _>");
     s3_timeout: Duration = Duration::from_secs(60), "60s",
         "connect and per-read/write timeout of a request to an S3 origin", serde(deserialize_with = "read::duration");
 }

@@ -119,6 +119,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         s3: S3Settings {
             multipart_threshold: settings.s3_multipart_threshold,
             part_size: settings.s3_part_size,
+            part_concurrency: settings.s3_part_concurrency,
             timeout: settings.s3_timeout,
             policy,
             ..S3Settings::default()

@@ -185,8 +185,11 @@ fn a_multipart_upload_killed_midway_resumes_after_restart_without_sending_its_st
     let s3 = S3Server::start(&["games"]);
     s3.stats.part_delay_ms.store(300, std::sync::atomic::Ordering::SeqCst);
     let part = 5 << 20;
-    let server =
-        server_with(&[("ROCKIT_EDGE_S3_MULTIPART_THRESHOLD", "8388608"), ("ROCKIT_EDGE_S3_PART_SIZE", "5242880")]);
+    let server = server_with(&[
+        ("ROCKIT_EDGE_S3_MULTIPART_THRESHOLD", "8388608"),
+        ("ROCKIT_EDGE_S3_PART_SIZE", "5242880"),
+        ("ROCKIT_EDGE_S3_PART_CONCURRENCY", "2"),
+    ]);
     let admin = server.org_admin("acme");
     create_deployment(&admin, "s3cdn", s3.origin("games"), "");
     create_app(&admin, "game", json!({}));
@@ -209,10 +212,10 @@ fn a_multipart_upload_killed_midway_resumes_after_restart_without_sending_its_st
     let parts = std::fs::metadata(&pack).unwrap().len().div_ceil(part);
     assert!(parts >= 5, "the pack is {parts} parts");
     let total = Stats::get(&s3.stats.part_puts);
-    // Every part recorded before the kill is skipped; at most the one whose answer the kill
-    // cut off (stored by S3, not yet recorded) goes up again.
+    // Every part recorded before the kill is skipped; at most the ones whose answers the kill
+    // cut off (stored by S3, not yet recorded; two in flight at once) go up again.
     assert!(before >= 2 && before < parts, "{before} of {parts} parts before the kill");
-    assert!(total <= parts + 1, "{total} part uploads for {parts} parts ({before} before the kill)");
+    assert!(total <= parts + 2, "{total} part uploads for {parts} parts ({before} before the kill)");
     assert_rebuilds(&s3.dir("games", ""), 1, &tree);
 }
 

@@ -33,6 +33,8 @@ pub struct S3Settings {
     pub multipart_threshold: u64,
     /// Bytes per part (≥ 5 MiB).
     pub part_size: u64,
+    /// Parts of one upload in flight at once.
+    pub part_concurrency: u32,
     /// Connect and per-read/write timeout of one request.
     pub timeout: Duration,
     pub policy: OutboundPolicy,
@@ -47,6 +49,7 @@ impl Default for S3Settings {
         S3Settings {
             multipart_threshold: 64 << 20,
             part_size: 16 << 20,
+            part_concurrency: 4,
             timeout: Duration::from_secs(60),
             policy: OutboundPolicy::default(),
             attempts: 4,
@@ -464,34 +467,41 @@ impl S3Destination {
             None => self.start_upload(key, size)?,
         };
         let count = size.div_ceil(part_size).max(1);
-        for n in 1..=count {
-            if upload.parts.contains_key(&n) {
-                continue;
+        let missing: Vec<u64> = (1..=count).filter(|n| !upload.parts.contains_key(n)).collect();
+        // Parts go up on a few connections at once: one stream rarely fills the link, and the
+        // hash pass of one part overlaps the sending of another.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = Mutex::new(Vec::new());
+        let failed: Mutex<Option<PublishError>> = Mutex::new(None);
+        let workers = (self.settings.part_concurrency.max(1) as usize).min(missing.len());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let stop = failed.lock().map(|f| f.is_some()).unwrap_or(true);
+                    let Some(&n) = missing.get(i).filter(|_| !stop) else { break };
+                    match self.put_part(key, src, &upload, n, part_size, size) {
+                        Ok(etag) => done.lock().unwrap_or_else(|p| p.into_inner()).push((n, etag)),
+                        Err(e) => {
+                            failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                            break;
+                        }
+                    }
+                });
             }
-            let offset = (n - 1) * part_size;
-            let len = part_size.min(size - offset);
-            let query = pairs(&[("partNumber", &n.to_string()), ("uploadId", &upload.upload_id)]);
-            let reply = match self.call("PUT", Some(key), &query, Body::File { path: src, offset, len }, &[]) {
-                Ok(reply) => reply,
-                Err(e) if e.message.contains("NoSuchUpload") => {
-                    // The endpoint dropped the upload (expired, aborted): start over next time.
-                    self.forget_upload(key)?;
-                    return Err(PublishError::new(
-                        format!("{}: the upload of {key} was dropped by the endpoint; starting over", self.label),
-                        true,
-                    ));
-                }
-                Err(e) => return Err(e),
-            };
-            let etag = reply.etag.ok_or_else(|| {
-                PublishError::new(format!("{}: part {n} of {key} was stored without an ETag", self.label), true)
-            })?;
-            if self.journal.is_some() {
-                let (id, tag) = (upload.id, etag.clone());
-                self.journal(move |c| s3_uploads::part_done(c, id, n, &tag))?;
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            if e.message.contains("NoSuchUpload") {
+                // The endpoint dropped the upload (expired, aborted): start over next time.
+                self.forget_upload(key)?;
+                return Err(PublishError::new(
+                    format!("{}: the upload of {key} was dropped by the endpoint; starting over", self.label),
+                    true,
+                ));
             }
-            upload.parts.insert(n, etag);
+            return Err(e);
         }
+        upload.parts.extend(done.into_inner().unwrap_or_else(|p| p.into_inner()));
         let mut xml = String::from("<CompleteMultipartUpload>");
         for (n, etag) in &upload.parts {
             let etag = etag.replace('&', "&amp;").replace('<', "&lt;");
@@ -511,6 +521,30 @@ impl S3Destination {
             Err(e) => return Err(e),
         }
         self.forget_upload(key)
+    }
+
+    /// Sends part `n` and records its ETag once the endpoint has it.
+    fn put_part(
+        &self,
+        key: &str,
+        src: &Path,
+        upload: &Upload,
+        n: u64,
+        part_size: u64,
+        size: u64,
+    ) -> Result<String, PublishError> {
+        let offset = (n - 1) * part_size;
+        let len = part_size.min(size - offset);
+        let query = pairs(&[("partNumber", &n.to_string()), ("uploadId", &upload.upload_id)]);
+        let reply = self.call("PUT", Some(key), &query, Body::File { path: src, offset, len }, &[])?;
+        let etag = reply.etag.ok_or_else(|| {
+            PublishError::new(format!("{}: part {n} of {key} was stored without an ETag", self.label), true)
+        })?;
+        if self.journal.is_some() {
+            let (id, tag) = (upload.id, etag.clone());
+            self.journal(move |c| s3_uploads::part_done(c, id, n, &tag))?;
+        }
+        Ok(etag)
     }
 
     /// Every key below `prefix`.
