@@ -43,7 +43,7 @@ fn write_tar(path: &Path, size: u64) -> std::io::Result<()> {
         let file_size = (4096u64 << (n % 15)).min(size - written).max(1);
         let mut header = tar::Header::new_gnu();
         header.set_size(file_size);
-        header.set_mode(if n % 7 == 0 { 0o755 } else { 0o644 });
+        header.set_mode(if n.is_multiple_of(7) { 0o755 } else { 0o644 });
         header.set_mtime(0);
         header.set_entry_type(tar::EntryType::Regular);
         header.set_path(format!("data/{:03}/file-{n:06}.bin", n % 50))?;

@@ -170,6 +170,17 @@ settings! {
     max_bundle_bytes: u64 = 256 << 30, "274877906944",
         "largest organization bundle an import accepts, bytes",
         serde(deserialize_with = "read::within::<1, 18446744073709551615, _, _>");
+    s3_multipart_threshold: u64 = 64 << 20, "67108864",
+        "objects of at least this many bytes go to S3 origins as multipart uploads",
+        serde(deserialize_with = "read::within::<5242881, 5497558138880, _, _>");
+    s3_part_size: u64 = 16 << 20, "16777216",
+        "bytes per part of a multipart upload to an S3 origin (at least 5 MiB)",
+        serde(deserialize_with = "read::within::<5242880, 5368709120, _, _>");
+    s3_part_concurrency: u32 = 4, "4",
+        "parts of one multipart upload to an S3 origin sent at once",
+        serde(deserialize_with = "read::within::<1, 32, _, _>");
+    s3_timeout: Duration = Duration::from_secs(60), "60s",
+        "connect and per-read/write timeout of a request to an S3 origin", serde(deserialize_with = "read::duration");
 }
 
 fn available_cores() -> usize {

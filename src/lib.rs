@@ -16,6 +16,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
+pub mod publish;
 pub mod resources;
 pub mod server;
 pub mod shutdown;

@@ -22,6 +22,7 @@ use crate::identity::Identity;
 use crate::instance::MaintenanceSwitch;
 use crate::limits::{self, BodyTimeout, PeerConnections};
 use crate::outbound::policy::OutboundPolicy;
+use crate::publish::{PublishEnv, S3Settings};
 use crate::resources::Resources;
 use crate::shutdown::{self, Drain};
 use crate::state::AppState;
@@ -112,18 +113,33 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let maintenance = Arc::new(MaintenanceSwitch::load(&store).map_err(|e| e.to_string())?);
     let sealer = Arc::new(Sealer::new(keyring.sealing_key()));
     let engine = Engine::start(EngineOptions::default()).map_err(|e| format!("cannot start the build engine: {e}"))?;
+    let policy = OutboundPolicy { allow_loopback: settings.outbound_allow_loopback, allow_link_local: false };
+    let publish = Arc::new(PublishEnv {
+        sealer: sealer.clone(),
+        s3: S3Settings {
+            multipart_threshold: settings.s3_multipart_threshold,
+            part_size: settings.s3_part_size,
+            part_concurrency: settings.s3_part_concurrency,
+            timeout: settings.s3_timeout,
+            policy,
+            ..S3Settings::default()
+        },
+        store: store.clone(),
+    });
     let builds = Arc::new(BuildEnv {
         engine,
         work_root: settings.state_dir.join("builds"),
-        policy: OutboundPolicy { allow_loopback: settings.outbound_allow_loopback, allow_link_local: false },
+        policy,
         max_build_bytes: settings.max_build_bytes,
         reserve_bytes: 256 << 20,
         download_timeout: settings.download_timeout,
         prune_grace: settings.prune_grace,
         sealer: sealer.clone(),
+        publish: publish.clone(),
     });
     let mut handlers = tasks::standard_handlers();
     handlers.push(tasks::faststart::handler(builds.clone()));
+    handlers.extend(tasks::publishing_handlers(publish));
     handlers.extend(tasks::builds::handlers(builds));
     handlers.push((
         tasks::export::TYPE,

@@ -182,25 +182,6 @@ fn a_build_server_error_fails_the_download_with_its_http_status_and_frees_the_ap
     assert_eq!(settled(&admin, "game")["iCurBuild"], 2);
 }
 
-#[test]
-fn a_deploy_to_an_s3_deployment_fails_visibly_naming_the_deployment() {
-    let server = server();
-    let admin = server.org_admin("acme");
-    let origin = json!({"type": "s3", "endpoint": "s3.us-east-1.amazonaws.com", "region": "us-east-1",
-        "bucket": "games", "accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "secret-example"});
-    admin.call("POST", "/be/v1/deployments", Some(json!({"name": "s3cdn", "origin": origin}))).assert_ok();
-    create_app(&admin, "game", json!({}));
-    let v1 = tar_of(&game_v1());
-    let build_origin = BuildOrigin::start(v1.clone());
-    import(&admin, "game", &build_origin.url, v1.len());
-    let app = settled(&admin, "game");
-    assert_eq!(app["status"], "error", "{app}");
-    assert_eq!(app["iCurBuild"], 0);
-    assert!(app["error"].as_str().unwrap().contains("s3cdn"), "{app}");
-    let deployment = admin.call("GET", "/be/v1/deployments/s3cdn", None).assert_ok()["deployment"].clone();
-    assert_eq!(deployment["status"], "error", "{deployment}");
-}
-
 fn tasks_of_group(admin: &Session, group: &str) -> Vec<Value> {
     let page = admin.call("GET", &format!("/be/v1/tasks?group={group}&order[]=created"), None);
     page.assert_ok()["tasks"].as_array().unwrap().clone()

@@ -6,6 +6,11 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 
 use super::random_bytes;
 
+/// The sealing context that binds a secret to its organization, resource and field.
+pub fn context(kind: &str, org_id: i64, name: &str, field: &str) -> String {
+    format!("{kind}/{org_id}/{name}/{field}")
+}
+
 /// Seals and opens secrets. `Debug` is deliberately not derived.
 pub struct Sealer {
     key: LessSafeKey,

@@ -96,7 +96,7 @@ pub const TASKS_LIST: ListSpec = ListSpec {
     ],
     filters: &["appName", "type", "status", "group", "createdAfter", "createdBefore"],
     choices: &[
-        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "commit", "mkfast", "export"]),
+        ("type", &["dltar", "mkraw", "deploy", "hello", "prune", "sync", "commit", "mkfast", "export"]),
         ("status", &["submitted", "running", "done", "failed", "expired"]),
     ],
     times: &["createdAfter", "createdBefore"],

@@ -85,7 +85,7 @@ impl Identity {
             .write(move |c| -> ApiResult<Option<Task>> {
                 let org = orgs::by_name(c, &org_name)?.ok_or(ApiError::NotFound { resource: "org" })?;
                 // The origins are read in the same transaction as the delete, for the prune task.
-                let targets = deployments::all_of_org(c, org.id)?.iter().map(PruneTarget::of).collect();
+                let targets = deployments::all_of_org(c, org.id)?.iter().map(|d| PruneTarget::of(org.id, d)).collect();
                 orgs::delete(c, org.id)?;
                 audit::record(c, &box_event(audit::ORG_DELETED, &actor, &org_name))?;
                 Ok(match prune {

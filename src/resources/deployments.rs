@@ -8,9 +8,11 @@ use crate::domain::permissions::{Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::deployments::{self, Deployment, DeploymentWrite};
-use crate::store::tasks::{self as task_rows, Task};
+use crate::store::tasks::Task;
+use crate::store::{apps, builds as build_rows};
 use crate::store::{Listed, Page, StoreError, StoreResult};
 use crate::tasks::prune::{self, PruneTarget};
+use crate::tasks::sync;
 
 /// A deployment's settings as the request gives them (secrets in clear, not yet sealed).
 #[derive(Clone, Debug)]
@@ -141,6 +143,7 @@ impl Resources {
         self.check_origin(&spec.origin).await?;
         let (org_id, name_owned) = (caller.org_id, name.to_string());
         let write = self.seal_spec(org_id, name, &spec);
+        let org_name = caller.org_name.clone();
         let created = self
             .store
             .write(move |c| {
@@ -148,9 +151,19 @@ impl Resources {
                     return Ok(None);
                 }
                 deployments::insert(c, org_id, &name_owned, &write)?;
+                // Apps that list no deployment publish here from now on: their builds catch up.
+                let behind: Vec<String> = apps::publishing_to(c, org_id, &name_owned)?
+                    .into_iter()
+                    .filter(|a| !a.builds.is_empty())
+                    .map(|a| a.name)
+                    .collect();
+                if !behind.is_empty() {
+                    build_rows::insert_task(c, org_id, &sync::task(org_id, &org_name, &name_owned, behind))?;
+                }
                 deployments::by_name(c, org_id, &name_owned)
             })
             .await?;
+        self.queue.wake_workers();
         created.ok_or_else(|| ApiError::AlreadyExists { resource: "deployment", name: name.to_string() })
     }
 
@@ -220,15 +233,25 @@ impl Resources {
         if spec.origin != current_origin {
             self.check_origin(&spec.origin).await?;
         }
+        // Where or how the objects are written changed: check the target again and bring it up
+        // to date in the background (the deployment's status says how that went).
+        let recheck = spec.origin != current_origin || spec.origin_prefix != current.origin_prefix;
         let write = self.seal_spec(caller.org_id, name, &spec);
-        let (org_id, id, name) = (caller.org_id, current.id, name.to_string());
-        self.store
+        let (org_id, org_name, id, name) = (caller.org_id, caller.org_name.clone(), current.id, name.to_string());
+        let changed = self
+            .store
             .write(move |c| -> StoreResult<Deployment> {
                 deployments::update(c, id, &write)?;
+                if recheck {
+                    build_rows::insert_task(c, org_id, &sync::task(org_id, &org_name, &name, Vec::new()))?;
+                }
                 deployments::by_name(c, org_id, &name)?.ok_or_else(|| StoreError::Corrupt("deployment vanished".into()))
             })
-            .await
-            .map_err(Into::into)
+            .await?;
+        if recheck {
+            self.queue.wake_workers();
+        }
+        Ok(changed)
     }
 
     /// Deletes an unused deployment and answers the background task that removes what was
@@ -248,7 +271,9 @@ impl Resources {
                     )));
                 }
                 deployments::delete(c, d.id)?;
-                Ok(task_rows::insert(c, &prune::task(&org_name, None, vec![PruneTarget::of(&d)], false))?)
+                // In the organization's task list, so whoever deleted the deployment can follow it.
+                let task = prune::task(&org_name, None, vec![PruneTarget::of(org_id, &d)], false);
+                Ok(build_rows::insert_task(c, org_id, &task)?)
             })
             .await?;
         self.queue.wake_workers();

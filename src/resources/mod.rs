@@ -32,7 +32,7 @@ pub struct Resources {
 impl Resources {
     /// The sealing context binds a secret to its organization, resource and field.
     pub fn context(kind: &str, org_id: i64, name: &str, field: &str) -> String {
-        format!("{kind}/{org_id}/{name}/{field}")
+        crate::auth::sealing::context(kind, org_id, name, field)
     }
 
     /// Opens a deployment's origin with its secret, for merging a PATCH (or publishing).

@@ -112,6 +112,16 @@ pub fn by_name(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option
     Ok(conn.prepare_cached(&sql)?.query_row(params![org_id, name], from_row).optional()?)
 }
 
+/// The apps of the organization that publish to deployment `name`: those listing it, and those
+/// listing none (which publish to every deployment of the organization).
+pub fn publishing_to(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Vec<App>> {
+    let sql = format!(
+        "{SELECT} WHERE a.org_id = ?1 AND (a.deployment_names = '[]'
+             OR EXISTS (SELECT 1 FROM json_each(a.deployment_names) WHERE value = ?2)) ORDER BY a.name"
+    );
+    Ok(conn.prepare(&sql)?.query_map(params![org_id, name], from_row)?.collect::<Result<_, _>>()?)
+}
+
 /// The app's id, if it exists (a cheaper check than loading it).
 pub fn id_by_name(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<i64>> {
     Ok(conn

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("004_builds", include_str!("../../migrations/004_builds.sql")),
     ("005_sessions_and_audit", include_str!("../../migrations/005_sessions_and_audit.sql")),
     ("006_task_counts", include_str!("../../migrations/006_task_counts.sql")),
+    ("007_s3_publish", include_str!("../../migrations/007_s3_publish.sql")),
     ("008_commit", include_str!("../../migrations/008_commit.sql")),
     ("010_traces", include_str!("../../migrations/010_traces.sql")),
     ("011_export", include_str!("../../migrations/011_export.sql")),

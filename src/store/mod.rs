@@ -14,6 +14,7 @@ pub mod migrations;
 pub mod orgs;
 mod readers;
 pub mod roles;
+pub mod s3_uploads;
 pub mod sessions;
 pub mod subscriptions;
 pub mod tasks;

@@ -4,7 +4,8 @@
 //!
 //! Files of an app's imports live under `<state>/builds/<appId>/`: `incoming/<NNNN>.tar` (and its
 //! `.part` while downloading), `manifests/<NNNN>.json` and the chunk store `chunks/`. The DxF
-//! image and patches are written into the depot, then copied to every `fs` deployment.
+//! image and patches are written into the depot, then published to every deployment through its
+//! [`Destination`] (`fs` or `s3`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,13 +16,14 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::commit::{self, publish_file, publish_order};
+use super::commit;
 use super::prune::{self, PruneTarget};
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::auth::sealing::Sealer;
 use crate::engine::{layout, ChunkStore, Engine, EngineError, Hooks, Manifest};
 use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
 use crate::outbound::policy::OutboundPolicy;
+use crate::publish::{self, Destination, PublishEnv, TargetSpec};
 use crate::store::builds::{self as build_rows, NewBuild};
 use crate::store::deployments;
 use crate::store::tasks::{NewTask, Task};
@@ -46,6 +48,8 @@ pub struct BuildEnv {
     pub prune_grace: Duration,
     /// Opens the build server's request headers, stored sealed.
     pub sealer: Arc<Sealer>,
+    /// Opens the deployments' destinations.
+    pub publish: Arc<PublishEnv>,
 }
 
 impl BuildEnv {
@@ -433,6 +437,35 @@ impl TaskHandler for Mkraw {
 
 struct Deploy(Arc<BuildEnv>);
 
+/// The deployments a build of the app goes to: those it lists, or all of the organization's.
+pub fn targets_of_app(conn: &Connection, org_id: i64, app_id: i64) -> StoreResult<Vec<TargetSpec>> {
+    let listed = build_rows::app_deployment_names(conn, app_id)?;
+    Ok(deployments::all_of_org(conn, org_id)?
+        .iter()
+        .filter(|d| listed.is_empty() || listed.contains(&d.name))
+        .map(|d| TargetSpec::of(org_id, d))
+        .collect())
+}
+
+/// Publishes `objects` (in order) to `target`, counting progress on `done` of `total`.
+pub fn publish_objects(
+    ctx: &TaskContext,
+    target: &dyn Destination,
+    deployment: &str,
+    objects: &[(PathBuf, String)],
+    done: &mut i64,
+    total: i64,
+) -> Result<(), TaskFailure> {
+    for (src, rel) in objects {
+        target
+            .put_file(rel, src)
+            .map_err(|e| TaskFailure { exception: e.exception(Some(deployment)), retryable: e.retryable })?;
+        *done += 1;
+        ctx.progress(*done, total).map_err(store_failure)?;
+    }
+    Ok(())
+}
+
 impl TaskHandler for Deploy {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
         let env = &self.0;
@@ -447,42 +480,17 @@ impl TaskHandler for Deploy {
         for p in &image.patches {
             dirs.push(layout::patch_rel(org, app, n, build_number(p.from_build_id)?));
         }
-        let mut objects: Vec<(PathBuf, String)> = Vec::new();
-        for rel in &dirs {
-            for file in publish_order(&ctx.depot.join(rel)).map_err(|e| io_failure("reading the depot", e))? {
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                objects.push((file, format!("{rel}/{name}")));
-            }
-        }
-        let targets = commit::targets(ctx.store, input.org_id, input.app_id).map_err(store_failure)?;
+        let objects = publish::objects_of(ctx.depot, &dirs).map_err(|e| io_failure("reading the depot", e))?;
+        let (org_id, app_id) = (input.org_id, input.app_id);
+        let targets = ctx.store.read_blocking(|c| targets_of_app(c, org_id, app_id)).map_err(store_failure)?;
         let total = (objects.len() * targets.len()) as i64;
         let mut done = 0;
         let mut published = Vec::new();
-        for target in &targets {
-            let Some(root) = &target.root else {
-                return Err(TaskFailure {
-                    exception: json!({
-                        "message": format!("{}: publishing to s3 origins is not supported by this server yet", target.what),
-                        "deployment": target.deployment,
-                    }),
-                    retryable: false,
-                });
-            };
-            for rel in &dirs {
-                remove_leftovers(&root.join(rel))?;
-            }
-            for (src, rel) in &objects {
-                publish_file(src, &root.join(rel)).map_err(|e| TaskFailure {
-                    exception: json!({
-                        "message": format!("{}: publishing {rel} failed ({})", target.what, e.kind()),
-                        "deployment": target.deployment,
-                    }),
-                    retryable: true,
-                })?;
-                done += 1;
-                ctx.progress(done, total).map_err(store_failure)?;
-            }
-            published.push(target.what.clone());
+        for spec in &targets {
+            let target = publish::open(&env.publish, spec)
+                .map_err(|e| TaskFailure { exception: e.exception(Some(&spec.deployment)), retryable: e.retryable })?;
+            publish_objects(ctx, target.as_ref(), &spec.deployment, &objects, &mut done, total)?;
+            published.push(target.label().to_string());
         }
         // Going live is the last write: the pointer on every target once all of them hold the
         // build (a staged build, `"commit": false`, leaves the pointer alone).
@@ -490,7 +498,15 @@ impl TaskHandler for Deploy {
             let pointer =
                 commit::pointer(input.build_id, &image.dxf_name, input.build_name.as_deref(), image.size_bytes);
             let progress = |_, _| Ok(());
-            commit::publish_to_targets(ctx.depot, &targets, None, &commit::current_rel(org, app), &pointer, &progress)?;
+            commit::publish_to_targets(
+                &env.publish,
+                ctx.depot,
+                &targets,
+                None,
+                &commit::current_rel(org, app),
+                &pointer,
+                &progress,
+            )?;
         }
 
         // Builds beyond maxBuilds leave with this one: their manifests go, and the chunks no
@@ -543,7 +559,7 @@ impl TaskHandler for Deploy {
         for d in deployments::all_of_org(conn, input.org_id)? {
             if listed.is_empty() || listed.contains(&d.name) {
                 build_rows::set_deployment_status(conn, input.org_id, &d.name, None)?;
-                targets.push(PruneTarget::of(&d));
+                targets.push(PruneTarget::of(input.org_id, &d));
             }
         }
         // The evicted builds' images and patches stay published for the grace period: a client

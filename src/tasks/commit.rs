@@ -8,17 +8,17 @@
 //! It runs as a task, not inside the request: targets may be remote and slow, and a crash
 //! between two targets must not leave the app half switched without anyone retrying.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{TaskContext, TaskFailure, TaskHandler};
-use crate::engine::fsutil;
 use crate::engine::layout;
+use crate::publish::{self, Destination, DirDestination, PublishEnv, PublishError, TargetSpec};
 use crate::store::builds as build_rows;
-use crate::store::deployments;
 use crate::store::tasks::{NewTask, Task};
 use crate::store::{Store, StoreResult};
 
@@ -65,120 +65,53 @@ pub fn task(input: &CommitInput) -> NewTask {
     }
 }
 
-/// One deployment the app publishes to.
-pub struct Target {
-    /// `deployment <name>`, for messages.
-    pub what: String,
-    pub deployment: String,
-    /// `None`: an origin this server cannot publish to yet (s3).
-    pub root: Option<PathBuf>,
-}
-
-/// The deployments of an app: those it lists, or every deployment of the organization when it
-/// lists none.
-pub fn targets(store: &Store, org_id: i64, app_id: i64) -> StoreResult<Vec<Target>> {
-    let all = store.read_blocking(|c| deployments::all_of_org(c, org_id))?;
-    let listed: Vec<String> = store.read_blocking(|c| build_rows::app_deployment_names(c, app_id))?;
-    Ok(all
-        .iter()
-        .filter(|d| listed.is_empty() || listed.contains(&d.name))
-        .map(|d| {
-            let root =
-                match (d.origin.get("type").and_then(Value::as_str), d.origin.get("path").and_then(Value::as_str)) {
-                    (Some("fs"), Some(path)) => Some(Path::new(path).join(&d.origin_prefix)),
-                    _ => None,
-                };
-            Target { what: format!("deployment {}", d.name), deployment: d.name.clone(), root }
-        })
-        .collect())
+/// The deployments an app publishes to: those it lists, or every deployment of the organization
+/// when it lists none.
+pub fn targets(store: &Store, org_id: i64, app_id: i64) -> StoreResult<Vec<TargetSpec>> {
+    store.read_blocking(move |c| super::builds::targets_of_app(c, org_id, app_id))
 }
 
 fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
     TaskFailure { exception: json!({"message": message.into()}), retryable }
 }
 
-fn target_failure(target: &Target, message: String, retryable: bool) -> TaskFailure {
-    TaskFailure { exception: json!({"message": message, "deployment": target.deployment}), retryable }
+fn target_failure(deployment: &str, e: PublishError) -> TaskFailure {
+    TaskFailure { exception: e.exception(Some(deployment)), retryable: e.retryable }
 }
 
-/// The files of `dir` in publish order: data before index (`index.zst` and `patch.zst` last), so
-/// no index is ever visible before the data it points to.
-pub fn publish_order(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.path())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    files.sort_by_key(|p| {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        (name == layout::INDEX_FILE || name == layout::PATCH_FILE, name)
-    });
-    Ok(files)
-}
-
-/// Copies one object: temp name in the target directory, fsync, rename, fsync of the directory.
-/// An object already there under its final name is whole (it got there by rename) and skipped.
-pub fn publish_file(src: &Path, dest: &Path) -> std::io::Result<bool> {
-    if dest.exists() {
-        return Ok(false);
-    }
-    let dir = fsutil::parent(dest);
-    std::fs::create_dir_all(&dir)?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = dir.join(fsutil::temp_name(&name));
-    let result = (|| {
-        std::fs::copy(src, &temp)?;
-        std::fs::File::open(&temp)?.sync_all()?;
-        std::fs::rename(&temp, dest)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map(|()| true)
-}
-
-/// Every write of going live goes through here (one place to switch to the `Destination`s of
-/// src/publish/ once they exist): for each target, the image directory `image_rel` when the
-/// target lacks its index (a target added after the build was deployed), then the pointer; the
-/// depot's pointer last of all. `progress(done, total)` counts targets.
+/// Every write of going live goes through here (deploy, commit, mkfast and sync share it): for
+/// each target, the image directory `image_rel` (objects already whole there are skipped, so a
+/// target added after the build was deployed catches up), then the pointer; the depot's pointer
+/// last of all. `progress(done, total)` counts targets.
 pub fn publish_to_targets(
+    env: &PublishEnv,
     depot: &Path,
-    targets: &[Target],
+    targets: &[TargetSpec],
     image_rel: Option<&str>,
     pointer_rel: &str,
     pointer: &Pointer,
     progress: &dyn Fn(i64, i64) -> Result<(), TaskFailure>,
 ) -> Result<Vec<String>, TaskFailure> {
     let bytes = serde_json::to_vec(pointer).map_err(|e| failure(e.to_string(), false))?;
+    let objects = match image_rel {
+        Some(rel) => publish::objects_of(depot, &[rel.to_string()])
+            .map_err(|e| failure(format!("reading {rel} in the depot failed ({})", e.kind()), true))?,
+        None => Vec::new(),
+    };
     let total = targets.len() as i64 + 1;
     let mut done = Vec::new();
-    for target in targets {
-        let Some(root) = &target.root else {
-            let message = format!("{}: publishing to s3 origins is not supported by this server yet", target.what);
-            return Err(target_failure(target, message, false));
-        };
-        if let Some(rel) = image_rel {
-            let index = root.join(rel).join(layout::INDEX_FILE);
-            if !index.exists() {
-                let objects = publish_order(&depot.join(rel))
-                    .map_err(|e| failure(format!("reading {rel} in the depot failed ({})", e.kind()), true))?;
-                for src in objects {
-                    let name = src.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-                    publish_file(&src, &root.join(rel).join(name)).map_err(|e| {
-                        target_failure(target, format!("{}: publishing {rel} failed ({})", target.what, e.kind()), true)
-                    })?;
-                }
-            }
+    for spec in targets {
+        let target = publish::open(env, spec).map_err(|e| target_failure(&spec.deployment, e))?;
+        for (src, rel) in &objects {
+            target.put_file(rel, src).map_err(|e| target_failure(&spec.deployment, e))?;
         }
-        fsutil::write_durably(&root.join(pointer_rel), &bytes)
-            .map_err(|e| target_failure(target, format!("{}: writing {pointer_rel} failed: {e}", target.what), true))?;
-        done.push(target.what.clone());
+        target.put_bytes(pointer_rel, &bytes).map_err(|e| target_failure(&spec.deployment, e))?;
+        done.push(target.label().to_string());
         progress(done.len() as i64, total)?;
     }
-    fsutil::write_durably(&depot.join(pointer_rel), &bytes)
-        .map_err(|e| failure(format!("depot: writing {pointer_rel} failed: {e}"), true))?;
+    DirDestination::new("depot", depot.to_path_buf())
+        .put_bytes(pointer_rel, &bytes)
+        .map_err(|e| failure(e.message, true))?;
     progress(total, total)?;
     done.push("depot".into());
     Ok(done)
@@ -205,7 +138,7 @@ fn input_of(task: &Task) -> Result<CommitInput, TaskFailure> {
         .map_err(|e| failure(format!("the task input is not a commit input: {e}"), false))
 }
 
-pub struct Commit;
+pub struct Commit(pub Arc<PublishEnv>);
 
 impl TaskHandler for Commit {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
@@ -224,10 +157,18 @@ impl TaskHandler for Commit {
         }
         let targets =
             targets(ctx.store, input.org_id, input.app_id).map_err(|e| failure(format!("database: {e}"), true))?;
+        let env = &self.0;
         let pointer = pointer(input.build_id, &dxf_name, input.build_name.as_deref(), input.size_bytes);
         let progress = |done, total| ctx.progress(done, total).map_err(|e| failure(format!("database: {e}"), true));
-        let published =
-            publish_to_targets(ctx.depot, &targets, Some(&image_rel), &current_rel(org, app), &pointer, &progress)?;
+        let published = publish_to_targets(
+            env,
+            ctx.depot,
+            &targets,
+            Some(&image_rel),
+            &current_rel(org, app),
+            &pointer,
+            &progress,
+        )?;
         Ok(json!({"published": published, "pointer": pointer}))
     }
 

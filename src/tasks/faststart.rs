@@ -9,7 +9,6 @@
 //! transaction that records the task done. The superseded image stays published (launchers may
 //! be fetching it) until the build is evicted, which removes the build's whole directory.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -18,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::builds::{build_number, engine_failure, failure, remove_leftovers, store_failure, BuildEnv};
-use super::commit::{self, publish_file, publish_order};
+use super::commit;
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::engine::startup::{self, Read};
 use crate::engine::{layout, Hooks, Manifest};
+use crate::publish::{self, TargetSpec};
 use crate::store::builds as build_rows;
-use crate::store::deployments;
 use crate::store::tasks::{NewTask, Task};
 use crate::store::traces;
 use crate::store::StoreResult;
@@ -117,7 +116,8 @@ impl TaskHandler for MkFast {
         let image =
             env.engine.write_startup_image(&manifest, &store, &build_dir, &reads, &hooks).map_err(engine_failure)?;
         let rel = format!("{}/{}", layout::build_rel(org, app, n), image.dxf_name);
-        let published = publish_to_targets(ctx, &input, &rel, &|done, total| gauge.record(800, 1000, done, total))?;
+        let published =
+            publish_to_targets(env, ctx, &input, &rel, &|done, total| gauge.record(800, 1000, done, total))?;
         // Launchers that follow current.json switch to the reordered image now; the database
         // follows when the task is recorded done (on_done), as for a commit.
         let retained = ctx
@@ -128,6 +128,7 @@ impl TaskHandler for MkFast {
         let pointer = commit::pointer(build_id, &image.dxf_name, retained.name.as_deref(), image.size_bytes as i64);
         let targets = commit::targets(ctx.store, input.org_id, app_id).map_err(store_failure)?;
         commit::publish_to_targets(
+            &env.publish,
             ctx.depot,
             &targets,
             None,
@@ -151,7 +152,7 @@ impl TaskHandler for MkFast {
             return build_rows::release_failed(conn, input.app_id, None);
         };
         traces::commit_startup_image(conn, input.app_id, input.build_id, dxf_name, size)?;
-        for name in targets_of(conn, &input)?.into_iter().map(|d| d.name) {
+        for name in targets_of(conn, &input)?.into_iter().map(|d| d.deployment) {
             build_rows::set_deployment_status(conn, input.org_id, &name, None)?;
         }
         Ok(())
@@ -168,55 +169,37 @@ impl TaskHandler for MkFast {
 }
 
 /// The deployments the app publishes to (none listed: all of the organization's).
-fn targets_of(conn: &Connection, input: &FastStartInput) -> StoreResult<Vec<deployments::Deployment>> {
-    let listed = build_rows::app_deployment_names(conn, input.app_id)?;
-    let all = deployments::all_of_org(conn, input.org_id)?;
-    Ok(all.into_iter().filter(|d| listed.is_empty() || listed.contains(&d.name)).collect())
+fn targets_of(conn: &Connection, input: &FastStartInput) -> StoreResult<Vec<TargetSpec>> {
+    super::builds::targets_of_app(conn, input.org_id, input.app_id)
 }
 
 /// Publishes the depot's directory `rel` to every target of the app, data before index, skipping
-/// objects already whole there. The one place this task writes to targets (the depot itself holds
-/// the image already): when publishing moves behind a `Destination` trait, only this changes.
+/// objects already whole there (the depot itself holds the image already).
 fn publish_to_targets(
+    env: &BuildEnv,
     ctx: &TaskContext,
     input: &FastStartInput,
     rel: &str,
     progress: &dyn Fn(u64, u64),
 ) -> Result<Vec<String>, TaskFailure> {
     let targets = ctx.store.read_blocking(|c| targets_of(c, input)).map_err(store_failure)?;
-    let objects = publish_order(&ctx.depot.join(rel))
+    let objects = publish::objects_of(ctx.depot, &[rel.to_string()])
         .map_err(|e| failure(format!("reading the depot failed ({})", e.kind()), true))?;
     let total = (objects.len() * targets.len()) as u64;
     let mut done = 0;
     let mut published = Vec::new();
-    for d in &targets {
-        let what = format!("deployment {}", d.name);
-        let root = match (d.origin.get("type").and_then(Value::as_str), d.origin.get("path").and_then(Value::as_str)) {
-            (Some("fs"), Some(path)) => Path::new(path).join(&d.origin_prefix),
-            _ => {
-                return Err(TaskFailure {
-                    exception: json!({
-                        "message": format!("{what}: publishing to s3 origins is not supported by this server yet"),
-                        "deployment": d.name,
-                    }),
-                    retryable: false,
-                })
-            }
+    for spec in &targets {
+        let fail = |e: publish::PublishError| TaskFailure {
+            exception: e.exception(Some(&spec.deployment)),
+            retryable: e.retryable,
         };
-        remove_leftovers(&root.join(rel))?;
-        for src in &objects {
-            let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            publish_file(src, &root.join(rel).join(&name)).map_err(|e| TaskFailure {
-                exception: json!({
-                    "message": format!("{what}: publishing {rel}/{name} failed ({})", e.kind()),
-                    "deployment": d.name,
-                }),
-                retryable: true,
-            })?;
+        let target = publish::open(&env.publish, spec).map_err(fail)?;
+        for (src, rel) in &objects {
+            target.put_file(rel, src).map_err(fail)?;
             done += 1;
             progress(done, total);
         }
-        published.push(what);
+        published.push(target.label().to_string());
     }
     Ok(published)
 }

@@ -10,6 +10,7 @@ pub mod export;
 pub mod faststart;
 pub mod hello;
 pub mod prune;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -95,10 +96,15 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// The task types every server runs that need nothing but the store and the depot.
 pub fn standard_handlers() -> Vec<(&'static str, Arc<dyn TaskHandler>)> {
+    vec![(hello::TYPE, Arc::new(hello::Hello))]
+}
+
+/// The task types that write to or remove from publish targets.
+pub fn publishing_handlers(env: Arc<crate::publish::PublishEnv>) -> Vec<(&'static str, Arc<dyn TaskHandler>)> {
     vec![
-        (hello::TYPE, Arc::new(hello::Hello)),
-        (prune::TYPE, Arc::new(prune::Prune)),
-        (commit::TYPE, Arc::new(commit::Commit)),
+        (prune::TYPE, Arc::new(prune::Prune(env.clone()))),
+        (sync::TYPE, Arc::new(sync::Sync(env.clone()))),
+        (commit::TYPE, Arc::new(commit::Commit(env))),
     ]
 }
 

@@ -2,17 +2,19 @@
 //! (`?prune=true`), a deleted app, or from a deleted deployment's origin (API.md §4, §7, §8).
 //!
 //! Input: [`PruneInput`], built by [`task`] in the same transaction as the delete that causes it.
-//! Files go from the local depot (when `depot`) and from every `fs` origin in `targets`. Removing
-//! objects from `s3` origins needs the S3 client of the publishing pipeline, which this server
-//! does not have yet: such a target is reported as a task warning instead of silently skipped.
+//! Files go from the local depot (when `depot`) and from every target's origin, `fs` or `s3`,
+//! through the same [`Destination`] the publishing used. An `s3` target carries its secret
+//! sealed as stored (the deployment row may be gone by the time the prune runs).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::domain::names;
+use crate::publish::{self, Destination, DirDestination, PublishEnv, TargetSpec};
 use crate::store::deployments::Deployment;
 use crate::store::tasks::NewTask;
 
@@ -33,19 +35,42 @@ pub struct PruneInput {
     pub builds: Vec<u32>,
 }
 
-/// Where the published files of one deployment live. The origin is the deployment's public part
-/// (type, path, endpoint, bucket…): a prune never needs a secret to find the files.
+/// Where the published files of one deployment live: the deployment's public origin fields
+/// (type, path, endpoint, bucket…) and, for `s3`, its secret sealed as the deployment row keeps
+/// it (bound to the organization and deployment name), so the prune can sign its requests after
+/// the row is gone while the task input never holds the secret in clear.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruneTarget {
     pub deployment: String,
     pub prefix: String,
     pub origin: Value,
+    #[serde(default, rename = "orgId", skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<i64>,
+    /// Base64 of the sealed secret.
+    #[serde(default, rename = "sealedSecret", skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<String>,
 }
 
 impl PruneTarget {
-    pub fn of(d: &Deployment) -> PruneTarget {
-        PruneTarget { deployment: d.name.clone(), prefix: d.origin_prefix.clone(), origin: d.origin.clone() }
+    pub fn of(org_id: i64, d: &Deployment) -> PruneTarget {
+        PruneTarget {
+            deployment: d.name.clone(),
+            prefix: d.origin_prefix.clone(),
+            origin: d.origin.clone(),
+            org_id: Some(org_id),
+            sealed_secret: d.origin_secret.as_deref().map(crate::auth::b64_encode),
+        }
+    }
+
+    fn spec(&self) -> TargetSpec {
+        TargetSpec {
+            org_id: self.org_id.unwrap_or(0),
+            deployment: self.deployment.clone(),
+            prefix: self.prefix.clone(),
+            origin: self.origin.clone(),
+            sealed_secret: self.sealed_secret.as_deref().and_then(crate::auth::b64_decode_any),
+        }
     }
 }
 
@@ -64,51 +89,41 @@ pub fn task(org: &str, app: Option<&str>, targets: Vec<PruneTarget>, depot: bool
     }
 }
 
-pub struct Prune;
-
-/// Removes a directory tree; a missing one is already pruned.
-fn remove_tree(path: &Path) -> std::io::Result<bool> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
+pub struct Prune(pub Arc<PublishEnv>);
 
 fn failure(message: String, retryable: bool) -> TaskFailure {
     TaskFailure { exception: json!({"message": message}), retryable }
 }
 
-/// `<root>/dxf/<org>[/<app>]` and `<root>/pat/<org>[/<app>]`: the published layout [compat].
-fn published_dirs(root: &Path, org: &str, app: Option<&str>) -> Vec<PathBuf> {
+/// `dxf/<org>[/<app>]` and `pat/<org>[/<app>]`: the published layout [compat].
+fn published_dirs(org: &str, app: Option<&str>) -> Vec<String> {
     ["dxf", "pat"]
         .iter()
-        .map(|area| {
-            let dir = root.join(area).join(org);
-            match app {
-                Some(app) => dir.join(app),
-                None => dir,
-            }
+        .map(|area| match app {
+            Some(app) => format!("{area}/{org}/{app}"),
+            None => format!("{area}/{org}"),
         })
         .collect()
 }
 
-/// The image directories of `builds` and every patch directory from or to one of them.
-fn build_dirs(root: &Path, org: &str, app: &str, builds: &[u32]) -> std::io::Result<Vec<PathBuf>> {
+/// The image directories of `builds` and every patch directory from or to one of them. Which
+/// patches exist is read from the depot (it holds every published patch until this prune).
+fn build_dirs(depot: &Path, org: &str, app: &str, builds: &[u32]) -> std::io::Result<Vec<String>> {
     let mut dirs = Vec::new();
-    let patches = root.join("pat").join(org).join(app);
+    let patches = format!("pat/{org}/{app}");
     for &b in builds {
-        dirs.push(root.join("dxf").join(org).join(app).join(format!("{b:04}")));
-        dirs.push(patches.join(format!("{b:04}")));
+        dirs.push(format!("dxf/{org}/{app}/{b:04}"));
+        dirs.push(format!("{patches}/{b:04}"));
     }
-    let targets = match std::fs::read_dir(&patches) {
+    let targets = match std::fs::read_dir(depot.join(&patches)) {
         Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
     for to in targets {
+        let to = to.file_name().to_string_lossy().into_owned();
         for &b in builds {
-            dirs.push(to.path().join(format!("{b:04}")));
+            dirs.push(format!("{patches}/{to}/{b:04}"));
         }
     }
     Ok(dirs)
@@ -123,39 +138,27 @@ impl TaskHandler for Prune {
         if names::validate("orgName", org).is_err() || app.is_some_and(|a| names::validate("appName", a).is_err()) {
             return Err(failure("invalid organization or app name".into(), false));
         }
-        let mut roots: Vec<(String, PathBuf)> = Vec::new();
-        if input.depot {
-            roots.push(("depot".into(), ctx.depot.to_path_buf()));
-        }
+        // Which directories: read from the depot before it is pruned itself (last).
+        let dirs = match (app, input.builds.is_empty()) {
+            (Some(app), false) => build_dirs(ctx.depot, org, app, &input.builds)
+                .map_err(|e| failure(format!("cannot list files of the depot: {e}"), true))?,
+            _ => published_dirs(org, app),
+        };
+        let mut targets: Vec<Box<dyn Destination>> = Vec::new();
         for target in &input.targets {
-            let deployment = &target.deployment;
-            let origin =
-                (target.origin.get("type").and_then(Value::as_str), target.origin.get("path").and_then(Value::as_str));
-            match origin {
-                (Some("fs"), Some(path)) if crate::domain::origins::validate_prefix(&target.prefix).is_ok() => {
-                    roots.push((format!("deployment {deployment}"), Path::new(path).join(&target.prefix)))
-                }
-                _ => ctx
-                    .warn(json!({"message": format!("files on deployment {deployment} were not removed: only fs origins can be pruned so far")}))
-                    .map_err(|e| failure(e.to_string(), true))?,
-            }
+            targets.push(publish::open(&self.0, &target.spec()).map_err(|e| failure(e.message, e.retryable))?);
+        }
+        if input.depot {
+            targets.push(Box::new(DirDestination::new("depot", ctx.depot.to_path_buf())));
         }
         let mut removed = Vec::new();
-        for (i, (what, root)) in roots.iter().enumerate() {
-            let dirs = match (app, input.builds.is_empty()) {
-                (Some(app), false) => build_dirs(root, org, app, &input.builds)
-                    .map_err(|e| failure(format!("cannot list files of {what}: {e}"), true))?,
-                _ => published_dirs(root, org, app),
-            };
-            for dir in dirs {
-                match remove_tree(&dir) {
-                    Ok(true) => removed.push(format!("{what}: {}", dir.strip_prefix(root).unwrap_or(&dir).display())),
-                    Ok(false) => {}
-                    Err(e) => return Err(failure(format!("cannot remove files from {what}: {e}"), true)),
-                }
+        for (i, target) in targets.iter().enumerate() {
+            for dir in &dirs {
+                target.remove_tree(dir).map_err(|e| failure(e.message, e.retryable))?;
             }
-            ctx.progress(i as i64 + 1, roots.len() as i64).map_err(|e| failure(e.to_string(), true))?;
+            removed.push(target.label().to_string());
+            ctx.progress(i as i64 + 1, targets.len() as i64).map_err(|e| failure(e.to_string(), true))?;
         }
-        Ok(json!({"removed": removed}))
+        Ok(json!({"removed": removed, "dirs": dirs}))
     }
 }

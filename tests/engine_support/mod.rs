@@ -38,7 +38,7 @@ pub fn text(seed: u64, len: usize) -> Vec<u8> {
     let mut i = 0;
     while out.len() < len {
         out.extend_from_slice(words[(n[i % n.len()] % 10) as usize].as_bytes());
-        out.push(if n[(i + 1) % n.len()] % 7 == 0 { b'\n' } else { b' ' });
+        out.push(if n[(i + 1) % n.len()].is_multiple_of(7) { b'\n' } else { b' ' });
         i += 1;
     }
     out.truncate(len);

@@ -1,0 +1,128 @@
+//! A directory destination: the depot or an `fs` origin. Objects are written under a temporary
+//! name, fsynced and renamed into place, so a reader never sees half an object and a crash
+//! leaves only a temporary file the next write into that directory removes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::{Destination, PublishError};
+use crate::engine::fsutil;
+
+pub struct DirDestination {
+    label: String,
+    root: PathBuf,
+}
+
+impl DirDestination {
+    pub fn new(label: impl Into<String>, root: PathBuf) -> DirDestination {
+        DirDestination { label: label.into(), root }
+    }
+
+    /// The path of object `rel`; `None` for a path that could leave the root.
+    fn path_of(&self, rel: &str) -> Option<PathBuf> {
+        let ok = !rel.is_empty() && rel.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+        ok.then(|| self.root.join(rel))
+    }
+
+    fn fail(&self, what: &str, rel: &str, e: std::io::Error) -> PublishError {
+        // Disk full or a missing mount may pass; the kind says which without the box's paths.
+        PublishError::new(format!("{}: {what} {rel} failed ({})", self.label, e.kind()), true)
+    }
+
+    fn bad_path(&self, rel: &str) -> PublishError {
+        PublishError::new(format!("{}: `{rel}` is not a path below the target", self.label), false)
+    }
+
+    /// Temp name in the target directory, fsync, rename, fsync of the directory.
+    fn write_with(&self, dest: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
+        let dir = fsutil::parent(dest);
+        std::fs::create_dir_all(&dir)?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = dir.join(fsutil::temp_name(&name));
+        let result = (|| {
+            write(&temp)?;
+            File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, dest)?;
+            File::open(&dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+impl Destination for DirDestination {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// An object already there under its final name is whole (it got there by rename): skipped.
+    fn put_file(&self, rel: &str, src: &Path) -> Result<(), PublishError> {
+        let dest = self.path_of(rel).ok_or_else(|| self.bad_path(rel))?;
+        if dest.exists() {
+            return Ok(());
+        }
+        // What an interrupted earlier attempt left in this directory (one writer per build).
+        let dir = fsutil::parent(&dest);
+        if dir.is_dir() {
+            fsutil::remove_leftovers(&dir)
+                .map_err(|e| PublishError::new(format!("{}: cleaning up {rel} failed: {e}", self.label), true))?;
+        }
+        self.write_with(&dest, |temp| std::fs::copy(src, temp).map(drop)).map_err(|e| self.fail("publishing", rel, e))
+    }
+
+    fn put_bytes(&self, rel: &str, bytes: &[u8]) -> Result<(), PublishError> {
+        let dest = self.path_of(rel).ok_or_else(|| self.bad_path(rel))?;
+        self.write_with(&dest, |temp| std::fs::write(temp, bytes)).map_err(|e| self.fail("writing", rel, e))
+    }
+
+    fn remove_tree(&self, rel: &str) -> Result<(), PublishError> {
+        let path = self.path_of(rel).ok_or_else(|| self.bad_path(rel))?;
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.fail("removing", rel, e)),
+        }
+    }
+
+    fn check(&self) -> Result<(), PublishError> {
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            PublishError::new(format!("{}: the origin directory cannot be created ({})", self.label, e.kind()), true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_published_once_replaced_by_put_bytes_and_removed_as_a_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = DirDestination::new("depot", dir.path().join("root"));
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"data").unwrap();
+        dest.put_file("dxf/a/b/0001/x/pack-00000", &src).unwrap();
+        std::fs::write(&src, b"changed").unwrap();
+        dest.put_file("dxf/a/b/0001/x/pack-00000", &src).unwrap();
+        let published = dir.path().join("root/dxf/a/b/0001/x/pack-00000");
+        assert_eq!(std::fs::read(&published).unwrap(), b"data", "a whole object is not written again");
+        dest.put_bytes("dxf/a/b/current.json", b"{}").unwrap();
+        dest.put_bytes("dxf/a/b/current.json", b"{\"buildId\":1}").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("root/dxf/a/b/current.json")).unwrap(), b"{\"buildId\":1}");
+        dest.remove_tree("dxf/a").unwrap();
+        dest.remove_tree("dxf/a").unwrap();
+        assert!(!dir.path().join("root/dxf/a").exists());
+    }
+
+    #[test]
+    fn a_path_that_would_leave_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = DirDestination::new("depot", dir.path().join("root"));
+        for bad in ["../x", "a//b", "", "a/./b"] {
+            let err = dest.put_bytes(bad, b"x").unwrap_err();
+            assert!(!err.retryable && err.message.starts_with("depot:"), "{bad}: {err}");
+        }
+    }
+}
