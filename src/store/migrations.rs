@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("004_builds", include_str!("../../migrations/004_builds.sql")),
     ("005_sessions_and_audit", include_str!("../../migrations/005_sessions_and_audit.sql")),
     ("006_task_counts", include_str!("../../migrations/006_task_counts.sql")),
+    ("009_webhooks", include_str!("../../migrations/009_webhooks.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod subscriptions;
 pub mod tasks;
 pub mod users;
+pub mod webhooks;
 mod writer;
 
 use std::path::Path;

@@ -7,6 +7,7 @@
 pub mod builds;
 pub mod hello;
 pub mod prune;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
