@@ -55,10 +55,11 @@ impl Worker {
     fn run(self) {
         // A short retention is checked as often as it needs (tests use seconds), a long one hourly.
         let prune_every = (self.policy.retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        let mut pruned = Instant::now() - prune_every;
+        // `None`: not yet pruned (an `Instant` in the past could underflow right after boot).
+        let mut pruned: Option<Instant> = None;
         loop {
-            if pruned.elapsed() >= prune_every {
-                pruned = Instant::now();
+            if pruned.is_none_or(|at| at.elapsed() >= prune_every) {
+                pruned = Some(Instant::now());
                 match self.prune() {
                     Ok(0) => {}
                     Ok(n) => log::info!("removed {n} finished webhook deliveries past webhook_retention"),
