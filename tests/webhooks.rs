@@ -136,12 +136,13 @@ fn serve_one(
         *n - 1
     };
     let answer = behaviour(index, &body);
+    // Recorded on arrival, so the list is in the order the server sent; a delayed reply comes
+    // after the server's timeout and counts as not delivered (0).
+    let answered = if answer.delay.is_zero() { answer.status } else { 0 };
+    seen.lock().unwrap().push(Received { headers, body, answered });
     std::thread::sleep(answer.delay);
     let reply = format!("HTTP/1.1 {} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", answer.status);
-    // A reply the server no longer waits for (it timed out) counts as not delivered.
-    let written = stream.write_all(reply.as_bytes()).and_then(|_| stream.flush()).is_ok();
-    let answered = if written && answer.delay.is_zero() { answer.status } else { 0 };
-    seen.lock().unwrap().push(Received { headers, body, answered });
+    let _ = stream.write_all(reply.as_bytes()).and_then(|_| stream.flush());
 }
 
 /// Creates a subscription; answers its signing secret.
