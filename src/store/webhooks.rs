@@ -253,6 +253,30 @@ mod tests {
     }
 
     #[test]
+    fn an_event_exists_exactly_when_its_task_change_commits() {
+        let mut conn = database();
+        let new = crate::store::tasks::NewTask {
+            kind: "dltar".into(),
+            group: None,
+            app_name: Some("game".into()),
+            build_id: Some(1),
+            input: serde_json::json!({}),
+            max_attempts: 1,
+            run_in_maintenance: false,
+        };
+        let rolled_back = conn.transaction().unwrap();
+        crate::store::builds::insert_task(&rolled_back, 1, &new).unwrap();
+        assert_eq!(due(&rolled_back, "9999", 10).unwrap().len(), 1, "written with the task");
+        rolled_back.rollback().unwrap();
+        assert!(due(&conn, "9999", 10).unwrap().is_empty(), "gone with the task's rollback");
+
+        let committed = conn.transaction().unwrap();
+        crate::store::builds::insert_task(&committed, 1, &new).unwrap();
+        committed.commit().unwrap();
+        assert_eq!(due(&conn, "9999", 10).unwrap().len(), 1);
+    }
+
+    #[test]
     fn only_the_oldest_pending_delivery_of_an_app_is_due() {
         let conn = database();
         for (name, app) in [("a1", "game"), ("a2", "game"), ("b1", "other")] {
