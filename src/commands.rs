@@ -66,7 +66,35 @@ pub fn revoke_admin_tokens(settings: &Settings, name: &str, before: Option<&str>
     crate::auth::revocations::revoke(&settings.state_dir, name, before.timestamp_millis())
         .map_err(|e| e.to_string())?;
     println!("admin tokens named {name} issued before {} are revoked", before.to_rfc3339());
+    // The revocation already holds; a trail that cannot be written is reported, not fatal.
+    if let Err(e) = audit_revocation(settings, name, &before.to_rfc3339()) {
+        eprintln!("warning: the revocation is not in the audit trail: {e}");
+    }
     Ok(())
+}
+
+/// Records a CLI revocation as a box-wide audit event: the operating-system user who ran it, from
+/// this machine (`local`: the CLI needs the state directory, so it runs on the box).
+fn audit_revocation(settings: &Settings, name: &str, before: &str) -> Result<(), String> {
+    let database = settings.database_path();
+    if !crate::store::is_initialised(&database).map_err(|e| e.to_string())? {
+        return Err(format!("{} holds no database", settings.state_dir.display()));
+    }
+    let conn = crate::store::open_connection(&database, crate::store::Pragmas::from_settings(settings))
+        .map_err(|e| e.to_string())?;
+    let os_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    let (principal, target) = (format!("cli:{os_user}"), format!("{name} before {before}"));
+    let event = crate::store::audit::Event {
+        org_id: None,
+        event: crate::store::audit::ADMIN_TOKENS_REVOKED,
+        principal: Some(&principal),
+        client: Some("local"),
+        target: Some(&target),
+    };
+    crate::store::audit::record(&conn, &event).map_err(|e| e.to_string())
 }
 
 /// `admin-secret`: prints the admin secret, or with `rotate` replaces it first.

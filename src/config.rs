@@ -181,6 +181,23 @@ settings! {
         serde(deserialize_with = "read::within::<1, 32, _, _>");
     s3_timeout: Duration = Duration::from_secs(60), "60s",
         "connect and per-read/write timeout of a request to an S3 origin", serde(deserialize_with = "read::duration");
+    webhook_timeout: Duration = Duration::from_secs(10), "10s",
+        "a webhook or Slack delivery counts only if the receiver answers 2xx within this time",
+        serde(deserialize_with = "read::short_timeout");
+    webhook_retry_delays: Vec<Duration> = default_webhook_retry_delays(), "5s,5m,30m,2h,5h,10h",
+        "comma-separated waits before the 2nd, 3rd, … attempt of a failed delivery (the last one repeats)",
+        serde(deserialize_with = "read::durations");
+    webhook_give_up_after: Duration = Duration::from_secs(24 * 3600), "24h",
+        "a delivery not accepted this long after its event is given up (status failed)",
+        serde(deserialize_with = "read::duration");
+    webhook_retention: Duration = Duration::from_secs(7 * 24 * 3600), "7d",
+        "delivered and given-up deliveries are removed this long after they finished",
+        serde(deserialize_with = "read::duration");
+}
+
+/// PIPELINE.md's schedule: retries within seconds for a blip, hours for an outage, 24 h in all.
+fn default_webhook_retry_delays() -> Vec<Duration> {
+    [5, 300, 1800, 7200, 18_000, 36_000].into_iter().map(Duration::from_secs).collect()
 }
 
 fn available_cores() -> usize {
@@ -420,6 +437,24 @@ mod read {
             "never" => Ok(None),
             text => super::parse_duration(text).map(Some).map_err(de::Error::custom),
         }
+    }
+
+    /// A non-empty list of durations: a TOML list, or comma-separated text.
+    pub fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Text(String),
+            List(Vec<String>),
+        }
+        let items = match Given::deserialize(d)? {
+            Given::Text(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            Given::List(items) => items,
+        };
+        if items.is_empty() {
+            return Err(de::Error::custom("give at least one duration"));
+        }
+        items.iter().map(|item| super::parse_duration(item).map_err(de::Error::custom)).collect()
     }
 
     /// A network timeout: at least 100 ms, so a typo like `1ms` cannot cut every client off.

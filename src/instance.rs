@@ -5,6 +5,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::audit::{self, Actor};
 use crate::store::{meta, Store, StoreResult};
 
 /// The maintenance setting as stored and as `POST /srv/v1/maintenance` takes it.
@@ -44,10 +45,25 @@ impl MaintenanceSwitch {
         self.details.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Stores the new state durably, then makes it visible to requests.
-    pub async fn set(&self, store: &Store, state: Maintenance) -> StoreResult<()> {
+    /// Stores the new state durably, with the box-wide audit event of who switched it, then makes
+    /// it visible to requests.
+    pub async fn set(&self, store: &Store, state: Maintenance, actor: &Actor) -> StoreResult<()> {
         let text = serde_json::to_string(&state).expect("serializable");
-        store.write(move |c| meta::set(c, meta::MAINTENANCE, &text)).await?;
+        let actor = actor.clone();
+        let event = if state.enabled { audit::MAINTENANCE_ON } else { audit::MAINTENANCE_OFF };
+        store
+            .write(move |c| {
+                meta::set(c, meta::MAINTENANCE, &text)?;
+                let event = audit::Event {
+                    org_id: None,
+                    event,
+                    principal: Some(&actor.principal),
+                    client: Some(&actor.client),
+                    target: None,
+                };
+                audit::record(c, &event)
+            })
+            .await?;
         self.replace(state);
         Ok(())
     }

@@ -156,6 +156,15 @@ pub fn serve(settings: Settings) -> Result<(), String> {
         log::warn!("resuming {resumed} task(s) interrupted by the last stop");
     }
     let workers = queue.start_workers(settings.task_workers).map_err(|e| format!("cannot start task workers: {e}"))?;
+    let deliveries = tasks::webhooks::DeliveryPolicy {
+        outbound: OutboundPolicy { allow_loopback: settings.outbound_allow_loopback, allow_link_local: false },
+        timeout: settings.webhook_timeout,
+        retry_delays: settings.webhook_retry_delays.clone(),
+        give_up_after: settings.webhook_give_up_after,
+        retention: settings.webhook_retention,
+    };
+    tasks::webhooks::start(store.clone(), sealer.clone(), deliveries)
+        .map_err(|e| format!("cannot start the webhook delivery worker: {e}"))?;
 
     let settings_arc = Arc::new(settings.clone());
     let keyring = Arc::new(keyring);

@@ -164,3 +164,126 @@ fn access_log_lines_name_the_principal_and_the_client_address() {
     let anonymous = log_line(&server, |l| l.contains("access] GET /be/v1/users/{username} 401"));
     assert!(anonymous.ends_with(" 127.0.0.1 -"), "{anonymous}");
 }
+
+// Issue 14's remaining gaps: rights, accounts, credentials, maintenance and admin-token
+// revocation, each with who did it and from where.
+
+/// The one event of this kind, checked to name the actor `admin` acting from loopback.
+fn only_event_by_admin(caller: &Session, event: &str) -> Value {
+    let found = events(caller, &format!("?event={event}&limit=1000"));
+    assert_eq!(found.len(), 1, "{event}: {found:?}");
+    assert_eq!((&found[0]["username"], &found[0]["client"]), (&json!("admin"), &json!("127.0.0.1")), "{found:?}");
+    common::assert_timestamp(&found[0]["created"]);
+    found[0].clone()
+}
+
+#[test]
+fn creating_a_role_is_recorded_with_what_it_grants() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.create_role("builders", json!({"apps": 15, "tasks": 2}));
+    assert_eq!(only_event_by_admin(&admin, "role.created")["target"], "builders apps=15 tasks=2");
+}
+
+#[test]
+fn changing_a_roles_permissions_is_recorded_with_before_and_after() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.create_role("builders", json!({"apps": 15}));
+    let change = json!({"name": "builders", "permissions": {"apps": 2, "roles": 2}});
+    admin.call("PATCH", "/be/v1/roles", Some(change)).assert_ok();
+    assert_eq!(only_event_by_admin(&admin, "role.changed")["target"], "builders apps=15 -> apps=2 roles=2");
+}
+
+#[test]
+fn deleting_a_role_is_recorded() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.create_role("temporary", json!({}));
+    admin.call("DELETE", "/be/v1/roles/temporary", None).assert_ok();
+    assert_eq!(only_event_by_admin(&admin, "role.deleted")["target"], "temporary");
+}
+
+#[test]
+fn creating_a_user_is_recorded_with_its_roles() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    let role = admin.create_role("readers", json!({"apps": 2}));
+    admin.create_user(&server, "newcomer", &[&role]);
+    assert_eq!(only_event_by_admin(&admin, "user.created")["target"], "newcomer roles=[readers]");
+}
+
+#[test]
+fn deleting_a_user_is_recorded() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.create_user(&server, "leaver", &[]);
+    admin.call("DELETE", "/be/v1/users/leaver", None).assert_ok();
+    assert_eq!(only_event_by_admin(&admin, "user.deleted")["target"], "leaver");
+}
+
+#[test]
+fn changing_a_users_roles_is_recorded_with_the_new_roles() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    let role = admin.create_role("deployers", json!({"deployments": 15}));
+    admin.create_user(&server, "promoted", &[]);
+    admin.call("PATCH", "/be/v1/users", Some(json!({"username": "promoted", "roles": [role]}))).assert_ok();
+    assert_eq!(only_event_by_admin(&admin, "user.roles.changed")["target"], "promoted roles=[deployers]");
+    // A profile change alone is not a rights change.
+    admin.call("PATCH", "/be/v1/users", Some(json!({"username": "promoted", "title": "Dr"}))).assert_ok();
+    assert_eq!(events(&admin, "?event=user.roles.changed").len(), 1);
+}
+
+#[test]
+fn the_api_key_of_a_new_machine_account_is_recorded() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    let bot = admin.create_machine("ci_bot", &[]);
+    let created = only_event_by_admin(&admin, "apikey.created");
+    assert_eq!(created["target"], format!("ci_bot {}", bot.key_id).as_str());
+    assert!(!serde_json::to_string(&events(&admin, "?limit=1000")).unwrap().contains(&bot.key));
+}
+
+#[test]
+fn reset_credentials_is_recorded_and_a_machines_new_key_with_it() {
+    let server = Server::start();
+    let admin = server.org_admin("acme");
+    admin.create_user(&server, "forgetful", &[]);
+    admin.call("PATCH", "/be/v1/users", Some(json!({"username": "forgetful", "resetCreds": true}))).assert_ok();
+    assert_eq!(only_event_by_admin(&admin, "credentials.reset")["target"], "forgetful");
+
+    admin.create_machine("leaky_bot", &[]);
+    let reply = admin.call("PATCH", "/be/v1/users", Some(json!({"username": "leaky_bot", "resetCreds": true})));
+    let new_key_id = reply.assert_ok()["apiKeyId"].as_str().unwrap().to_string();
+    let resets = events(&admin, "?event=credentials.reset");
+    assert!(resets.iter().any(|e| e["target"] == "leaky_bot"), "{resets:?}");
+    let keys = events(&admin, "?event=apikey.created&limit=1000");
+    assert!(keys.iter().any(|e| e["target"] == format!("leaky_bot {new_key_id}").as_str()), "{keys:?}");
+}
+
+#[test]
+fn switching_maintenance_on_and_off_is_a_box_wide_event_with_the_admin_and_address() {
+    let server = Server::start();
+    let on = json!({"enabled": true, "message": "upgrading", "retryAfter": 60});
+    server.admin("POST", "/srv/v1/maintenance", Some(on)).assert_ok();
+    server.admin("POST", "/srv/v1/maintenance", Some(json!({"enabled": false}))).assert_ok();
+    for event in ["maintenance.on", "maintenance.off"] {
+        let found = box_events(&server, &format!("?event={event}"));
+        assert_eq!(found.len(), 1, "{event}: {found:?}");
+        assert_eq!((&found[0]["username"], &found[0]["client"]), (&json!("admin-token:tests"), &json!("127.0.0.1")));
+    }
+}
+
+#[test]
+fn revoking_admin_tokens_from_the_command_line_is_a_box_wide_event_naming_the_os_user() {
+    let server = Server::start();
+    let out = server.cli(&["admin-token", "--name", "ops", "--revoke"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+    let found = box_events(&server, "?event=admintoken.revoked");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0]["username"].as_str().unwrap().starts_with("cli:"), "{found:?}");
+    assert_eq!(found[0]["client"], "local");
+    assert!(found[0]["target"].as_str().unwrap().starts_with("ops before "), "{found:?}");
+}

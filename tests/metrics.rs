@@ -97,3 +97,44 @@ fn metrics_report_writer_database_disk_queue_and_login_failures() {
     assert_eq!(sample(&text, "rockit_tasks{status=\"submitted\"}"), 0.0);
     assert_eq!(sample(&text, "rockit_task_oldest_age_seconds{status=\"running\"}"), 0.0);
 }
+
+/// A build server that answers the headers of a large tar and then sends nothing: the download
+/// (and so its `dltar` task) stays running for as long as the test needs it.
+fn stalled_origin() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/native-build.tar", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut head);
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
+            held.push(stream);
+        }
+    });
+    url
+}
+
+#[test]
+fn queue_gauges_count_tasks_waiting_and_running_and_age_the_oldest() {
+    let server = Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true")]);
+    let admin = server.org_admin("acme");
+    for app in ["waiting", "busy"] {
+        admin.call("POST", "/be/v1/apps", Some(json!({"name": app, "label": app}))).assert_ok();
+    }
+    // An import in upload mode waits (submitted) until its upload arrives; none will.
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "waiting"}))).assert_ok();
+    // An import from a build server that never finishes sending keeps its download running.
+    let body = json!({"appName": "busy", "url": stalled_origin()});
+    admin.call("POST", "/be/v1/builds", Some(body)).assert_ok();
+
+    let text = common::eventually(std::time::Duration::from_secs(120), || {
+        let text = scrape_as_admin(&server);
+        let seen = sample(&text, "rockit_tasks{status=\"running\"}") == 1.0
+            && sample(&text, "rockit_task_oldest_age_seconds{status=\"submitted\"}") > 0.0;
+        seen.then_some(text)
+    });
+    assert_eq!(sample(&text, "rockit_tasks{status=\"submitted\"}"), 1.0, "{text}");
+    assert!(sample(&text, "rockit_task_oldest_age_seconds{status=\"running\"}") >= 0.0, "{text}");
+}

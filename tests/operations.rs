@@ -314,6 +314,7 @@ const CONTRACT: &[&str] = &[
     "DELETE /be/v1/apps/{appName}",
     "POST /be/v1/subscriptions",
     "GET /be/v1/subscriptions",
+    "GET /be/v1/subscriptions/{subscriptionName}",
     "DELETE /be/v1/subscriptions/{subscriptionName}",
     "POST /be/v1/builds",
     // The one-time upload URL POST /be/v1/builds hands out in upload mode (§8).

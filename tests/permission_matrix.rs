@@ -376,6 +376,13 @@ fn entries() -> Vec<Entry> {
             request: |_| ("/be/v1/subscriptions?limit=1000".into(), None),
         },
         Entry {
+            method: "GET",
+            path: "/be/v1/subscriptions/{subscriptionName}",
+            needs: Bit("subscriptions", 2),
+            scope: Named,
+            request: |f| (format!("/be/v1/subscriptions/{}", f.subscription), None),
+        },
+        Entry {
             method: "DELETE",
             path: "/be/v1/subscriptions/{subscriptionName}",
             needs: Bit("subscriptions", 8),

@@ -7,6 +7,7 @@ pub mod outbound;
 pub mod permissions;
 pub mod public_key;
 pub mod text;
+pub mod webhooks;
 
 /// Why the domain refused a value: the HTTP edge turns it into 400 `invalid-param` /
 /// `missing-param` naming `param`. The domain knows nothing of HTTP.

@@ -117,6 +117,18 @@ impl Permissions {
         Ok(Permissions(bits))
     }
 
+    /// The granted bits only, e.g. `apps=15 tasks=2` (`none` without any): how the audit trail
+    /// records what a role grants.
+    pub fn summary(&self) -> String {
+        let granted: Vec<String> =
+            RESOURCES.iter().zip(self.0).filter(|(_, b)| *b != 0).map(|((name, _), b)| format!("{name}={b}")).collect();
+        if granted.is_empty() {
+            "none".into()
+        } else {
+            granted.join(" ")
+        }
+    }
+
     /// `{"apps": 15, ...}` with every resource present.
     pub fn to_json(&self) -> Value {
         let map: Map<String, Value> =

@@ -420,6 +420,8 @@ pub fn routes() -> Vec<RouteSpec> {
             .with_body::<requests::CreateSubscription>(),
         spec(Method::GET, "/be/v1/subscriptions", User, "subscriptions", "List subscriptions (subscriptions read; filters name, type)", || web::to(resources::list_subscriptions))
         .answers(Answer::List("subscriptions", &resources::SUBSCRIPTIONS_LIST)),
+        spec(Method::GET, "/be/v1/subscriptions/{subscriptionName}", User, "subscriptions", "A subscription with its newest deliveries: status, attempts, last HTTP status and error (subscriptions read)", || web::to(resources::subscription))
+        .answers(Answer::One("subscription")),
         spec(Method::DELETE, "/be/v1/subscriptions/{subscriptionName}", User, "subscriptions", "Delete a subscription (subscriptions delete)", || web::to(resources::delete_subscription)),
         // Organization transfers (issue 13).
         spec(Method::POST, "/be/v1/export", User, "transfers", "Export the caller's organization into a passphrase-protected bundle: queues an export task and answers its one-time download URL (members of Administrators)", || web::to(transfers::start_export))

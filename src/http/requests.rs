@@ -260,7 +260,7 @@ impl SubscriptionType {
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
     #[serde(rename = "type")]
-    #[schemars(extend("enum" = ["dltar", "mkraw", "deploy"]))]
+    #[schemars(extend("enum" = ["dltar", "mkraw", "deploy", "commit", "sync", "mkfast", "prune", "export", "hello"]))]
     pub kind: Text<{ limits::SHORT }>,
     #[schemars(extend("enum" = ["submit", "begin", "end", "error"]))]
     pub event: Text<{ limits::SHORT }>,

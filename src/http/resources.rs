@@ -182,7 +182,7 @@ pub async fn create_subscription(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let kind = body.kind.as_str();
-    validate_url(kind, &body.url)?;
+    validate_url(kind, &body.url, state.settings.outbound_allow_loopback)?;
     let events = serde_json::to_value(body.events.unwrap_or_default()).map_err(ApiError::internal)?;
     validate_events(&events)?;
     let (created, secret) = state.resources.create_subscription(&caller, &body.name, kind, &body.url, events).await?;
@@ -206,6 +206,16 @@ pub async fn list_subscriptions(
         },
     )
     .await
+}
+
+pub async fn subscription(
+    state: web::Data<AppState>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    names::validate("subscriptionName", &name)?;
+    let (subscription, deliveries) = state.resources.subscription(&caller, &name).await?;
+    Ok(super::success("subscription", views::subscription_details(&subscription, &deliveries)))
 }
 
 pub async fn delete_subscription(

@@ -45,23 +45,41 @@ pub async fn details(state: web::Data<AppState>, caller: Caller, name: web::Path
     Ok(answer(&state.identity.role(&caller, &name).await?))
 }
 
-pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<CreateRole>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: Json<CreateRole>,
+) -> ApiResult<HttpResponse> {
     let body = body.0;
     let name = body.name.into_inner();
     let label = body.label.map_or_else(|| name.clone(), Text::into_inner);
     let permissions = permissions(body.permissions)?;
-    Ok(answer(&state.identity.create_role(&caller, name, label, permissions).await?))
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    Ok(answer(&state.identity.create_role(&caller, name, label, permissions, &client).await?))
 }
 
-pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeRole>) -> ApiResult<HttpResponse> {
+pub async fn change(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: Json<ChangeRole>,
+) -> ApiResult<HttpResponse> {
     let body = body.0;
     let label = body.label.map(Text::into_inner);
     let permissions = body.permissions.map(permissions).transpose()?;
-    Ok(answer(&state.identity.change_role(&caller, &body.name, label, permissions).await?))
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    Ok(answer(&state.identity.change_role(&caller, &body.name, label, permissions, &client).await?))
 }
 
-pub async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     names::validate("roleName", &name)?;
-    state.identity.delete_role(&caller, &name).await?;
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    state.identity.delete_role(&caller, &name, &client).await?;
     Ok(super::done())
 }

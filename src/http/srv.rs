@@ -1,6 +1,6 @@
 //! `/srv/v1`: what installation, upgrade and monitoring tools call with an admin token.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Json;
@@ -82,13 +82,15 @@ pub async fn get_maintenance(state: web::Data<AppState>, _admin: Admin) -> ApiRe
 pub async fn set_maintenance(
     state: web::Data<AppState>,
     admin: Admin,
+    req: HttpRequest,
     body: Json<SetMaintenance>,
 ) -> ApiResult<HttpResponse> {
     let SetMaintenance { enabled, message, retry_after } = body.0;
     let message = message.map_or_else(|| "The server is under maintenance.".to_string(), Text::into_inner);
     let retry_after = retry_after.map_or(DEFAULT_RETRY_AFTER, |n| n.get() as u64);
     let wanted = Maintenance { enabled, message, retry_after };
-    state.maintenance.set(&state.store, wanted.clone()).await?;
+    let actor = super::audit::admin(&state, &admin, &req);
+    state.maintenance.set(&state.store, wanted.clone(), &actor).await?;
     log::warn!("maintenance mode {} by admin {}", if enabled { "enabled" } else { "disabled" }, admin.username);
     if !enabled {
         state.queue.wake_workers();

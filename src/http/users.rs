@@ -64,7 +64,12 @@ fn with_secret(mut body: Value, secret: Option<OneTimeSecret>) -> Value {
     body
 }
 
-pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<CreateUser>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: Json<CreateUser>,
+) -> ApiResult<HttpResponse> {
     let body = body.0;
     let kind = match body.kind {
         Some(AccountType::Machine) => AccountKind::Machine,
@@ -99,7 +104,8 @@ pub async fn create(state: web::Data<AppState>, caller: Caller, body: Json<Creat
         roles: body.roles.map(strings).unwrap_or_default(),
         password,
     };
-    let (user, secret) = state.identity.create_account(&caller, new).await?;
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    let (user, secret) = state.identity.create_account(&caller, new, &client).await?;
     Ok(HttpResponse::Ok().json(with_secret(json!({"status": "success", "user": views::user(&user)}), secret)))
 }
 
@@ -138,7 +144,12 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpRes
     })))
 }
 
-pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<ChangeUser>) -> ApiResult<HttpResponse> {
+pub async fn change(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: Json<ChangeUser>,
+) -> ApiResult<HttpResponse> {
     let body = body.0;
     let password = match (body.old_pw, body.new_pw) {
         (None, None) => None,
@@ -162,17 +173,20 @@ pub async fn change(state: web::Data<AppState>, caller: Caller, body: Json<Chang
         password,
         reset_credentials: body.reset_creds.unwrap_or(false),
     };
-    let (user, secret) = state.identity.change_account(&caller, change).await?;
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    let (user, secret) = state.identity.change_account(&caller, change, &client).await?;
     Ok(HttpResponse::Ok().json(with_secret(json!({"status": "success", "user": views::user(&user)}), secret)))
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     username: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     names::validate("username", &username)?;
-    state.identity.delete_account(&caller, &username).await?;
+    let client = super::client::client_address(&req, &state.settings.trusted_proxies);
+    state.identity.delete_account(&caller, &username, &client).await?;
     Ok(super::done())
 }
 

@@ -294,6 +294,10 @@ pub struct SubscriptionView<'a> {
     events: &'a Value,
     created: &'a str,
     updated: &'a str,
+    /// Details only (`GET /be/v1/subscriptions/{name}`): the newest deliveries, newest first, so
+    /// an operator sees why a receiver got nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliveries: Option<Vec<DeliveryView<'a>>>,
 }
 
 pub fn subscription(s: &crate::store::subscriptions::Subscription) -> SubscriptionView<'_> {
@@ -304,6 +308,61 @@ pub fn subscription(s: &crate::store::subscriptions::Subscription) -> Subscripti
         events: &s.events,
         created: &s.created,
         updated: &s.updated,
+        deliveries: None,
+    }
+}
+
+/// A subscription with its newest deliveries.
+pub fn subscription_details<'a>(
+    s: &'a crate::store::subscriptions::Subscription,
+    deliveries: &'a [crate::store::webhooks::Delivery],
+) -> SubscriptionView<'a> {
+    SubscriptionView { deliveries: Some(deliveries.iter().map(delivery).collect()), ..subscription(s) }
+}
+
+/// One delivery of an event to a subscription and how its attempts went.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView<'a> {
+    /// The delivery id: the `jti` of its token, the same on every attempt.
+    id: &'a str,
+    task_name: &'a str,
+    #[serde(rename = "type")]
+    task_type: &'a str,
+    #[schemars(extend("enum" = ["submit", "begin", "end", "error"]))]
+    event: &'a str,
+    app_name: Option<&'a str>,
+    /// `pending` (being retried), `delivered`, or `failed` (given up).
+    #[schemars(extend("enum" = ["pending", "delivered", "failed"]))]
+    status: &'a str,
+    attempts: i64,
+    /// The HTTP status of the last attempt, if the receiver answered at all.
+    last_status: Option<i64>,
+    /// Why the last attempt failed.
+    last_error: Option<&'a str>,
+    created: &'a str,
+    last_attempt: Option<&'a str>,
+    /// When the next attempt is due (pending deliveries only).
+    next_attempt: Option<&'a str>,
+    /// When it was delivered or given up.
+    finished: Option<&'a str>,
+}
+
+fn delivery(d: &crate::store::webhooks::Delivery) -> DeliveryView<'_> {
+    DeliveryView {
+        id: &d.id,
+        task_name: &d.task_name,
+        task_type: &d.task_type,
+        event: &d.event,
+        app_name: d.app_name.as_deref(),
+        status: &d.status,
+        attempts: d.attempts,
+        last_status: d.last_status,
+        last_error: d.last_error.as_deref(),
+        created: &d.created,
+        last_attempt: d.last_attempt.as_deref(),
+        next_attempt: d.next_attempt.as_deref(),
+        finished: d.finished.as_deref(),
     }
 }
 

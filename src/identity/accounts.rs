@@ -78,6 +78,7 @@ impl Identity {
         &self,
         caller: &Principal,
         new: NewAccount,
+        client: &str,
     ) -> ApiResult<(User, Option<OneTimeSecret>)> {
         caller.require(Resource::BE_USERS, CREATE)?;
         let org_id = caller.org_id;
@@ -96,6 +97,7 @@ impl Identity {
         let api_key = (new.kind == AccountKind::Machine).then(new_api_key);
         let key_for_store = api_key.clone();
         let username = new.username.clone();
+        let (principal, client) = (caller.username.clone(), client.to_string());
         let created = self
             .store
             .write(move |c| -> StoreResult<_> {
@@ -113,8 +115,15 @@ impl Identity {
                     },
                 )?;
                 users::set_roles(c, user_id, &role_ids)?;
+                let target = format!("{} roles=[{}]", new.username, new.roles.join(","));
+                audit::record_member(c, org_id, audit::USER_CREATED, &principal, &client, &target)?;
                 let key_created = match &key_for_store {
-                    Some((key, id)) => Some(api_keys::insert(c, id, org_id, user_id, &sha256(key.as_bytes()))?),
+                    Some((key, id)) => {
+                        let created = api_keys::insert(c, id, org_id, user_id, &sha256(key.as_bytes()))?;
+                        let target = format!("{} {id}", new.username);
+                        audit::record_member(c, org_id, audit::APIKEY_CREATED, &principal, &client, &target)?;
+                        Some(created)
+                    }
                     None => None,
                 };
                 let user =
@@ -189,6 +198,7 @@ impl Identity {
         &self,
         caller: &Principal,
         change: AccountChange,
+        client: &str,
     ) -> ApiResult<(User, Option<OneTimeSecret>)> {
         let username = change.username.clone().unwrap_or_else(|| caller.username.clone());
         let (target, rights) = self.target(caller, &username).await?;
@@ -249,6 +259,8 @@ impl Identity {
         let caller_session = caller.session_id.clone();
         let target_id = target.id;
         let key_for_store = reset_key.clone();
+        let (principal, client, target_name) = (caller.username.clone(), client.to_string(), target.username.clone());
+        let reset = change.reset_credentials;
         let outcome = self
             .store
             .write(move |c| -> ApiResult<(User, Option<String>)> {
@@ -268,6 +280,11 @@ impl Identity {
                         }
                     }
                     users::set_roles(c, target_id, &ids)?;
+                    let target = format!("{target_name} roles=[{}]", names.join(","));
+                    audit::record_member(c, org_id, audit::USER_ROLES_CHANGED, &principal, &client, &target)?;
+                }
+                if reset {
+                    audit::record_member(c, org_id, audit::CREDENTIALS_RESET, &principal, &client, &target_name)?;
                 }
                 users::update_profile(c, target_id, &change.profile)?;
                 if let Some(hash) = &new_hash {
@@ -283,6 +300,8 @@ impl Identity {
                 if let Some((key, id)) = &key_for_store {
                     api_keys::delete_all_of_user(c, target_id)?;
                     key_created = Some(api_keys::insert(c, id, org_id, target_id, &sha256(key.as_bytes()))?);
+                    let target = format!("{target_name} {id}");
+                    audit::record_member(c, org_id, audit::APIKEY_CREATED, &principal, &client, &target)?;
                 }
                 let user =
                     users::by_id(c, org_id, target_id)?.ok_or_else(|| StoreError::Corrupt("user vanished".into()))?;
@@ -297,7 +316,7 @@ impl Identity {
         Ok((user, secret))
     }
 
-    pub async fn delete_account(&self, caller: &Principal, username: &str) -> ApiResult<()> {
+    pub async fn delete_account(&self, caller: &Principal, username: &str, client: &str) -> ApiResult<()> {
         caller.require(Resource::BE_USERS, DELETE)?;
         let (target, rights) = self.target(caller, username).await?;
         if target.id == caller.user_id {
@@ -305,12 +324,14 @@ impl Identity {
         }
         caller.require_covers(&rights, "deleting this account")?;
         let (org_id, target_id) = (caller.org_id, target.id);
+        let (principal, client, target_name) = (caller.username.clone(), client.to_string(), target.username.clone());
         self.store
             .write(move |c| -> ApiResult<()> {
                 if roles::is_administrator(c, target_id)? && roles::administrators_count(c, org_id)? <= 1 {
                     return Err(ApiError::Conflict("the last member of Administrators cannot be deleted".into()));
                 }
                 users::delete(c, org_id, target_id)?;
+                audit::record_member(c, org_id, audit::USER_DELETED, &principal, &client, &target_name)?;
                 Ok(())
             })
             .await?;

@@ -5,6 +5,7 @@ use super::principal::Principal;
 use super::Identity;
 use crate::domain::permissions::{Permissions, Resource, CREATE, DELETE, READ, UPDATE};
 use crate::error::{ApiError, ApiResult};
+use crate::store::audit;
 use crate::store::roles::{self, Role};
 use crate::store::{Listed, Page, StoreError, StoreResult};
 
@@ -42,11 +43,13 @@ impl Identity {
         name: String,
         label: String,
         permissions: Permissions,
+        client: &str,
     ) -> ApiResult<Role> {
         caller.require(Resource::ROLES, CREATE)?;
         caller.require_covers(&permissions, "granting these permissions")?;
         let org_id = caller.org_id;
         let wanted = name.clone();
+        let (principal, client) = (caller.username.clone(), client.to_string());
         let role = self
             .store
             .write(move |c| {
@@ -54,6 +57,8 @@ impl Identity {
                     return Ok(None);
                 }
                 roles::insert(c, org_id, &wanted, &label, &permissions, false)?;
+                let target = format!("{wanted} {}", permissions.summary());
+                audit::record_member(c, org_id, audit::ROLE_CREATED, &principal, &client, &target)?;
                 roles::by_name(c, org_id, &wanted)?
                     .ok_or_else(|| StoreError::Corrupt("new role vanished".into()))
                     .map(Some)
@@ -68,6 +73,7 @@ impl Identity {
         name: &str,
         label: Option<String>,
         permissions: Option<Permissions>,
+        client: &str,
     ) -> ApiResult<Role> {
         caller.require(Resource::ROLES, UPDATE)?;
         let current = self.role_for_change(caller, name).await?;
@@ -78,10 +84,17 @@ impl Identity {
             caller.require_covers(p, "granting these permissions")?;
         }
         let (org_id, role_id, role_name) = (caller.org_id, current.id, current.name.clone());
+        let (principal, client) = (caller.username.clone(), client.to_string());
+        // What the role granted and grants now: a permission change is readable from the trail.
+        let target = match &permissions {
+            Some(p) => format!("{role_name} {} -> {}", current.permissions.summary(), p.summary()),
+            None => format!("{role_name} label"),
+        };
         let role = self
             .store
             .write(move |c| -> StoreResult<Role> {
                 roles::update(c, role_id, label.as_deref(), permissions.as_ref())?;
+                audit::record_member(c, org_id, audit::ROLE_CHANGED, &principal, &client, &target)?;
                 roles::by_name(c, org_id, &role_name)?.ok_or_else(|| StoreError::Corrupt("role vanished".into()))
             })
             .await?;
@@ -89,10 +102,11 @@ impl Identity {
         Ok(role)
     }
 
-    pub async fn delete_role(&self, caller: &Principal, name: &str) -> ApiResult<()> {
+    pub async fn delete_role(&self, caller: &Principal, name: &str, client: &str) -> ApiResult<()> {
         caller.require(Resource::ROLES, DELETE)?;
         let current = self.role_for_change(caller, name).await?;
-        let role_id = current.id;
+        let (org_id, role_id, role_name) = (caller.org_id, current.id, current.name.clone());
+        let (principal, client) = (caller.username.clone(), client.to_string());
         let in_use = self
             .store
             .write(move |c| -> StoreResult<_> {
@@ -101,6 +115,7 @@ impl Identity {
                     return Ok(Some(holders));
                 }
                 roles::delete(c, role_id)?;
+                audit::record_member(c, org_id, audit::ROLE_DELETED, &principal, &client, &role_name)?;
                 Ok(None)
             })
             .await?;

@@ -9,11 +9,17 @@ use crate::domain::permissions::{Resource, CREATE, DELETE, READ};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::subscriptions::{self, NewSubscription, Subscription};
+use crate::store::webhooks::{self, Delivery};
 use crate::store::{Listed, Page};
 
 /// Task types and events a subscription can ask for [compat].
-pub const EVENT_TYPES: [&str; 3] = ["dltar", "mkraw", "deploy"];
+/// Every task type that sends events: the build chain, then the tasks of publishing, FastStart,
+/// transfers and housekeeping (an empty `events` list already receives them all).
+pub const EVENT_TYPES: [&str; 9] = ["dltar", "mkraw", "deploy", "commit", "sync", "mkfast", "prune", "export", "hello"];
 pub const EVENTS: [&str; 4] = ["submit", "begin", "end", "error"];
+
+/// How many of a subscription's newest deliveries its details show.
+pub const DELIVERIES_SHOWN: i64 = 50;
 
 /// The rule of `validate_url` as a pattern for the document: a host right after the scheme, no
 /// whitespace or control character anywhere.
@@ -31,10 +37,13 @@ pub fn plausible_url(url: &str, allow_http: bool) -> bool {
         || url.chars().any(|c| c.is_whitespace() || c.is_control()))
 }
 
-/// Checks `url`: http or https with a host; Slack incoming webhooks are https only. A host the
-/// outbound policy forbids is a 403: the request is well-formed, this server may not call there.
-pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
-    if !plausible_url(url, kind != "slack") {
+/// Checks `url`: http or https with a host; Slack incoming webhooks are https only, except on
+/// loopback when `loopback_allowed` (the `outbound_allow_loopback` test setting: a Slack stub on
+/// this machine speaks plain HTTP). A host the outbound policy forbids is a 403: the request is
+/// well-formed, this server may not call there.
+pub fn validate_url(kind: &str, url: &str, loopback_allowed: bool) -> ApiResult<()> {
+    let http_ok = kind != "slack" || (loopback_allowed && loopback_http(url));
+    if !plausible_url(url, http_ok) {
         return Err(ApiError::invalid("url", "`url` must be an http:// or https:// URL with a host"));
     }
     let rest = url.split_once("://").map_or("", |(_, rest)| rest);
@@ -45,6 +54,17 @@ pub fn validate_url(kind: &str, url: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Whether `url` is plain http to a loopback address literal.
+fn loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `events`: a list of `{"type","event"}`; empty or absent means every event.
 pub fn validate_events(events: &Value) -> ApiResult<()> {
     let bad = |why: &str| ApiError::invalid("events", why.to_string());
@@ -53,7 +73,7 @@ pub fn validate_events(events: &Value) -> ApiResult<()> {
         let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
         let event = item.get("event").and_then(Value::as_str).unwrap_or("");
         if !EVENT_TYPES.contains(&kind) {
-            return Err(bad("each event `type` must be dltar, mkraw or deploy"));
+            return Err(bad(&format!("each event `type` must be one of {}", EVENT_TYPES.join(", "))));
         }
         if !EVENTS.contains(&event) {
             return Err(bad("each `event` must be submit, begin, end or error"));
@@ -115,6 +135,21 @@ impl Resources {
             .await?)
     }
 
+    /// A subscription and its newest deliveries (newest first).
+    pub async fn subscription(&self, caller: &Principal, name: &str) -> ApiResult<(Subscription, Vec<Delivery>)> {
+        caller.require(Resource::SUBSCRIPTIONS, READ)?;
+        let (org_id, name) = (caller.org_id, name.to_string());
+        let found = self
+            .store
+            .read(move |c| {
+                let Some(subscription) = subscriptions::by_name(c, org_id, &name)? else { return Ok(None) };
+                let deliveries = webhooks::recent(c, subscription.id, DELIVERIES_SHOWN)?;
+                Ok(Some((subscription, deliveries)))
+            })
+            .await?;
+        found.ok_or(ApiError::NotFound { resource: "subscription" })
+    }
+
     pub async fn delete_subscription(&self, caller: &Principal, name: &str) -> ApiResult<()> {
         caller.require(Resource::SUBSCRIPTIONS, DELETE)?;
         let (org_id, name) = (caller.org_id, name.to_string());
@@ -133,12 +168,21 @@ mod tests {
 
     #[test]
     fn urls_need_a_scheme_and_a_host() {
-        assert!(validate_url("webhook", "https://ci.example.com/hook").is_ok());
-        assert!(validate_url("webhook", "http://10.0.0.5:8080/x").is_ok());
+        assert!(validate_url("webhook", "https://ci.example.com/hook", false).is_ok());
+        assert!(validate_url("webhook", "http://10.0.0.5:8080/x", false).is_ok());
         for bad in ["ftp://x", "https://", "hooks.example.com", "https:// space", "javascript:alert(1)"] {
-            assert!(validate_url("webhook", bad).is_err(), "{bad}");
+            assert!(validate_url("webhook", bad, false).is_err(), "{bad}");
         }
-        assert!(validate_url("slack", "http://hooks.slack.com/x").is_err());
+        assert!(validate_url("slack", "http://hooks.slack.com/x", false).is_err());
+    }
+
+    #[test]
+    fn plain_http_slack_is_allowed_only_to_loopback_under_the_test_setting() {
+        assert!(validate_url("slack", "http://127.0.0.1:9/x", true).is_ok());
+        assert!(validate_url("slack", "http://[::1]:9/x", true).is_ok());
+        assert!(validate_url("slack", "http://127.0.0.1:9/x", false).is_err());
+        assert!(validate_url("slack", "http://hooks.slack.com/x", true).is_err());
+        assert!(validate_url("slack", "http://127.0.0.1.evil.example/x", true).is_err());
     }
 
     #[test]

@@ -17,6 +17,17 @@ pub const APIKEY_CREATED: &str = "apikey.created";
 pub const APIKEY_DELETED: &str = "apikey.deleted";
 pub const ORG_CREATED: &str = "org.created";
 pub const ORG_DELETED: &str = "org.deleted";
+// Issue 14's remaining gaps: who changed rights, accounts, credentials and the box's switches.
+pub const ROLE_CREATED: &str = "role.created";
+pub const ROLE_CHANGED: &str = "role.changed";
+pub const ROLE_DELETED: &str = "role.deleted";
+pub const USER_CREATED: &str = "user.created";
+pub const USER_DELETED: &str = "user.deleted";
+pub const USER_ROLES_CHANGED: &str = "user.roles.changed";
+pub const CREDENTIALS_RESET: &str = "credentials.reset";
+pub const MAINTENANCE_ON: &str = "maintenance.on";
+pub const MAINTENANCE_OFF: &str = "maintenance.off";
+pub const ADMIN_TOKENS_REVOKED: &str = "admintoken.revoked";
 
 /// Who acted, for events recorded deep in the identity layer.
 #[derive(Clone, Debug)]
@@ -53,6 +64,21 @@ pub struct Filter {
     pub username: Option<String>,
     /// Only events after this RFC 3339 time (compared as stored: UTC, fixed format).
     pub created_after: Option<String>,
+}
+
+/// Records an event of an organization member (`principal`, its username) acting from `client`.
+pub fn record_member(
+    conn: &Connection,
+    org_id: i64,
+    event: &str,
+    principal: &str,
+    client: &str,
+    target: &str,
+) -> StoreResult<()> {
+    record(
+        conn,
+        &Event { org_id: Some(org_id), event, principal: Some(principal), client: Some(client), target: Some(target) },
+    )
 }
 
 pub fn record(conn: &Connection, event: &Event) -> StoreResult<()> {

@@ -25,6 +25,7 @@ pub fn start_import(conn: &Connection, org_id: i64, app_id: i64, first: &NewTask
 pub fn insert_task(conn: &Connection, org_id: i64, task: &NewTask) -> StoreResult<Task> {
     let inserted = task_rows::insert(conn, task)?;
     conn.execute("UPDATE tasks SET org_id = ?2 WHERE id = ?1", params![inserted.id, org_id])?;
+    super::webhooks::record(conn, inserted.id, crate::domain::webhooks::TaskEvent::Submit)?;
     Ok(inserted)
 }
 

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("006_task_counts", include_str!("../../migrations/006_task_counts.sql")),
     ("007_s3_publish", include_str!("../../migrations/007_s3_publish.sql")),
     ("008_commit", include_str!("../../migrations/008_commit.sql")),
+    ("009_webhooks", include_str!("../../migrations/009_webhooks.sql")),
     ("010_traces", include_str!("../../migrations/010_traces.sql")),
     ("011_export", include_str!("../../migrations/011_export.sql")),
 ];

@@ -21,6 +21,7 @@ pub mod tasks;
 pub mod traces;
 pub mod transfers;
 pub mod users;
+pub mod webhooks;
 mod writer;
 
 use std::path::Path;

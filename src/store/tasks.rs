@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{now_rfc3339, StoreError, StoreResult};
 use crate::domain::kinds::TaskStatus;
+use crate::domain::webhooks::TaskEvent;
 
 /// Progress of a task, as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -126,15 +127,22 @@ pub fn claim_next(conn: &Connection, in_maintenance: bool) -> StoreResult<Option
                      AND (run_in_maintenance = 1 OR ?2 = 0) ORDER BY run_after, id LIMIT 1)
          RETURNING {COLUMNS}"
     );
-    Ok(conn.query_row(&sql, rusqlite::params![now, in_maintenance], from_row).optional()?)
+    let claimed = conn.query_row(&sql, rusqlite::params![now, in_maintenance], from_row).optional()?;
+    if let Some(task) = &claimed {
+        super::webhooks::record(conn, task.id, TaskEvent::Begin)?;
+    }
+    Ok(claimed)
 }
 
 /// Records a successful end.
 pub fn complete(conn: &Connection, id: i64, output: &Value) -> StoreResult<()> {
-    conn.execute(
+    let done = conn.execute(
         "UPDATE tasks SET status = 'done', output = ?2, exception = NULL, ended = ?3 WHERE id = ?1 AND status = 'running'",
         rusqlite::params![id, output.to_string(), now_rfc3339()],
     )?;
+    if done > 0 {
+        super::webhooks::record(conn, id, TaskEvent::End)?;
+    }
     Ok(())
 }
 
@@ -145,10 +153,16 @@ pub fn fail(conn: &Connection, id: i64, exception: &Value, retry_at: Option<&str
             "UPDATE tasks SET status = 'submitted', exception = ?2, run_after = ?3 WHERE id = ?1 AND status = 'running'",
             rusqlite::params![id, exception.to_string(), at],
         )?,
-        None => conn.execute(
-            "UPDATE tasks SET status = 'failed', exception = ?2, ended = ?3 WHERE id = ?1 AND status = 'running'",
-            rusqlite::params![id, exception.to_string(), now_rfc3339()],
-        )?,
+        None => {
+            let failed = conn.execute(
+                "UPDATE tasks SET status = 'failed', exception = ?2, ended = ?3 WHERE id = ?1 AND status = 'running'",
+                rusqlite::params![id, exception.to_string(), now_rfc3339()],
+            )?;
+            if failed > 0 {
+                super::webhooks::record(conn, id, TaskEvent::Error)?;
+            }
+            failed
+        }
     };
     Ok(())
 }

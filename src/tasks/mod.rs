@@ -11,6 +11,7 @@ pub mod faststart;
 pub mod hello;
 pub mod prune;
 pub mod sync;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -392,7 +393,8 @@ mod tests {
         let (_dir, queue) = queue(vec![("flaky", Arc::new(Flaky { failures: 0, panics: false }))]);
         let on = Maintenance { enabled: true, message: "m".into(), retry_after: 60 };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(queue.inner.maintenance.set(&queue.inner.store, on)).unwrap();
+        let actor = crate::store::audit::Actor { principal: "test".into(), client: "local".into() };
+        runtime.block_on(queue.inner.maintenance.set(&queue.inner.store, on, &actor)).unwrap();
         let ordinary = submit(&queue, "flaky", 1, false);
         let allowed = submit(&queue, "flaky", 1, true);
         assert_eq!(run_next(&queue), Some(allowed.id));
