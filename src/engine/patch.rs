@@ -22,7 +22,7 @@ use super::fsutil::{fsync_dir, temp_name, write_durably};
 use super::image::ImageInfo;
 use super::layout::{PATCH_DATA_FILE, PATCH_FILE};
 use super::manifest::{ChunkRef, Entry, EntryKind, Manifest};
-use super::pool::WorkPool;
+use super::pool::{Pending, WorkPool};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
 
@@ -482,7 +482,7 @@ impl DeltaJob {
 /// second one only while their bytes stay within `max_bytes` (memory stays bounded whatever
 /// the build size).
 struct InFlight {
-    jobs: std::collections::VecDeque<(usize, u64, std::sync::mpsc::Receiver<Result<DeltaOutcome>>)>,
+    jobs: std::collections::VecDeque<(usize, u64, Pending<DeltaOutcome>)>,
     bytes: u64,
     max_jobs: usize,
     max_bytes: u64,
@@ -511,17 +511,22 @@ impl InFlight {
             self.finish_oldest(dat, files)?;
         }
         let (store, segment, level) = (store.clone(), options.segment, options.level);
-        let rx = pool.submit(move || job.run(&store, segment, level))?;
-        self.jobs.push_back((file, bytes, rx));
+        let pending = pool.submit(move || job.run(&store, segment, level))?;
+        self.jobs.push_back((file, bytes, pending));
         self.bytes += bytes;
         Ok(())
     }
 
     fn finish_oldest(&mut self, dat: &mut DatWriter, files: &mut [PatchEntry]) -> Result<()> {
-        let Some((file, bytes, rx)) = self.jobs.pop_front() else { return Ok(()) };
+        let Some((file, bytes, oldest)) = self.jobs.pop_front() else { return Ok(()) };
         self.bytes -= bytes;
-        let outcome =
-            rx.recv().map_err(|_| EngineError::Invalid("an engine job panicked or the pool stopped".into()))??;
+        if !oldest.run_if_waiting() {
+            // A worker has it: compute the younger ones nobody started meanwhile.
+            for (_, _, younger) in &self.jobs {
+                younger.run_if_waiting();
+            }
+        }
+        let outcome = oldest.wait()?;
         let (Some(frames), Some(PatchKind::File { op, .. })) = (outcome, files.get_mut(file).map(|f| &mut f.kind))
         else {
             return Ok(());
@@ -667,12 +672,14 @@ mod tests {
     }
 
     fn job(store: &ChunkStore, source: &[u8], target: &[u8]) -> DeltaJob {
+        let (source_chunks, target_chunks) = (stored(store, source), stored(store, target));
+        store.flush().unwrap();
         DeltaJob {
             source: "old.bin".into(),
             source_size: source.len() as u64,
-            source_chunks: stored(store, source),
+            source_chunks,
             target_size: target.len() as u64,
-            target_chunks: stored(store, target),
+            target_chunks,
             fetch_cost: target.len() as u64,
             guessed: true,
         }

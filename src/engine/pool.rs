@@ -5,18 +5,46 @@
 //! thread, at normal priority) runs the job itself instead of waiting. So an import always
 //! progresses at the speed of one normal-priority thread, whatever else keeps the idle workers
 //! off the CPU, and goes faster on every cycle nobody else wants (measured on a busy 2-core box:
-//! blocking on a full queue left the task thread idle more than half of the import).
+//! blocking on a full queue left the task thread idle more than half of the import). For the
+//! same reason a thread waiting for queued jobs runs those no worker has started yet itself:
+//! under a full CPU, idle-priority workers barely run, and a patch waiting for them stalled.
 
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use super::error::{EngineError, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
+/// A queued job: run by a worker or by the thread waiting for it, whichever takes it first.
+type Ticket = Arc<Mutex<Option<Job>>>;
+
+/// Takes the job out of its ticket unless someone else did.
+fn take(ticket: &Ticket) -> Option<Job> {
+    ticket.lock().ok().and_then(|mut job| job.take())
+}
+
+/// The result of a job started by [`WorkPool::submit`].
+pub struct Pending<T> {
+    ticket: Ticket,
+    result: mpsc::Receiver<Result<T>>,
+}
+
+impl<T> Pending<T> {
+    /// Runs the job on this thread if no worker has started it yet; whether it did.
+    pub fn run_if_waiting(&self) -> bool {
+        take(&self.ticket).map(|job| job()).is_some()
+    }
+
+    /// The job's result, running it here first if no worker has started it.
+    pub fn wait(self) -> Result<T> {
+        self.run_if_waiting();
+        self.result.recv().map_err(|_| EngineError::Invalid("an engine job panicked or the pool stopped".into()))?
+    }
+}
 
 /// A bounded pool of low-priority worker threads. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkPool {
-    queue: mpsc::SyncSender<Job>,
+    queue: mpsc::SyncSender<Ticket>,
     threads: usize,
 }
 
@@ -24,7 +52,7 @@ impl WorkPool {
     /// Starts `threads` workers (at least one). The queue holds two jobs per worker.
     pub fn start(threads: usize) -> std::io::Result<WorkPool> {
         let threads = threads.max(1);
-        let (queue, jobs) = mpsc::sync_channel::<Job>(threads * 2);
+        let (queue, jobs) = mpsc::sync_channel::<Ticket>(threads * 2);
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads {
             let jobs = jobs.clone();
@@ -37,7 +65,11 @@ impl WorkPool {
                     };
                     match job {
                         // A panicking job must not take the worker with it.
-                        Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                        Ok(ticket) => {
+                            if let Some(job) = take(&ticket) {
+                                drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)))
+                            }
+                        }
                         Err(_) => return,
                     }
                 }
@@ -52,33 +84,41 @@ impl WorkPool {
 
     /// A group of jobs whose completion and first error the caller waits for.
     pub fn batch(&self) -> Batch {
-        Batch { pool: self.clone(), state: Arc::new((Mutex::new(BatchState::default()), Condvar::new())) }
-    }
-
-    /// Starts one job whose result the caller collects later from the returned receiver: on the
-    /// pool, or on the calling thread at once when the pool's queue is full (see the module
-    /// comment).
-    pub fn submit<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T> + Send + 'static,
-    ) -> Result<mpsc::Receiver<Result<T>>> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move || drop(tx.send(work())));
-        match self.queue.try_send(job) {
-            Ok(()) => Ok(rx),
-            Err(mpsc::TrySendError::Full(job)) => {
-                job();
-                Ok(rx)
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => Err(stopped()),
+        Batch {
+            pool: self.clone(),
+            state: Arc::new((Mutex::new(BatchState::default()), Condvar::new())),
+            queued: Mutex::new(Vec::new()),
         }
     }
 
-    /// Runs one job on the pool and waits for its result.
+    /// Starts one job whose result the caller collects later: on the pool, or on the calling
+    /// thread at once when the pool's queue is full (see the module comment).
+    pub fn submit<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<Pending<T>> {
+        let (tx, result) = mpsc::sync_channel(1);
+        let ticket: Ticket = Arc::new(Mutex::new(Some(Box::new(move || drop(tx.send(work()))))));
+        self.enqueue(ticket.clone())?;
+        Ok(Pending { ticket, result })
+    }
+
+    /// Runs one job on the pool (on the caller only when the queue is full) and waits for its
+    /// result without taking it over: for work that must run at the pool's priority.
     pub fn run<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-        let (tx, rx) = mpsc::channel();
-        self.queue.send(Box::new(move || drop(tx.send(work())))).map_err(|_| stopped())?;
-        rx.recv().map_err(|_| EngineError::Invalid("an engine job panicked or the pool stopped".into()))?
+        let pending = self.submit(work)?;
+        pending.result.recv().map_err(|_| EngineError::Invalid("an engine job panicked or the pool stopped".into()))?
+    }
+
+    /// Queues a ticket, or runs its job here when the queue is full.
+    fn enqueue(&self, ticket: Ticket) -> Result<()> {
+        match self.queue.try_send(ticket) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(ticket)) => {
+                if let Some(job) = take(&ticket) {
+                    job();
+                }
+                Ok(())
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(stopped()),
+        }
     }
 }
 
@@ -97,6 +137,8 @@ struct BatchState {
 pub struct Batch {
     pool: WorkPool,
     state: Arc<(Mutex<BatchState>, Condvar)>,
+    /// Tickets of queued jobs, for `wait` to run those no worker has started.
+    queued: Mutex<Vec<Ticket>>,
 }
 
 impl Batch {
@@ -126,23 +168,30 @@ impl Batch {
                 cv.notify_all();
             }
         });
-        match self.pool.queue.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(mpsc::TrySendError::Full(job)) => {
-                job();
-                Ok(())
+        let ticket: Ticket = Arc::new(Mutex::new(Some(job)));
+        if let Err(e) = self.pool.enqueue(ticket.clone()) {
+            if let Ok(mut st) = self.state.0.lock() {
+                st.pending -= 1;
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => {
-                if let Ok(mut st) = self.state.0.lock() {
-                    st.pending -= 1;
-                }
-                Err(stopped())
-            }
+            return Err(e);
         }
+        let mut queued = self.queued.lock().map_err(|_| stopped())?;
+        // Forget the tickets already taken, so the list stays as short as the queue.
+        if queued.len() >= 64 {
+            queued.retain(|t| t.lock().map(|job| job.is_some()).unwrap_or(false));
+        }
+        queued.push(ticket);
+        Ok(())
     }
 
     /// Waits until every job of the batch finished; the first error, if any.
     pub fn wait(self) -> Result<()> {
+        let queued = std::mem::take(&mut *self.queued.lock().map_err(|_| stopped())?);
+        for ticket in &queued {
+            if let Some(job) = take(ticket) {
+                job();
+            }
+        }
         let (lock, cv) = &*self.state;
         let mut st = lock.lock().map_err(|_| stopped())?;
         while st.pending > 0 {
@@ -190,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_still_progresses_on_the_callers_thread_when_the_workers_are_busy() {
+    fn a_batch_still_progresses_on_the_callers_thread_when_the_workers_are_held_up() {
         let pool = WorkPool::start(1).unwrap();
         // Hold the only worker until the batch is queued: a full queue must not block the caller.
         let (release, held) = mpsc::channel::<()>();
@@ -217,9 +266,11 @@ mod tests {
         }
         // The queue holds two jobs: the other six ran on this thread while the worker was held.
         assert_eq!(*ran_here.lock().unwrap(), 6);
-        release.send(()).unwrap();
+        // Waiting runs the two queued jobs here too: the held worker never gets to them.
         batch.wait().unwrap();
-        blocker.unwrap().recv().unwrap().unwrap();
+        assert_eq!(*ran_here.lock().unwrap(), 8);
+        release.send(()).unwrap();
+        blocker.unwrap().wait().unwrap();
     }
 
     #[test]
