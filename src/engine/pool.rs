@@ -41,6 +41,14 @@ impl<T> Pending<T> {
     }
 }
 
+impl<T> Drop for Pending<T> {
+    /// A result nobody will collect (the caller failed or was cancelled): a job not started yet
+    /// is dropped instead of costing a worker its time.
+    fn drop(&mut self) {
+        drop(take(&self.ticket));
+    }
+}
+
 /// A bounded pool of low-priority worker threads. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkPool {
@@ -95,7 +103,13 @@ impl WorkPool {
     /// thread at once when the pool's queue is full (see the module comment).
     pub fn submit<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<Pending<T>> {
         let (tx, result) = mpsc::sync_channel(1);
-        let ticket: Ticket = Arc::new(Mutex::new(Some(Box::new(move || drop(tx.send(work()))))));
+        // Caught here, not only by the worker: the job may run on the caller's thread.
+        let job = move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| Err(EngineError::Invalid("an engine job panicked".into())));
+            drop(tx.send(outcome));
+        };
+        let ticket: Ticket = Arc::new(Mutex::new(Some(Box::new(job))));
         self.enqueue(ticket.clone())?;
         Ok(Pending { ticket, result })
     }
@@ -271,6 +285,26 @@ mod tests {
         assert_eq!(*ran_here.lock().unwrap(), 8);
         release.send(()).unwrap();
         blocker.unwrap().wait().unwrap();
+    }
+
+    #[test]
+    fn a_panicking_job_run_by_its_waiter_fails_its_result_not_the_waiting_thread() {
+        let pool = WorkPool::start(1).unwrap();
+        let (release, held) = mpsc::channel::<()>();
+        let (started, worker_busy) = mpsc::channel::<()>();
+        let blocker = pool
+            .submit(move || {
+                started.send(()).ok();
+                held.recv().ok();
+                Ok(())
+            })
+            .unwrap();
+        worker_busy.recv().unwrap();
+        // The worker is held, so this job runs on the waiting thread.
+        let pending = pool.submit(|| -> Result<()> { panic!("bug") }).unwrap();
+        assert_eq!(pending.wait().unwrap_err().to_string(), "an engine job panicked");
+        release.send(()).unwrap();
+        blocker.wait().unwrap();
     }
 
     #[test]
