@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tar::EntryType;
 
@@ -50,6 +50,10 @@ struct Tree {
     empty_files: Vec<String>,
     lower_case: HashMap<String, String>,
     case_collisions: Vec<String>,
+    /// Chunk ids the pool is still computing, per file entry: filled in once the batch is done.
+    unresolved: Vec<(usize, Vec<Arc<OnceLock<ChunkId>>>)>,
+    /// Hard links (entry, earlier entry it repeats): they take its chunks once resolved.
+    hard_links: Vec<(usize, usize)>,
 }
 
 impl Tree {
@@ -87,10 +91,32 @@ impl Tree {
         Ok(())
     }
 
-    fn push(&mut self, path: String, kind: EntryKind) {
+    fn push(&mut self, path: String, kind: EntryKind) -> usize {
         let order = self.entries.len() as u64;
         self.by_path.insert(path.clone(), self.entries.len());
         self.entries.push(Entry { path, order, kind });
+        self.entries.len() - 1
+    }
+
+    /// Puts the chunk ids the pool computed into their files (call after the batch is done).
+    fn resolve_chunks(&mut self) -> Result<()> {
+        for (i, slots) in std::mem::take(&mut self.unresolved) {
+            if let EntryKind::File { chunks, .. } = &mut self.entries[i].kind {
+                for (chunk, slot) in chunks.iter_mut().zip(slots) {
+                    chunk.id =
+                        slot.get().cloned().ok_or_else(|| EngineError::Invalid("a chunk was left unhashed".into()))?;
+                }
+            }
+        }
+        for (link, target) in std::mem::take(&mut self.hard_links) {
+            if let EntryKind::File { chunks, .. } = &self.entries[target].kind {
+                let resolved = chunks.clone();
+                if let EntryKind::File { chunks, .. } = &mut self.entries[link].kind {
+                    *chunks = resolved;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn warnings(&self) -> Vec<Warning> {
@@ -170,11 +196,12 @@ pub fn import_tar<R: Read + Send>(
             EntryType::Regular | EntryType::Continuous => {
                 tree.admit(&path, false)?;
                 let size = entry.size();
-                let (sha256, chunks) = chunk_file(&mut entry, store, &batch, hooks, &report)?;
+                let (sha256, chunks, slots) = chunk_file(&mut entry, store, &batch, hooks, &report)?;
                 if size == 0 {
                     tree.empty_files.push(path.clone());
                 }
-                tree.push(path, EntryKind::File { mode, size, sha256, chunks });
+                let i = tree.push(path, EntryKind::File { mode, size, sha256, chunks });
+                tree.unresolved.push((i, slots));
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -188,7 +215,8 @@ pub fn import_tar<R: Read + Send>(
                 // A hard link repeats an earlier file: same content, so the same chunks.
                 let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
                 let target_path = normalize_path(&target)?.unwrap_or_default();
-                let kind = match tree.by_path.get(&target_path).map(|&i| &tree.entries[i].kind) {
+                let target_index = tree.by_path.get(&target_path).copied();
+                let kind = match target_index.map(|i| &tree.entries[i].kind) {
                     Some(EntryKind::File { size, sha256, chunks, .. }) => {
                         EntryKind::File { mode, size: *size, sha256: sha256.clone(), chunks: chunks.clone() }
                     }
@@ -201,7 +229,10 @@ pub fn import_tar<R: Read + Send>(
                     }
                 };
                 tree.admit(&path, false)?;
-                tree.push(path, kind);
+                let i = tree.push(path, kind);
+                if let Some(target) = target_index {
+                    tree.hard_links.push((i, target));
+                }
             }
             other => {
                 return Err(EngineError::file_read_failed(&path, "file, directory or symlink", entry_kind_name(other)))
@@ -211,6 +242,7 @@ pub fn import_tar<R: Read + Send>(
     }
     drop(archive);
     batch.wait()?;
+    tree.resolve_chunks()?;
     // In path order, so the same tar always reports the same link.
     let mut links: Vec<_> = tree.links.iter().collect();
     links.sort();
@@ -242,16 +274,20 @@ fn tar_error(e: &std::io::Error) -> EngineError {
     EngineError::file_read_failed(sniff::INPUT_NAME, "tar", format!("damaged tar ({e})"))
 }
 
-/// Chunks one file, hashing it on the way, and queues the chunks the store lacks.
+/// Chunks one file and hashes it whole on the way; each chunk goes to the pool, which hashes it
+/// (its id) and stores it unless the store has it. The chunk refs come back with empty ids, and
+/// the slots the pool fills them from.
+#[allow(clippy::type_complexity)]
 fn chunk_file<R: Read>(
     contents: R,
     store: &ChunkStore,
     batch: &super::pool::Batch,
     hooks: &Hooks,
     report: &dyn Fn(),
-) -> Result<(String, Vec<ChunkRef>)> {
+) -> Result<(String, Vec<ChunkRef>, Vec<Arc<OnceLock<ChunkId>>>)> {
     let mut file_hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut refs = Vec::new();
+    let mut slots = Vec::new();
     for chunk in chunker::chunks(contents) {
         if (hooks.cancel)() {
             return Err(EngineError::Cancelled);
@@ -261,16 +297,20 @@ fn chunk_file<R: Read>(
             other => other,
         })?;
         file_hash.update(&data);
-        let id = ChunkId::of(&data);
-        refs.push(ChunkRef { id: id.clone(), len: data.len() as u32 });
-        if !store.contains(&id)? {
-            let store = store.clone();
-            batch.spawn(move || store.put(&id, &data))?;
-        }
+        refs.push(ChunkRef { id: ChunkId(String::new()), len: data.len() as u32 });
+        let slot = Arc::new(OnceLock::new());
+        slots.push(slot.clone());
+        let chunk_store = store.clone();
+        batch.spawn(move || {
+            let id = ChunkId::of(&data);
+            chunk_store.put(&id, &data)?;
+            let _ = slot.set(id);
+            Ok(())
+        })?;
         if store.pending_bytes()? >= FLUSH_EVERY {
             store.flush()?;
         }
         report();
     }
-    Ok((hex(file_hash.finish().as_ref()), refs))
+    Ok((hex(file_hash.finish().as_ref()), refs, slots))
 }

@@ -25,7 +25,8 @@
 //!
 //! Every call is deterministic: rerunning it after a crash writes the same bytes, and outputs
 //! become visible only whole (temp + fsync + rename; data before index). Memory is bounded by the
-//! pool's queue (a few chunks) and the delta segment size, plus the manifests themselves.
+//! pool's queue (a few chunks) and the deltas in flight (one per pool thread plus one, their
+//! inputs within two delta segments together), plus the manifests themselves.
 
 pub mod chunker;
 pub mod client;

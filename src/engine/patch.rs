@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use super::fsutil::{fsync_dir, temp_name, write_durably};
 use super::image::ImageInfo;
 use super::layout::{PATCH_DATA_FILE, PATCH_FILE};
 use super::manifest::{ChunkRef, Entry, EntryKind, Manifest};
-use super::pool::WorkPool;
+use super::pool::{Pending, WorkPool};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
 
@@ -204,7 +204,14 @@ impl<'a> OldBuild<'a> {
     }
 
     /// The old file a delta for `path` should use as its reference (see the module comment).
+    #[cfg(test)]
     fn pair(&self, path: &str, size: u64, chunks: &[ChunkRef]) -> Option<usize> {
+        self.pair_with_reason(path, size, chunks).map(|(i, _)| i)
+    }
+
+    /// [`OldBuild::pair`], and whether the pair shares chunks (else it is a guess by path,
+    /// extension and size).
+    fn pair_with_reason(&self, path: &str, size: u64, chunks: &[ChunkRef]) -> Option<(usize, bool)> {
         let mut shared: HashMap<usize, u64> = HashMap::new();
         for c in chunks {
             for &i in self.chunk_files.get(&c.id).map(Vec::as_slice).unwrap_or(&[]) {
@@ -214,10 +221,10 @@ impl<'a> OldBuild<'a> {
         let same_path = self.by_path.get(path).copied();
         let best = shared.into_iter().max_by_key(|&(i, bytes)| (bytes, Some(i) == same_path, std::cmp::Reverse(i)));
         if let Some((i, _)) = best {
-            return Some(i);
+            return Some((i, true));
         }
         if let Some(i) = same_path.filter(|&i| self.files[i].size > 0) {
-            return Some(i);
+            return Some((i, false));
         }
         let list = self.by_ext.get(extension(path))?;
         // The nearest size sits next to where `size` would be inserted. On equal distance the
@@ -235,7 +242,7 @@ impl<'a> OldBuild<'a> {
             }
             (b, a) => b.or(a)?,
         };
-        list.get(list.partition_point(|&(s, _)| s < nearest)).map(|&(_, i)| i)
+        list.get(list.partition_point(|&(s, _)| s < nearest)).map(|&(_, i)| (i, false))
     }
 }
 
@@ -316,7 +323,7 @@ pub fn write_patch(
         let file = File::create(&dat_tmp).ctx(|| format!("create {}", dat_tmp.display()))?;
         let mut dat = DatWriter { file: BufWriter::new(file), size: 0 };
         let mut files = Vec::with_capacity(to.files.len());
-        let mut counts = [0u64; 4];
+        let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment);
         let total = to.files.len() as u64;
         for (n, entry) in to.files.iter().enumerate() {
             if (hooks.cancel)() {
@@ -326,18 +333,31 @@ pub fn write_patch(
                 EntryKind::Dir { mode } => PatchKind::Dir { mode: *mode },
                 EntryKind::Symlink { target } => PatchKind::Symlink { target: target.clone() },
                 EntryKind::File { mode, size, sha256, chunks } => {
-                    let op = plan_file(entry, *size, sha256, chunks, &old, &remote, store, &mut dat, options, pool)?;
-                    counts[match op {
-                        FileOp::Same { .. } => 0,
-                        FileOp::Chunks { .. } => 1,
-                        FileOp::Delta { .. } => 2,
-                        FileOp::Fetch { .. } => 3,
-                    }] += 1;
+                    let op = match plan_file(entry, *size, sha256, chunks, &old, &remote)? {
+                        Plan::Done(op) => op,
+                        Plan::Delta { job, pieces } => {
+                            // `fetch` until the delta, computed meanwhile, proves clearly smaller.
+                            deltas.start(files.len(), job, store, options, pool, &mut dat, &mut files)?;
+                            FileOp::Fetch { pieces }
+                        }
+                    };
                     PatchKind::File { mode: *mode, size: *size, sha256: sha256.clone(), op }
                 }
             };
             files.push(PatchEntry { path: entry.path.clone(), kind });
             (hooks.progress)(n as u64 + 1, total);
+        }
+        deltas.finish_all(&mut dat, &mut files)?;
+        let mut counts = [0u64; 4];
+        for f in &files {
+            if let PatchKind::File { op, .. } = &f.kind {
+                counts[match op {
+                    FileOp::Same { .. } => 0,
+                    FileOp::Chunks { .. } => 1,
+                    FileOp::Delta { .. } => 2,
+                    FileOp::Fetch { .. } => 3,
+                }] += 1;
+            }
         }
         let file = dat.file.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", dat_tmp.display()))?;
         file.sync_all().ctx(|| format!("fsync {}", dat_tmp.display()))?;
@@ -373,18 +393,177 @@ struct DatWriter {
     size: u64,
 }
 
-impl DatWriter {
-    /// Drops frames appended since `size` (a delta that lost against `fetch`).
-    fn truncate(&mut self, size: u64) -> Result<()> {
-        self.file.flush().ctx(|| "flush patch.dat".into())?;
-        let f = self.file.get_mut();
-        f.set_len(size).and_then(|_| f.seek(SeekFrom::Start(size))).ctx(|| "truncate patch.dat".into())?;
-        self.size = size;
+/// A delta to compute: everything the job needs, owned, so it can run on the pool.
+struct DeltaJob {
+    source: String,
+    source_size: u64,
+    source_chunks: Vec<ChunkRef>,
+    target_size: u64,
+    target_chunks: Vec<ChunkRef>,
+    /// Stored bytes of the target's new chunks: what `fetch` would cost.
+    fetch_cost: u64,
+    /// The pair shares no chunk (a guess by path, extension and size): try a fast delta first.
+    guessed: bool,
+}
+
+/// A finished delta: segments (with `dat_offset` relative to the file's first frame) and their
+/// frames, or nothing when fetching is cheaper.
+type DeltaOutcome = Option<Vec<(DeltaSegment, Vec<u8>)>>;
+
+/// Level of the probe that decides whether a guessed pair is worth a full delta: fast, and
+/// never much worse than the full level on data the reference helps with.
+const PROBE_LEVEL: i32 = 1;
+
+impl DeltaJob {
+    /// Runs on the pool. Deterministic: the same inputs give the same frames and decision.
+    fn run(self, store: &ChunkStore, segment: u64, level: i32) -> Result<DeltaOutcome> {
+        let segs = segments(self.source_size, self.target_size, segment);
+        if self.guessed && segs.len() == 1 {
+            // Measured on unrelated files (two synthetic builds): a level-19 delta that ends up
+            // as `fetch` anyway cost minutes. A fast delta that is no smaller than fetching
+            // means the reference does not help; the full level then only out-compresses the
+            // store's level 3, which is not what patches are for.
+            let (s_off, s_len, t_off, t_len) = segs[0];
+            let source = read_range(&self.source_chunks, store, s_off, s_len)?;
+            let target = read_range(&self.target_chunks, store, t_off, t_len)?;
+            // Compressible targets pass the first test on compression alone (measured: the same
+            // two builds still spent 67 s of level-19 deltas), so the reference must also save
+            // 10 % over compressing the target alone at the same level.
+            let with_reference = delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64;
+            if with_reference >= self.fetch_cost {
+                return Ok(None);
+            }
+            let alone = delta::encode(&[], &target, PROBE_LEVEL)?.len() as u64;
+            if with_reference * 10 >= alone * 9 {
+                return Ok(None);
+            }
+            let frame = delta::encode(&source, &target, level)?;
+            let seg = DeltaSegment {
+                source: self.source.clone(),
+                src_offset: s_off,
+                src_len: s_len,
+                dat_offset: 0,
+                dat_len: frame.len() as u64,
+                out_len: t_len,
+            };
+            return Ok(self.decide(vec![(seg, frame)]));
+        }
+        let mut out = Vec::new();
+        let mut cost = 0u64;
+        for (s_off, s_len, t_off, t_len) in segs {
+            let source = read_range(&self.source_chunks, store, s_off, s_len)?;
+            let target = read_range(&self.target_chunks, store, t_off, t_len)?;
+            let frame = delta::encode(&source, &target, level)?;
+            let seg = DeltaSegment {
+                source: self.source.clone(),
+                src_offset: s_off,
+                src_len: s_len,
+                dat_offset: cost,
+                dat_len: frame.len() as u64,
+                out_len: t_len,
+            };
+            cost += frame.len() as u64;
+            out.push((seg, frame));
+            // Already worse than fetching: stop spending CPU on this file.
+            if cost * 10 >= self.fetch_cost * 9 {
+                return Ok(None);
+            }
+        }
+        Ok(self.decide(out))
+    }
+
+    /// "Clearly smaller": a delta must save at least 10 % over fetching the new chunks.
+    fn decide(&self, out: Vec<(DeltaSegment, Vec<u8>)>) -> DeltaOutcome {
+        let cost: u64 = out.iter().map(|(s, _)| s.dat_len).sum();
+        let covered: u64 = out.iter().map(|(s, _)| s.out_len).sum();
+        (cost * 10 < self.fetch_cost * 9 && covered == self.target_size).then_some(out)
+    }
+
+    /// Source and target bytes the job holds at once (its first, largest segment).
+    fn footprint(&self, segment: u64) -> u64 {
+        self.source_size.min(segment + segment / 4) + self.target_size.min(segment)
+    }
+}
+
+/// Deltas being computed, oldest first. Their frames go into patch.dat in target order, so the
+/// output does not depend on which finished first. At most `max_jobs` run at once, and a
+/// second one only while their bytes stay within `max_bytes` (memory stays bounded whatever
+/// the build size).
+struct InFlight {
+    jobs: std::collections::VecDeque<(usize, u64, Pending<DeltaOutcome>)>,
+    bytes: u64,
+    max_jobs: usize,
+    max_bytes: u64,
+}
+
+impl InFlight {
+    fn new(max_jobs: usize, max_bytes: u64) -> InFlight {
+        InFlight { jobs: Default::default(), bytes: 0, max_jobs: max_jobs.max(1), max_bytes }
+    }
+
+    /// Starts the delta of `files[file]` (the entry about to be pushed at that position),
+    /// first finishing older ones while the limits are reached.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        file: usize,
+        job: DeltaJob,
+        store: &ChunkStore,
+        options: &PatchOptions,
+        pool: &WorkPool,
+        dat: &mut DatWriter,
+        files: &mut [PatchEntry],
+    ) -> Result<()> {
+        let bytes = job.footprint(options.segment);
+        while !self.jobs.is_empty() && (self.jobs.len() >= self.max_jobs || self.bytes + bytes > self.max_bytes) {
+            self.finish_oldest(dat, files)?;
+        }
+        let (store, segment, level) = (store.clone(), options.segment, options.level);
+        let pending = pool.submit(move || job.run(&store, segment, level))?;
+        self.jobs.push_back((file, bytes, pending));
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    fn finish_oldest(&mut self, dat: &mut DatWriter, files: &mut [PatchEntry]) -> Result<()> {
+        let Some((file, bytes, oldest)) = self.jobs.pop_front() else { return Ok(()) };
+        self.bytes -= bytes;
+        if !oldest.run_if_waiting() {
+            // A worker has it: compute the younger ones nobody started meanwhile.
+            for (_, _, younger) in &self.jobs {
+                younger.run_if_waiting();
+            }
+        }
+        let outcome = oldest.wait()?;
+        let (Some(frames), Some(PatchKind::File { op, .. })) = (outcome, files.get_mut(file).map(|f| &mut f.kind))
+        else {
+            return Ok(());
+        };
+        let mut segments = Vec::with_capacity(frames.len());
+        for (mut seg, frame) in frames {
+            dat.file.write_all(&frame).ctx(|| "write patch.dat".into())?;
+            seg.dat_offset = dat.size;
+            dat.size += frame.len() as u64;
+            segments.push(seg);
+        }
+        *op = FileOp::Delta { segments };
+        Ok(())
+    }
+
+    fn finish_all(&mut self, dat: &mut DatWriter, files: &mut [PatchEntry]) -> Result<()> {
+        while !self.jobs.is_empty() {
+            self.finish_oldest(dat, files)?;
+        }
         Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a target file needs: an op now, or a delta to try (with `fetch` pieces to fall back on).
+enum Plan {
+    Done(FileOp),
+    Delta { job: DeltaJob, pieces: Vec<Piece> },
+}
+
 fn plan_file(
     entry: &Entry,
     size: u64,
@@ -392,18 +571,14 @@ fn plan_file(
     chunks: &[ChunkRef],
     old: &OldBuild,
     remote: &HashMap<&ChunkId, &super::image::IndexChunk>,
-    store: &ChunkStore,
-    dat: &mut DatWriter,
-    options: &PatchOptions,
-    pool: &WorkPool,
-) -> Result<FileOp> {
+) -> Result<Plan> {
     if let Some(&i) = old.by_sha.get(sha256) {
         // Prefer the file at the same path, so the client leaves it where it is.
         let source = match old.by_path.get(entry.path.as_str()) {
             Some(&p) if old_sha_matches(old, p, i) => entry.path.clone(),
             _ => old.files[i].path.to_string(),
         };
-        return Ok(FileOp::Same { source });
+        return Ok(Plan::Done(FileOp::Same { source }));
     }
     let mut pieces = Vec::with_capacity(chunks.len());
     let mut fetch_cost = 0u64;
@@ -426,41 +601,21 @@ fn plan_file(
         }
     }
     if fetch_cost == 0 {
-        return Ok(FileOp::Chunks { pieces });
+        return Ok(Plan::Done(FileOp::Chunks { pieces }));
     }
-    let Some(src) = old.pair(&entry.path, size, chunks) else {
-        return Ok(FileOp::Fetch { pieces });
+    let Some((src, shares_chunks)) = old.pair_with_reason(&entry.path, size, chunks) else {
+        return Ok(Plan::Done(FileOp::Fetch { pieces }));
     };
-    let start = dat.size;
-    let mut segs = Vec::new();
-    for (s_off, s_len, t_off, t_len) in segments(old.files[src].size, size, options.segment) {
-        let source_bytes = read_range(old.files[src].chunks, store, s_off, s_len)?;
-        let target_bytes = read_range(chunks, store, t_off, t_len)?;
-        let level = options.level;
-        let frame = pool.run(move || delta::encode(&source_bytes, &target_bytes, level))?;
-        dat.file.write_all(&frame).ctx(|| "write patch.dat".into())?;
-        segs.push(DeltaSegment {
-            source: old.files[src].path.to_string(),
-            src_offset: s_off,
-            src_len: s_len,
-            dat_offset: dat.size,
-            dat_len: frame.len() as u64,
-            out_len: t_len,
-        });
-        dat.size += frame.len() as u64;
-        // Already worse than fetching: stop spending CPU on this file.
-        if (dat.size - start) * 10 >= fetch_cost * 9 {
-            break;
-        }
-    }
-    let delta_cost = dat.size - start;
-    // "Clearly smaller": a delta must save at least 10 % over fetching the new chunks.
-    if delta_cost * 10 < fetch_cost * 9 && segs.iter().map(|s| s.out_len).sum::<u64>() == size {
-        Ok(FileOp::Delta { segments: segs })
-    } else {
-        dat.truncate(start)?;
-        Ok(FileOp::Fetch { pieces })
-    }
+    let job = DeltaJob {
+        source: old.files[src].path.to_string(),
+        source_size: old.files[src].size,
+        source_chunks: old.files[src].chunks.to_vec(),
+        target_size: size,
+        target_chunks: chunks.to_vec(),
+        fetch_cost,
+        guessed: !shares_chunks,
+    };
+    Ok(Plan::Delta { job, pieces })
 }
 
 fn old_sha_matches(old: &OldBuild, a: usize, b: usize) -> bool {
@@ -502,6 +657,59 @@ mod tests {
             ],
             warnings: Vec::new(),
         }
+    }
+
+    /// A one-chunk file in `store`, as its chunk refs.
+    fn stored(store: &ChunkStore, bytes: &[u8]) -> Vec<ChunkRef> {
+        let id = ChunkId::of(bytes);
+        store.put(&id, bytes).unwrap();
+        vec![ChunkRef { id, len: bytes.len() as u32 }]
+    }
+
+    /// Incompressible bytes (xorshift64), different for every seed.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    fn job(store: &ChunkStore, source: &[u8], target: &[u8]) -> DeltaJob {
+        let (source_chunks, target_chunks) = (stored(store, source), stored(store, target));
+        store.flush().unwrap();
+        DeltaJob {
+            source: "old.bin".into(),
+            source_size: source.len() as u64,
+            source_chunks,
+            target_size: target.len() as u64,
+            target_chunks,
+            fetch_cost: target.len() as u64,
+            guessed: true,
+        }
+    }
+
+    #[test]
+    fn a_guessed_pair_gets_a_delta_only_when_the_old_file_helps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let old = noise(1, 100_000);
+        let mut edited = old.clone();
+        edited[500..510].copy_from_slice(b"0123456789");
+        let outcome = job(&store, &old, &edited).run(&store, DEFAULT_SEGMENT, 19).unwrap();
+        let frames = outcome.expect("a small edit of the old file makes a delta");
+        assert_eq!(frames.len(), 1);
+        assert_eq!(delta::decode(&old, &frames[0].1, edited.len()).unwrap(), edited);
+
+        let unrelated = noise(7, 100_000);
+        assert!(job(&store, &old, &unrelated).run(&store, DEFAULT_SEGMENT, 19).unwrap().is_none());
+        // Compressible, but nothing in common with the old file: compression alone is no delta.
+        let text: Vec<u8> = (0..100_000u32).map(|i| b"level=7;name=orc;hp=100\n"[(i % 24) as usize]).collect();
+        assert!(job(&store, &old, &text).run(&store, DEFAULT_SEGMENT, 19).unwrap().is_none());
     }
 
     #[test]

@@ -25,6 +25,23 @@ use super::fsutil::{self, sha256_hex};
 /// zstd level for stored chunks: fast enough to keep up with the chunker on one core.
 const CHUNK_LEVEL: i32 = 3;
 
+/// Compresses one chunk with this thread's zstd context: creating a context per 64 KiB chunk
+/// (allocating and initialising its tables) cost as much as a good part of the compression.
+fn compress_chunk(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match cell.as_mut() {
+            Some(c) => c,
+            None => cell.insert(zstd::bulk::Compressor::new(CHUNK_LEVEL)?),
+        };
+        compressor.compress(raw)
+    })
+}
+
 /// SHA-256 of a chunk's raw bytes, lower-case hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -134,19 +151,44 @@ impl ChunkStore {
     }
 
     /// Stores `raw` under `id` unless it is already there. zstd level 3, kept raw when
-    /// compression saves less than 5 %. The chunk is pending until the next `flush`.
+    /// compression saves less than 5 %. The chunk is pending until the next `flush`. Safe to
+    /// call from several threads at once: the id is reserved before compressing, so two
+    /// workers given the same new chunk compress and write it only once.
     pub fn put(&self, id: &ChunkId, raw: &[u8]) -> Result<()> {
         let path = self.path(id)?;
-        if self.contains(id)? {
+        let pending = self.lock_pending()?.ids.contains(&id.0);
+        if pending || path.is_file() {
             return Ok(());
         }
-        let compressed = zstd::bulk::compress(raw, CHUNK_LEVEL).ctx(|| format!("compress chunk {id}"))?;
+        let reserved = self.lock_pending()?.ids.insert(id.0.clone());
+        if !reserved {
+            return Ok(());
+        }
+        let written = self.write_pending(id, &path, raw);
+        let mut pending = self.lock_pending()?;
+        match written {
+            Ok(tmp) => {
+                pending.files.push((tmp, path));
+                pending.raw_bytes += raw.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Not written after all: a later put of the same chunk must not skip it.
+                pending.ids.remove(&id.0);
+                Err(e)
+            }
+        }
+    }
+
+    /// Compresses and writes one chunk under a temporary name next to `path`.
+    fn write_pending(&self, id: &ChunkId, path: &Path, raw: &[u8]) -> Result<PathBuf> {
+        let compressed = compress_chunk(raw).ctx(|| format!("compress chunk {id}"))?;
         let (codec, stored) = if (compressed.len() as u64) * 100 < (raw.len() as u64) * 95 {
             (Codec::Zstd, &compressed[..])
         } else {
             (Codec::Raw, raw)
         };
-        let dir = fsutil::parent(&path);
+        let dir = fsutil::parent(path);
         fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let tmp = dir.join(fsutil::temp_name("chunk"));
         let result = (|| {
@@ -154,17 +196,12 @@ impl ChunkStore {
             f.write_all(&[codec.byte()])
                 .and_then(|_| f.write_all(stored))
                 .ctx(|| format!("write {}", tmp.display()))?;
-            Ok(())
+            Ok(tmp.clone())
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
-            return result;
         }
-        let mut pending = self.lock_pending()?;
-        pending.ids.insert(id.0.clone());
-        pending.files.push((tmp, path));
-        pending.raw_bytes += raw.len() as u64;
-        Ok(())
+        result
     }
 
     /// Makes every pending chunk durable and visible under its name: `syncfs` (the data of
@@ -172,15 +209,29 @@ impl ChunkStore {
     /// committing a manifest that names the chunks, and every few hundred MB during an import
     /// to keep the pending list short.
     pub fn flush(&self) -> Result<()> {
-        let batch = std::mem::take(&mut *self.lock_pending()?);
-        if batch.files.is_empty() {
+        // Chunks other threads are still writing keep their reservation (their ids) and go
+        // with the next flush.
+        let files = {
+            let mut pending = self.lock_pending()?;
+            pending.raw_bytes = 0;
+            std::mem::take(&mut pending.files)
+        };
+        if files.is_empty() {
             return Ok(());
         }
         self.syncfs()?;
-        for (tmp, path) in &batch.files {
+        for (tmp, path) in &files {
             fs::rename(tmp, path).ctx(|| format!("rename to {}", path.display()))?;
         }
-        self.syncfs()
+        self.syncfs()?;
+        // Under their names now: `contains` finds them on disk.
+        let mut pending = self.lock_pending()?;
+        for (_, path) in &files {
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                pending.ids.remove(name);
+            }
+        }
+        Ok(())
     }
 
     /// The chunk as stored (codec and stored bytes).
@@ -300,6 +351,40 @@ mod tests {
         assert!(!store.contains(&id).unwrap());
         assert_eq!(store.prune(&[]).unwrap(), 0);
         assert!(chunk_files(dir.path()).is_empty());
+        store.put(&id, &raw).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+    }
+
+    #[test]
+    fn a_chunk_put_by_several_threads_at_once_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let raw = vec![9u8; 80_000];
+        let id = ChunkId::of(&raw);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| store.put(&id, &raw).unwrap());
+            }
+        });
+        assert_eq!(chunk_files(dir.path()).len(), 1);
+        assert_eq!(store.pending_bytes().unwrap(), raw.len() as u64);
+        store.flush().unwrap();
+        assert_eq!(chunk_files(dir.path()), vec![id.0.clone()]);
+    }
+
+    #[test]
+    fn a_chunk_whose_write_failed_is_written_by_the_next_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let raw = vec![5u8; 30_000];
+        let id = ChunkId::of(&raw);
+        // A file where the chunk's directory should be: the write fails.
+        let blocked = dir.path().join(&id.0[..2]);
+        fs::write(&blocked, b"in the way").unwrap();
+        assert!(store.put(&id, &raw).is_err());
+        assert!(!store.contains(&id).unwrap(), "a failed write must not count as stored");
+        fs::remove_file(&blocked).unwrap();
         store.put(&id, &raw).unwrap();
         store.flush().unwrap();
         assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
