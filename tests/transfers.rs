@@ -193,6 +193,15 @@ fn an_organization_moves_to_another_box_with_its_builds_and_serves_them_byte_for
     assert_eq!(committed.body["org"]["name"], "acme");
     commit(&second, &import_id).assert_error(409, "conflict");
 
+    // Both ends are on the audit trail: who took every password hash out, who brought it in.
+    let exported = admin.call("GET", "/be/v1/audit?event=org.exported", None).assert_ok()["audit"].clone();
+    assert_eq!(exported.as_array().map(Vec::len), Some(1), "{exported}");
+    assert_eq!(exported[0]["username"], "acme/admin", "{exported}");
+    assert!(exported[0]["target"].as_str().unwrap().ends_with("includeBuilds=true"), "{exported}");
+    let imported = second.admin("GET", "/adm/v1/audit?event=org.imported", None).assert_ok()["audit"].clone();
+    assert_eq!(imported.as_array().map(Vec::len), Some(1), "one commit succeeded: {imported}");
+    assert_eq!(imported[0]["target"], format!("acme import={import_id}"), "{imported}");
+
     // The same passwords and API key work on the second box; sessions did not travel.
     let moved = second.login("acme", "admin", &password);
     second.login("acme", "alice", PASSWORD);

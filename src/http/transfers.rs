@@ -80,11 +80,14 @@ pub async fn start_export(
     body: Json<StartExport>,
 ) -> ApiResult<HttpResponse> {
     state.identity.require_administrator(&caller).await?;
+    let actor = super::audit::member(&state, &caller, &req);
     let body = body.0;
     check_passphrase(&body.passphrase)?;
     let include_builds = body.include_builds.unwrap_or(false);
-    let (task, capability) =
-        state.resources.start_export(&caller, &body.passphrase, include_builds, state.settings.upload_ttl).await?;
+    let (task, capability) = state
+        .resources
+        .start_export(&caller, &body.passphrase, include_builds, state.settings.upload_ttl, actor)
+        .await?;
     let download = offer(&req, "/be/v1/exports", "GET", &capability);
     Ok(HttpResponse::Ok().json(json!({"status": "success", "task": views::task(&task), "download": download})))
 }
@@ -160,8 +163,14 @@ pub async fn upload(
     }
 }
 
-pub async fn commit(state: web::Data<AppState>, _admin: Admin, body: Json<CommitImport>) -> ApiResult<HttpResponse> {
-    let (committed, org) = state.resources.commit_import(&body.0.import_id).await?;
+pub async fn commit(
+    state: web::Data<AppState>,
+    admin: Admin,
+    req: HttpRequest,
+    body: Json<CommitImport>,
+) -> ApiResult<HttpResponse> {
+    let actor = super::audit::admin(&state, &admin, &req);
+    let (committed, org) = state.resources.commit_import(&body.0.import_id, actor).await?;
     // An empty organization it replaced had sessions that must end now.
     state.identity.cache.invalidate_all();
     Ok(HttpResponse::Ok().json(json!({"status": "success", "import": import(&committed), "org": views::org(&org)})))

@@ -21,6 +21,7 @@ use crate::domain::names;
 use crate::domain::origins::Origin;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
+use crate::store::audit::{self, Actor};
 use crate::store::builds as build_rows;
 use crate::store::tasks::Task;
 use crate::store::transfers::{self, Import, Landing};
@@ -203,6 +204,7 @@ impl Resources {
         passphrase: &str,
         include_builds: bool,
         ttl: Duration,
+        actor: Actor,
     ) -> ApiResult<(Task, Capability)> {
         self.remove_stale_bundles().await?;
         let sealed = self.sealer.seal(&ExportInput::passphrase_context(caller.org_id), passphrase);
@@ -227,6 +229,8 @@ impl Resources {
                 }
                 let task = build_rows::insert_task(c, org_id, &export::task(&input))?;
                 transfers::insert_export(c, task.id, &hash, &expires)?;
+                let what = format!("{} includeBuilds={include_builds}", task.name);
+                audit::record_member(c, org_id, audit::ORG_EXPORTED, &actor.principal, &actor.client, &what)?;
                 Ok(task)
             })
             .await?;
@@ -397,7 +401,7 @@ impl Resources {
     /// `POST /adm/v1/commit`: applies a staged import in one transaction — the organization, its
     /// accounts (passwords as hashed on the old box, no sessions), secrets sealed under this box's
     /// key, and the builds moved into this box's depot — or nothing at all.
-    pub async fn commit_import(&self, import_id: &str) -> ApiResult<(Import, crate::store::orgs::Org)> {
+    pub async fn commit_import(&self, import_id: &str, actor: Actor) -> ApiResult<(Import, crate::store::orgs::Org)> {
         let name = import_id.to_string();
         let import = self.store.read(move |c| transfers::import_by_name(c, &name)).await?;
         let import = import.ok_or(ApiError::NotFound { resource: "import" })?;
@@ -438,6 +442,17 @@ impl Resources {
                     return Err(ApiError::Conflict(format!("import {import_name} was committed already")));
                 }
                 let org_id = transfers::insert_org_row(c, &doc.org)?;
+                let what = format!("{org_name} import={import_name}");
+                audit::record(
+                    c,
+                    &audit::Event {
+                        org_id: None,
+                        event: audit::ORG_IMPORTED,
+                        principal: Some(&actor.principal),
+                        client: Some(&actor.client),
+                        target: Some(&what),
+                    },
+                )?;
                 let mut doc = doc;
                 each_secret(&mut doc, |kind, owner, field, value| {
                     let clear = open_sealed(&sealer, &staged_context(&import_name, kind, owner, field), value)?;

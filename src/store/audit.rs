@@ -28,6 +28,9 @@ pub const CREDENTIALS_RESET: &str = "credentials.reset";
 pub const MAINTENANCE_ON: &str = "maintenance.on";
 pub const MAINTENANCE_OFF: &str = "maintenance.off";
 pub const ADMIN_TOKENS_REVOKED: &str = "admintoken.revoked";
+// Organization transfers (issue 13): a bundle holds every password hash and secret of the org.
+pub const ORG_EXPORTED: &str = "org.exported";
+pub const ORG_IMPORTED: &str = "org.imported";
 
 /// Who acted, for events recorded deep in the identity layer.
 #[derive(Clone, Debug)]
