@@ -5,6 +5,7 @@ mod common;
 mod engine_support;
 mod webdriver;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use common::{send, Server, PASSWORD};
@@ -646,6 +647,77 @@ fn deployments_subscriptions_and_machine_keys_show_their_secrets_once() {
     });
     let headers = [("x-rockit-orgname", "acme"), ("x-rockit-username", "ci_bot"), ("x-rockit-api-key", key.as_str())];
     send("GET", &server.url("/be/v1/users/ci_bot"), &headers, None).assert_ok();
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
+
+/// A webhook receiver on loopback that reads each request whole and answers 500; answers its URL.
+fn receiver_answering_500() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // The body is read before answering: closing on unread bytes would reset the
+            // connection, and the server would record a transport error instead of the 500.
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let reply = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_subscriptions_page_shows_a_failing_receivers_delivery_with_its_error() {
+    let Some(browser) = browser_or_skip("console_browser::subscription_deliveries") else { return };
+    // The next attempt an hour away keeps the failed first one pending while the page is read.
+    let server = Server::start_with(&[
+        ("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true"),
+        ("ROCKIT_EDGE_WEBHOOK_RETRY_DELAYS", "1h"),
+        ("ROCKIT_EDGE_WEBHOOK_TIMEOUT", "10s"),
+    ]);
+    let password = server.create_org("acme");
+    let admin = server.login("acme", "admin", &password);
+    let url = receiver_answering_500();
+    let body = json!({"name": "broken_hook", "type": "webhook", "url": url, "events": []});
+    admin.call("POST", "/be/v1/subscriptions", Some(body)).assert_ok();
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "space_game", "label": "Space Game"}))).assert_ok();
+    // An import whose download this server answers 404: its `dltar submit` goes out first.
+    let build = json!({"appName": "space_game", "url": server.url("/no/such/native-build.tar")});
+    admin.call("POST", "/be/v1/builds", Some(build)).assert_ok();
+    let head = common::eventually(CHAIN, || {
+        let answer = admin.call("GET", "/be/v1/subscriptions/broken_hook", None).assert_ok()["subscription"].clone();
+        let head = answer["deliveries"].as_array()?.last()?.clone();
+        (head["attempts"].as_i64() >= Some(1)).then_some(head)
+    });
+    assert_eq!((head["status"].as_str(), head["lastStatus"].as_i64()), (Some("pending"), Some(500)), "{head}");
+    let error = head["lastError"].as_str().unwrap().to_string();
+
+    sign_in_directly(&browser, &server, "admin", &password, "acme");
+    browser.goto(&server.url("/#/subscriptions"));
+    let link = browser.find_with_text("td a", "broken_hook");
+    browser.click(&link);
+    browser.find_with_text("h1", "broken_hook");
+    browser.find_with_text("h2", "Last deliveries");
+    let row = browser.find_with_text("tbody tr", "dltar submit");
+    let text = browser.text(&row);
+    for shown in ["pending", "1", "500", error.as_str(), "space_game"] {
+        assert!(text.contains(shown), "{shown:?} in the delivery row {text:?}");
+    }
+    browser.screenshots("subscription");
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 }
 

@@ -41,6 +41,7 @@ const ROUTES = [
   { pattern: 'roles', view: roles.list, resource: 'roles', title: 'Roles' },
   { pattern: 'roles/:name', view: roles.page, resource: 'roles', title: 'Role' },
   { pattern: 'subscriptions', view: subscriptions.list, resource: 'subscriptions', title: 'Subscriptions' },
+  { pattern: 'subscriptions/:name', view: subscriptions.page, resource: 'subscriptions', title: 'Subscription' },
 ];
 
 // Why the sign-in page is shown (session expired, revoked, signed out), shown there once.

@@ -1,5 +1,6 @@
-// Subscriptions: webhooks and Slack URLs for build events. The signing secret is shown once.
-import { h, when, add } from '../dom.js';
+// Subscriptions: webhooks and Slack URLs for build events. The signing secret is shown once; a
+// subscription's page lists its newest deliveries, so an operator sees why a receiver got nothing.
+import { h, when, add, fill, link, seg, details, table, go } from '../dom.js';
 import { form, confirmButton, notice, oneTime, showOnce } from '../forms.js';
 import * as api from '../api.js';
 import { can, CREATE, DELETE } from '../permissions.js';
@@ -22,7 +23,7 @@ export async function list(view) {
       return { items: answer.subscriptions, total: answer.total };
     },
     row: (s) => [
-      s.name,
+      link(`subscriptions/${seg(s.name)}`, s.name),
       s.type,
       h('span', { class: 'url', text: s.url }),
       eventsText(s.events),
@@ -69,3 +70,57 @@ export async function list(view) {
     h('p', { class: 'hint', text: 'Deliveries are signed with the secret in the x-rockit-subscriptions header.' }));
 }
 
+
+const STATUS_TONE = { delivered: 'good', failed: 'bad', pending: 'neutral' };
+
+/** A delivery's status as a badge: delivered, pending (being retried) or failed (given up). */
+function statusBadge(status) {
+  return h('span', { class: `badge badge-${STATUS_TONE[status] || 'neutral'}`, text: status });
+}
+
+/** One delivery as table cells; every server text goes in as text. */
+function deliveryRow(d) {
+  // The error text names the receiver's answer already; the bare status only when there is none.
+  const error = d.lastError || (d.lastStatus === null || d.lastStatus === undefined ? '—' : `HTTP ${d.lastStatus}`);
+  // Not tried yet: it waits its turn behind the app's earlier events, so no time is promised.
+  const next = d.status !== 'pending' ? '—' : d.attempts === 0 ? 'queued' : when(d.nextAttempt);
+  return [
+    `${d.type} ${d.event}`,
+    d.appName ? `${d.taskName} (${d.appName})` : d.taskName,
+    statusBadge(d.status),
+    String(d.attempts),
+    h('span', { class: 'delivery-error', text: error }),
+    next,
+    d.finished ? when(d.finished) : '—',
+  ];
+}
+
+export async function page(view, { name }) {
+  const { subscription: s } = await api.call('GET', `/be/v1/subscriptions/${seg(name)}`);
+  fill(view,
+    h('div', { class: 'page-head' },
+      h('p', { class: 'crumbs' }, link('subscriptions', 'Subscriptions'), ' / ', h('span', { text: s.name })),
+      h('h1', { text: s.name })),
+    details([
+      ['Type', s.type],
+      ['URL', h('span', { class: 'url', text: s.url })],
+      ['Events', eventsText(s.events)],
+      ['Created', when(s.created)],
+      ['Updated', when(s.updated)],
+    ]),
+    h('section', { class: 'deliveries' },
+      h('div', { class: 'page-head' },
+        h('h2', { text: 'Last deliveries' }),
+        h('button', { type: 'button', text: 'Refresh deliveries', onclick: () => page(view, { name: s.name }) })),
+      table('Last deliveries, newest first',
+        ['Event', 'Task', 'Status', 'Attempts', 'Last error', 'Next attempt', 'Finished'],
+        (s.deliveries || []).map(deliveryRow),
+        { empty: 'No deliveries yet.' }),
+      h('p', { class: 'hint', text: 'The newest 50, newest first. A pending delivery holds the app\'s later events back until it is delivered or given up.' })),
+    can('subscriptions', DELETE) ? h('section', { class: 'danger-zone' },
+      h('h2', { text: 'Delete this subscription' }),
+      confirmButton('Delete subscription', `Delete ${s.name}?`, async () => {
+        await api.call('DELETE', `/be/v1/subscriptions/${seg(s.name)}`);
+        go('subscriptions');
+      })) : null);
+}
