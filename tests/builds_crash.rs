@@ -8,7 +8,6 @@ mod engine_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::time::Duration;
 
 use common::{Server, Session};
@@ -73,23 +72,6 @@ fn expected_dxf_name(tar: &[u8]) -> String {
 fn stage_state(admin: &Session, group: &str, stage: &str) -> Option<Value> {
     let page = admin.call("GET", &format!("/be/v1/tasks?group={group}&type={stage}"), None);
     page.assert_ok()["tasks"].as_array().and_then(|t| t.first().cloned())
-}
-
-/// Files under `root` whose name marks an unfinished write.
-fn leftovers(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                found.push(entry.path().display().to_string());
-            } else if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
-    found
 }
 
 /// One crash test at a time: each holds a few hundred MB on disk and keeps both cores busy.

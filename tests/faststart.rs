@@ -253,23 +253,6 @@ fn a_launcher_account_with_only_trainings_update_sends_traces_and_nothing_more()
     assert_eq!(stored.assert_ok()["trace"]["traces"], 2, "only the launcher's and this trace are stored");
 }
 
-/// Files under `root` whose name marks an unfinished write.
-fn leftovers(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                found.push(entry.path().display().to_string());
-            } else if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn a_crash_during_process_traces_reruns_it_to_the_same_image_and_publishes_it_whole() {
     use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks};

@@ -230,3 +230,21 @@ pub fn game_v2() -> Tree {
     *mode = 0o600;
     t
 }
+
+/// Files under `root` whose name marks an unfinished write (a temp name never renamed into
+/// place): what a crash test expects to find none of once the task finished.
+pub fn leftovers(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                found.push(entry.path().display().to_string());
+            } else if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    found
+}
