@@ -241,8 +241,6 @@ pub fn counted(conn: &Connection, org_id: i64, kind: Option<&str>, status: Optio
         .query_row(rusqlite::params![org_id, kind, status], |r| r.get(0))?)
 }
 
-/// Removes every task that ended before `ended_before` (the retention setting); answers how
-/// many went. Tasks still waiting or running stay whatever their age.
 /// Tasks waiting or running: per status, how many and the oldest one's creation time.
 pub fn queue_depths(conn: &Connection) -> StoreResult<Vec<(String, i64, String)>> {
     let mut stmt = conn.prepare_cached(
@@ -252,11 +250,28 @@ pub fn queue_depths(conn: &Connection) -> StoreResult<Vec<(String, i64, String)>
     Ok(rows)
 }
 
+/// Removes every task that ended before `ended_before` (the retention setting); answers how
+/// many went. Tasks still waiting or running stay whatever their age.
 pub fn remove_ended_before(conn: &Connection, ended_before: &str) -> StoreResult<usize> {
     Ok(conn.execute(
         "DELETE FROM tasks WHERE status IN ('done', 'failed', 'expired') AND ended IS NOT NULL AND ended < ?1",
         [ended_before],
     )?)
+}
+
+/// Whether a task of one of `kinds` runs for the app right now (status `running`, so its
+/// effects are not yet in the database). The `tasks_by_org_status` index keeps this to the
+/// organization's running tasks, whatever the history.
+pub fn running_for_app(conn: &Connection, org_id: i64, app: &str, kinds: &[&str]) -> StoreResult<bool> {
+    let mut stmt =
+        conn.prepare_cached("SELECT type FROM tasks WHERE org_id = ?1 AND status = 'running' AND app_name = ?2")?;
+    let running = stmt.query_map(rusqlite::params![org_id, app], |r| r.get::<_, String>(0))?;
+    for kind in running {
+        if kinds.contains(&kind?.as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -321,5 +336,25 @@ mod tests {
         assert_counters_match(&conn);
         let left: i64 = conn.query_row("SELECT count(*) FROM task_counts WHERE org_id = 2", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0, "a removed organization's counters go with it");
+    }
+
+    #[test]
+    fn only_a_running_task_of_the_given_types_for_that_app_counts_as_running() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::migrations::SCHEMA).unwrap();
+        conn.execute_batch(
+            "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'a', 'x', 'x'), (2, 'b', 'x', 'x');
+             INSERT INTO tasks (name, type, status, app_name, org_id, created, run_after) VALUES
+               ('t1', 'commit', 'submitted', 'game', 1, 'x', 'x'),
+               ('t2', 'mkraw', 'running', 'game', 1, 'x', 'x'),
+               ('t3', 'commit', 'running', 'other', 1, 'x', 'x'),
+               ('t4', 'commit', 'running', 'game', 2, 'x', 'x');",
+        )
+        .unwrap();
+        let writers = ["commit", "deploy", "mkfast"];
+        assert!(!running_for_app(&conn, 1, "game", &writers).unwrap());
+        conn.execute("UPDATE tasks SET status = 'running' WHERE name = 't1'", []).unwrap();
+        assert!(running_for_app(&conn, 1, "game", &writers).unwrap());
+        assert!(!running_for_app(&conn, 1, "game", &["deploy"]).unwrap());
     }
 }

@@ -6,6 +6,7 @@
 //! `error` and a `message` naming what failed.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use super::commit;
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::publish::{self, PublishEnv, TargetSpec};
 use crate::store::tasks::{NewTask, Task};
-use crate::store::{apps, builds as build_rows, deployments, StoreResult};
+use crate::store::{apps, builds as build_rows, deployments, tasks as task_rows, StoreResult};
 
 pub const TYPE: &str = "sync";
 
@@ -62,12 +63,56 @@ fn store_failure(e: crate::store::StoreError) -> TaskFailure {
 enum PointerError {
     Store(crate::store::StoreError),
     Publish(publish::PublishError),
+    WriterStillRunning,
+}
+
+/// Task types that write an app's pointer themselves and update the database when they end.
+const POINTER_WRITERS: [&str; 3] = [commit::TYPE, super::builds::DEPLOY, super::faststart::MKFAST];
+
+/// How often a sync looks again while a pointer writer of the same app runs.
+const WRITER_POLL: Duration = Duration::from_millis(200);
+
+/// How long a sync waits for a running pointer writer before it gives up (retryable).
+const WRITER_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// What the database says is live, and whether a task that moves it runs right now.
+struct Live {
+    pointer: Option<crate::engine::layout::Pointer>,
+    writer_running: bool,
+}
+
+/// What a sync does with the pointer next, given what it wrote last and what is live now.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing is live (or no more): leave the target's pointer alone.
+    Stop,
+    /// The target may hold something other than what is live: write it.
+    Write,
+    /// What was written is live, but a running commit/deploy/mkfast may still change it (it may
+    /// have written its pointer to this target before our write, and its database update is
+    /// still to come): look again shortly.
+    Wait,
+    /// What was written is live and nothing that could move it is running: done.
+    Done,
+}
+
+fn next_step(written: Option<&(i64, String)>, live: &Live) -> Step {
+    let Some(pointer) = &live.pointer else { return Step::Stop };
+    if written != Some(&(pointer.build_id, pointer.dxf_name.clone())) {
+        Step::Write
+    } else if live.writer_running {
+        Step::Wait
+    } else {
+        Step::Done
+    }
 }
 
 /// Writes the app's go-live pointer on the target, once its build's objects are there. A sync
 /// holds no app lock (it may run for long beside imports), so a commit could go live while it
-/// writes: the pointer is read again afterwards and rewritten until what was written is still
-/// what is live.
+/// writes. The pointer is therefore read again after each write, together with whether a
+/// pointer-writing task of the app is running, in one snapshot: it is rewritten until what was
+/// written is live and no running task can still change it. A task that is only queued needs no
+/// wait: it reads its targets and writes its pointer after this snapshot, so after our write.
 fn live_pointer(
     ctx: &TaskContext,
     target: &dyn publish::Destination,
@@ -75,30 +120,41 @@ fn live_pointer(
     org: &str,
     app: &str,
 ) -> Result<(), PointerError> {
-    let current = |ctx: &TaskContext| {
+    let live = |ctx: &TaskContext| {
         let name = app.to_string();
         ctx.store.read_blocking(move |c| {
-            let Some(app) = apps::by_name(c, org_id, &name)? else { return Ok(None) };
-            let Some(dxf_name) = app.dxf_name.clone().filter(|_| app.i_cur_build > 0) else { return Ok(None) };
+            let writer_running = task_rows::running_for_app(c, org_id, &name, &POINTER_WRITERS)?;
+            let Some(app) = apps::by_name(c, org_id, &name)? else {
+                return Ok(Live { pointer: None, writer_running });
+            };
+            let Some(dxf_name) = app.dxf_name.clone().filter(|_| app.i_cur_build > 0) else {
+                return Ok(Live { pointer: None, writer_running });
+            };
             let build = app.builds.iter().find(|b| b.build_id == app.i_cur_build);
-            Ok(Some(commit::pointer(
+            let pointer = commit::pointer(
                 app.i_cur_build,
                 &dxf_name,
                 build.and_then(|b| b.name.as_deref()),
                 build.map_or(app.size_bytes, |b| b.size_bytes),
-            )))
+            );
+            Ok(Live { pointer: Some(pointer), writer_running })
         })
     };
+    let started = Instant::now();
     let mut written: Option<(i64, String)> = None;
     loop {
-        let Some(pointer) = current(ctx).map_err(PointerError::Store)? else { return Ok(()) };
-        let now = (pointer.build_id, pointer.dxf_name.clone());
-        if written.as_ref() == Some(&now) {
-            return Ok(());
+        let now = live(ctx).map_err(PointerError::Store)?;
+        match next_step(written.as_ref(), &now) {
+            Step::Stop | Step::Done => return Ok(()),
+            Step::Wait if started.elapsed() > WRITER_WAIT => return Err(PointerError::WriterStillRunning),
+            Step::Wait => std::thread::sleep(WRITER_POLL),
+            Step::Write => {
+                let Some(pointer) = now.pointer else { return Ok(()) };
+                let bytes = serde_json::to_vec(&pointer).unwrap_or_default();
+                target.put_bytes(&commit::current_rel(org, app), &bytes).map_err(PointerError::Publish)?;
+                written = Some((pointer.build_id, pointer.dxf_name));
+            }
         }
-        let bytes = serde_json::to_vec(&pointer).unwrap_or_default();
-        target.put_bytes(&commit::current_rel(org, app), &bytes).map_err(PointerError::Publish)?;
-        written = Some(now);
     }
 }
 
@@ -148,6 +204,13 @@ impl TaskHandler for Sync {
             live_pointer(ctx, target.as_ref(), org_id, org, &app.name).map_err(|e| match e {
                 PointerError::Store(e) => store_failure(e),
                 PointerError::Publish(e) => fail(e),
+                PointerError::WriterStillRunning => TaskFailure {
+                    exception: json!({"message": format!(
+                        "a commit of app {} kept running; its pointer on this deployment is checked again on retry",
+                        app.name
+                    )}),
+                    retryable: true,
+                },
             })?;
         }
         Ok(json!({"apps": apps.iter().map(|a| &a.name).collect::<Vec<_>>(), "objects": objects.len()}))
@@ -166,5 +229,35 @@ impl TaskHandler for Sync {
             Ok(input) => build_rows::set_deployment_status(conn, input.org_id, &input.deployment, Some(message)),
             Err(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(build_id: i64, writer_running: bool) -> Live {
+        Live { pointer: Some(commit::pointer(build_id, &format!("dxf{build_id}"), None, 1)), writer_running }
+    }
+
+    #[test]
+    fn a_sync_writes_what_is_live_until_it_was_written() {
+        assert_eq!(next_step(None, &live(1, false)), Step::Write);
+        assert_eq!(next_step(Some(&(1, "dxf1".into())), &live(2, false)), Step::Write);
+        assert_eq!(next_step(Some(&(2, "dxf2".into())), &live(2, false)), Step::Done);
+    }
+
+    #[test]
+    fn a_sync_waits_while_a_pointer_writer_of_the_app_runs() {
+        // The race this closes: a running commit wrote build 2's pointer here before our write
+        // of build 1, and its database update is still to come.
+        assert_eq!(next_step(Some(&(1, "dxf1".into())), &live(1, true)), Step::Wait);
+        assert_eq!(next_step(Some(&(1, "dxf1".into())), &live(2, false)), Step::Write);
+    }
+
+    #[test]
+    fn a_sync_leaves_the_pointer_alone_when_nothing_is_live() {
+        let nothing = Live { pointer: None, writer_running: true };
+        assert_eq!(next_step(None, &nothing), Step::Stop);
     }
 }
