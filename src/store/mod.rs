@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod backup;
+pub mod bell;
 pub mod builds;
 pub mod deployments;
 pub mod meta;
@@ -234,6 +235,11 @@ impl Store {
     }
 
     /// Batch sizes and commit latencies of the writer, for `/metrics`.
+    /// Rung after every commit that recorded webhook deliveries (the delivery worker waits on it).
+    pub fn outbox_bell(&self) -> &bell::Bell {
+        self.writer.outbox_bell()
+    }
+
     pub fn writer_stats(&self) -> &WriterStats {
         self.writer.stats()
     }

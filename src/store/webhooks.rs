@@ -45,7 +45,26 @@ pub fn record(conn: &Connection, task_id: i64, event: TaskEvent) -> StoreResult<
         ])?;
         recorded += 1;
     }
+    if recorded > 0 {
+        set_recorded(true);
+    }
     Ok(recorded)
+}
+
+thread_local! {
+    /// Set by [`record`] on the writer thread; the writer takes it after each batch and rings
+    /// the outbox bell once the batch committed, so the delivery worker wakes at once.
+    static RECORDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether deliveries were recorded on this thread since the last call.
+pub(super) fn take_recorded() -> bool {
+    RECORDED.with(|flag| flag.replace(false))
+}
+
+/// Sets the flag [`take_recorded`] answers (the writer restores it around a rolled-back job).
+pub(super) fn set_recorded(recorded: bool) {
+    RECORDED.with(|flag| flag.set(recorded));
 }
 
 /// The task's organization and what its event reports; `None` outside an organization.

@@ -10,6 +10,7 @@ use std::sync::{mpsc, Arc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::bell::Bell;
 use super::{StoreError, StoreResult, WriteError};
 use crate::metrics::Histogram;
 
@@ -41,6 +42,8 @@ where
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(work) = self.work.take() else { return true };
+        // Deliveries recorded by earlier jobs of the batch stay recorded whatever this one does.
+        let recorded_before = super::webhooks::take_recorded();
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             self.outcome = Some(Err(StoreError::classify(e).into()));
             return true;
@@ -53,6 +56,8 @@ where
         let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         let ended = conn.execute_batch(end);
         let clean = ended.is_ok();
+        let recorded = outcome.is_ok() && ended.is_ok() && super::webhooks::take_recorded();
+        super::webhooks::set_recorded(recorded_before || recorded);
         self.outcome = Some(match (outcome, ended) {
             (outcome, Ok(())) => outcome,
             (Err(refused), Err(e)) => {
@@ -92,6 +97,7 @@ pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
     disk_full: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
+    outbox: Arc<Bell>,
 }
 
 /// Batch sizes bounded by `MAX_BATCH`.
@@ -114,16 +120,22 @@ impl Writer {
             batch_sizes: Histogram::new(BATCH_SIZES),
             commit_micros: Histogram::new(COMMIT_MICROS),
         });
-        let (flag, recorded) = (disk_full.clone(), stats.clone());
+        let outbox = Arc::new(Bell::default());
+        let (flag, recorded, bell) = (disk_full.clone(), stats.clone(), outbox.clone());
         std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || run_writer(conn, jobs, &flag, &recorded))
+            .spawn(move || run_writer(conn, jobs, &flag, &recorded, &bell))
             .map_err(|e| StoreError::Io(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { queue, disk_full, stats })
+        Ok(Writer { queue, disk_full, stats, outbox })
     }
 
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// Rung after every commit that recorded webhook deliveries.
+    pub fn outbox_bell(&self) -> &Bell {
+        &self.outbox
     }
 
     /// Whether the latest write that needed space found none (see `run_writer`).
@@ -149,7 +161,13 @@ impl Writer {
 /// Runs batches until every handle is gone. A full disk is one episode from the first write that
 /// finds no space to the first batch that writes something again: logged once at each end and
 /// visible through `disk_full` meanwhile (readiness reports it).
-fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &AtomicBool, stats: &WriterStats) {
+fn run_writer(
+    conn: Connection,
+    jobs: mpsc::Receiver<Box<dyn Job>>,
+    disk_full: &AtomicBool,
+    stats: &WriterStats,
+    outbox: &Bell,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = jobs.recv() {
         batch.push(first);
@@ -169,6 +187,10 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, disk_full: &
             commit = Err(StoreError::Full);
         }
         let wrote = commit.is_ok() && conn.total_changes() > changes_before;
+        // Taken whatever the outcome, so a rolled-back batch's flag does not ring for the next.
+        if super::webhooks::take_recorded() && commit.is_ok() {
+            outbox.ring();
+        }
         if full && !disk_full.swap(true, Ordering::AcqRel) {
             log::error!("the disk is full: writes are refused (507) until space is freed; reads keep working");
         } else if wrote && !full && disk_full.swap(false, Ordering::AcqRel) {
@@ -268,6 +290,29 @@ mod tests {
         assert!(dup.blocking_recv().unwrap().is_err());
         assert!(panics.blocking_recv().unwrap().is_err());
         assert_eq!(values(&path), vec![1]);
+    }
+
+    #[test]
+    fn the_outbox_bell_rings_only_after_a_commit_that_recorded_deliveries() {
+        let (_dir, writer, _path) = writer();
+        let bell = writer.outbox_bell();
+        let quiet = writer.submit(|c| -> StoreResult<usize> { Ok(c.execute("INSERT INTO t VALUES (1)", [])?) });
+        assert!(quiet.unwrap().blocking_recv().unwrap().is_ok());
+        assert_eq!(bell.rings(), 0, "a write without deliveries");
+        let refused = writer.submit(|c| -> StoreResult<()> {
+            c.execute("INSERT INTO t VALUES (2)", [])?;
+            crate::store::webhooks::set_recorded(true);
+            Err(StoreError::Io("refused after recording".into()))
+        });
+        assert!(refused.unwrap().blocking_recv().unwrap().is_err());
+        assert_eq!(bell.rings(), 0, "the recorded deliveries were rolled back with the job");
+        let recorded = writer.submit(|c| -> StoreResult<()> {
+            c.execute("INSERT INTO t VALUES (3)", [])?;
+            crate::store::webhooks::set_recorded(true);
+            Ok(())
+        });
+        assert!(recorded.unwrap().blocking_recv().unwrap().is_ok());
+        assert_eq!(bell.rings(), 1);
     }
 
     #[test]

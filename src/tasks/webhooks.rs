@@ -22,7 +22,8 @@ use crate::store::{Store, StoreResult};
 /// The header carrying the delivery token [compat].
 pub const HEADER: &str = "x-rockit-subscriptions";
 
-/// How often an idle worker looks for due deliveries.
+/// How often an idle worker looks for due deliveries when the outbox bell does not ring (it rings
+/// after each commit that records deliveries): retries become due without one.
 const POLL: Duration = Duration::from_millis(200);
 
 /// Deliveries taken per look; each is the head of its (subscription, app) queue.
@@ -57,6 +58,7 @@ impl Worker {
         let prune_every = (self.policy.retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
         // `None`: not yet pruned (an `Instant` in the past could underflow right after boot).
         let mut pruned: Option<Instant> = None;
+        let mut rings = self.store.outbox_bell().rings();
         loop {
             if pruned.is_none_or(|at| at.elapsed() >= prune_every) {
                 pruned = Some(Instant::now());
@@ -75,7 +77,7 @@ impl Worker {
                 }
             };
             if due.is_empty() {
-                std::thread::sleep(POLL);
+                rings = self.store.outbox_bell().wait_after(rings, POLL);
                 continue;
             }
             for delivery in due {
