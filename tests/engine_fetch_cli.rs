@@ -1,10 +1,9 @@
 //! `rockit-edge fetch`, the reference client's command line, against a depot directory and
 //! against an HTTP server in front of it (with and without Range support).
 
+mod common;
 mod engine_support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,44 +42,6 @@ fn assert_success(out: &std::process::Output) -> String {
     stdout
 }
 
-/// A minimal static file server: GET with an optional `Range: bytes=a-b`, answered 206 when
-/// `ranges` is true, else always the whole file with 200.
-fn serve(root: PathBuf, ranges: bool) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let mut range = None;
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
-                    break;
-                }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    let (a, b) = v.trim().split_once('-').unwrap();
-                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
-                }
-            }
-            let Ok(body) = std::fs::read(root.join(path.trim_start_matches('/'))) else {
-                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                continue;
-            };
-            let (status, part) = match range {
-                Some((a, b)) if ranges => ("206 Partial Content", &body[a..=b]),
-                _ => ("200 OK", &body[..]),
-            };
-            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", part.len());
-            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(part));
-        }
-    });
-    base
-}
-
 #[test]
 fn fetch_rebuilds_a_build_from_a_depot_directory_and_updates_it_with_the_patch() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,7 +60,7 @@ fn fetch_rebuilds_a_build_from_a_depot_directory_and_updates_it_with_the_patch()
 fn fetch_works_over_http_with_range_requests() {
     let dir = tempfile::tempdir().unwrap();
     let (root, dxf_name) = published_depot(dir.path());
-    let base = serve(root.clone(), true);
+    let base = common::serve_directory(root.clone(), true);
     let tree = dir.path().join("tree");
     let first = dir.path().join("v1");
     assert_success(&fetch(&base, 1, &["--dxf-name", &find_dxf(&root, 1)], &first));
@@ -114,7 +75,7 @@ fn fetch_works_over_http_with_range_requests() {
 fn fetch_over_http_fails_clearly_when_the_server_ignores_ranges_or_the_name_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let (root, dxf_name) = published_depot(dir.path());
-    let base = serve(root, false);
+    let base = common::serve_directory(root, false);
     let out = fetch(&base, 2, &["--dxf-name", &dxf_name], &dir.path().join("a"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ignores Range"), "{}", String::from_utf8_lossy(&out.stderr));

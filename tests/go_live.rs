@@ -5,9 +5,7 @@
 mod common;
 mod engine_support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -85,46 +83,6 @@ fn fetch_current(from: &str, dest: &Path) -> String {
     stdout
 }
 
-/// A static file server in front of `root` that answers `Range: bytes=a-b` with 206, as a CDN in
-/// front of an S3 bucket does.
-fn serve(root: PathBuf) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let mut range = None;
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                    break;
-                }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    let (a, b) = v.trim().split_once('-').unwrap();
-                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
-                }
-            }
-            let Ok(body) = std::fs::read(root.join(path.trim_start_matches('/'))) else {
-                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                continue;
-            };
-            let (status, part) = match range {
-                Some((a, b)) => ("206 Partial Content", &body[a..=b]),
-                None => ("200 OK", &body[..]),
-            };
-            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", part.len());
-            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(part));
-        }
-    });
-    base
-}
-
 #[test]
 fn a_rollback_to_the_first_build_and_forward_again_is_followed_by_the_client_from_a_directory_and_http() {
     let server = Server::start();
@@ -156,7 +114,7 @@ fn a_rollback_to_the_first_build_and_forward_again_is_followed_by_the_client_fro
         assert_eq!(p["sizeBytes"], app["builds"][0]["sizeBytes"]);
         common::assert_timestamp(&p["committedAt"]);
     }
-    let http = serve(cdn.path().to_path_buf());
+    let http = common::serve_directory(cdn.path().to_path_buf(), true);
     let trees = tempfile::tempdir().unwrap();
     for (i, from) in [cdn.path().to_str().unwrap().to_string(), http.clone()].iter().enumerate() {
         let dest = trees.path().join(format!("rolled-back-{i}"));

@@ -400,3 +400,45 @@ pub fn assert_timestamp(value: &Value) {
     let s = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
     assert!(s.len() == 24 && s.ends_with('Z') && &s[10..11] == "T" && &s[19..20] == ".", "not RFC 3339 with ms: {s}");
 }
+
+/// A static file server in front of `root` on 127.0.0.1 (one request per connection): answers
+/// `Range: bytes=a-b` with 206 when `ranges` is true, as a CDN in front of a bucket does, else
+/// always the whole file with 200; a missing file is a 404. Answers the base URL.
+pub fn serve_directory(root: PathBuf, ranges: bool) -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut range = None;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (a, b) = v.trim().split_once('-').unwrap();
+                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
+                }
+            }
+            let Ok(body) = std::fs::read(root.join(path.trim_start_matches('/'))) else {
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            };
+            let (status, part) = match range {
+                Some((a, b)) if ranges => ("206 Partial Content", &body[a..=b]),
+                _ => ("200 OK", &body[..]),
+            };
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", part.len());
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(part));
+        }
+    });
+    base
+}
