@@ -216,33 +216,18 @@ pub fn list(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) 
         AND (?3 IS NULL OR t.type = ?3) AND (?4 IS NULL OR t.status = ?4) AND (?5 IS NULL OR t.grp = ?5)
         AND (?6 IS NULL OR t.created > ?6) AND (?7 IS NULL OR t.created < ?7)";
     let args = rusqlite::params![org_id, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
-    let by_counters =
-        f.app_name.is_none() && f.group.is_none() && f.created_after.is_none() && f.created_before.is_none();
     let count = || -> StoreResult<i64> {
-        if by_counters {
-            return counted(conn, org_id, f.kind.as_deref(), f.status.as_deref());
+        if f.group.is_some() {
+            // A group holds three tasks, which its index finds.
+            return Ok(conn
+                .prepare_cached(&format!("SELECT count(*) FROM tasks t {cond}"))?
+                .query_row(args, |r| r.get(0))?);
         }
-        // A group holds three tasks (its index finds them); a name part or a creation window has
-        // no counter, so it is counted among its matches.
-        Ok(conn.prepare_cached(&format!("SELECT count(*) FROM tasks t {cond}"))?.query_row(args, |r| r.get(0))?)
+        super::task_totals::total(conn, org_id, f)
     };
     super::list_page_counted(conn, &select, cond, args, page, from_row, count)
 }
 
-/// How many of the organization's tasks have this type and status (`None`: any), from the
-/// counters the `task_counts_*` triggers keep (schema.sql): a sum of a few dozen rows at most,
-/// however long the history.
-pub fn counted(conn: &Connection, org_id: i64, kind: Option<&str>, status: Option<&str>) -> StoreResult<i64> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT coalesce(sum(n), 0) FROM task_counts
-             WHERE org_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR status = ?3)",
-        )?
-        .query_row(rusqlite::params![org_id, kind, status], |r| r.get(0))?)
-}
-
-/// Removes every task that ended before `ended_before` (the retention setting); answers how
-/// many went. Tasks still waiting or running stay whatever their age.
 /// Tasks waiting or running: per status, how many and the oldest one's creation time.
 pub fn queue_depths(conn: &Connection) -> StoreResult<Vec<(String, i64, String)>> {
     let mut stmt = conn.prepare_cached(
@@ -252,6 +237,9 @@ pub fn queue_depths(conn: &Connection) -> StoreResult<Vec<(String, i64, String)>
     Ok(rows)
 }
 
+/// Removes every task that ended before `ended_before` (the retention setting); answers how
+/// many went. Tasks still waiting or running stay whatever their age. The counters of
+/// `task_totals` follow by trigger, in the same statement.
 pub fn remove_ended_before(conn: &Connection, ended_before: &str) -> StoreResult<usize> {
     Ok(conn.execute(
         "DELETE FROM tasks WHERE status IN ('done', 'failed', 'expired') AND ended IS NOT NULL AND ended < ?1",
@@ -276,8 +264,13 @@ mod tests {
                             |r| r.get(0),
                         )
                         .unwrap();
+                    let filter = TaskFilter {
+                        kind: kind.map(str::to_owned),
+                        status: status.map(str::to_owned),
+                        ..TaskFilter::default()
+                    };
                     assert_eq!(
-                        counted(conn, org, kind, status).unwrap(),
+                        super::super::task_totals::total(conn, org, &filter).unwrap(),
                         counted_rows,
                         "org {org} {kind:?} {status:?}"
                     );
