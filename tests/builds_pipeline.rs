@@ -317,6 +317,20 @@ fn put(url: &str, body: &[u8]) -> common::Reply {
 }
 
 #[test]
+fn a_finished_upload_shows_the_bytes_received_as_its_progress() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let (first, url) = import_by_upload(&admin, "game", v1.len());
+    put(&url, &v1).assert_ok();
+    settled(&admin, "game");
+    let dltar = task(&admin, first["name"].as_str().unwrap());
+    assert_eq!(dltar["status"], "done", "{dltar}");
+    assert_eq!(dltar["progress"], json!({"done": v1.len(), "total": v1.len()}), "{dltar}");
+}
+
+#[test]
 fn an_uploaded_build_is_imported_and_its_one_time_url_is_then_used_up() {
     let server = server();
     let admin = server.org_admin("acme");
