@@ -85,8 +85,8 @@ fn in_window(conn: &Connection, org_id: i64, m: &Match, after: Option<&str>, bef
     }
     let mut ranges = Vec::new();
     cover(lo.as_deref(), hi.as_deref(), SPANS.len() - 1, &mut ranges);
-    for range in &ranges {
-        total += bucket_sum(conn, org_id, m, range)?;
+    for some in ranges.chunks(MAX_RANGES) {
+        total += buckets_sum(conn, org_id, m, some)?;
     }
     Ok(total)
 }
@@ -128,27 +128,55 @@ fn cover(lo: Option<&str>, hi: Option<&str>, level: usize, out: &mut Vec<Range>)
     cover(plo.as_deref(), phi.as_deref(), level - 1, out);
 }
 
-/// The counters of one bucket range; with a name part, only the apps whose name holds it.
-fn bucket_sum(conn: &Connection, org_id: i64, m: &Match, r: &Range) -> StoreResult<i64> {
-    let span = r.span as i64;
-    let Some(part) = m.app_part else {
-        return Ok(conn
-            .prepare_cached(
-                "SELECT coalesce(sum(n), 0) FROM task_time_counts
-                 WHERE org_id = ?1 AND span = ?2 AND bucket > ?3 AND bucket < ?4
-                 AND (?5 IS NULL OR type = ?5) AND (?6 IS NULL OR status = ?6)",
-            )?
-            .query_row(rusqlite::params![org_id, span, r.above, r.below, m.kind, m.status], |r| r.get(0))?);
+/// What [`cover`] makes at most: two ranges a span below the year, one of years.
+const MAX_RANGES: usize = 2 * (SPANS.len() - 1) + 1;
+
+/// The statement that sums the counters of up to [`MAX_RANGES`] bucket ranges at once (one
+/// statement whatever the window: each costs more than the few rows it reads): `?1` the
+/// organization, `?2`/`?3` type and status, `?4` the name part (`task_app_counts` only), then
+/// span, above and below of each range; unused slots are empty ranges.
+fn ranges_sql(per_app: bool) -> String {
+    let slots: Vec<String> =
+        (0..MAX_RANGES).map(|i| format!("(?{}, ?{}, ?{})", 5 + 3 * i, 6 + 3 * i, 7 + 3 * i)).collect();
+    let ranges = format!("WITH r (span, above, below) AS (VALUES {})", slots.join(", "));
+    let pair = "(?2 IS NULL OR c.type = ?2) AND (?3 IS NULL OR c.status = ?3)";
+    if per_app {
+        // Ranges, then the matching apps, then each one's buckets (CROSS JOIN keeps that order).
+        format!(
+            "{ranges}, apps AS (SELECT DISTINCT app_name FROM task_app_counts
+                                WHERE org_id = ?1 AND span = 0 AND instr(lower(app_name), lower(?4)) > 0)
+             SELECT coalesce(sum(c.n), 0) FROM r CROSS JOIN apps CROSS JOIN task_app_counts c
+             ON c.org_id = ?1 AND c.span = r.span AND c.app_name = apps.app_name
+                AND c.bucket > r.above AND c.bucket < r.below
+             WHERE {pair}"
+        )
+    } else {
+        format!(
+            "{ranges} SELECT coalesce(sum(c.n), 0) FROM r CROSS JOIN task_time_counts c
+             ON c.org_id = ?1 AND c.span = r.span AND c.bucket > r.above AND c.bucket < r.below
+             WHERE {pair} AND ?4 IS NULL"
+        )
+    }
+}
+
+/// The counters of up to [`MAX_RANGES`] bucket ranges; with a name part, only the apps whose name
+/// holds it.
+fn buckets_sum(conn: &Connection, org_id: i64, m: &Match, ranges: &[Range]) -> StoreResult<i64> {
+    static PER_APP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = match m.app_part {
+        Some(_) => PER_APP.get_or_init(|| ranges_sql(true)),
+        None => ALL.get_or_init(|| ranges_sql(false)),
     };
-    Ok(conn
-        .prepare_cached(
-            "SELECT coalesce(sum(c.n), 0) FROM task_app_counts c
-             WHERE c.org_id = ?1 AND c.span = ?2 AND c.bucket > ?3 AND c.bucket < ?4
-             AND c.app_name IN (SELECT app_name FROM task_app_counts
-                                WHERE org_id = ?1 AND span = 0 AND instr(lower(app_name), lower(?5)) > 0)
-             AND (?6 IS NULL OR c.type = ?6) AND (?7 IS NULL OR c.status = ?7)",
-        )?
-        .query_row(rusqlite::params![org_id, span, r.above, r.below, part, m.kind, m.status], |r| r.get(0))?)
+    // An empty slot: nothing is above END and below "".
+    let empty = Range { span: 0, above: END.to_owned(), below: String::new() };
+    let slots: Vec<&Range> = ranges.iter().chain(std::iter::repeat(&empty)).take(MAX_RANGES).collect();
+    let spans: Vec<i64> = slots.iter().map(|r| r.span as i64).collect();
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&org_id, &m.kind, &m.status, &m.app_part];
+    for (r, span) in slots.iter().zip(&spans) {
+        args.extend([span as &dyn rusqlite::ToSql, &r.above, &r.below]);
+    }
+    Ok(conn.prepare_cached(sql)?.query_row(&args[..], |r| r.get(0))?)
 }
 
 /// The matching tasks created strictly between `above` and `below`, one by one along the
@@ -218,6 +246,24 @@ mod tests {
                 r(4, "", "2026")
             ]
         );
+    }
+
+    /// Each range of the one statement is an index range, for all tasks and for each matching
+    /// app (a scan of the counters would grow with the history they cover).
+    #[test]
+    fn the_ranges_of_a_window_are_summed_by_primary_key_ranges() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::migrations::SCHEMA).unwrap();
+        for (per_app, seek) in [
+            (false, "SEARCH c USING PRIMARY KEY (org_id=? AND span=? AND bucket>? AND bucket<?)"),
+            (true, "SEARCH c USING PRIMARY KEY (org_id=? AND span=? AND app_name=? AND bucket>? AND bucket<?)"),
+        ] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", ranges_sql(per_app));
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let nulls = rusqlite::params_from_iter(std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count()));
+            let plan: Vec<String> = stmt.query_map(nulls, |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap();
+            assert!(plan.iter().any(|p| p.contains(seek)), "{plan:?}");
+        }
     }
 
     /// Stored time `secs` seconds and `millis` after the Unix epoch.
