@@ -87,17 +87,20 @@ def between(c, org, app, kind, status, above, below):
     return c.execute("""SELECT count(*) FROM tasks t WHERE t.org_id = ?1 AND t.created > ?2 AND t.created < ?3
              AND (?4 IS NULL OR instr(lower(t.app_name), lower(?4)) > 0)
              AND (?5 IS NULL OR t.type = ?5) AND (?6 IS NULL OR t.status = ?6)""", (org, above, below, app, kind, status)).fetchone()[0]
-def bucket_sum(c, org, app, kind, status, r):
-    span, above, below = r
-    if app is None:
-        return c.execute("""SELECT coalesce(sum(n), 0) FROM task_time_counts
-                 WHERE org_id = ?1 AND span = ?2 AND bucket > ?3 AND bucket < ?4
-                 AND (?5 IS NULL OR type = ?5) AND (?6 IS NULL OR status = ?6)""", (org, span, above, below, kind, status)).fetchone()[0]
-    return c.execute("""SELECT coalesce(sum(c.n), 0) FROM task_app_counts c
-             WHERE c.org_id = ?1 AND c.span = ?2 AND c.bucket > ?3 AND c.bucket < ?4
-             AND c.app_name IN (SELECT app_name FROM task_app_counts
-                                WHERE org_id = ?1 AND span = 0 AND instr(lower(app_name), lower(?5)) > 0)
-             AND (?6 IS NULL OR c.type = ?6) AND (?7 IS NULL OR c.status = ?7)""", (org, span, above, below, app, kind, status)).fetchone()[0]
+MAX_RANGES = 2 * (len(SPANS) - 1) + 1
+SLOTS = ", ".join(f"(?{5 + 3 * i}, ?{6 + 3 * i}, ?{7 + 3 * i})" for i in range(MAX_RANGES))
+PAIR = "(?2 IS NULL OR c.type = ?2) AND (?3 IS NULL OR c.status = ?3)"
+RANGES_ALL = f"""WITH r (span, above, below) AS (VALUES {SLOTS}) SELECT coalesce(sum(c.n), 0) FROM r CROSS JOIN task_time_counts c
+             ON c.org_id = ?1 AND c.span = r.span AND c.bucket > r.above AND c.bucket < r.below WHERE {PAIR} AND ?4 IS NULL"""
+RANGES_APP = f"""WITH r (span, above, below) AS (VALUES {SLOTS}), apps AS (SELECT DISTINCT app_name FROM task_app_counts
+                                WHERE org_id = ?1 AND span = 0 AND instr(lower(app_name), lower(?4)) > 0)
+             SELECT coalesce(sum(c.n), 0) FROM r CROSS JOIN apps CROSS JOIN task_app_counts c
+             ON c.org_id = ?1 AND c.span = r.span AND c.app_name = apps.app_name AND c.bucket > r.above AND c.bucket < r.below
+             WHERE {PAIR}"""
+def buckets_sum(c, org, app, kind, status, ranges):
+    slots = (ranges + [(0, END, '')] * MAX_RANGES)[:MAX_RANGES]
+    args = [org, kind, status, app] + [v for r in slots for v in r]
+    return c.execute(RANGES_APP if app is not None else RANGES_ALL, args).fetchone()[0]
 def total(c, org, app, kind, status, group, after, before):
     if group is not None:
         return c.execute(f"SELECT count(*) FROM tasks t {cond_of(app, kind, status, group, after, before, False)}", (org, app, kind, status, group, after, before)).fetchone()[0], 'count(*)'
@@ -115,7 +118,7 @@ def total(c, org, app, kind, status, group, after, before):
     if hi: n += between(c, org, app, kind, status, hi, below)
     ranges = []
     cover(lo, hi, len(SPANS) - 1, ranges)
-    for r in ranges: n += bucket_sum(c, org, app, kind, status, r)
+    for i in range(0, len(ranges), MAX_RANGES): n += buckets_sum(c, org, app, kind, status, ranges[i:i + MAX_RANGES])
     return n, f"{len(ranges)} ranges + 2 hours"
 
 def best_of(f, k=20):
