@@ -423,7 +423,8 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt);
 CREATE INDEX webhook_deliveries_in_order ON webhook_deliveries (subscription_id, app_key, status, id);
 CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished);
--- 012_task_window_counts: exact task totals for the appName and createdAfter/createdBefore lists.
+-- 012_task_window_counts: exact task totals for the appName and createdAfter/createdBefore lists,
+-- and indexes for task pages in creation and app-name order.
 -- `task_counts` (006) answers the unfiltered, type and status totals; a name part or a creation
 -- window counted its matches, linear in them (a broad window at 10^6 tasks: tens of ms). These
 -- counters answer them from a bounded number of rows instead, kept by triggers in the same
