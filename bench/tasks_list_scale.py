@@ -2,52 +2,205 @@
 # How a page of GET /be/v1/tasks scales with task history (issue 9: a page at 1 000 000 tasks
 # within 2x of the same page at 1 000). Builds schema.sql in a temp SQLite file, fills one
 # organization with n tasks (plus another organization's), and times the exact statements the
-# list runs: the page (ORDER BY ... LIMIT 10) and the total a full page adds: the sum of the
-# task_counts counters (unfiltered, type, status) or a count(*) (group), and for comparison the
-# count(*) the list ran before the counters.
+# list runs (src/store/tasks.rs, src/store/task_totals.rs): the page (ORDER BY ... LIMIT 10) and
+# the total a full page adds, from the counters of migrations 006 and 012 (a `count(*)` for a
+# group, three tasks), and for comparison the count(*) the list ran before the counters.
+# Tasks arrive at a steady rate (one every 30 s, the box's rate does not grow with its history):
+# 1 000 tasks span 8 hours, 1 000 000 almost a year. Windows are the same share of the history
+# at both sizes (the middle half, the last quarter), so they match the same share of tasks.
+# Times are CPU time of this process (SQLite runs in it), less noisy than wall time on a shared box.
 # A measurement, not a test: python3 bench/tasks_list_scale.py
+import datetime
 import os
+import re
 import sqlite3
 import tempfile
 import time
 schema = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'schema.sql')).read()
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+STEP = 30  # seconds between two tasks
+def stamp(seconds):
+    t = EPOCH + datetime.timedelta(seconds=seconds)
+    return t.strftime('%Y-%m-%dT%H:%M:%S.') + f"{t.microsecond // 1000:03d}Z"
+here = os.path.dirname(os.path.abspath(__file__))
+# The tasks' indexes and counting triggers, dropped for the bulk fill and made again after it with
+# the migrations' own backfills (as a migrated database gets them): the same database, filled
+# in minutes instead of an hour. What the triggers cost a write is measured separately below.
+BACKFILLS = [b for f in ('006_task_counts.sql', '012_task_window_counts.sql')
+             for b in re.findall(r"^INSERT INTO task_\w+ .*?;", open(os.path.join(here, '..', 'migrations', f)).read(), re.S | re.M)]
 def setup(n):
     path = os.path.join(tempfile.gettempdir(), f'rockit-tasks{n}.db')
     if os.path.exists(path): os.remove(path)
     c = sqlite3.connect(path)
     c.executescript(schema)
+    creates = c.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'tasks' AND type IN ('index', 'trigger') AND sql IS NOT NULL").fetchall()
+    for kind, name, _ in creates:
+        c.execute(f"DROP {kind.upper()} {name}")
     c.execute("INSERT INTO orgs (id, name, created, updated) VALUES (1, 'acme', 'x', 'x')")
     c.execute("INSERT INTO orgs (id, name, created, updated) VALUES (2, 'other', 'x', 'x')")
-    rows = ((f"{['dltar','mkraw','deploy'][i%3]}-{i:012x}", ['dltar','mkraw','deploy'][i%3], 'done', f"build-{i//3:x}", f"app{i%50}", 1 + (i % 2), f"2026-11-26T{(i//3600)%24:02d}:{(i//60)%60:02d}:{i%60:02d}.000Z") for i in range(n))
+    kinds = ['dltar', 'mkraw', 'deploy']
+    rows = ((f"{kinds[i%3]}-{(i * 0x9E3779B97F4A7C15) % 2**48:012x}", kinds[i%3], 'done', f"build-{i//3:x}", f"app{(i//6)%50}", 1 + (i % 2), stamp(i * STEP + 7)) for i in range(n))
+    t = time.process_time()
     c.executemany("INSERT INTO tasks (name, type, status, grp, app_name, org_id, created, run_after) VALUES (?,?,?,?,?,?,?,?)", ((a,b,s,g,ap,o,cr,cr) for a,b,s,g,ap,o,cr in rows))
+    for b in BACKFILLS:
+        c.execute(b)
+    for _, _, sql in creates:
+        c.execute(sql)
     c.commit()
-    c.execute("ANALYZE")
-    return c
+    fill = time.process_time() - t
+    # No ANALYZE: the server never runs it, so its planner has no statistics either.
+    return c, fill
+
+# The list's condition and its page, as src/store/tasks.rs builds them: only the given filters
+# as terms (an absent one is `?n IS NULL`); a creation window usable by an index only when the
+# page is in creation order.
 COLS = "id, name, type, status, grp, app_name, build_id, input, output, progress_done, progress_total, warnings, exception, attempts, max_attempts, created, started, ended"
-COUNTERS = "SELECT coalesce(sum(n), 0) FROM task_counts WHERE org_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR status = ?3)"
-# label: (condition, order, how the list counts a full page: counters (type, status) or None)
-queries = {
-  'default (name)': ("WHERE t.org_id = ?1", "t.name ASC", (None, None)),
-  'order[]=created': ("WHERE t.org_id = ?1", "t.id ASC, t.name ASC", (None, None)),
-  'type=mkraw': ("WHERE t.org_id = ?1 AND t.type = 'mkraw'", "t.name ASC", ('mkraw', None)),
-  'status=done': ("WHERE t.org_id = ?1 AND t.status = 'done'", "t.name ASC", (None, 'done')),
-  'group=…': ("WHERE t.org_id = ?1 AND t.grp = 'build-10'", "t.name ASC", None),
-}
+def cond_of(app, kind, status, group, after, before, by_created):
+    created = "t.created" if by_created else "+t.created"
+    return "WHERE t.org_id = ?1 AND " + " AND ".join([
+        "instr(lower(t.app_name), lower(?2)) > 0" if app is not None else "?2 IS NULL",
+        "t.type = ?3" if kind is not None else "?3 IS NULL",
+        "t.status = ?4" if status is not None else "?4 IS NULL",
+        "t.grp = ?5" if group is not None else "?5 IS NULL",
+        f"{created} > ?6" if after is not None else "?6 IS NULL",
+        f"{created} < ?7" if before is not None else "?7 IS NULL"])
+# What the list ran before (one statement for every combination), for the "before" columns.
+OLD_COND = """WHERE t.org_id = ?1 AND (?2 IS NULL OR instr(lower(t.app_name), lower(?2)) > 0)
+        AND (?3 IS NULL OR t.type = ?3) AND (?4 IS NULL OR t.status = ?4) AND (?5 IS NULL OR t.grp = ?5)
+        AND (?6 IS NULL OR t.created > ?6) AND (?7 IS NULL OR t.created < ?7)"""
+
+# The totals, as src/store/task_totals.rs computes them.
+SPANS = [4, 7, 10, 13]
+END = '~'
+def cover(lo, hi, level, out):
+    span = SPANS[level]
+    if level == 0:
+        out.append((span, lo or '', hi or END)); return
+    p = SPANS[level - 1]
+    plo, phi = (lo[:p] if lo else None), (hi[:p] if hi else None)
+    if lo and hi and plo == phi:
+        out.append((span, lo, hi)); return
+    if lo: out.append((span, lo, plo + END))
+    if hi: out.append((span, phi, hi))
+    cover(plo, phi, level - 1, out)
+def between(c, org, app, kind, status, above, below):
+    return c.execute("""SELECT count(*) FROM tasks t WHERE t.org_id = ?1 AND t.created > ?2 AND t.created < ?3
+             AND (?4 IS NULL OR instr(lower(t.app_name), lower(?4)) > 0)
+             AND (?5 IS NULL OR t.type = ?5) AND (?6 IS NULL OR t.status = ?6)""", (org, above, below, app, kind, status)).fetchone()[0]
+MAX_RANGES = 2 * (len(SPANS) - 1) + 1
+SLOTS = ", ".join(f"(?{5 + 3 * i}, ?{6 + 3 * i}, ?{7 + 3 * i})" for i in range(MAX_RANGES))
+PAIR = "(?2 IS NULL OR c.type = ?2) AND (?3 IS NULL OR c.status = ?3)"
+RANGES_ALL = f"""WITH r (span, above, below) AS (VALUES {SLOTS}) SELECT coalesce(sum(c.n), 0) FROM r CROSS JOIN task_time_counts c
+             ON c.org_id = ?1 AND c.span = r.span AND c.bucket > r.above AND c.bucket < r.below WHERE {PAIR} AND ?4 IS NULL"""
+RANGES_APP = f"""WITH r (span, above, below) AS (VALUES {SLOTS}), apps AS (SELECT DISTINCT app_name FROM task_app_counts
+                                WHERE org_id = ?1 AND span = 0 AND instr(lower(app_name), lower(?4)) > 0)
+             SELECT coalesce(sum(c.n), 0) FROM r CROSS JOIN apps CROSS JOIN task_app_counts c
+             ON c.org_id = ?1 AND c.span = r.span AND c.app_name = apps.app_name AND c.bucket > r.above AND c.bucket < r.below
+             WHERE {PAIR}"""
+def buckets_sum(c, org, app, kind, status, ranges):
+    slots = (ranges + [(0, END, '')] * MAX_RANGES)[:MAX_RANGES]
+    args = [org, kind, status, app] + [v for r in slots for v in r]
+    return c.execute(RANGES_APP if app is not None else RANGES_ALL, args).fetchone()[0]
+def total(c, org, app, kind, status, group, after, before):
+    if group is not None:
+        return c.execute(f"SELECT count(*) FROM tasks t {cond_of(app, kind, status, group, after, before, False)}", (org, app, kind, status, group, after, before)).fetchone()[0], 'count(*)'
+    if after is None and before is None:
+        if app is None:
+            return c.execute("SELECT coalesce(sum(n), 0) FROM task_counts WHERE org_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR status = ?3)", (org, kind, status)).fetchone()[0], 'task_counts'
+        return c.execute("""SELECT coalesce(sum(n), 0) FROM task_app_counts WHERE org_id = ?1 AND span = 0
+             AND instr(lower(app_name), lower(?2)) > 0 AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR status = ?4)""", (org, app, kind, status)).fetchone()[0], 'app counters'
+    above, below = after or '', before or END
+    lo, hi = (after[:13] if after else None), (before[:13] if before else None)
+    if lo and hi and lo >= hi:
+        return between(c, org, app, kind, status, above, below), 'one hour'
+    n = 0
+    if lo: n += between(c, org, app, kind, status, above, lo + END)
+    if hi: n += between(c, org, app, kind, status, hi, below)
+    ranges = []
+    cover(lo, hi, len(SPANS) - 1, ranges)
+    for i in range(0, len(ranges), MAX_RANGES): n += buckets_sum(c, org, app, kind, status, ranges[i:i + MAX_RANGES])
+    return n, f"{len(ranges)} ranges + 2 hours"
+
 def best_of(f, k=20):
     best = 1e9
     for _ in range(k):
-        t = time.perf_counter(); f(); best = min(best, time.perf_counter() - t)
+        t = time.process_time(); f(); best = min(best, time.process_time() - t)
     return best * 1000
+
+def queries(n):
+    span = n * STEP
+    q1, q3 = stamp(span // 4 + 3), stamp(3 * span // 4 + 11)
+    last, last_day = stamp(3 * span // 4 + 11), stamp(span - 86400 + 13)
+    NAME, CREATED, OLDEST = "t.name ASC", "t.created ASC, t.name ASC", "t.created DESC, t.name ASC"
+    # label: (appName, type, status, group, createdAfter, createdBefore, order)
+    qs = {
+        'default (name)': (None, None, None, None, None, None, NAME),
+        'order[]=created': (None, None, None, None, None, None, CREATED),
+        'order[]=-created': (None, None, None, None, None, None, OLDEST),
+        'order[]=appName': (None, None, None, None, None, None, "t.app_name ASC, t.name ASC"),
+        'order[]=status': (None, None, None, None, None, None, "t.status ASC, t.name ASC"),
+        'type=mkraw': (None, 'mkraw', None, None, None, None, NAME),
+        'type=mkraw, order[]=created': (None, 'mkraw', None, None, None, None, CREATED),
+        'status=done': (None, None, 'done', None, None, None, NAME),
+        'status=done, order[]=-created': (None, None, 'done', None, None, None, OLDEST),
+        'group=…': (None, None, None, 'build-10', None, None, NAME),
+        'group=…, order[]=created': (None, None, None, 'build-10', None, None, CREATED),
+        'appName=app1 (11 of 50 apps)': ('app1', None, None, None, None, None, NAME),
+        'appName=APP1&type=mkraw': ('APP1', 'mkraw', None, None, None, None, NAME),
+        'appName=app1, order[]=-created': ('app1', None, None, None, None, None, OLDEST),
+        'createdAfter=last quarter': (None, None, None, None, last, None, NAME),
+        'createdAfter=last quarter, order[]=created': (None, None, None, None, last, None, CREATED),
+        'createdAfter=last day': (None, None, None, None, last_day, None, NAME),
+        'createdAfter=last day, order[]=created': (None, None, None, None, last_day, None, CREATED),
+        'createdAfter…Before=middle half': (None, None, None, None, q1, q3, NAME),
+        'middle half, order[]=-created': (None, None, None, None, q1, q3, OLDEST),
+        'middle half&type=deploy&status=done': (None, 'deploy', 'done', None, q1, q3, NAME),
+        'middle half&type=deploy, order[]=created': (None, 'deploy', None, None, q1, q3, CREATED),
+        'middle half&appName=app1': ('app1', None, None, None, q1, q3, NAME),
+        'createdBefore=middle&appName=app4': ('app4', None, None, None, None, stamp(span // 2 + 5), NAME),
+    }
+    return qs
+
 for n in (1000, 1000000):
-    c = setup(n)
-    for label, (cond, order, counters) in queries.items():
-        page = best_of(lambda: c.execute(f"SELECT {COLS} FROM tasks t {cond} ORDER BY {order} LIMIT 10 OFFSET 0", (1,)).fetchall())
-        old = best_of(lambda: c.execute(f"SELECT count(*) FROM tasks t {cond}", (1,)).fetchone())
-        if counters is None:
-            total, how = old, 'count(*)'
-        else:
-            total, how = best_of(lambda: c.execute(COUNTERS, (1,) + counters).fetchone()), 'counters'
-            want = c.execute(f"SELECT count(*) FROM tasks t {cond}", (1,)).fetchone()[0]
-            assert c.execute(COUNTERS, (1,) + counters).fetchone()[0] == want, label
-        plan = c.execute(f"EXPLAIN QUERY PLAN SELECT {COLS} FROM tasks t {cond} ORDER BY {order} LIMIT 10", (1,)).fetchall()
-        print(f"| {n:>8} | {label:16} | {page:.3f} ms | {total:.3f} ms ({how}) | {page + total:.3f} ms | {old:.3f} ms | {[p[3] for p in plan]} |", flush=True)
+    c, fill = setup(n)
+    print(f"n = {n}: filled in {fill:.1f} s (bulk insert, then indexes and counters)", flush=True)
+    for label, (app, kind, status, group, after, before, order) in queries(n).items():
+        args = (1, app, kind, status, group, after, before)
+        cond = cond_of(app, kind, status, group, after, before, order.startswith("t.created"))
+        table = "tasks t INDEXED BY tasks_by_org_group" if group else "tasks t"
+        page_sql = f"SELECT {COLS} FROM {table} {cond} ORDER BY {order} LIMIT 10 OFFSET 0"
+        assert group or len(c.execute(page_sql, args).fetchall()) == 10, label
+        page = best_of(lambda: c.execute(page_sql, args).fetchall())
+        # Before: the one statement (and its count(*)); `created` sorted by the id then.
+        old_sql = f"SELECT {COLS} FROM tasks t {OLD_COND} ORDER BY {order.replace('t.created', 't.id')} LIMIT 10 OFFSET 0"
+        old_page = best_of(lambda: c.execute(old_sql, args).fetchall(), 3 if n > 1000 else 20)
+        old = best_of(lambda: c.execute(f"SELECT count(*) FROM tasks t {OLD_COND}", args).fetchone(), 3 if n > 1000 else 20)
+        want = c.execute(f"SELECT count(*) FROM tasks t {OLD_COND}", args).fetchone()[0]
+        assert [r[0] for r in c.execute(page_sql, args)] == [r[0] for r in c.execute(f"SELECT {COLS} FROM tasks t {OLD_COND} ORDER BY {order} LIMIT 10", args)], label
+        got, how = total(c, *args)
+        assert got == want, (label, got, want)
+        tot = best_of(lambda: total(c, *args))
+        plan = c.execute(f"EXPLAIN QUERY PLAN {page_sql}", args).fetchall()
+        print(f"| {n:>9,} | {label} | {want:,} | {page:.3f} ms | {tot:.3f} ms ({how}) | **{page + tot:.3f} ms** | {old_page:.3f} + {old:.3f} ms | {', '.join(p[3].replace('SEARCH t USING ', '') for p in plan)} |", flush=True)
+    if n == 1000000:
+        # What the counters cost a write: one task's insert, two status changes and its removal.
+        def one_task(i):
+            cr = stamp(n * STEP + i)
+            c.execute("INSERT INTO tasks (name, type, app_name, org_id, created, run_after) VALUES (?, 'mkraw', 'app3', 1, ?, ?)", (f"w-{i}", cr, cr))
+            c.execute("UPDATE tasks SET status = 'running' WHERE name = ?", (f"w-{i}",))
+            c.execute("UPDATE tasks SET status = 'done', ended = ? WHERE name = ?", (cr, f"w-{i}"))
+            c.execute("DELETE FROM tasks WHERE name = ?", (f"w-{i}",))
+        k = 2000
+        t = time.process_time()
+        for i in range(k): one_task(i)
+        with_012 = (time.process_time() - t) / k * 1e6
+        c.rollback()
+        for trig in ('task_window_counts_added', 'task_window_counts_removed', 'task_window_counts_changed'):
+            c.execute(f"DROP TRIGGER {trig}")
+        t = time.process_time()
+        for i in range(k): one_task(i)
+        without = (time.process_time() - t) / k * 1e6
+        c.rollback()
+        print(f"a task's life (insert, running, done, delete; no commit): {with_012:.0f} µs CPU with the 012 triggers, {without:.0f} µs without", flush=True)
+        rows = {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ('task_counts', 'task_time_counts', 'task_app_counts')}
+        print(f"counter rows at n = {n}: {rows}", flush=True)

@@ -290,6 +290,17 @@ fn finished_tasks_are_removed_after_the_retention_period() {
     common::eventually(CHAIN, || tasks_of_group(&admin, &group).is_empty().then_some(()));
     // The build itself stays: only the task history goes.
     assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
+    // The list totals follow the removal: a page past the start counts every match (from
+    // counters), the whole list (one short page) holds them.
+    for query in
+        ["appName=gam", "createdAfter=2000-01-01T00:00:00Z", "appName=GAME&createdBefore=2999-01-01T00:00:00Z", ""]
+    {
+        let all = admin.call("GET", &format!("/be/v1/tasks?{query}&limit=1000"), None);
+        let held = all.assert_ok()["tasks"].as_array().unwrap().len();
+        assert!(held < 3, "the chain's tasks went: {:?}", all.body);
+        let page = admin.call("GET", &format!("/be/v1/tasks?{query}&offset=5&limit=1"), None);
+        assert_eq!(page.assert_ok()["total"], held, "tasks?{query}: {:?}", page.body);
+    }
 }
 
 /// Starts an import in upload mode and answers (first task, upload URL).
@@ -303,6 +314,20 @@ fn import_by_upload(admin: &Session, app: &str, size: usize) -> (Value, String) 
 
 fn put(url: &str, body: &[u8]) -> common::Reply {
     common::send_raw("PUT", url, &[], Some(("application/x-tar", body)))
+}
+
+#[test]
+fn a_finished_upload_shows_the_bytes_received_as_its_progress() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let v1 = tar_of(&game_v1());
+    let (first, url) = import_by_upload(&admin, "game", v1.len());
+    put(&url, &v1).assert_ok();
+    settled(&admin, "game");
+    let dltar = task(&admin, first["name"].as_str().unwrap());
+    assert_eq!(dltar["status"], "done", "{dltar}");
+    assert_eq!(dltar["progress"], json!({"done": v1.len(), "total": v1.len()}), "{dltar}");
 }
 
 #[test]

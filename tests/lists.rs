@@ -591,9 +591,9 @@ fn every_list_endpoint_has_a_row() {
 
 /// A full page's `total` of tasks comes from counters kept by triggers rather than a `count(*)`:
 /// they must follow a status change (an expired upload) and another organization's tasks must
-/// not leak into them.
+/// not leak into them. (Retention: builds_pipeline's `finished_tasks_are_removed_after_…`.)
 #[test]
-fn a_full_page_of_tasks_totals_every_match_of_its_type_and_status() {
+fn a_full_page_of_tasks_totals_every_match_of_its_type_status_app_name_and_creation_window() {
     let fx = Fixture::start();
     let mut waiting = Vec::new();
     for name in ["one", "two", "three"] {
@@ -615,8 +615,42 @@ fn a_full_page_of_tasks_totals_every_match_of_its_type_and_status() {
         ("type=dltar&status=submitted&limit=1", 2),
         ("type=mkraw&limit=1", 0),
         ("offset=5&status=submitted", 2),
+        // A name part, any case, from the per-app counters.
+        ("appName=O&limit=1", 2),
+        ("appName=t&limit=1", 2),
+        ("appName=one&status=expired&limit=1", 1),
+        ("appName=thr&type=dltar&status=submitted&limit=1", 1),
+        ("appName=&limit=1", 3),
+        ("appName=heir&offset=1", 0),
+        // Creation windows far around now: whole years, months, days and hours from the counters.
+        ("createdAfter=2000-01-01T00:00:00Z&limit=1", 3),
+        ("createdBefore=2999-12-31T23:59:59.999Z&status=submitted&limit=1", 2),
+        ("createdAfter=2000-01-01T00:00:00Z&createdBefore=2999-01-01T00:00:00Z&appName=E&limit=1", 2),
+        ("createdAfter=2999-01-01T00:00:00Z&offset=1", 0),
     ] {
         let reply = fx.get(tasks, query);
         assert_eq!(reply.assert_ok()["total"], total, "tasks?{query}: {:?}", reply.body);
+    }
+    // Windows with an edge at a task's own creation (exclusive) and in its hour: the boundary
+    // hour is counted task by task. What the whole list holds is the truth.
+    let all = fx.get(tasks, "order[]=created&limit=1000");
+    let created: Vec<String> = all.assert_ok()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["created"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(created.len(), 3);
+    for edge in &created {
+        let after = created.iter().filter(|c| *c > edge).count();
+        let before = created.iter().filter(|c| *c < edge).count();
+        for (query, total) in [
+            (format!("createdAfter={edge}&offset=3"), after),
+            (format!("createdBefore={edge}&offset=3"), before),
+            (format!("createdAfter={edge}&createdBefore=2999-01-01T00:00:00Z&offset=3"), after),
+        ] {
+            let reply = fx.get(tasks, &query);
+            assert_eq!(reply.assert_ok()["total"], total, "tasks?{query}: {:?}", reply.body);
+        }
     }
 }

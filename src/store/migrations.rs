@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("009_webhooks", include_str!("../../migrations/009_webhooks.sql")),
     ("010_traces", include_str!("../../migrations/010_traces.sql")),
     ("011_export", include_str!("../../migrations/011_export.sql")),
+    ("012_task_window_counts", include_str!("../../migrations/012_task_window_counts.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -272,8 +272,12 @@ impl TaskHandler for Dltar {
         let tar = env.tar_path(&input);
         let dir = tar.parent().map(Path::to_path_buf).unwrap_or_default();
         std::fs::create_dir_all(&dir).map_err(|e| io_failure("creating the download directory", e))?;
-        // A crash after the rename but before the task was recorded done: the tar is whole.
+        // An upload that arrived, or a crash after the rename but before the task was recorded
+        // done: the tar is whole. Its progress shows the bytes received, as a finished download's
+        // does (an upload reports none on the way).
         if let Ok(meta) = std::fs::metadata(&tar) {
+            let size = i64::try_from(meta.len()).unwrap_or(i64::MAX);
+            ctx.progress(size, size).map_err(store_failure)?;
             return Ok(json!({"sizeBytes": meta.len()}));
         }
         let Some(url) = &input.source else {
