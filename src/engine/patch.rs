@@ -127,6 +127,54 @@ pub struct PatchInfo {
     pub dir: PathBuf,
     /// How many target files each op rebuilds: same, chunks, delta, fetch.
     pub op_counts: [u64; 4],
+    /// Deltas taken from the [`DeltaCache`] instead of computed.
+    pub deltas_reused: u64,
+}
+
+/// Deltas computed for the patches of one new build, reused across them. When the paired old
+/// file has the same content in two retained builds (measured on panda3d 1.10.14/15→16: 39 of
+/// 205 changed files, 18 of 113 MB), the delta is the same: a job is deterministic in its
+/// inputs, which the key names (source and target content, what fetching would cost, whether the
+/// pair was a guess). Bounded: past `max_bytes` of frames, new outcomes are not kept.
+pub struct DeltaCache {
+    outcomes: std::sync::Mutex<HashMap<DeltaKey, DeltaOutcome>>,
+    bytes: std::sync::atomic::AtomicU64,
+    max_bytes: u64,
+}
+
+/// Source sha256, target sha256, fetch cost, guessed.
+type DeltaKey = (String, String, u64, bool);
+
+/// Frames a [`DeltaCache`] keeps at most: the patch.dat of a large update, not a build's size.
+const DELTA_CACHE_BYTES: u64 = 256 << 20;
+
+impl Default for DeltaCache {
+    fn default() -> Self {
+        DeltaCache::new(DELTA_CACHE_BYTES)
+    }
+}
+
+impl DeltaCache {
+    pub fn new(max_bytes: u64) -> DeltaCache {
+        DeltaCache { outcomes: Default::default(), bytes: Default::default(), max_bytes }
+    }
+
+    fn get(&self, key: &DeltaKey) -> Option<DeltaOutcome> {
+        self.outcomes.lock().ok()?.get(key).cloned()
+    }
+
+    fn keep(&self, key: DeltaKey, outcome: &DeltaOutcome) {
+        use std::sync::atomic::Ordering;
+        let size: u64 = outcome.iter().flatten().map(|(_, frame)| frame.len() as u64).sum();
+        if self.bytes.load(Ordering::Relaxed) + size > self.max_bytes {
+            return;
+        }
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            if outcomes.insert(key, outcome.clone()).is_none() {
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Patch {
@@ -149,6 +197,7 @@ impl Patch {
 struct OldFile<'a> {
     path: &'a str,
     size: u64,
+    sha256: &'a str,
     chunks: &'a [ChunkRef],
 }
 
@@ -178,7 +227,7 @@ impl<'a> OldBuild<'a> {
         for entry in &manifest.files {
             if let EntryKind::File { size, sha256, chunks, .. } = &entry.kind {
                 let i = old.files.len();
-                old.files.push(OldFile { path: &entry.path, size: *size, chunks });
+                old.files.push(OldFile { path: &entry.path, size: *size, sha256, chunks });
                 old.by_path.insert(&entry.path, i);
                 old.by_sha.entry(sha256).or_insert(i);
                 let mut offset = 0;
@@ -312,6 +361,7 @@ pub fn write_patch(
     out_dir: &Path,
     options: &PatchOptions,
     pool: &WorkPool,
+    cache: &DeltaCache,
     hooks: &Hooks,
 ) -> Result<PatchInfo> {
     let (to_dxf_name, to_index) = (&to_image.dxf_name, &to_image.index);
@@ -323,7 +373,7 @@ pub fn write_patch(
         let file = File::create(&dat_tmp).ctx(|| format!("create {}", dat_tmp.display()))?;
         let mut dat = DatWriter { file: BufWriter::new(file), size: 0 };
         let mut files = Vec::with_capacity(to.files.len());
-        let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment);
+        let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment, cache);
         let total = to.files.len() as u64;
         for (n, entry) in to.files.iter().enumerate() {
             if (hooks.cancel)() {
@@ -361,9 +411,9 @@ pub fn write_patch(
         }
         let file = dat.file.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", dat_tmp.display()))?;
         file.sync_all().ctx(|| format!("fsync {}", dat_tmp.display()))?;
-        Ok((files, dat.size, counts))
+        Ok((files, dat.size, counts, deltas.reused))
     })();
-    let (files, dat_size, op_counts) = match outcome {
+    let (files, dat_size, op_counts, deltas_reused) = match outcome {
         Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_file(&dat_tmp);
@@ -385,7 +435,7 @@ pub fn write_patch(
     let json = serde_json::to_vec(&patch).map_err(|e| EngineError::Invalid(format!("patch: {e}")))?;
     let packed = zstd::bulk::compress(&json, 19).ctx(|| "compress patch".into())?;
     write_durably(&out_dir.join(PATCH_FILE), &packed)?;
-    Ok(PatchInfo { size_bytes: packed.len() as u64 + dat_size, dir: out_dir.to_path_buf(), op_counts })
+    Ok(PatchInfo { size_bytes: packed.len() as u64 + dat_size, dir: out_dir.to_path_buf(), op_counts, deltas_reused })
 }
 
 struct DatWriter {
@@ -404,11 +454,21 @@ struct DeltaJob {
     fetch_cost: u64,
     /// The pair shares no chunk (a guess by path, extension and size): try a fast delta first.
     guessed: bool,
+    /// sha256 of the source and target files: with `fetch_cost` and `guessed`, what the
+    /// outcome depends on (the [`DeltaCache`] key).
+    source_sha256: String,
+    target_sha256: String,
 }
 
 /// A finished delta: segments (with `dat_offset` relative to the file's first frame) and their
 /// frames, or nothing when fetching is cheaper.
 type DeltaOutcome = Option<Vec<(DeltaSegment, Vec<u8>)>>;
+
+impl DeltaJob {
+    fn key(&self) -> DeltaKey {
+        (self.source_sha256.clone(), self.target_sha256.clone(), self.fetch_cost, self.guessed)
+    }
+}
 
 /// Level of the probe that decides whether a guessed pair is worth a full delta: fast, and
 /// never much worse than the full level on data the reference helps with.
@@ -488,17 +548,25 @@ impl DeltaJob {
 /// Deltas being computed, oldest first. Their frames go into patch.dat in target order, so the
 /// output does not depend on which finished first. At most `max_jobs` run at once, and a
 /// second one only while their bytes stay within `max_bytes` (memory stays bounded whatever
-/// the build size).
-struct InFlight {
-    jobs: std::collections::VecDeque<(usize, u64, Pending<DeltaOutcome>)>,
+/// the build size). Outcomes an earlier patch of the same build computed come from `cache`.
+struct InFlight<'c> {
+    jobs: std::collections::VecDeque<(usize, u64, DeltaKey, Computing)>,
     bytes: u64,
     max_jobs: usize,
     max_bytes: u64,
+    cache: &'c DeltaCache,
+    reused: u64,
 }
 
-impl InFlight {
-    fn new(max_jobs: usize, max_bytes: u64) -> InFlight {
-        InFlight { jobs: Default::default(), bytes: 0, max_jobs: max_jobs.max(1), max_bytes }
+/// A delta on the pool, or one the cache already had.
+enum Computing {
+    Pending(Pending<DeltaOutcome>),
+    Known(DeltaOutcome),
+}
+
+impl<'c> InFlight<'c> {
+    fn new(max_jobs: usize, max_bytes: u64, cache: &'c DeltaCache) -> InFlight<'c> {
+        InFlight { jobs: Default::default(), bytes: 0, max_jobs: max_jobs.max(1), max_bytes, cache, reused: 0 }
     }
 
     /// Starts the delta of `files[file]` (the entry about to be pushed at that position),
@@ -514,27 +582,51 @@ impl InFlight {
         dat: &mut DatWriter,
         files: &mut [PatchEntry],
     ) -> Result<()> {
+        let key = job.key();
+        if let Some(mut known) = self.cache.get(&key) {
+            // Same content, maybe another path in this old build: the frames name this one.
+            for (seg, _) in known.iter_mut().flatten() {
+                seg.source.clone_from(&job.source);
+            }
+            self.reused += 1;
+            self.jobs.push_back((file, 0, key, Computing::Known(known)));
+            return Ok(());
+        }
         let bytes = job.footprint(options.segment);
-        while !self.jobs.is_empty() && (self.jobs.len() >= self.max_jobs || self.bytes + bytes > self.max_bytes) {
+        while !self.jobs.is_empty() && (self.running() >= self.max_jobs || self.bytes + bytes > self.max_bytes) {
             self.finish_oldest(dat, files)?;
         }
         let (store, segment, level) = (store.clone(), options.segment, options.level);
         let pending = pool.submit(move || job.run(&store, segment, level))?;
-        self.jobs.push_back((file, bytes, pending));
+        self.jobs.push_back((file, bytes, key, Computing::Pending(pending)));
         self.bytes += bytes;
         Ok(())
     }
 
+    /// Jobs that hold (or will hold) a pool thread.
+    fn running(&self) -> usize {
+        self.jobs.iter().filter(|(_, _, _, c)| matches!(c, Computing::Pending(_))).count()
+    }
+
     fn finish_oldest(&mut self, dat: &mut DatWriter, files: &mut [PatchEntry]) -> Result<()> {
-        let Some((file, bytes, oldest)) = self.jobs.pop_front() else { return Ok(()) };
+        let Some((file, bytes, key, oldest)) = self.jobs.pop_front() else { return Ok(()) };
         self.bytes -= bytes;
-        if !oldest.run_if_waiting() {
-            // A worker has it: compute the younger ones nobody started meanwhile.
-            for (_, _, younger) in &self.jobs {
-                younger.run_if_waiting();
+        let outcome = match oldest {
+            Computing::Known(outcome) => outcome,
+            Computing::Pending(oldest) => {
+                if !oldest.run_if_waiting() {
+                    // A worker has it: compute the younger ones nobody started meanwhile.
+                    for (_, _, _, younger) in &self.jobs {
+                        if let Computing::Pending(younger) = younger {
+                            younger.run_if_waiting();
+                        }
+                    }
+                }
+                let outcome = oldest.wait()?;
+                self.cache.keep(key, &outcome);
+                outcome
             }
-        }
-        let outcome = oldest.wait()?;
+        };
         let (Some(frames), Some(PatchKind::File { op, .. })) = (outcome, files.get_mut(file).map(|f| &mut f.kind))
         else {
             return Ok(());
@@ -614,6 +706,8 @@ fn plan_file(
         target_chunks: chunks.to_vec(),
         fetch_cost,
         guessed: !shares_chunks,
+        source_sha256: old.files[src].sha256.to_string(),
+        target_sha256: sha256.to_string(),
     };
     Ok(Plan::Delta { job, pieces })
 }
@@ -690,6 +784,8 @@ mod tests {
             target_chunks,
             fetch_cost: target.len() as u64,
             guessed: true,
+            source_sha256: "old".into(),
+            target_sha256: "new".into(),
         }
     }
 
