@@ -26,7 +26,11 @@ use super::pool::{Pending, WorkPool};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
 
+/// The patch format a client must know. 1: every delta is a zstd frame. 2: a delta segment may
+/// be a BSDIFF40 patch (`"codec":"bsdiff"`); written only by patches that have one, so clients
+/// of format 1 keep reading every other patch and refuse (detect) the ones they cannot apply.
 pub const PATCH_FORMAT: u32 = 1;
+pub const PATCH_FORMAT_BSDIFF: u32 = 2;
 /// How many old files per chunk pairing considers.
 const MAX_HOLDERS: usize = 32;
 /// Largest delta segment: the source and target windows a delta holds in memory (server and
@@ -94,8 +98,9 @@ pub enum Piece {
     },
 }
 
-/// One zstd frame in `patch.dat` that rebuilds `outLen` bytes of the file, using
-/// `srcLen` bytes at `srcOffset` of the old file `source` as its reference prefix.
+/// One delta in `patch.dat` that rebuilds `outLen` bytes of the file from `srcLen` bytes at
+/// `srcOffset` of the old file `source`: a zstd frame with them as its reference prefix, or
+/// (`codec` `bsdiff`, patch format 2) a BSDIFF40 patch against them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeltaSegment {
@@ -105,6 +110,24 @@ pub struct DeltaSegment {
     pub dat_offset: u64,
     pub dat_len: u64,
     pub out_len: u64,
+    /// Absent for zstd, so format-1 patches are written byte for byte as before.
+    #[serde(default, skip_serializing_if = "DeltaCodec::is_zstd")]
+    pub codec: DeltaCodec,
+}
+
+/// How a delta segment's bytes in `patch.dat` are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaCodec {
+    #[default]
+    Zstd,
+    Bsdiff,
+}
+
+impl DeltaCodec {
+    fn is_zstd(&self) -> bool {
+        *self == DeltaCodec::Zstd
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -187,10 +210,23 @@ impl Patch {
         let json = zstd::stream::decode_all(bytes).map_err(|e| EngineError::Corrupt(format!("patch.zst: {e}")))?;
         let patch: Patch =
             serde_json::from_slice(&json).map_err(|e| EngineError::Corrupt(format!("patch.zst: {e}")))?;
-        if patch.format != PATCH_FORMAT {
-            return Err(EngineError::Corrupt(format!("patch format {} is not {PATCH_FORMAT}", patch.format)));
+        if patch.format != PATCH_FORMAT && patch.format != PATCH_FORMAT_BSDIFF {
+            return Err(EngineError::Corrupt(format!(
+                "patch format {} is not {PATCH_FORMAT} or {PATCH_FORMAT_BSDIFF}",
+                patch.format
+            )));
+        }
+        if patch.format < PATCH_FORMAT_BSDIFF && patch.uses_bsdiff() {
+            return Err(EngineError::Corrupt(format!("a format {} patch has a bsdiff delta", patch.format)));
         }
         Ok(patch)
+    }
+
+    fn uses_bsdiff(&self) -> bool {
+        self.files.iter().any(|f| {
+            matches!(&f.kind, PatchKind::File { op: FileOp::Delta { segments }, .. }
+                if segments.iter().any(|s| s.codec == DeltaCodec::Bsdiff))
+        })
     }
 }
 
@@ -431,7 +467,10 @@ pub fn write_patch(
         .filter(|e| kinds.get(e.path.as_str()) != Some(&std::mem::discriminant(&e.kind)))
         .map(|e| e.path.clone())
         .collect();
-    let patch = Patch { format: PATCH_FORMAT, to_dxf_name: to_dxf_name.to_string(), dat_size, files, remove };
+    let mut patch = Patch { format: PATCH_FORMAT, to_dxf_name: to_dxf_name.to_string(), dat_size, files, remove };
+    if patch.uses_bsdiff() {
+        patch.format = PATCH_FORMAT_BSDIFF;
+    }
     let json = serde_json::to_vec(&patch).map_err(|e| EngineError::Invalid(format!("patch: {e}")))?;
     let packed = zstd::bulk::compress(&json, 19).ctx(|| "compress patch".into())?;
     write_durably(&out_dir.join(PATCH_FILE), &packed)?;
@@ -478,35 +517,62 @@ impl DeltaJob {
     /// Runs on the pool. Deterministic: the same inputs give the same frames and decision.
     fn run(self, store: &ChunkStore, segment: u64, level: i32) -> Result<DeltaOutcome> {
         let segs = segments(self.source_size, self.target_size, segment);
-        if self.guessed && segs.len() == 1 {
-            // Measured on unrelated files (two synthetic builds): a level-19 delta that ends up
-            // as `fetch` anyway cost minutes. A fast delta that is no smaller than fetching
-            // means the reference does not help; the full level then only out-compresses the
-            // store's level 3, which is not what patches are for.
-            let (s_off, s_len, t_off, t_len) = segs[0];
+        if let [(s_off, s_len, t_off, t_len)] = segs[..] {
             let source = read_range(&self.source_chunks, store, s_off, s_len)?;
             let target = read_range(&self.target_chunks, store, t_off, t_len)?;
-            // Compressible targets pass the first test on compression alone (measured: the same
-            // two builds still spent 67 s of level-19 deltas), so the reference must also save
-            // 10 % over compressing the target alone at the same level.
-            let with_reference = delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64;
-            if with_reference >= self.fetch_cost {
-                return Ok(None);
-            }
-            let alone = delta::encode(&[], &target, PROBE_LEVEL)?.len() as u64;
-            if with_reference * 10 >= alone * 9 {
-                return Ok(None);
-            }
-            let frame = delta::encode(&source, &target, level)?;
-            let seg = DeltaSegment {
-                source: self.source.clone(),
-                src_offset: s_off,
-                src_len: s_len,
-                dat_offset: 0,
-                dat_len: frame.len() as u64,
-                out_len: t_len,
+            let one = |codec, frame: Vec<u8>| {
+                let seg = DeltaSegment {
+                    source: self.source.clone(),
+                    src_offset: s_off,
+                    src_len: s_len,
+                    dat_offset: 0,
+                    dat_len: frame.len() as u64,
+                    out_len: t_len,
+                    codec,
+                };
+                self.decide(vec![(seg, frame)])
             };
-            return Ok(self.decide(vec![(seg, frame)]));
+            let mut probe = None;
+            if self.guessed {
+                // Measured on unrelated files (two synthetic builds): a level-19 delta that ends
+                // up as `fetch` anyway cost minutes. A fast delta that is no smaller than
+                // fetching means the reference does not help; the full level then only
+                // out-compresses the store's level 3, which is not what patches are for.
+                // Compressible targets pass that test on compression alone (measured: the same
+                // two builds still spent 67 s of level-19 deltas), so the reference must also
+                // save 10 % over compressing the target alone at the same level.
+                let with_reference = delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64;
+                if with_reference >= self.fetch_cost {
+                    return Ok(None);
+                }
+                let alone = delta::encode(&[], &target, PROBE_LEVEL)?.len() as u64;
+                if with_reference * 10 >= alone * 9 {
+                    return Ok(None);
+                }
+                probe = Some(with_reference);
+            }
+            if source.len() <= delta::BSDIFF_MAX_SOURCE && delta::looks_executable(&target) {
+                // Rebuilt executables shift addresses everywhere: bsdiff's byte-wise differences
+                // were half the size of a zstd delta on panda3d's libraries, and faster to make
+                // (bench/results/2026-11-26T2330-patches.md). The level-1 zstd probe decides
+                // whether the level-19 delta is worth its time: it was never below 0.44× the
+                // probe there, so a bsdiff patch at half the probe or less is kept without it.
+                let bsdiff = delta::bsdiff_encode(&source, &target)?;
+                let fast = match probe {
+                    Some(bytes) => bytes,
+                    None => delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64,
+                };
+                if bsdiff.len() as u64 * 2 <= fast {
+                    return Ok(one(DeltaCodec::Bsdiff, bsdiff));
+                }
+                let frame = delta::encode(&source, &target, level)?;
+                return Ok(if bsdiff.len() < frame.len() {
+                    one(DeltaCodec::Bsdiff, bsdiff)
+                } else {
+                    one(DeltaCodec::Zstd, frame)
+                });
+            }
+            return Ok(one(DeltaCodec::Zstd, delta::encode(&source, &target, level)?));
         }
         let mut out = Vec::new();
         let mut cost = 0u64;
@@ -521,6 +587,7 @@ impl DeltaJob {
                 dat_offset: cost,
                 dat_len: frame.len() as u64,
                 out_len: t_len,
+                codec: DeltaCodec::Zstd,
             };
             cost += frame.len() as u64;
             out.push((seg, frame));
@@ -827,5 +894,40 @@ mod tests {
         let nearest = old.pair("new/level.pak", 120, &refs(120, &["y"]));
         assert_eq!(nearest.map(|i| old.files[i].path), Some("d/small.pak"));
         assert_eq!(old.pair("new/readme.md", 100, &refs(100, &["y"])), None);
+    }
+
+    #[test]
+    fn a_bsdiff_segment_has_a_pinned_form_and_needs_patch_format_2() {
+        let seg = DeltaSegment {
+            source: "lib/a.so".into(),
+            src_offset: 0,
+            src_len: 10,
+            dat_offset: 4,
+            dat_len: 5,
+            out_len: 12,
+            codec: DeltaCodec::Bsdiff,
+        };
+        let json =
+            r#"{"source":"lib/a.so","srcOffset":0,"srcLen":10,"datOffset":4,"datLen":5,"outLen":12,"codec":"bsdiff"}"#;
+        assert_eq!(serde_json::to_string(&seg).unwrap(), json);
+        let zstd = DeltaSegment { codec: DeltaCodec::Zstd, ..seg.clone() };
+        assert!(!serde_json::to_string(&zstd).unwrap().contains("codec"), "format-1 segments are unchanged");
+
+        let patch = |format: u32| {
+            let file = PatchEntry {
+                path: "lib/a.so".into(),
+                kind: PatchKind::File {
+                    mode: 0o755,
+                    size: 12,
+                    sha256: "x".into(),
+                    op: FileOp::Delta { segments: vec![seg.clone()] },
+                },
+            };
+            let p = Patch { format, to_dxf_name: "d".into(), dat_size: 9, files: vec![file], remove: Vec::new() };
+            zstd::bulk::compress(&serde_json::to_vec(&p).unwrap(), 3).unwrap()
+        };
+        assert_eq!(Patch::decode(&patch(2)).unwrap().format, 2);
+        assert!(matches!(Patch::decode(&patch(1)), Err(EngineError::Corrupt(_))), "format 1 has no bsdiff");
+        assert!(matches!(Patch::decode(&patch(3)), Err(EngineError::Corrupt(_))), "a newer format is refused");
     }
 }
