@@ -497,6 +497,8 @@ struct DeltaJob {
     /// outcome depends on (the [`DeltaCache`] key).
     source_sha256: String,
     target_sha256: String,
+    /// The target starts like an executable (its first chunk, read when the job is made).
+    executable: bool,
 }
 
 /// A finished delta: segments (with `dat_offset` relative to the file's first frame) and their
@@ -551,7 +553,7 @@ impl DeltaJob {
                 }
                 probe = Some(with_reference);
             }
-            if source.len() <= delta::BSDIFF_MAX_SOURCE && delta::looks_executable(&target) {
+            if self.executable && source.len() <= delta::BSDIFF_MAX_SOURCE {
                 // Rebuilt executables shift addresses everywhere: bsdiff's byte-wise differences
                 // were half the size of a zstd delta on panda3d's libraries, and faster to make
                 // (bench/results/2026-11-26T2330-patches.md). The level-1 zstd probe decides
@@ -562,7 +564,9 @@ impl DeltaJob {
                     Some(bytes) => bytes,
                     None => delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64,
                 };
-                if bsdiff.len() as u64 * 2 <= fast {
+                // Unless it is not clearly smaller than fetching either: the level-19 delta
+                // may still be (measured on panda3d 1.10.14→15: two files went to `fetch`).
+                if bsdiff.len() as u64 * 2 <= fast && (bsdiff.len() as u64) * 10 < self.fetch_cost * 9 {
                     return Ok(one(DeltaCodec::Bsdiff, bsdiff));
                 }
                 let frame = delta::encode(&source, &target, level)?;
@@ -606,9 +610,16 @@ impl DeltaJob {
         (cost * 10 < self.fetch_cost * 9 && covered == self.target_size).then_some(out)
     }
 
-    /// Source and target bytes the job holds at once (its first, largest segment).
+    /// Bytes the job holds at once: source and target of its first, largest segment; for a
+    /// job that may end in bsdiff, also qbsdiff's suffix array and output (about 4× and 1× the
+    /// source), so that a few of those never run together.
     fn footprint(&self, segment: u64) -> u64 {
-        self.source_size.min(segment + segment / 4) + self.target_size.min(segment)
+        let inputs = self.source_size.min(segment + segment / 4) + self.target_size.min(segment);
+        if self.executable && self.source_size <= delta::BSDIFF_MAX_SOURCE as u64 {
+            inputs + 5 * self.source_size
+        } else {
+            inputs
+        }
     }
 }
 
@@ -642,7 +653,7 @@ impl<'c> InFlight<'c> {
     fn start(
         &mut self,
         file: usize,
-        job: DeltaJob,
+        mut job: DeltaJob,
         store: &ChunkStore,
         options: &PatchOptions,
         pool: &WorkPool,
@@ -658,6 +669,9 @@ impl<'c> InFlight<'c> {
             self.reused += 1;
             self.jobs.push_back((file, 0, key, Computing::Known(known)));
             return Ok(());
+        }
+        if let Some(first) = job.target_chunks.first() {
+            job.executable = delta::looks_executable(&store.read_raw(&first.id, first.len as usize)?);
         }
         let bytes = job.footprint(options.segment);
         while !self.jobs.is_empty() && (self.running() >= self.max_jobs || self.bytes + bytes > self.max_bytes) {
@@ -775,6 +789,7 @@ fn plan_file(
         guessed: !shares_chunks,
         source_sha256: old.files[src].sha256.to_string(),
         target_sha256: sha256.to_string(),
+        executable: false,
     };
     Ok(Plan::Delta { job, pieces })
 }
@@ -853,6 +868,7 @@ mod tests {
             guessed: true,
             source_sha256: "old".into(),
             target_sha256: "new".into(),
+            executable: delta::looks_executable(target),
         }
     }
 
