@@ -547,9 +547,9 @@ impl DeltaJob {
                 if with_reference >= self.fetch_cost {
                     return Ok(None);
                 }
-                // Not for executables: a new tool paired with another one of the same build
-                // shares code a level-1 delta does not find (panda3d 1.10.15's new
-                // `p3dcparse`, 4.7 MB, went to `fetch` by this test: 1.7 MB from the image).
+                // Not for executables: bsdiff finds what a level-1 delta does not (panda3d
+                // 1.10.14→15: `libuuid.so.1`, paired by guess, went to `fetch` by this test and
+                // is a delta without it).
                 if !self.executable {
                     let alone = delta::encode(&[], &target, PROBE_LEVEL)?.len() as u64;
                     if with_reference * 10 >= alone * 9 {
