@@ -37,6 +37,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let patch = engine.write_patch(&m1, &m2, &image2, &store, &layout::patch_dir(&root, "o", "a", 2, 1), &hooks)?;
     let patch_time = t.elapsed();
 
+    // Which files fall back to fetching new chunks, and what that costs: bytes a launcher
+    // downloads beyond the patch.
+    for entry in &rockit_edge::engine::Patch::load(&patch.dir)?.files {
+        if let rockit_edge::engine::patch::PatchKind::File {
+            op: rockit_edge::engine::patch::FileOp::Fetch { pieces },
+            size,
+            ..
+        } = &entry.kind
+        {
+            let remote: u64 = pieces
+                .iter()
+                .map(|p| match p {
+                    rockit_edge::engine::patch::Piece::Remote { stored_len, .. } => *stored_len as u64,
+                    _ => 0,
+                })
+                .sum();
+            println!("fetch: {} ({size} bytes, {remote} bytes from the image)", entry.path);
+        }
+    }
+
     let origin = DirOrigin { root: root.clone() };
     let tree = work.path().join("tree");
     Client::new(&origin, "o", "a").rebuild(1, None, &tree)?;

@@ -149,3 +149,99 @@ fn a_crash_during_mkraw_reruns_it_to_the_same_image() {
 fn a_crash_during_deploy_leaves_no_half_visible_object_and_the_deploy_completes() {
     killed_during("deploy", Duration::ZERO);
 }
+
+/// `base` with `data/movie.bin` edited at a few places that depend on `edit`: each build's movie
+/// differs from the others', so each patch pair computes its own large delta.
+fn movie_build(edit: u64) -> Tree {
+    let mut tree = game_v1();
+    let mut movie = noise(42, 16 << 20);
+    for k in 0..4u64 {
+        let at = ((edit * 7 + k * 13) % 97) as usize * (movie.len() / 100);
+        movie[at..at + 16].copy_from_slice(&noise(100 + edit * 10 + k, 16));
+    }
+    tree.insert("data/movie.bin".into(), file(movie));
+    tree
+}
+
+/// The patches mkraw recorded as finished in its checkpoint.
+fn checkpointed_patches(server: &Server, build_id: i64) -> usize {
+    let db = rusqlite::Connection::open(server.database()).unwrap();
+    let checkpoint: Option<String> = db
+        .query_row("SELECT checkpoint FROM tasks WHERE type = 'mkraw' AND build_id = ?1", [build_id], |r| r.get(0))
+        .unwrap_or(None);
+    let value: Value = checkpoint.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or(Value::Null);
+    value["patches"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn a_crash_between_patch_pairs_keeps_the_finished_pair_and_computes_only_the_rest() {
+    use std::os::unix::fs::MetadataExt;
+    // Three imports with large deltas, in a debug build, on a shared box: generous.
+    const CHAIN: Duration = Duration::from_secs(900);
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let server = Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true")]);
+    let admin = server.org_admin("acme");
+    admin.call("POST", "/be/v1/apps", Some(json!({"name": "game", "label": "Game"}))).assert_ok();
+    let trees: Vec<Tree> = (1..=3).map(movie_build).collect();
+    for (i, tree) in trees.iter().enumerate() {
+        let tar = tar_of(tree);
+        let url = origin(tar.clone(), Duration::ZERO);
+        admin
+            .call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": url, "size": tar.len()})))
+            .assert_ok();
+        if i < 2 {
+            common::eventually(CHAIN, || {
+                let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+                (app["iCurBuild"] == i + 1 && app["processing"] == false && app["exporting"] == false).then_some(())
+            });
+        }
+    }
+
+    // Build 3 has two patch pairs, 2→3 first. Kill the server once 2→3 is recorded done.
+    let deadline = std::time::Instant::now() + CHAIN;
+    while checkpointed_patches(&server, 3) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first patch pair of build 3 never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut server = server;
+    server.kill();
+    let db = rusqlite::Connection::open(server.database()).unwrap();
+    let status: String =
+        db.query_row("SELECT status FROM tasks WHERE type = 'mkraw' AND build_id = 3", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "running", "the kill landed after mkraw");
+    drop(db);
+    let dat = layout::patch_dir(&server.state_dir.join("depot"), "acme", "game", 3, 2).join(layout::PATCH_DATA_FILE);
+    let before = std::fs::metadata(&dat).unwrap().ino();
+
+    let server = server.restart();
+    let admin = Session { base: server.base.clone(), ..admin };
+    let app = common::eventually(CHAIN, || {
+        let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+        (app["iCurBuild"] == 3 && app["exporting"] == false).then_some(app)
+    });
+    assert_eq!(app["status"], "ok", "{app}");
+    let log = server.log();
+    assert!(log.contains("build 3: patch 2→3 kept from an earlier attempt"), "{log}");
+    assert_eq!(log.matches("build 3: patch 2→3 written").count(), 1, "2→3 was computed again:\n{log}");
+    assert_eq!(log.matches("build 3: patch 1→3 written").count(), 1, "{log}");
+    assert_eq!(std::fs::metadata(&dat).unwrap().ino(), before, "patch.dat of 2→3 was rewritten");
+    let mut froms: Vec<i64> = app["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["toBuildId"] == 3)
+        .map(|p| p["fromBuildId"].as_i64().unwrap())
+        .collect();
+    froms.sort_unstable();
+    assert_eq!(froms, [1, 2]);
+
+    let depot = DirOrigin { root: server.state_dir.join("depot") };
+    for from in [1u32, 2] {
+        let dest = tempfile::tempdir().unwrap();
+        let client = Client::new(&depot, "acme", "game");
+        client.rebuild(from, None, &dest.path().join("tree")).unwrap();
+        client.update(from, 3, &dest.path().join("tree")).unwrap();
+        assert_same_tree(&read_tree(&dest.path().join("tree")), &trees[2]);
+    }
+    assert_eq!(leftovers(&server.state_dir.join("depot")), Vec::<String>::new());
+}

@@ -561,3 +561,43 @@ fn a_build_url_that_is_not_http_with_a_host_is_refused() {
         common::assert_param(&reply, 400, "invalid-param", "url");
     }
 }
+
+#[test]
+fn expiring_a_running_mkraw_stops_it_removes_its_outputs_and_frees_the_app_for_the_next_import() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    // Large enough that mkraw is still importing when the request arrives.
+    let mut big = game_v1();
+    big.insert("data/movie.bin".into(), file(noise(42, 64 << 20)));
+    let tar = tar_of(&big);
+    let origin = BuildOrigin::start(tar.clone());
+    let group = import(&admin, "game", &origin.url, tar.len())["group"].as_str().unwrap().to_string();
+    let mkraw = common::eventually(CHAIN, || {
+        tasks_of_group(&admin, &group).into_iter().find(|t| t["type"] == "mkraw" && t["status"] == "running")
+    });
+    let name = mkraw["name"].as_str().unwrap().to_string();
+    admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": name, "expire": true}))).assert_ok();
+    let ended = common::eventually(CHAIN, || Some(task(&admin, &name)).filter(|t| t["status"] != "running"));
+    assert_eq!(ended["status"], "expired", "{ended}");
+
+    // The chain stopped: no deploy, no build, nothing of build 1 left in the depot.
+    let kinds: Vec<Value> = tasks_of_group(&admin, &group).iter().map(|t| t["type"].clone()).collect();
+    assert_eq!(kinds, [json!("dltar"), json!("mkraw")]);
+    let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    assert_eq!((&app["processing"], &app["exporting"], &app["iCurBuild"]), (&json!(false), &json!(false), &json!(0)));
+    let depot = server.state_dir.join("depot");
+    for dir in ["dxf/acme/game/0001", "pat/acme/game/0001"] {
+        assert!(!depot.join(dir).exists(), "{dir} is left in the depot");
+    }
+    assert!(!server.state_dir.join("builds").join("1").join("manifests").join("0001.json").exists());
+    // An expired task is not retried.
+    let retry = admin.call("POST", "/be/v1/trigger", Some(json!({"action": "retryTask", "taskName": name})));
+    retry.assert_error(409, "conflict");
+
+    // The app is free: the next import runs to a committed build (number 1 is burned).
+    let v1 = tar_of(&game_v1());
+    origin.serve(v1.clone());
+    import(&admin, "game", &origin.url, v1.len());
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 2);
+}

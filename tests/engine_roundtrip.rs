@@ -9,7 +9,7 @@ use std::path::Path;
 use engine_support::*;
 use rockit_edge::engine::client::{Client, DirOrigin};
 use rockit_edge::engine::image::ImageOptions;
-use rockit_edge::engine::patch::{FileOp, PatchKind};
+use rockit_edge::engine::patch::{DeltaCodec, FileOp, PatchKind};
 use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks, ImageInfo, Manifest, Patch, PatchOptions};
 
 const ORG: &str = "acme";
@@ -341,4 +341,115 @@ fn an_image_written_earlier_opens_with_the_same_name_size_and_index() {
     std::fs::rename(&written.dir, &renamed).unwrap();
     let err = ImageInfo::open(&renamed).unwrap_err();
     assert!(err.to_string().contains("index hash is"), "{err}");
+}
+
+#[test]
+fn a_delta_shared_by_two_patches_of_a_build_is_computed_once_and_the_patches_are_unchanged() {
+    let depot = Depot::new(small_engine());
+    let v1 = game_v1();
+    // Build 2 keeps bin/game's content under another name: its delta to build 3 is the same
+    // frame as from build 1, and must name build 2's path.
+    let mut v1b = v1.clone();
+    let game = v1b.remove("bin/game").expect("bin/game");
+    v1b.insert("bin/game-launcher".into(), game);
+    let v2 = game_v2();
+    let (m1, m2, m3) = (depot.import(&v1), depot.import(&v1b), depot.import(&v2));
+    depot.publish(1, &m1);
+    depot.publish(2, &m2);
+    let image3 = depot.publish(3, &m3);
+
+    let cache = rockit_edge::engine::DeltaCache::default();
+    let hooks = Hooks::default();
+    let write = |from: u32, m: &Manifest| {
+        let dir = layout::patch_dir(&depot.root, ORG, APP, 3, from);
+        depot.engine.write_patch_with(m, &m3, &image3, &depot.store, &dir, &cache, &hooks).unwrap()
+    };
+    let first = write(2, &m2);
+    assert_eq!(first.deltas_reused, 0);
+    let second = write(1, &m1);
+    assert!(second.deltas_reused >= 1, "bin/game's delta is computed again: {:?}", second.op_counts);
+
+    // The reused frames give the bytes a patch computed alone gives.
+    let alone = tempfile::tempdir().unwrap();
+    let fresh = depot.engine.write_patch(&m1, &m3, &image3, &depot.store, alone.path(), &hooks).unwrap();
+    assert_eq!(fresh.deltas_reused, 0);
+    for name in [layout::PATCH_FILE, layout::PATCH_DATA_FILE] {
+        assert_eq!(std::fs::read(second.dir.join(name)).unwrap(), std::fs::read(alone.path().join(name)).unwrap());
+    }
+    let from2 = Patch::load(&first.dir).unwrap();
+    let sources: Vec<&str> = from2
+        .files
+        .iter()
+        .filter_map(|e| match &e.kind {
+            PatchKind::File { op: FileOp::Delta { segments }, .. } if e.path == "bin/game" => {
+                Some(segments[0].source.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, ["bin/game-launcher"]);
+
+    let origin = depot.origin();
+    for from in [1, 2] {
+        let out = tempfile::tempdir().unwrap();
+        let tree = out.path().join("tree");
+        let client = Client::new(&origin, ORG, APP);
+        client.rebuild(from, None, &tree).unwrap();
+        client.update(from, 3, &tree).unwrap();
+        assert_same_tree(&read_tree(&tree), &v2);
+    }
+}
+
+/// A shared library whose rebuild moved every address after the first third a little, as a
+/// change early in the code does.
+fn elf_library(shift: u32) -> Vec<u8> {
+    let mut bytes = b"\x7fELF\x02\x01\x01\0".to_vec();
+    for i in 0..120_000u32 {
+        let word = (i.wrapping_mul(2654435761) >> 7) & 0xffff_f000;
+        bytes.extend_from_slice(&(word + if i > 40_000 { shift } else { 0 }).to_le_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn a_rebuilt_library_travels_as_a_bsdiff_delta_in_a_format_2_patch_that_the_client_applies() {
+    let depot = Depot::new(small_engine());
+    let mut v1 = game_v1();
+    v1.insert("lib/libengine.so".into(), exe(elf_library(0)));
+    let mut v2 = game_v2();
+    v2.insert("lib/libengine.so".into(), exe(elf_library(0x40)));
+    let (m1, m2) = (depot.import(&v1), depot.import(&v2));
+    depot.publish(1, &m1);
+    let image2 = depot.publish(2, &m2);
+    let info = depot.patch((1, &m1), (2, &m2, &image2));
+    let patch = Patch::load(&info.dir).unwrap();
+    assert_eq!(patch.format, 2, "a patch with a bsdiff delta is format 2");
+    let codecs: Vec<(String, DeltaCodec)> = patch
+        .files
+        .iter()
+        .filter_map(|e| match &e.kind {
+            PatchKind::File { op: FileOp::Delta { segments }, .. } => Some((e.path.clone(), segments[0].codec)),
+            _ => None,
+        })
+        .collect();
+    assert!(codecs.contains(&("lib/libengine.so".to_string(), DeltaCodec::Bsdiff)), "{codecs:?}");
+    // Data files keep zstd deltas.
+    assert!(codecs.contains(&("data/level1.pak".to_string(), DeltaCodec::Zstd)), "{codecs:?}");
+
+    let out = tempfile::tempdir().unwrap();
+    let tree = out.path().join("tree");
+    let origin = depot.origin();
+    let client = Client::new(&origin, ORG, APP);
+    client.rebuild(1, None, &tree).unwrap();
+    client.update(1, 2, &tree).unwrap();
+    assert_same_tree(&read_tree(&tree), &v2);
+}
+
+#[test]
+fn a_patch_without_bsdiff_deltas_stays_format_1_for_older_clients() {
+    let depot = Depot::new(small_engine());
+    let (m1, m2) = (depot.import(&game_v1()), depot.import(&game_v2()));
+    let image2 = depot.publish(2, &m2);
+    let info = depot.patch((1, &m1), (2, &m2, &image2));
+    assert_eq!(Patch::load(&info.dir).unwrap().format, 1);
 }

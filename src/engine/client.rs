@@ -19,7 +19,7 @@ use super::error::{EngineError, IoContext, Result};
 use super::fsutil::hex;
 use super::image::{Index, IndexChunk, IndexKind};
 use super::layout::{build_rel, current_rel, pack_name, patch_rel, Pointer, INDEX_FILE, PATCH_DATA_FILE, PATCH_FILE};
-use super::patch::{FileOp, Patch, PatchKind, Piece};
+use super::patch::{DeltaCodec, FileOp, Patch, PatchKind, Piece};
 use super::store::{ChunkId, Codec};
 use super::validate::{check_link, normalize_path};
 use super::{chunker, delta};
@@ -556,7 +556,11 @@ impl<'o> Client<'o> {
                     }
                     let source = read_file_range(&tree.join(safe_path(&seg.source)?), seg.src_offset, seg.src_len)?;
                     let frame = self.get_range(dat_rel, seg.dat_offset, seg.dat_len)?;
-                    out.write(&delta::decode(&source, &frame, seg.out_len as usize)?)?;
+                    let out_len = seg.out_len as usize;
+                    out.write(&match seg.codec {
+                        DeltaCodec::Zstd => delta::decode(&source, &frame, out_len)?,
+                        DeltaCodec::Bsdiff => delta::bsdiff_decode(&source, &frame, out_len)?,
+                    })?;
                 }
                 Ok(())
             }

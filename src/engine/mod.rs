@@ -51,7 +51,7 @@ use std::path::Path;
 pub use error::{EngineError, FileReadFailed};
 pub use image::{ImageInfo, ImageOptions, Index};
 pub use manifest::{Manifest, Warning};
-pub use patch::{Patch, PatchInfo, PatchOptions};
+pub use patch::{DeltaCache, Patch, PatchInfo, PatchOptions};
 pub use pool::WorkPool;
 pub use store::{ChunkId, ChunkStore};
 
@@ -158,6 +158,22 @@ impl Engine {
         patch_dir: &Path,
         hooks: &Hooks,
     ) -> Result<PatchInfo, EngineError> {
-        patch::write_patch(from, to, to_image, store, patch_dir, &self.options.patch, &self.pool, hooks)
+        self.write_patch_with(from, to, to_image, store, patch_dir, &DeltaCache::default(), hooks)
+    }
+
+    /// [`Engine::write_patch`] for one of several patches to the same build: deltas another
+    /// patch already computed with the same `cache` are reused (the output is the same).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_patch_with(
+        &self,
+        from: &Manifest,
+        to: &Manifest,
+        to_image: &ImageInfo,
+        store: &ChunkStore,
+        patch_dir: &Path,
+        cache: &DeltaCache,
+        hooks: &Hooks,
+    ) -> Result<PatchInfo, EngineError> {
+        patch::write_patch(from, to, to_image, store, patch_dir, &self.options.patch, &self.pool, cache, hooks)
     }
 }

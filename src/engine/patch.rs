@@ -26,7 +26,11 @@ use super::pool::{Pending, WorkPool};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
 
+/// The patch format a client must know. 1: every delta is a zstd frame. 2: a delta segment may
+/// be a BSDIFF40 patch (`"codec":"bsdiff"`); written only by patches that have one, so clients
+/// of format 1 keep reading every other patch and refuse (detect) the ones they cannot apply.
 pub const PATCH_FORMAT: u32 = 1;
+pub const PATCH_FORMAT_BSDIFF: u32 = 2;
 /// How many old files per chunk pairing considers.
 const MAX_HOLDERS: usize = 32;
 /// Largest delta segment: the source and target windows a delta holds in memory (server and
@@ -94,8 +98,9 @@ pub enum Piece {
     },
 }
 
-/// One zstd frame in `patch.dat` that rebuilds `outLen` bytes of the file, using
-/// `srcLen` bytes at `srcOffset` of the old file `source` as its reference prefix.
+/// One delta in `patch.dat` that rebuilds `outLen` bytes of the file from `srcLen` bytes at
+/// `srcOffset` of the old file `source`: a zstd frame with them as its reference prefix, or
+/// (`codec` `bsdiff`, patch format 2) a BSDIFF40 patch against them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeltaSegment {
@@ -105,6 +110,24 @@ pub struct DeltaSegment {
     pub dat_offset: u64,
     pub dat_len: u64,
     pub out_len: u64,
+    /// Absent for zstd, so format-1 patches are written byte for byte as before.
+    #[serde(default, skip_serializing_if = "DeltaCodec::is_zstd")]
+    pub codec: DeltaCodec,
+}
+
+/// How a delta segment's bytes in `patch.dat` are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaCodec {
+    #[default]
+    Zstd,
+    Bsdiff,
+}
+
+impl DeltaCodec {
+    fn is_zstd(&self) -> bool {
+        *self == DeltaCodec::Zstd
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +150,54 @@ pub struct PatchInfo {
     pub dir: PathBuf,
     /// How many target files each op rebuilds: same, chunks, delta, fetch.
     pub op_counts: [u64; 4],
+    /// Deltas taken from the [`DeltaCache`] instead of computed.
+    pub deltas_reused: u64,
+}
+
+/// Deltas computed for the patches of one new build, reused across them. When the paired old
+/// file has the same content in two retained builds (measured on panda3d 1.10.14/15→16: 39 of
+/// 205 changed files, 18 of 113 MB), the delta is the same: a job is deterministic in its
+/// inputs, which the key names (source and target content, what fetching would cost, whether the
+/// pair was a guess). Bounded: past `max_bytes` of frames, new outcomes are not kept.
+pub struct DeltaCache {
+    outcomes: std::sync::Mutex<HashMap<DeltaKey, DeltaOutcome>>,
+    bytes: std::sync::atomic::AtomicU64,
+    max_bytes: u64,
+}
+
+/// Source sha256, target sha256, fetch cost, guessed.
+type DeltaKey = (String, String, u64, bool);
+
+/// Frames a [`DeltaCache`] keeps at most: the patch.dat of a large update, not a build's size.
+const DELTA_CACHE_BYTES: u64 = 256 << 20;
+
+impl Default for DeltaCache {
+    fn default() -> Self {
+        DeltaCache::new(DELTA_CACHE_BYTES)
+    }
+}
+
+impl DeltaCache {
+    pub fn new(max_bytes: u64) -> DeltaCache {
+        DeltaCache { outcomes: Default::default(), bytes: Default::default(), max_bytes }
+    }
+
+    fn get(&self, key: &DeltaKey) -> Option<DeltaOutcome> {
+        self.outcomes.lock().ok()?.get(key).cloned()
+    }
+
+    fn keep(&self, key: DeltaKey, outcome: &DeltaOutcome) {
+        use std::sync::atomic::Ordering;
+        let size: u64 = outcome.iter().flatten().map(|(_, frame)| frame.len() as u64).sum();
+        if self.bytes.load(Ordering::Relaxed) + size > self.max_bytes {
+            return;
+        }
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            if outcomes.insert(key, outcome.clone()).is_none() {
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Patch {
@@ -139,16 +210,30 @@ impl Patch {
         let json = zstd::stream::decode_all(bytes).map_err(|e| EngineError::Corrupt(format!("patch.zst: {e}")))?;
         let patch: Patch =
             serde_json::from_slice(&json).map_err(|e| EngineError::Corrupt(format!("patch.zst: {e}")))?;
-        if patch.format != PATCH_FORMAT {
-            return Err(EngineError::Corrupt(format!("patch format {} is not {PATCH_FORMAT}", patch.format)));
+        if patch.format != PATCH_FORMAT && patch.format != PATCH_FORMAT_BSDIFF {
+            return Err(EngineError::Corrupt(format!(
+                "patch format {} is not {PATCH_FORMAT} or {PATCH_FORMAT_BSDIFF}",
+                patch.format
+            )));
+        }
+        if patch.format < PATCH_FORMAT_BSDIFF && patch.uses_bsdiff() {
+            return Err(EngineError::Corrupt(format!("a format {} patch has a bsdiff delta", patch.format)));
         }
         Ok(patch)
+    }
+
+    fn uses_bsdiff(&self) -> bool {
+        self.files.iter().any(|f| {
+            matches!(&f.kind, PatchKind::File { op: FileOp::Delta { segments }, .. }
+                if segments.iter().any(|s| s.codec == DeltaCodec::Bsdiff))
+        })
     }
 }
 
 struct OldFile<'a> {
     path: &'a str,
     size: u64,
+    sha256: &'a str,
     chunks: &'a [ChunkRef],
 }
 
@@ -178,7 +263,7 @@ impl<'a> OldBuild<'a> {
         for entry in &manifest.files {
             if let EntryKind::File { size, sha256, chunks, .. } = &entry.kind {
                 let i = old.files.len();
-                old.files.push(OldFile { path: &entry.path, size: *size, chunks });
+                old.files.push(OldFile { path: &entry.path, size: *size, sha256, chunks });
                 old.by_path.insert(&entry.path, i);
                 old.by_sha.entry(sha256).or_insert(i);
                 let mut offset = 0;
@@ -312,6 +397,7 @@ pub fn write_patch(
     out_dir: &Path,
     options: &PatchOptions,
     pool: &WorkPool,
+    cache: &DeltaCache,
     hooks: &Hooks,
 ) -> Result<PatchInfo> {
     let (to_dxf_name, to_index) = (&to_image.dxf_name, &to_image.index);
@@ -323,7 +409,7 @@ pub fn write_patch(
         let file = File::create(&dat_tmp).ctx(|| format!("create {}", dat_tmp.display()))?;
         let mut dat = DatWriter { file: BufWriter::new(file), size: 0 };
         let mut files = Vec::with_capacity(to.files.len());
-        let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment);
+        let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment, cache);
         let total = to.files.len() as u64;
         for (n, entry) in to.files.iter().enumerate() {
             if (hooks.cancel)() {
@@ -361,9 +447,9 @@ pub fn write_patch(
         }
         let file = dat.file.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", dat_tmp.display()))?;
         file.sync_all().ctx(|| format!("fsync {}", dat_tmp.display()))?;
-        Ok((files, dat.size, counts))
+        Ok((files, dat.size, counts, deltas.reused))
     })();
-    let (files, dat_size, op_counts) = match outcome {
+    let (files, dat_size, op_counts, deltas_reused) = match outcome {
         Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_file(&dat_tmp);
@@ -381,11 +467,14 @@ pub fn write_patch(
         .filter(|e| kinds.get(e.path.as_str()) != Some(&std::mem::discriminant(&e.kind)))
         .map(|e| e.path.clone())
         .collect();
-    let patch = Patch { format: PATCH_FORMAT, to_dxf_name: to_dxf_name.to_string(), dat_size, files, remove };
+    let mut patch = Patch { format: PATCH_FORMAT, to_dxf_name: to_dxf_name.to_string(), dat_size, files, remove };
+    if patch.uses_bsdiff() {
+        patch.format = PATCH_FORMAT_BSDIFF;
+    }
     let json = serde_json::to_vec(&patch).map_err(|e| EngineError::Invalid(format!("patch: {e}")))?;
     let packed = zstd::bulk::compress(&json, 19).ctx(|| "compress patch".into())?;
     write_durably(&out_dir.join(PATCH_FILE), &packed)?;
-    Ok(PatchInfo { size_bytes: packed.len() as u64 + dat_size, dir: out_dir.to_path_buf(), op_counts })
+    Ok(PatchInfo { size_bytes: packed.len() as u64 + dat_size, dir: out_dir.to_path_buf(), op_counts, deltas_reused })
 }
 
 struct DatWriter {
@@ -404,11 +493,23 @@ struct DeltaJob {
     fetch_cost: u64,
     /// The pair shares no chunk (a guess by path, extension and size): try a fast delta first.
     guessed: bool,
+    /// sha256 of the source and target files: with `fetch_cost` and `guessed`, what the
+    /// outcome depends on (the [`DeltaCache`] key).
+    source_sha256: String,
+    target_sha256: String,
+    /// The target starts like an executable (its first chunk, read when the job is made).
+    executable: bool,
 }
 
 /// A finished delta: segments (with `dat_offset` relative to the file's first frame) and their
 /// frames, or nothing when fetching is cheaper.
 type DeltaOutcome = Option<Vec<(DeltaSegment, Vec<u8>)>>;
+
+impl DeltaJob {
+    fn key(&self) -> DeltaKey {
+        (self.source_sha256.clone(), self.target_sha256.clone(), self.fetch_cost, self.guessed)
+    }
+}
 
 /// Level of the probe that decides whether a guessed pair is worth a full delta: fast, and
 /// never much worse than the full level on data the reference helps with.
@@ -418,35 +519,69 @@ impl DeltaJob {
     /// Runs on the pool. Deterministic: the same inputs give the same frames and decision.
     fn run(self, store: &ChunkStore, segment: u64, level: i32) -> Result<DeltaOutcome> {
         let segs = segments(self.source_size, self.target_size, segment);
-        if self.guessed && segs.len() == 1 {
-            // Measured on unrelated files (two synthetic builds): a level-19 delta that ends up
-            // as `fetch` anyway cost minutes. A fast delta that is no smaller than fetching
-            // means the reference does not help; the full level then only out-compresses the
-            // store's level 3, which is not what patches are for.
-            let (s_off, s_len, t_off, t_len) = segs[0];
+        if let [(s_off, s_len, t_off, t_len)] = segs[..] {
             let source = read_range(&self.source_chunks, store, s_off, s_len)?;
             let target = read_range(&self.target_chunks, store, t_off, t_len)?;
-            // Compressible targets pass the first test on compression alone (measured: the same
-            // two builds still spent 67 s of level-19 deltas), so the reference must also save
-            // 10 % over compressing the target alone at the same level.
-            let with_reference = delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64;
-            if with_reference >= self.fetch_cost {
-                return Ok(None);
-            }
-            let alone = delta::encode(&[], &target, PROBE_LEVEL)?.len() as u64;
-            if with_reference * 10 >= alone * 9 {
-                return Ok(None);
-            }
-            let frame = delta::encode(&source, &target, level)?;
-            let seg = DeltaSegment {
-                source: self.source.clone(),
-                src_offset: s_off,
-                src_len: s_len,
-                dat_offset: 0,
-                dat_len: frame.len() as u64,
-                out_len: t_len,
+            let one = |codec, frame: Vec<u8>| {
+                let seg = DeltaSegment {
+                    source: self.source.clone(),
+                    src_offset: s_off,
+                    src_len: s_len,
+                    dat_offset: 0,
+                    dat_len: frame.len() as u64,
+                    out_len: t_len,
+                    codec,
+                };
+                self.decide(vec![(seg, frame)])
             };
-            return Ok(self.decide(vec![(seg, frame)]));
+            let mut probe = None;
+            if self.guessed {
+                // Measured on unrelated files (two synthetic builds): a level-19 delta that ends
+                // up as `fetch` anyway cost minutes. A fast delta that is no smaller than
+                // fetching means the reference does not help; the full level then only
+                // out-compresses the store's level 3, which is not what patches are for.
+                // Compressible targets pass that test on compression alone (measured: the same
+                // two builds still spent 67 s of level-19 deltas), so the reference must also
+                // save 10 % over compressing the target alone at the same level.
+                let with_reference = delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64;
+                if with_reference >= self.fetch_cost {
+                    return Ok(None);
+                }
+                // Not for executables: bsdiff finds what a level-1 delta does not (panda3d
+                // 1.10.14→15: `libuuid.so.1`, paired by guess, went to `fetch` by this test and
+                // is a delta without it).
+                if !self.executable {
+                    let alone = delta::encode(&[], &target, PROBE_LEVEL)?.len() as u64;
+                    if with_reference * 10 >= alone * 9 {
+                        return Ok(None);
+                    }
+                }
+                probe = Some(with_reference);
+            }
+            if self.executable && source.len() <= delta::BSDIFF_MAX_SOURCE {
+                // Rebuilt executables shift addresses everywhere: bsdiff's byte-wise differences
+                // were half the size of a zstd delta on panda3d's libraries, and faster to make
+                // (bench/results/2026-11-26T2330-patches.md). The level-1 zstd probe decides
+                // whether the level-19 delta is worth its time: it was never below 0.44× the
+                // probe there, so a bsdiff patch at half the probe or less is kept without it.
+                let bsdiff = delta::bsdiff_encode(&source, &target)?;
+                let fast = match probe {
+                    Some(bytes) => bytes,
+                    None => delta::encode(&source, &target, PROBE_LEVEL)?.len() as u64,
+                };
+                // Unless it is not clearly smaller than fetching either: the level-19 delta
+                // may still be (measured on panda3d 1.10.14→15: two files went to `fetch`).
+                if bsdiff.len() as u64 * 2 <= fast && (bsdiff.len() as u64) * 10 < self.fetch_cost * 9 {
+                    return Ok(one(DeltaCodec::Bsdiff, bsdiff));
+                }
+                let frame = delta::encode(&source, &target, level)?;
+                return Ok(if bsdiff.len() < frame.len() {
+                    one(DeltaCodec::Bsdiff, bsdiff)
+                } else {
+                    one(DeltaCodec::Zstd, frame)
+                });
+            }
+            return Ok(one(DeltaCodec::Zstd, delta::encode(&source, &target, level)?));
         }
         let mut out = Vec::new();
         let mut cost = 0u64;
@@ -461,6 +596,7 @@ impl DeltaJob {
                 dat_offset: cost,
                 dat_len: frame.len() as u64,
                 out_len: t_len,
+                codec: DeltaCodec::Zstd,
             };
             cost += frame.len() as u64;
             out.push((seg, frame));
@@ -479,26 +615,41 @@ impl DeltaJob {
         (cost * 10 < self.fetch_cost * 9 && covered == self.target_size).then_some(out)
     }
 
-    /// Source and target bytes the job holds at once (its first, largest segment).
+    /// Bytes the job holds at once: source and target of its first, largest segment; for a
+    /// job that may end in bsdiff, also qbsdiff's suffix array and output (about 4× and 1× the
+    /// source), so that a few of those never run together.
     fn footprint(&self, segment: u64) -> u64 {
-        self.source_size.min(segment + segment / 4) + self.target_size.min(segment)
+        let inputs = self.source_size.min(segment + segment / 4) + self.target_size.min(segment);
+        if self.executable && self.source_size <= delta::BSDIFF_MAX_SOURCE as u64 {
+            inputs + 5 * self.source_size
+        } else {
+            inputs
+        }
     }
 }
 
 /// Deltas being computed, oldest first. Their frames go into patch.dat in target order, so the
 /// output does not depend on which finished first. At most `max_jobs` run at once, and a
 /// second one only while their bytes stay within `max_bytes` (memory stays bounded whatever
-/// the build size).
-struct InFlight {
-    jobs: std::collections::VecDeque<(usize, u64, Pending<DeltaOutcome>)>,
+/// the build size). Outcomes an earlier patch of the same build computed come from `cache`.
+struct InFlight<'c> {
+    jobs: std::collections::VecDeque<(usize, u64, DeltaKey, Computing)>,
     bytes: u64,
     max_jobs: usize,
     max_bytes: u64,
+    cache: &'c DeltaCache,
+    reused: u64,
 }
 
-impl InFlight {
-    fn new(max_jobs: usize, max_bytes: u64) -> InFlight {
-        InFlight { jobs: Default::default(), bytes: 0, max_jobs: max_jobs.max(1), max_bytes }
+/// A delta on the pool, or one the cache already had.
+enum Computing {
+    Pending(Pending<DeltaOutcome>),
+    Known(DeltaOutcome),
+}
+
+impl<'c> InFlight<'c> {
+    fn new(max_jobs: usize, max_bytes: u64, cache: &'c DeltaCache) -> InFlight<'c> {
+        InFlight { jobs: Default::default(), bytes: 0, max_jobs: max_jobs.max(1), max_bytes, cache, reused: 0 }
     }
 
     /// Starts the delta of `files[file]` (the entry about to be pushed at that position),
@@ -507,34 +658,61 @@ impl InFlight {
     fn start(
         &mut self,
         file: usize,
-        job: DeltaJob,
+        mut job: DeltaJob,
         store: &ChunkStore,
         options: &PatchOptions,
         pool: &WorkPool,
         dat: &mut DatWriter,
         files: &mut [PatchEntry],
     ) -> Result<()> {
+        let key = job.key();
+        if let Some(mut known) = self.cache.get(&key) {
+            // Same content, maybe another path in this old build: the frames name this one.
+            for (seg, _) in known.iter_mut().flatten() {
+                seg.source.clone_from(&job.source);
+            }
+            self.reused += 1;
+            self.jobs.push_back((file, 0, key, Computing::Known(known)));
+            return Ok(());
+        }
+        if let Some(first) = job.target_chunks.first() {
+            job.executable = delta::looks_executable(&store.read_raw(&first.id, first.len as usize)?);
+        }
         let bytes = job.footprint(options.segment);
-        while !self.jobs.is_empty() && (self.jobs.len() >= self.max_jobs || self.bytes + bytes > self.max_bytes) {
+        while !self.jobs.is_empty() && (self.running() >= self.max_jobs || self.bytes + bytes > self.max_bytes) {
             self.finish_oldest(dat, files)?;
         }
         let (store, segment, level) = (store.clone(), options.segment, options.level);
         let pending = pool.submit(move || job.run(&store, segment, level))?;
-        self.jobs.push_back((file, bytes, pending));
+        self.jobs.push_back((file, bytes, key, Computing::Pending(pending)));
         self.bytes += bytes;
         Ok(())
     }
 
+    /// Jobs that hold (or will hold) a pool thread.
+    fn running(&self) -> usize {
+        self.jobs.iter().filter(|(_, _, _, c)| matches!(c, Computing::Pending(_))).count()
+    }
+
     fn finish_oldest(&mut self, dat: &mut DatWriter, files: &mut [PatchEntry]) -> Result<()> {
-        let Some((file, bytes, oldest)) = self.jobs.pop_front() else { return Ok(()) };
+        let Some((file, bytes, key, oldest)) = self.jobs.pop_front() else { return Ok(()) };
         self.bytes -= bytes;
-        if !oldest.run_if_waiting() {
-            // A worker has it: compute the younger ones nobody started meanwhile.
-            for (_, _, younger) in &self.jobs {
-                younger.run_if_waiting();
+        let outcome = match oldest {
+            Computing::Known(outcome) => outcome,
+            Computing::Pending(oldest) => {
+                if !oldest.run_if_waiting() {
+                    // A worker has it: compute the younger ones nobody started meanwhile.
+                    for (_, _, _, younger) in &self.jobs {
+                        if let Computing::Pending(younger) = younger {
+                            younger.run_if_waiting();
+                        }
+                    }
+                }
+                let outcome = oldest.wait()?;
+                self.cache.keep(key, &outcome);
+                outcome
             }
-        }
-        let outcome = oldest.wait()?;
+        };
         let (Some(frames), Some(PatchKind::File { op, .. })) = (outcome, files.get_mut(file).map(|f| &mut f.kind))
         else {
             return Ok(());
@@ -614,6 +792,9 @@ fn plan_file(
         target_chunks: chunks.to_vec(),
         fetch_cost,
         guessed: !shares_chunks,
+        source_sha256: old.files[src].sha256.to_string(),
+        target_sha256: sha256.to_string(),
+        executable: false,
     };
     Ok(Plan::Delta { job, pieces })
 }
@@ -690,6 +871,9 @@ mod tests {
             target_chunks,
             fetch_cost: target.len() as u64,
             guessed: true,
+            source_sha256: "old".into(),
+            target_sha256: "new".into(),
+            executable: delta::looks_executable(target),
         }
     }
 
@@ -731,5 +915,40 @@ mod tests {
         let nearest = old.pair("new/level.pak", 120, &refs(120, &["y"]));
         assert_eq!(nearest.map(|i| old.files[i].path), Some("d/small.pak"));
         assert_eq!(old.pair("new/readme.md", 100, &refs(100, &["y"])), None);
+    }
+
+    #[test]
+    fn a_bsdiff_segment_has_a_pinned_form_and_needs_patch_format_2() {
+        let seg = DeltaSegment {
+            source: "lib/a.so".into(),
+            src_offset: 0,
+            src_len: 10,
+            dat_offset: 4,
+            dat_len: 5,
+            out_len: 12,
+            codec: DeltaCodec::Bsdiff,
+        };
+        let json =
+            r#"{"source":"lib/a.so","srcOffset":0,"srcLen":10,"datOffset":4,"datLen":5,"outLen":12,"codec":"bsdiff"}"#;
+        assert_eq!(serde_json::to_string(&seg).unwrap(), json);
+        let zstd = DeltaSegment { codec: DeltaCodec::Zstd, ..seg.clone() };
+        assert!(!serde_json::to_string(&zstd).unwrap().contains("codec"), "format-1 segments are unchanged");
+
+        let patch = |format: u32| {
+            let file = PatchEntry {
+                path: "lib/a.so".into(),
+                kind: PatchKind::File {
+                    mode: 0o755,
+                    size: 12,
+                    sha256: "x".into(),
+                    op: FileOp::Delta { segments: vec![seg.clone()] },
+                },
+            };
+            let p = Patch { format, to_dxf_name: "d".into(), dat_size: 9, files: vec![file], remove: Vec::new() };
+            zstd::bulk::compress(&serde_json::to_vec(&p).unwrap(), 3).unwrap()
+        };
+        assert_eq!(Patch::decode(&patch(2)).unwrap().format, 2);
+        assert!(matches!(Patch::decode(&patch(1)), Err(EngineError::Corrupt(_))), "format 1 has no bsdiff");
+        assert!(matches!(Patch::decode(&patch(3)), Err(EngineError::Corrupt(_))), "a newer format is refused");
     }
 }

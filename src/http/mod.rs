@@ -399,7 +399,7 @@ pub fn routes() -> Vec<RouteSpec> {
         .answers(Answer::One("task")),
         spec(Method::GET, "/be/v1/tasks", User, "tasks", "List the organization's tasks (tasks read; sort created for creation order; filters appName, type, status, group, createdAfter, createdBefore)", || web::to(builds::list_tasks))
         .answers(Answer::List("tasks", &builds::TASKS_LIST)),
-        spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload (tasks update)", || web::to(builds::change_task))
+        spec(Method::PATCH, "/be/v1/tasks", User, "tasks", "Acknowledge a task's warnings, or expire a task waiting for an upload or a queued or running mkraw (tasks update)", || web::to(builds::change_task))
         .answers(Answer::One("task"))
             .with_body::<requests::ChangeTask>(),
         spec(Method::POST, "/be/v1/trigger", User, "tasks", "retryTask: re-run a failed task from its checkpoint; processTraces: reorder the app's current build by its start-up traces (tasks execute)", || web::to(builds::trigger))

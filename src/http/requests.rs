@@ -323,7 +323,8 @@ pub struct Commit {
 
 pub type TaskName = Text<{ limits::SHORT }>;
 
-/// `PATCH /be/v1/tasks`: acknowledge the warnings, or expire a task waiting for an upload.
+/// `PATCH /be/v1/tasks`: acknowledge the warnings, or expire a task waiting for an upload or an
+/// mkraw that is queued or running (it stops at its next chunk or file).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("anyOf" = [{"required": ["ackWarnings"]}, {"required": ["expire"]}]))]

@@ -7,11 +7,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::Principal;
 use crate::store::apps;
 use crate::store::builds as build_rows;
-use crate::store::builds::RetryRefused;
+use crate::store::builds::{MkrawExpiry, RetryRefused};
 use crate::store::tasks::{self as task_rows, Task, TaskFilter};
 use crate::store::{Listed, Page};
 use crate::tasks::builds::{self as chain, BuildInput, UrlSource};
 use crate::tasks::commit;
+
+/// How long `PATCH /be/v1/tasks {"expire":true}` waits for a running mkraw to stop before it
+/// answers the task as it is.
+const EXPIRY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What `POST /be/v1/builds` asks for, checked as far as its shape goes.
 pub struct NewImport {
@@ -188,19 +192,33 @@ impl Resources {
         let (org_id, name) = (caller.org_id, name.to_string());
         if expire {
             // The partial file of a failed PUT goes with that PUT: there is nothing on disk to
-            // remove, only the capability and the app's lock.
-            return self
+            // remove, only the capability and the app's lock. A running mkraw removes its own
+            // outputs when it sees the request.
+            let expired = self
                 .store
-                .write(move |c| -> ApiResult<Task> {
-                    match build_rows::expire_upload(c, org_id, &name)? {
-                        Some(task) => Ok(task),
+                .write(move |c| -> ApiResult<MkrawExpiry> {
+                    if let Some(task) = build_rows::expire_upload(c, org_id, &name)? {
+                        return Ok(MkrawExpiry::Expired(task));
+                    }
+                    match build_rows::expire_mkraw(c, org_id, &name)? {
+                        Some(expiry) => Ok(expiry),
                         None if build_rows::task_in_org(c, org_id, &name)?.is_none() => {
                             Err(ApiError::NotFound { resource: "task" })
                         }
-                        None => Err(ApiError::Conflict(format!("task `{name}` is not waiting for an upload"))),
+                        None => Err(ApiError::Conflict(format!(
+                            "task `{name}` is neither waiting for an upload nor a queued or running mkraw"
+                        ))),
                     }
                 })
-                .await;
+                .await?;
+            return match expired {
+                MkrawExpiry::Expired(task) => Ok(task),
+                // Usually it stops within a chunk or a file of a patch: answer its end state
+                // then, else the running task (the caller polls it).
+                MkrawExpiry::Requested(task) => {
+                    Ok(self.queue.wait(task.id, EXPIRY_WAIT).await?.filter(|t| t.status.is_final()).unwrap_or(task))
+                }
+            };
         }
         if !ack {
             return Err(ApiError::invalid("ackWarnings", "send ackWarnings or expire as true"));

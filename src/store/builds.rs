@@ -47,6 +47,16 @@ pub fn set_checkpoint(conn: &Connection, task_id: i64, checkpoint: &Value) -> St
     Ok(())
 }
 
+/// Sets the keys of `fields` (an object) in a task's checkpoint and keeps the others: the task
+/// and an expiry request (`expireRequested`) write the same checkpoint without a lost update.
+pub fn merge_checkpoint(conn: &Connection, task_id: i64, fields: &Value) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE tasks SET checkpoint = json_patch(COALESCE(checkpoint, '{}'), ?2) WHERE id = ?1",
+        params![task_id, fields.to_string()],
+    )?;
+    Ok(())
+}
+
 /// mkraw is done, deploy starts: the app shows `exporting` instead of `processing`.
 pub fn set_exporting(conn: &Connection, app_id: i64) -> StoreResult<()> {
     conn.execute(
@@ -352,6 +362,38 @@ pub fn expire_upload(conn: &Connection, org_id: i64, name: &str) -> StoreResult<
         release_failed(conn, app_id, None)?;
     }
     task_rows::get_by_id(conn, task.id)
+}
+
+/// What `PATCH /be/v1/tasks {"expire":true}` did to an mkraw task.
+pub enum MkrawExpiry {
+    /// It had not started (or waited for a retry): it is `expired` now and the app is free.
+    Expired(Task),
+    /// It runs: it was asked to stop at its next chunk or pair, and ends `expired` then.
+    Requested(Task),
+}
+
+/// `PATCH /be/v1/tasks {"expire":true}` on an mkraw task: a queued one expires at once, a running
+/// one is asked to stop (the request is in its checkpoint, so it survives a restart). `None`:
+/// not an mkraw task that is queued or running.
+pub fn expire_mkraw(conn: &Connection, org_id: i64, name: &str) -> StoreResult<Option<MkrawExpiry>> {
+    let Some(task) = task_in_org(conn, org_id, name)? else { return Ok(None) };
+    if task.kind != "mkraw" {
+        return Ok(None);
+    }
+    match task.status {
+        TaskStatus::Submitted => {
+            mark_expired(conn, task.id)?;
+            if let Some(app_id) = task.input.get("appId").and_then(serde_json::Value::as_i64) {
+                release_failed(conn, app_id, None)?;
+            }
+            Ok(task_rows::get_by_id(conn, task.id)?.map(MkrawExpiry::Expired))
+        }
+        TaskStatus::Running => {
+            merge_checkpoint(conn, task.id, &serde_json::json!({"expireRequested": true}))?;
+            Ok(task_rows::get_by_id(conn, task.id)?.map(MkrawExpiry::Requested))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// An upload that never came: the task ends `expired`, not `failed`.

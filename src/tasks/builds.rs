@@ -20,7 +20,7 @@ use super::commit;
 use super::prune::{self, PruneTarget};
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::auth::sealing::Sealer;
-use crate::engine::{layout, ChunkStore, Engine, EngineError, Hooks, Manifest};
+use crate::engine::{layout, ChunkStore, DeltaCache, Engine, EngineError, Hooks, ImageInfo, Manifest};
 use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
 use crate::outbound::policy::OutboundPolicy;
 use crate::publish::{self, Destination, PublishEnv, TargetSpec};
@@ -365,17 +365,121 @@ impl ProgressGate {
     }
 }
 
-impl TaskHandler for Mkraw {
-    fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+/// What mkraw has durably done, kept in its task's checkpoint: a retry or a restart after a
+/// crash keeps the image and every patch an earlier attempt finished (each is fsynced before it
+/// is recorded here) instead of computing them again.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MkrawCheckpoint {
+    #[serde(default)]
+    dxf_name: Option<String>,
+    #[serde(default)]
+    patches: Vec<PatchOut>,
+    /// `PATCH /be/v1/tasks {"expire":true}` asked the running task to stop.
+    #[serde(default)]
+    expire_requested: bool,
+}
+
+/// How often a running mkraw looks for an expiry request: its cancel hook is polled per chunk,
+/// far too often for a database read each time.
+const EXPIRY_POLL: Duration = Duration::from_millis(250);
+
+/// The expiry request of a running mkraw, read from its checkpoint at most every [`EXPIRY_POLL`].
+struct ExpiryWatch<'a> {
+    ctx: &'a TaskContext<'a>,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    requested: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> ExpiryWatch<'a> {
+    fn new(ctx: &'a TaskContext<'a>) -> ExpiryWatch<'a> {
+        ExpiryWatch { ctx, last: std::sync::Mutex::new(None), requested: Default::default() }
+    }
+
+    fn requested(&self) -> bool {
+        if self.requested.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < EXPIRY_POLL) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.requested_now()
+    }
+
+    /// Reads the request now, whenever the last look was.
+    fn requested_now(&self) -> bool {
+        let id = self.ctx.task.id;
+        let asked = match self.ctx.store.read_blocking(move |c| build_rows::checkpoint(c, id)) {
+            Ok(checkpoint) => {
+                checkpoint.and_then(|v| MkrawCheckpoint::deserialize(&v).ok()).is_some_and(|c| c.expire_requested)
+            }
+            Err(e) => {
+                log::warn!("cannot read the checkpoint of task {}: {e}", self.ctx.task.name);
+                false
+            }
+        };
+        self.requested.store(asked, std::sync::atomic::Ordering::Relaxed);
+        asked
+    }
+}
+
+/// The failure of an mkraw stopped on request; `on_failed` turns it into `expired`.
+fn expired_failure() -> TaskFailure {
+    TaskFailure {
+        exception: json!({"message": "expired on request: mkraw stopped", "expired": true}),
+        retryable: false,
+    }
+}
+
+impl Mkraw {
+    /// Removes what an expired mkraw wrote for build `n`: its image and patches in the depot
+    /// (never published nor committed), its manifest and tar. Chunks stay: they are
+    /// content-addressed, and the next eviction removes those no retained build uses.
+    fn discard(&self, depot: &Path, input: &BuildInput, n: u32) -> Result<(), TaskFailure> {
         let env = &self.0;
-        let input = input_of(ctx.task)?;
-        let n = build_number(input.build_id)?;
-        let tar = env.tar_path(&input);
+        let (org, app) = (input.org_name.as_str(), input.app_name.as_str());
+        let patches = crate::engine::fsutil::parent(&layout::patch_dir(depot, org, app, n, 0));
+        for dir in [layout::build_dir(depot, org, app, n), patches] {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_failure("removing an expired build", e))
+                }
+                _ => {}
+            }
+        }
+        for file in [env.manifest_path(input.app_id, input.build_id), env.tar_path(input)] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_failure("removing an expired build", e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The work of one attempt: manifest, image, patches, each kept from an earlier attempt
+    /// when its checkpoint says it is done; stops at the next chunk or file once `watch` sees
+    /// an expiry request.
+    fn build(&self, ctx: &TaskContext, input: &BuildInput, n: u32, watch: &ExpiryWatch) -> Result<Value, TaskFailure> {
+        let env = &self.0;
+        let tar = env.tar_path(input);
         let store = env.chunk_store(input.app_id)?;
         let gate = ProgressGate::new();
         let progress = |done: u64, total: u64| gate.record(ctx, done, total);
-        let never = || false;
-        let hooks = Hooks::new(&progress, &never);
+        let cancel = || watch.requested();
+        let hooks = Hooks::new(&progress, &cancel);
+        let id = ctx.task.id;
+        let mut checkpoint = ctx
+            .store
+            .read_blocking(move |c| build_rows::checkpoint(c, id))
+            .map_err(store_failure)?
+            .and_then(|v| MkrawCheckpoint::deserialize(&v).ok())
+            .unwrap_or_default();
 
         // A manifest on disk means the import finished before a crash: skip straight to the
         // image (chunks are durable before the manifest is saved).
@@ -402,11 +506,36 @@ impl TaskHandler for Mkraw {
         let build_dir = layout::build_dir(ctx.depot, org, app, n);
         // What an earlier attempt cut short (one import per app: nothing else writes here).
         remove_leftovers(&build_dir)?;
-        let image = env.engine.write_image(&manifest, &store, &build_dir, &hooks).map_err(engine_failure)?;
+        let kept = checkpoint.dxf_name.as_ref().and_then(|name| ImageInfo::open(&build_dir.join(name)).ok());
+        let image = match kept {
+            Some(image) => {
+                log::info!("mkraw of {org}/{app} build {n}: image {} kept from an earlier attempt", image.dxf_name);
+                image
+            }
+            None => {
+                checkpoint.patches.clear();
+                let image = env.engine.write_image(&manifest, &store, &build_dir, &hooks).map_err(engine_failure)?;
+                checkpoint.dxf_name = Some(image.dxf_name.clone());
+                Self::save_checkpoint(ctx, &checkpoint)?;
+                image
+            }
+        };
         let mut patches = Vec::new();
+        // Deltas one patch computed serve the others (the same old file in two retained builds).
+        let cache = DeltaCache::default();
         // Newest first: N−1 → N is the patch most clients need. None from a build this one evicts.
-        let evicted = evicted(&input);
+        let evicted = evicted(input);
         for &from in input.retained.iter().rev().filter(|b| !evicted.contains(b)) {
+            if watch.requested() {
+                return Err(expired_failure());
+            }
+            let dir = layout::patch_dir(ctx.depot, org, app, n, build_number(from)?);
+            let done = checkpoint.patches.iter().find(|p| p.from_build_id == from).cloned();
+            if let Some(done) = done.filter(|_| patch_is_whole(&dir, &image.dxf_name)) {
+                log::info!("mkraw of {org}/{app} build {n}: patch {from}→{n} kept from an earlier attempt");
+                patches.push(done);
+                continue;
+            }
             let old = match Manifest::load(&env.manifest_path(input.app_id, from)) {
                 Ok(m) => m,
                 Err(e) => {
@@ -415,24 +544,77 @@ impl TaskHandler for Mkraw {
                     continue;
                 }
             };
-            let dir = layout::patch_dir(ctx.depot, org, app, n, build_number(from)?);
             remove_leftovers(&dir)?;
-            let info = env.engine.write_patch(&old, &manifest, &image, &store, &dir, &hooks).map_err(engine_failure)?;
-            patches.push(PatchOut { from_build_id: from, size_bytes: info.size_bytes as i64 });
+            let info = env
+                .engine
+                .write_patch_with(&old, &manifest, &image, &store, &dir, &cache, &hooks)
+                .map_err(engine_failure)?;
+            log::info!(
+                "mkraw of {org}/{app} build {n}: patch {from}→{n} written, {} bytes, {} deltas reused",
+                info.size_bytes,
+                info.deltas_reused
+            );
+            let out = PatchOut { from_build_id: from, size_bytes: info.size_bytes as i64 };
+            checkpoint.patches.retain(|p| p.from_build_id != from);
+            checkpoint.patches.push(out.clone());
+            Self::save_checkpoint(ctx, &checkpoint)?;
+            patches.push(out);
         }
         let out = ImageOut { dxf_name: image.dxf_name, size_bytes: image.size_bytes as i64, patches };
         serde_json::to_value(out).map_err(|e| failure(e.to_string(), false))
     }
 
+    fn save_checkpoint(ctx: &TaskContext, checkpoint: &MkrawCheckpoint) -> Result<(), TaskFailure> {
+        let (id, fields) = (ctx.task.id, json!({"dxfName": checkpoint.dxf_name, "patches": checkpoint.patches}));
+        ctx.store.write_blocking(move |c| build_rows::merge_checkpoint(c, id, &fields)).map_err(store_failure)
+    }
+}
+
+/// Whether the patch an earlier attempt recorded is still whole in `dir`, for the image `dxf_name`.
+fn patch_is_whole(dir: &Path, dxf_name: &str) -> bool {
+    let Ok(patch) = crate::engine::Patch::load(dir) else { return false };
+    let dat = std::fs::metadata(dir.join(layout::PATCH_DATA_FILE)).map(|m| m.len()).ok();
+    patch.to_dxf_name == dxf_name && dat == Some(patch.dat_size)
+}
+
+impl TaskHandler for Mkraw {
+    fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+        let input = input_of(ctx.task)?;
+        let n = build_number(input.build_id)?;
+        let watch = ExpiryWatch::new(ctx);
+        let outcome = self.build(ctx, &input, n, &watch);
+        // Stopped on request, or finished just as the request came (a last fresh look, so that
+        // only the moment between this and on_done is left to on_done): nothing of it is kept.
+        if watch.requested() || watch.requested_now() {
+            self.discard(ctx.depot, &input, n)?;
+            log::info!(
+                "mkraw of {}/{} build {n} expired on request; its outputs were removed",
+                input.org_name,
+                input.app_name
+            );
+            return Err(expired_failure());
+        }
+        outcome
+    }
+
     fn on_done(&self, conn: &Connection, task: &Task, output: &Value) -> StoreResult<()> {
         let Ok(mut input) = input_of(task) else { return Ok(()) };
+        // Expiry asked for after the task's last look: the chain still stops here.
+        let checkpoint = build_rows::checkpoint(conn, task.id)?.and_then(|v| MkrawCheckpoint::deserialize(&v).ok());
+        if checkpoint.is_some_and(|c| c.expire_requested) {
+            build_rows::mark_expired(conn, task.id)?;
+            return release(conn, task, None);
+        }
         input.image = ImageOut::deserialize(output).ok();
         let group = task.group.clone().unwrap_or_default();
         build_rows::set_exporting(conn, input.app_id)?;
         build_rows::insert_task(conn, input.org_id, &self::task(DEPLOY, &group, &input)).map(drop)
     }
 
-    fn on_failed(&self, conn: &Connection, task: &Task, _exception: &Value) -> StoreResult<()> {
+    fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
+        if exception.get("expired").is_some() {
+            build_rows::mark_expired(conn, task.id)?;
+        }
         release(conn, task, None)
     }
 }
