@@ -15,6 +15,10 @@
 //! only pending chunks (a rerun stores them again) and bytes no record points to (reclaimed by
 //! [`ChunkStore::prune`]), and a record torn by a crash is dropped when the index is read.
 //!
+//! A copy of a live store (the export bundle) is consistent when it takes `index` before the
+//! segments, as a walk in name order does: between prunes segments only grow, so every record
+//! of the copied index points into bytes the copied segments hold.
+//!
 //! The stored bytes of a chunk (zstd or raw, see [`Codec`]) are what packs and patches carry,
 //! so the image writer copies them without recompressing ([`ChunkStore::locate`]).
 
