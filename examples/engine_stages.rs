@@ -1,7 +1,8 @@
 //! Measurement, not a test: where mkraw's time goes, stage by stage, on a series of real tars
 //! (e.g. bench/pipeline/inputs.sh output or bench/pipeline/synthetic.py builds). Each tar is
-//! imported into one chunk store, its image written, and the patch from the previous tar of the
-//! series; wall time and process CPU time are printed per stage. Usage:
+//! imported into one chunk store, its image written and published to an `fs` origin directory
+//! (as deploy does), and the patch from the previous tar of the series; wall time and process
+//! CPU time are printed per stage. Usage:
 //!
 //! ```text
 //! cargo run --release --example engine_stages -- WORK_DIR OLD.tar NEW.tar [NEWER.tar …]
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks, Manifest};
+use rockit_edge::publish::{self, Destination, DirDestination};
 
 /// User + system CPU seconds of this process so far (every thread).
 fn cpu_seconds() -> f64 {
@@ -48,6 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let build_dir = layout::build_dir(work, "org", "app", n as u32 + 1);
         let image = stage("image", len, || engine.write_image(&manifest, &store, &build_dir, &hooks))?;
         println!("           image {} bytes", image.size_bytes);
+        let rel = format!("{}/{}", layout::build_rel("org", "app", n as u32 + 1), image.dxf_name);
+        let origin = DirDestination::new("origin", work.join("origin"));
+        stage("publish", len, || -> Result<(), Box<dyn std::error::Error>> {
+            for (src, rel) in publish::objects_of(work, &[rel])? {
+                origin.put_file(&rel, &src)?;
+            }
+            Ok(())
+        })?;
         if let Some(old) = &previous {
             let dir = layout::patch_dir(work, "org", "app", n as u32 + 1, n as u32);
             let patch = stage("patch", len, || engine.write_patch(old, &manifest, &image, &store, &dir, &hooks))?;

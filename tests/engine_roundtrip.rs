@@ -10,6 +10,7 @@ use engine_support::*;
 use rockit_edge::engine::client::{Client, DirOrigin};
 use rockit_edge::engine::image::ImageOptions;
 use rockit_edge::engine::patch::{DeltaCodec, FileOp, PatchKind};
+use rockit_edge::engine::store::Codec;
 use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks, ImageInfo, Manifest, Patch, PatchOptions};
 
 const ORG: &str = "acme";
@@ -452,4 +453,59 @@ fn a_patch_without_bsdiff_deltas_stays_format_1_for_older_clients() {
     let image2 = depot.publish(2, &m2);
     let info = depot.patch((1, &m1), (2, &m2, &image2));
     assert_eq!(Patch::load(&info.dir).unwrap().format, 1);
+}
+
+/// Turns the app's chunk store into what versions before segments wrote: one file per chunk,
+/// `<id[..2]>/<id>`, holding a codec byte (0 raw, 1 zstd) then the stored bytes.
+fn rewrite_as_one_file_per_chunk(root: &Path, manifest: &Manifest) {
+    let store = ChunkStore::open(root).unwrap();
+    for id in manifest.chunk_ids() {
+        let stored = store.get(id).unwrap();
+        let mut bytes = vec![match stored.codec {
+            Codec::Raw => 0u8,
+            Codec::Zstd => 1,
+        }];
+        bytes.extend(stored.bytes);
+        let path = root.join(&id.0[..2]).join(&id.0);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    std::fs::remove_file(root.join("index")).unwrap();
+    std::fs::remove_dir_all(root.join("segments")).unwrap();
+}
+
+#[test]
+fn a_store_written_before_segments_keeps_serving_its_builds_after_the_upgrade() {
+    let depot = Depot::new(small_engine());
+    let (v1, v2) = (game_v1(), game_v2());
+    let m1 = depot.import(&v1);
+    let root = depot.store.root().to_path_buf();
+    rewrite_as_one_file_per_chunk(&root, &m1);
+    // The upgraded server opens the old store as it is: no migration step.
+    let depot = Depot { store: ChunkStore::open(&root).unwrap(), ..depot };
+    depot.publish(1, &m1);
+    let m2 = depot.import(&v2);
+    let image2 = depot.publish(2, &m2);
+    depot.patch((1, &m1), (2, &m2, &image2));
+
+    let new_in_v2 = m2.chunk_ids().into_iter().filter(|id| !m1.chunk_ids().contains(id)).count();
+    assert!(new_in_v2 > 0 && new_in_v2 < m2.chunk_ids().len(), "v2 shares some chunks with v1, not all");
+    let index_len = std::fs::metadata(root.join("index")).unwrap().len();
+    assert_eq!(index_len, 8 + 64 * new_in_v2 as u64, "only chunks the old store lacked were written again");
+    let origin = depot.origin();
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    Client::new(&origin, ORG, APP).rebuild(1, None, &tree).unwrap();
+    assert_same_tree(&read_tree(&tree), &v1);
+    Client::new(&origin, ORG, APP).update(1, 2, &tree).unwrap();
+    assert_same_tree(&read_tree(&tree), &v2);
+
+    // Evicting build 1 removes its old-layout chunks; build 2 still publishes from both layouts.
+    let only_in_v1 = m1.chunk_ids().into_iter().filter(|id| !m2.chunk_ids().contains(id)).count();
+    assert_eq!(depot.store.prune(&[&m2]).unwrap(), only_in_v1);
+    let again = tempfile::tempdir().unwrap();
+    let image2_again = depot.publish(2, &m2);
+    assert_eq!(image2_again.dxf_name, image2.dxf_name);
+    Client::new(&origin, ORG, APP).rebuild(2, None, &again.path().join("t")).unwrap();
+    assert_same_tree(&read_tree(&again.path().join("t")), &v2);
 }

@@ -42,6 +42,48 @@ pub fn remove_leftovers(dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
+/// Copies `len` bytes at `src_at` of `src` to `dst_at` of `dst` with `copy_file_range`: the
+/// kernel moves the bytes between page caches without a pass through this process's memory
+/// (and shares extents where the filesystem can). Falls back to read and write where the
+/// kernel or the filesystem pair cannot (another filesystem on old kernels, no support).
+pub fn copy_range(src: &File, mut src_at: u64, dst: &File, mut dst_at: u64, mut len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while len > 0 {
+        let (mut off_in, mut off_out) = (src_at as libc::loff_t, dst_at as libc::loff_t);
+        let want = len.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open files we borrow; the offsets are our own locals.
+        let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, want, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) => {
+                    return copy_range_via_memory(src, src_at, dst, dst_at, len)
+                }
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "source shorter than the range"));
+        }
+        (src_at, dst_at, len) = (src_at + n as u64, dst_at + n as u64, len - n as u64);
+    }
+    Ok(())
+}
+
+fn copy_range_via_memory(src: &File, src_at: u64, dst: &File, dst_at: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = buf.len().min((len - done) as usize);
+        src.read_exact_at(&mut buf[..n], src_at + done)?;
+        dst.write_all_at(&buf[..n], dst_at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("fsync {}", dir.display()))
 }

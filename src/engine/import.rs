@@ -276,7 +276,8 @@ fn tar_error(e: &std::io::Error) -> EngineError {
 
 /// Chunks one file and hashes it whole on the way; each chunk goes to the pool, which hashes it
 /// (its id) and stores it unless the store has it. The chunk refs come back with empty ids, and
-/// the slots the pool fills them from.
+/// the slots the pool fills them from. A file of one chunk is hashed once: its hash is the
+/// chunk's id (most files of a game build are smaller than a chunk).
 #[allow(clippy::type_complexity)]
 fn chunk_file<R: Read>(
     contents: R,
@@ -286,9 +287,11 @@ fn chunk_file<R: Read>(
     report: &dyn Fn(),
 ) -> Result<(String, Vec<ChunkRef>, Vec<Arc<OnceLock<ChunkId>>>)> {
     let mut file_hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut single = None;
     let mut refs = Vec::new();
     let mut slots = Vec::new();
-    for chunk in chunker::chunks(contents) {
+    let mut chunks = chunker::chunks(contents).peekable();
+    while let Some(chunk) = chunks.next() {
         if (hooks.cancel)() {
             return Err(EngineError::Cancelled);
         }
@@ -296,13 +299,20 @@ fn chunk_file<R: Read>(
             EngineError::Io { source, .. } => tar_error(&source),
             other => other,
         })?;
-        file_hash.update(&data);
+        let known = if refs.is_empty() && chunks.peek().is_none() {
+            let id = ChunkId::of(&data);
+            single = Some(id.0.clone());
+            Some(id)
+        } else {
+            file_hash.update(&data);
+            None
+        };
         refs.push(ChunkRef { id: ChunkId(String::new()), len: data.len() as u32 });
         let slot = Arc::new(OnceLock::new());
         slots.push(slot.clone());
         let chunk_store = store.clone();
         batch.spawn(move || {
-            let id = ChunkId::of(&data);
+            let id = known.unwrap_or_else(|| ChunkId::of(&data));
             chunk_store.put(&id, &data)?;
             let _ = slot.set(id);
             Ok(())
@@ -312,5 +322,5 @@ fn chunk_file<R: Read>(
         }
         report();
     }
-    Ok((hex(file_hash.finish().as_ref()), refs, slots))
+    Ok((single.unwrap_or_else(|| hex(file_hash.finish().as_ref())), refs, slots))
 }

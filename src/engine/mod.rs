@@ -19,7 +19,7 @@
 //!                                &layout::patch_dir(depot, org, app, n, b), &hooks)?;
 //!     // patch.size_bytes
 //! // eviction of build N − maxBuilds, while no import of the app runs:
-//! store.prune(&[&retained_manifest, …])?;       // chunks no retained build uses, temp files
+//! store.prune(&[&retained_manifest, …])?;       // chunks no retained build uses, crash leftovers
 //! fsutil::remove_leftovers(&build_dir)?;        // staging of an image write a crash cut short
 //! ```
 //!

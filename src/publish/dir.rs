@@ -58,6 +58,11 @@ impl Destination for DirDestination {
     }
 
     /// An object already there under its final name is whole (it got there by rename): skipped.
+    /// On the filesystem of `src`, the object is a hard link to it rather than a copy: no byte
+    /// is read or written again, and the fsync finds nothing dirty. That is safe because every
+    /// `src` is a published object in the depot, and published objects are immutable: written
+    /// once (temp, fsync, rename), never modified in place, and removed by unlinking, which
+    /// leaves every other link whole. Anywhere else (another filesystem, no hard links), a copy.
     fn put_file(&self, rel: &str, src: &Path) -> Result<(), PublishError> {
         let dest = self.path_of(rel).ok_or_else(|| self.bad_path(rel))?;
         if dest.exists() {
@@ -69,7 +74,7 @@ impl Destination for DirDestination {
             fsutil::remove_leftovers(&dir)
                 .map_err(|e| PublishError::new(format!("{}: cleaning up {rel} failed: {e}", self.label), true))?;
         }
-        self.write_with(&dest, |temp| std::fs::copy(src, temp).map(drop)).map_err(|e| self.fail("publishing", rel, e))
+        self.write_with(&dest, |temp| link_or_copy(src, temp)).map_err(|e| self.fail("publishing", rel, e))
     }
 
     fn put_bytes(&self, rel: &str, bytes: &[u8]) -> Result<(), PublishError> {
@@ -93,6 +98,16 @@ impl Destination for DirDestination {
     }
 }
 
+/// A hard link to `src` at `temp`, or a copy where the link cannot be made (`EXDEV` across
+/// filesystems, `EPERM` where the filesystem has no hard links, `EMLINK`, …): a copy is always
+/// correct, the link only cheaper.
+fn link_or_copy(src: &Path, temp: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(src, temp) {
+        Ok(()) => Ok(()),
+        Err(_) => std::fs::copy(src, temp).map(drop),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,7 +119,10 @@ mod tests {
         let src = dir.path().join("src");
         std::fs::write(&src, b"data").unwrap();
         dest.put_file("dxf/a/b/0001/x/pack-00000", &src).unwrap();
-        std::fs::write(&src, b"changed").unwrap();
+        // A different file under the source's name (the depot replaces, never edits in place).
+        let replacement = dir.path().join("replacement");
+        std::fs::write(&replacement, b"changed").unwrap();
+        std::fs::rename(&replacement, &src).unwrap();
         dest.put_file("dxf/a/b/0001/x/pack-00000", &src).unwrap();
         let published = dir.path().join("root/dxf/a/b/0001/x/pack-00000");
         assert_eq!(std::fs::read(&published).unwrap(), b"data", "a whole object is not written again");
@@ -114,6 +132,35 @@ mod tests {
         dest.remove_tree("dxf/a").unwrap();
         dest.remove_tree("dxf/a").unwrap();
         assert!(!dir.path().join("root/dxf/a").exists());
+    }
+
+    #[test]
+    fn an_object_on_the_depots_filesystem_is_a_hard_link_and_removing_it_leaves_the_depot_whole() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let depot_object = dir.path().join("depot-pack");
+        std::fs::write(&depot_object, b"pack bytes").unwrap();
+        let origin = DirDestination::new("deployment cdn", dir.path().join("cdn"));
+        origin.put_file("dxf/a/b/0001/x/pack-00000", &depot_object).unwrap();
+        let published = dir.path().join("cdn/dxf/a/b/0001/x/pack-00000");
+        assert_eq!(std::fs::metadata(&published).unwrap().ino(), std::fs::metadata(&depot_object).unwrap().ino());
+        origin.remove_tree("dxf/a").unwrap();
+        assert_eq!(std::fs::read(&depot_object).unwrap(), b"pack bytes");
+    }
+
+    #[test]
+    fn an_object_is_copied_where_it_cannot_be_linked() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"pack bytes").unwrap();
+        // A name that is taken makes the link fail (EEXIST) as another filesystem (EXDEV) would,
+        // which a test cannot count on having.
+        let temp = dir.path().join("temp");
+        std::fs::write(&temp, b"something else, longer").unwrap();
+        link_or_copy(&src, &temp).unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), b"pack bytes");
+        assert_ne!(std::fs::metadata(&temp).unwrap().ino(), std::fs::metadata(&src).unwrap().ino());
     }
 
     #[test]

@@ -1,0 +1,608 @@
+//! The per-app chunk store: every chunk once, named by the SHA-256 of its raw bytes, so
+//! identical content is stored once across every build of the app and a rerun after a crash
+//! skips what is already there.
+//!
+//! Layout (v2): new chunks are appended to segment files (`segments/seg-NNNNNNNN`, stored
+//! bytes back to back, a new segment per writer and per [`SEGMENT_LIMIT`]); the append-only
+//! `index` ([`index`]) says where each chunk is. One file per chunk (v1) cost an open, a
+//! write, a rename and a directory entry per 64 KiB chunk, a whole-filesystem `syncfs` to make
+//! them durable, and an open and read per chunk again when the image copied them into packs.
+//! Stores in the v1 layout keep working as they are ([`legacy`]): read both, write v2 only.
+//!
+//! Durability: a new chunk is pending until [`ChunkStore::flush`], which `fdatasync`s the
+//! segments written since the last flush, then appends the pending chunks' index records and
+//! `fdatasync`s the index. So an index record only ever points to durable bytes, a crash loses
+//! only pending chunks (a rerun stores them again) and bytes no record points to (reclaimed by
+//! [`ChunkStore::prune`]), and a record torn by a crash is dropped when the index is read.
+//!
+//! A copy of a live store (the export bundle) is consistent when it takes `index` before the
+//! segments, as a walk in name order does: between prunes segments only grow, so every record
+//! of the copied index points into bytes the copied segments hold.
+//!
+//! The stored bytes of a chunk (zstd or raw, see [`Codec`]) are what packs and patches carry,
+//! so the image writer copies them without recompressing ([`ChunkStore::locate`]).
+
+pub mod index;
+mod legacy;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{EngineError, IoContext, Result};
+use super::fsutil::{self, fsync_dir, sha256_hex};
+use index::{Key, Loc};
+
+/// zstd level for stored chunks: fast enough to keep up with the chunker on one core.
+const CHUNK_LEVEL: i32 = 3;
+/// A segment takes appends until it holds this many bytes; then a new one starts.
+pub const SEGMENT_LIMIT: u64 = 1 << 30;
+/// Prune rewrites a segment whose live chunks fill less than this share of it (percent).
+const COMPACT_BELOW_PERCENT: u64 = 50;
+const INDEX_FILE: &str = "index";
+const SEGMENT_DIR: &str = "segments";
+
+/// Compresses one chunk with this thread's zstd context: creating a context per 64 KiB chunk
+/// (allocating and initialising its tables) cost as much as a good part of the compression.
+fn compress_chunk(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match cell.as_mut() {
+            Some(c) => c,
+            None => cell.insert(zstd::bulk::Compressor::new(CHUNK_LEVEL)?),
+        };
+        compressor.compress(raw)
+    })
+}
+
+/// SHA-256 of a chunk's raw bytes, lower-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChunkId(pub String);
+
+impl ChunkId {
+    pub fn of(raw: &[u8]) -> ChunkId {
+        ChunkId(sha256_hex(raw))
+    }
+
+    /// The 32 bytes the hex spells; `None` unless it is 64 lower-case hex digits.
+    fn key(&self) -> Option<Key> {
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let hex = self.0.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = digit(hex[2 * i])? << 4 | digit(hex[2 * i + 1])?;
+        }
+        Some(key)
+    }
+
+    fn checked_key(&self) -> Result<Key> {
+        self.key().ok_or_else(|| EngineError::Corrupt(format!("not a chunk id: {:?}", self.0)))
+    }
+}
+
+impl std::fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a chunk's bytes are stored (in the store, in packs and in patches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Raw,
+    Zstd,
+}
+
+impl Codec {
+    fn byte(self) -> u8 {
+        match self {
+            Codec::Raw => 0,
+            Codec::Zstd => 1,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+
+    /// Turns stored bytes back into the raw chunk; `raw_len` bounds the output.
+    pub fn decode(self, stored: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+        match self {
+            Codec::Raw => Ok(stored.to_vec()),
+            Codec::Zstd => zstd::bulk::decompress(stored, raw_len)
+                .map_err(|e| EngineError::Corrupt(format!("zstd chunk does not decode: {e}"))),
+        }
+    }
+}
+
+/// A chunk as stored: its codec and stored bytes.
+pub struct StoredChunk {
+    pub codec: Codec,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a chunk's stored bytes can be copied from without reading them into memory.
+pub enum Located {
+    /// `len` bytes at `offset` of segment number `segment` (open as `file`).
+    Segment { file: Arc<File>, segment: u32, offset: u64, len: u32, codec: Codec },
+    /// A v1 chunk file, read whole.
+    Bytes(StoredChunk),
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    root: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+/// The segment new chunks are appended to.
+#[derive(Debug)]
+struct Writer {
+    segment: u32,
+    file: Arc<File>,
+    len: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every chunk the index names (read from it, or appended by this store's flushes).
+    durable: HashMap<Key, Loc>,
+    /// How far the index file has been read, and which file it was (prune replaces it).
+    index_read: u64,
+    index_file: Option<(u64, u64)>,
+    /// The index was checked for a torn tail since this store was opened (before appending).
+    index_checked: bool,
+    /// Whether v1 chunk files may exist (a fan-out directory was there at open).
+    legacy: bool,
+    /// Chunks reserved by a `put` (being written, or written and not flushed).
+    reserved: HashSet<Key>,
+    /// Chunks written and waiting for the next flush, with their raw bytes.
+    written: Vec<(Key, Loc)>,
+    raw_bytes: u64,
+    writer: Option<Writer>,
+    /// Segments appended to since the last flush.
+    unsynced: Vec<Arc<File>>,
+    /// A segment file was created since the last flush: its directory entry needs an fsync.
+    created: bool,
+    /// Open segments, for reads.
+    open: HashMap<u32, Arc<File>>,
+}
+
+impl ChunkStore {
+    /// Opens (creating if needed) the chunk store in `root`, in either layout.
+    pub fn open(root: impl Into<PathBuf>) -> Result<ChunkStore> {
+        let root = root.into();
+        fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
+        let legacy = legacy::present(&root)?;
+        let store = ChunkStore { root, state: Arc::new(Mutex::new(State { legacy, ..State::default() })) };
+        {
+            let mut st = store.lock()?;
+            store.catch_up(&mut st)?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        self.state.lock().map_err(|_| EngineError::Invalid("chunk store lock poisoned".into()))
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX_FILE)
+    }
+
+    fn segment_dir(&self) -> PathBuf {
+        self.root.join(SEGMENT_DIR)
+    }
+
+    fn segment_path(&self, n: u32) -> PathBuf {
+        self.segment_dir().join(format!("seg-{n:08}"))
+    }
+
+    /// Reads the index records appended since the last look (by this store or another one on
+    /// the same directory), starting over when the index file was replaced (by a prune).
+    fn catch_up(&self, st: &mut State) -> Result<()> {
+        let path = self.index_path();
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(EngineError::Io { context: format!("open {}", path.display()), source: e }),
+        };
+        let meta = file.metadata().ctx(|| format!("stat {}", path.display()))?;
+        let identity = Some((meta.dev(), meta.ino()));
+        if st.index_file != identity {
+            st.durable.clear();
+            st.open.clear();
+            st.index_read = 0;
+            st.index_file = identity;
+        }
+        if meta.len() <= st.index_read {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(st.index_read))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .ctx(|| format!("read {}", path.display()))?;
+        let (records, valid) = index::parse(&bytes, st.index_read)?;
+        st.durable.extend(records);
+        st.index_read += valid;
+        Ok(())
+    }
+
+    /// Whether the chunk is stored or pending (written, waiting for `flush`).
+    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
+        let key = id.checked_key()?;
+        let legacy = {
+            let st = self.lock()?;
+            if st.durable.contains_key(&key) || st.reserved.contains(&key) {
+                return Ok(true);
+            }
+            st.legacy
+        };
+        Ok(legacy && legacy::path(&self.root, &id.0).is_file())
+    }
+
+    /// Raw bytes of the chunks written since the last `flush`.
+    pub fn pending_bytes(&self) -> Result<u64> {
+        Ok(self.lock()?.raw_bytes)
+    }
+
+    /// Stores `raw` under `id` unless it is already there. zstd level 3, kept raw when
+    /// compression saves less than 5 %. The chunk is pending until the next `flush`. Safe to
+    /// call from several threads at once: the id is reserved before compressing, so two
+    /// workers given the same new chunk compress and write it only once.
+    pub fn put(&self, id: &ChunkId, raw: &[u8]) -> Result<()> {
+        let key = id.checked_key()?;
+        let legacy = {
+            let mut st = self.lock()?;
+            if st.durable.contains_key(&key) || st.reserved.contains(&key) {
+                return Ok(());
+            }
+            st.reserved.insert(key);
+            st.legacy
+        };
+        let written =
+            if legacy && legacy::path(&self.root, &id.0).is_file() { Ok(None) } else { self.append(id, raw).map(Some) };
+        let mut st = self.lock()?;
+        match written {
+            Ok(Some(loc)) => {
+                st.written.push((key, loc));
+                st.raw_bytes += raw.len() as u64;
+                Ok(())
+            }
+            Ok(None) => {
+                // Stored in the v1 layout already: nothing to write or index.
+                st.reserved.remove(&key);
+                Ok(())
+            }
+            Err(e) => {
+                // Not written after all: a later put of the same chunk must not skip it.
+                st.reserved.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Compresses one chunk and appends it to the current segment.
+    fn append(&self, id: &ChunkId, raw: &[u8]) -> Result<Loc> {
+        let compressed = compress_chunk(raw).ctx(|| format!("compress chunk {id}"))?;
+        let (codec, stored) = if (compressed.len() as u64) * 100 < (raw.len() as u64) * 95 {
+            (Codec::Zstd, &compressed[..])
+        } else {
+            (Codec::Raw, raw)
+        };
+        let len = stored.len() as u64;
+        let (file, segment, offset) = self.reserve(len)?;
+        let path = || self.segment_path(segment).display().to_string();
+        file.write_all_at(stored, offset).ctx(|| format!("write {}", path()))?;
+        Ok(Loc { segment, offset, len: len as u32, codec })
+    }
+
+    /// Space for `len` bytes in the current segment, starting a new one when there is none
+    /// yet or it is full. The bytes are written outside the lock, by the caller.
+    fn reserve(&self, len: u64) -> Result<(Arc<File>, u32, u64)> {
+        let mut st = self.lock()?;
+        let full = st.writer.as_ref().is_some_and(|w| w.len > 0 && w.len + len > SEGMENT_LIMIT);
+        if st.writer.is_none() || full {
+            let (segment, file) = self.create_segment()?;
+            let file = Arc::new(file);
+            st.unsynced.push(file.clone());
+            st.open.insert(segment, file.clone());
+            st.created = true;
+            st.writer = Some(Writer { segment, file, len: 0 });
+        }
+        let writer = st.writer.as_mut().ok_or_else(|| EngineError::Invalid("no open segment".into()))?;
+        let offset = writer.len;
+        writer.len += len;
+        Ok((writer.file.clone(), writer.segment, offset))
+    }
+
+    /// A new, empty segment numbered after every existing one. Never an existing file: a
+    /// segment's bytes are only ever appended by the store that created it.
+    fn create_segment(&self) -> Result<(u32, File)> {
+        let dir = self.segment_dir();
+        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        let mut next = self.segments()?.keys().next_back().map_or(1, |n| n + 1);
+        loop {
+            let path = self.segment_path(next);
+            match OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((next, file)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => next += 1,
+                Err(e) => return Err(EngineError::Io { context: format!("create {}", path.display()), source: e }),
+            }
+        }
+    }
+
+    /// The segment files on disk, by number, with their lengths.
+    fn segments(&self) -> Result<BTreeMap<u32, u64>> {
+        let dir = self.segment_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(EngineError::Io { context: format!("list {}", dir.display()), source: e }),
+        };
+        let mut found = BTreeMap::new();
+        for entry in entries {
+            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("seg-").and_then(|n| n.parse::<u32>().ok()) {
+                let len = entry.metadata().ctx(|| format!("stat {}", entry.path().display()))?.len();
+                found.insert(n, len);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Makes every pending chunk durable and indexed: `fdatasync` of the segments written
+    /// since the last flush (and of their directory when one was created), then one append to
+    /// the index and its `fdatasync`. Call it before committing a manifest that names the
+    /// chunks, and every few hundred MB during an import to keep the pending list short.
+    pub fn flush(&self) -> Result<()> {
+        // Chunks other threads are still writing keep their reservation and go with the next
+        // flush; so does the current segment, which they are appending to.
+        let (written, unsynced, created) = {
+            let mut st = self.lock()?;
+            st.raw_bytes = 0;
+            let written = std::mem::take(&mut st.written);
+            let unsynced = std::mem::take(&mut st.unsynced);
+            if let Some(file) = st.writer.as_ref().map(|w| w.file.clone()) {
+                st.unsynced.push(file);
+            }
+            (written, unsynced, std::mem::take(&mut st.created))
+        };
+        if written.is_empty() {
+            return Ok(());
+        }
+        for file in &unsynced {
+            file.sync_data().ctx(|| format!("fsync a segment of {}", self.root.display()))?;
+        }
+        if created {
+            fsync_dir(&self.segment_dir())?;
+        }
+        let mut records = Vec::with_capacity(written.len() * index::RECORD_LEN);
+        for (key, loc) in &written {
+            records.extend_from_slice(&index::encode(key, loc));
+        }
+        self.append_index(&records)?;
+        let mut st = self.lock()?;
+        for (key, loc) in written {
+            st.durable.insert(key, loc);
+            st.reserved.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Appends whole records to the index and makes them durable. The first append of this
+    /// store cuts off a tail a crash tore, so the new records start on a record boundary.
+    fn append_index(&self, records: &[u8]) -> Result<()> {
+        let path = self.index_path();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .ctx(|| format!("open {}", path.display()))?;
+        let checked = self.lock()?.index_checked;
+        if !checked {
+            let mut bytes = Vec::new();
+            (&file).read_to_end(&mut bytes).ctx(|| format!("read {}", path.display()))?;
+            let (_, valid) = index::parse(&bytes, 0)?;
+            if valid != bytes.len() as u64 {
+                file.set_len(valid).ctx(|| format!("truncate {}", path.display()))?;
+            }
+            if valid == 0 {
+                file.write_all(index::MAGIC).ctx(|| format!("write {}", path.display()))?;
+            }
+            self.lock()?.index_checked = true;
+        }
+        file.write_all(records).ctx(|| format!("write {}", path.display()))?;
+        file.sync_data().ctx(|| format!("fsync {}", path.display()))?;
+        if !checked {
+            // The index may be new: its directory entry must be durable too.
+            fsync_dir(&self.root)?;
+        }
+        Ok(())
+    }
+
+    /// Where the chunk's stored bytes are (see [`Located`]).
+    pub fn locate(&self, id: &ChunkId) -> Result<Located> {
+        let key = id.checked_key()?;
+        let found = {
+            let mut st = self.lock()?;
+            if !st.durable.contains_key(&key) {
+                // Indexed by another store on this directory since we last looked?
+                self.catch_up(&mut st)?;
+            }
+            match st.durable.get(&key).copied() {
+                Some(loc) => Some((self.segment_file(&mut st, loc.segment)?, loc)),
+                None => None,
+            }
+        };
+        match found {
+            Some((file, loc)) => {
+                Ok(Located::Segment { file, segment: loc.segment, offset: loc.offset, len: loc.len, codec: loc.codec })
+            }
+            None => match legacy::read(&self.root, &id.0)? {
+                Some(stored) => Ok(Located::Bytes(stored)),
+                None => Err(EngineError::Io {
+                    context: format!("read chunk {id}"),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "not in the chunk store"),
+                }),
+            },
+        }
+    }
+
+    fn segment_file(&self, st: &mut State, segment: u32) -> Result<Arc<File>> {
+        if let Some(file) = st.open.get(&segment) {
+            return Ok(file.clone());
+        }
+        let path = self.segment_path(segment);
+        let file = Arc::new(File::open(&path).ctx(|| format!("open {}", path.display()))?);
+        st.open.insert(segment, file.clone());
+        Ok(file)
+    }
+
+    /// The chunk as stored (codec and stored bytes).
+    pub fn get(&self, id: &ChunkId) -> Result<StoredChunk> {
+        match self.locate(id)? {
+            Located::Bytes(stored) => Ok(stored),
+            Located::Segment { file, segment, offset, len, codec } => {
+                let mut bytes = vec![0u8; len as usize];
+                file.read_exact_at(&mut bytes, offset).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        EngineError::Corrupt(format!("chunk {id}: segment {segment} is shorter than its index says"))
+                    }
+                    _ => EngineError::Io { context: format!("read chunk {id}"), source: e },
+                })?;
+                Ok(StoredChunk { codec, bytes })
+            }
+        }
+    }
+
+    /// The raw bytes of a chunk, checked against its id.
+    pub fn read_raw(&self, id: &ChunkId, raw_len: usize) -> Result<Vec<u8>> {
+        let stored = self.get(id)?;
+        let raw = stored.codec.decode(&stored.bytes, raw_len)?;
+        if raw.len() != raw_len || ChunkId::of(&raw) != *id {
+            return Err(EngineError::Corrupt(format!("chunk {id} does not match its id")));
+        }
+        Ok(raw)
+    }
+
+    /// Removes every chunk no manifest in `keep` uses (eviction of a build), reclaims the
+    /// space of segments that became mostly garbage and what crashes left (temporary files,
+    /// bytes no index record points to). Run it only while no import of the app runs. Returns
+    /// how many chunks were removed.
+    ///
+    /// Crash-safe by order: live chunks of segments to compact are copied to a new segment
+    /// and made durable, then the new index (live chunks only) replaces the old one by rename,
+    /// and only then are segments no record points to any more deleted.
+    pub fn prune(&self, keep: &[&super::manifest::Manifest]) -> Result<usize> {
+        self.flush()?;
+        let used: HashSet<Key> = keep.iter().flat_map(|m| m.chunk_ids()).filter_map(|id| id.key()).collect();
+        let mut removed = legacy::prune(&self.root, &used)?;
+        fsutil::remove_leftovers(&self.root)?;
+        let mut st = self.lock()?;
+        st.index_file = None;
+        self.catch_up(&mut st)?;
+        let before = st.durable.len();
+        let mut live: Vec<(Key, Loc)> =
+            st.durable.iter().filter(|(k, _)| used.contains(*k)).map(|(k, l)| (*k, *l)).collect();
+        removed += before - live.len();
+        live.sort_by_key(|(_, loc)| (loc.segment, loc.offset));
+
+        let on_disk = self.segments()?;
+        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
+        for (_, loc) in &live {
+            *live_bytes.entry(loc.segment).or_default() += loc.len as u64;
+        }
+        let compact: HashSet<u32> = on_disk
+            .iter()
+            .filter(|(n, len)| {
+                let kept = live_bytes.get(*n).copied().unwrap_or(0);
+                kept > 0 && kept * 100 < **len * COMPACT_BELOW_PERCENT
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        if !compact.is_empty() {
+            self.copy_live(&mut st, &mut live, &compact)?;
+        }
+        if live.len() != before || !compact.is_empty() {
+            self.rewrite_index(&live)?;
+        }
+        let referenced: HashSet<u32> = live.iter().map(|(_, loc)| loc.segment).collect();
+        let mut deleted = false;
+        for n in on_disk.keys().filter(|n| !referenced.contains(*n)) {
+            let path = self.segment_path(*n);
+            fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
+            st.open.remove(n);
+            deleted = true;
+        }
+        if deleted {
+            fsync_dir(&self.segment_dir())?;
+        }
+        st.writer = None;
+        st.unsynced.clear();
+        st.index_file = None;
+        st.index_checked = false;
+        self.catch_up(&mut st)?;
+        Ok(removed)
+    }
+
+    /// Copies the live chunks of the segments in `compact` into a new segment (durable before
+    /// returning) and points `live` at the copies.
+    fn copy_live(&self, st: &mut State, live: &mut [(Key, Loc)], compact: &HashSet<u32>) -> Result<()> {
+        let (segment, out) = self.create_segment()?;
+        let path = self.segment_path(segment);
+        let mut at = 0u64;
+        for (_, loc) in live.iter_mut().filter(|(_, loc)| compact.contains(&loc.segment)) {
+            let src = self.segment_file(st, loc.segment)?;
+            fsutil::copy_range(&src, loc.offset, &out, at, loc.len as u64)
+                .ctx(|| format!("copy into {}", path.display()))?;
+            *loc = Loc { segment, offset: at, ..*loc };
+            at += loc.len as u64;
+        }
+        out.sync_all().ctx(|| format!("fsync {}", path.display()))?;
+        fsync_dir(&self.segment_dir())?;
+        st.open.insert(segment, Arc::new(out));
+        Ok(())
+    }
+
+    /// Replaces the index by one naming exactly `live` (temp, fsync, rename, fsync).
+    fn rewrite_index(&self, live: &[(Key, Loc)]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(index::MAGIC.len() + live.len() * index::RECORD_LEN);
+        bytes.extend_from_slice(index::MAGIC);
+        for (key, loc) in live {
+            bytes.extend_from_slice(&index::encode(key, loc));
+        }
+        fsutil::write_durably(&self.index_path(), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+use super::*;
+
+/// Every file below `root`, as paths relative to it.
+fn files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                out.push(entry.path().strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn stored(store: &ChunkStore, raw: &[u8]) -> ChunkId {
+    let id = ChunkId::of(raw);
+    store.put(&id, raw).unwrap();
+    id
+}
+
+fn manifest_of(ids: &[&ChunkId]) -> crate::engine::manifest::Manifest {
+    use crate::engine::manifest::{ChunkRef, Entry, EntryKind, Manifest, MANIFEST_FORMAT};
+    let chunks = ids.iter().map(|id| ChunkRef { id: (*id).clone(), len: 1 }).collect();
+    let kind = EntryKind::File { mode: 0o644, size: ids.len() as u64, sha256: String::new(), chunks };
+    Manifest { format: MANIFEST_FORMAT, files: vec![Entry { path: "f".into(), order: 0, kind }], warnings: vec![] }
+}
+
+/// A v1 chunk file as earlier versions wrote it: codec byte, then the stored bytes.
+fn write_v1_chunk(root: &Path, raw: &[u8]) -> ChunkId {
+    let id = ChunkId::of(raw);
+    let path = root.join(&id.0[..2]).join(&id.0);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut bytes = vec![1u8];
+    bytes.extend(zstd::bulk::compress(raw, 3).unwrap());
+    fs::write(path, bytes).unwrap();
+    id
+}
+
+#[test]
+fn a_chunk_is_readable_and_indexed_only_once_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let raw = vec![42u8; 100_000];
+    let id = stored(&store, &raw);
+    assert!(store.contains(&id).unwrap(), "pending chunks count as stored, so they are not written twice");
+    assert!(store.get(&id).is_err());
+    assert!(ChunkStore::open(dir.path()).unwrap().get(&id).is_err(), "another store sees no pending chunk");
+
+    store.flush().unwrap();
+    assert_eq!(files(dir.path()), ["index", "segments/seg-00000001"]);
+    assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+    assert_eq!(store.get(&id).unwrap().codec, Codec::Zstd);
+    let reopened = ChunkStore::open(dir.path()).unwrap();
+    assert_eq!(reopened.read_raw(&id, raw.len()).unwrap(), raw);
+}
+
+#[test]
+fn a_store_opened_earlier_finds_chunks_another_store_indexed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = ChunkStore::open(dir.path()).unwrap();
+    let writer = ChunkStore::open(dir.path()).unwrap();
+    let raw = vec![3u8; 70_000];
+    let id = stored(&writer, &raw);
+    writer.flush().unwrap();
+    assert_eq!(reader.read_raw(&id, raw.len()).unwrap(), raw);
+}
+
+#[test]
+fn chunks_a_crash_left_unflushed_are_not_indexed_and_are_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = vec![7u8; 50_000];
+    // The store instance of a process that died before flushing: its bytes are in a segment,
+    // but no index record points to them.
+    let id = stored(&ChunkStore::open(dir.path()).unwrap(), &raw);
+
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert!(!store.contains(&id).unwrap());
+    assert_eq!(store.prune(&[]).unwrap(), 0);
+    assert!(files(dir.path()).iter().all(|f| !f.starts_with("segments/")), "an unindexed segment is reclaimed");
+    store.put(&id, &raw).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+}
+
+#[test]
+fn an_index_record_torn_by_a_crash_is_dropped_and_the_next_flush_appends_after_the_whole_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (vec![1u8; 40_000], vec![2u8; 40_000], vec![3u8; 40_000]);
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let id_a = stored(&store, &a);
+    store.flush().unwrap();
+    let id_b = stored(&store, &b);
+    store.flush().unwrap();
+    // The crash tore the second append: half of b's record made it to disk.
+    let index = dir.path().join(INDEX_FILE);
+    let len = fs::metadata(&index).unwrap().len();
+    OpenOptions::new().write(true).open(&index).unwrap().set_len(len - 20).unwrap();
+
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert_eq!(store.read_raw(&id_a, a.len()).unwrap(), a);
+    assert!(!store.contains(&id_b).unwrap(), "a torn record names no chunk");
+    let id_c = stored(&store, &c);
+    store.put(&id_b, &b).unwrap();
+    store.flush().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    for (id, raw) in [(&id_a, &a), (&id_b, &b), (&id_c, &c)] {
+        assert_eq!(&store.read_raw(id, raw.len()).unwrap(), raw);
+    }
+}
+
+#[test]
+fn a_chunk_put_by_several_threads_at_once_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let raw = vec![9u8; 80_000];
+    let id = ChunkId::of(&raw);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| store.put(&id, &raw).unwrap());
+        }
+    });
+    assert_eq!(store.pending_bytes().unwrap(), raw.len() as u64);
+    store.flush().unwrap();
+    let index_len = fs::metadata(dir.path().join(INDEX_FILE)).unwrap().len();
+    assert_eq!(index_len, (index::MAGIC.len() + index::RECORD_LEN) as u64);
+    assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+}
+
+#[test]
+fn a_chunk_whose_write_failed_is_written_by_the_next_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let raw = vec![5u8; 30_000];
+    let id = ChunkId::of(&raw);
+    // A file where the segment directory should be: the write fails.
+    let blocked = dir.path().join(SEGMENT_DIR);
+    fs::write(&blocked, b"in the way").unwrap();
+    assert!(store.put(&id, &raw).is_err());
+    assert!(!store.contains(&id).unwrap(), "a failed write must not count as stored");
+    fs::remove_file(&blocked).unwrap();
+    store.put(&id, &raw).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.read_raw(&id, raw.len()).unwrap(), raw);
+}
+
+#[test]
+fn incompressible_chunks_are_kept_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let raw: Vec<u8> = (0..2048u32)
+        .flat_map(|i| ring::digest::digest(&ring::digest::SHA256, &i.to_le_bytes()).as_ref().to_vec())
+        .collect();
+    let id = stored(&store, &raw);
+    store.flush().unwrap();
+    let stored = store.get(&id).unwrap();
+    assert_eq!((stored.codec, stored.bytes.len()), (Codec::Raw, raw.len()));
+}
+
+#[test]
+fn a_store_in_the_one_file_per_chunk_layout_is_read_deduplicated_against_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_kept, old_dropped) = (vec![11u8; 60_000], vec![12u8; 60_000]);
+    let kept = write_v1_chunk(dir.path(), &old_kept);
+    let dropped = write_v1_chunk(dir.path(), &old_dropped);
+    let leftover = dir.path().join(&kept.0[..2]).join(".tmp-chunk-1");
+    fs::write(&leftover, b"half a chunk").unwrap();
+
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert!(store.contains(&kept).unwrap());
+    assert_eq!(store.read_raw(&kept, old_kept.len()).unwrap(), old_kept);
+    assert!(matches!(store.locate(&kept).unwrap(), Located::Bytes(_)));
+    // The same content again (a new build sharing it) is not written a second time.
+    store.put(&kept, &old_kept).unwrap();
+    let new = vec![13u8; 60_000];
+    let new_id = stored(&store, &new);
+    store.flush().unwrap();
+    let index_len = fs::metadata(dir.path().join(INDEX_FILE)).unwrap().len();
+    assert_eq!(index_len, (index::MAGIC.len() + index::RECORD_LEN) as u64, "only the new chunk is indexed");
+
+    assert_eq!(store.prune(&[&manifest_of(&[&kept, &new_id])]).unwrap(), 1);
+    assert!(!store.contains(&dropped).unwrap() && !leftover.exists());
+    assert_eq!(store.read_raw(&kept, old_kept.len()).unwrap(), old_kept);
+    assert_eq!(store.read_raw(&new_id, new.len()).unwrap(), new);
+    // Once no build uses a v1 chunk, its fan-out directory goes too.
+    assert_eq!(store.prune(&[&manifest_of(&[&new_id])]).unwrap(), 1);
+    assert_eq!(files(dir.path()), ["index", "segments/seg-00000001"]);
+}
+
+#[test]
+fn prune_drops_unused_chunks_and_rewrites_a_mostly_unused_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    // Distinct, incompressible chunks, so each takes its full size in the segment.
+    let raws: Vec<Vec<u8>> = (0..10u32)
+        .map(|n| {
+            (0..1024u32)
+                .flat_map(|i| {
+                    ring::digest::digest(&ring::digest::SHA256, &(n * 10_000 + i).to_le_bytes()).as_ref().to_vec()
+                })
+                .collect()
+        })
+        .collect();
+    let ids: Vec<ChunkId> = raws.iter().map(|r| stored(&store, r)).collect();
+    store.flush().unwrap();
+    let segment = dir.path().join("segments/seg-00000001");
+    assert_eq!(fs::metadata(&segment).unwrap().len(), 10 * 32 * 1024);
+
+    // Keeping 6 of 10: most of the segment is live, it stays as it is.
+    assert_eq!(store.prune(&[&manifest_of(&ids[..6].iter().collect::<Vec<_>>())]).unwrap(), 4);
+    assert_eq!(files(dir.path()), ["index", "segments/seg-00000001"]);
+    assert!(!store.contains(&ids[7]).unwrap());
+    // Keeping 2: the live chunks move to a new segment and the old one goes.
+    assert_eq!(store.prune(&[&manifest_of(&[&ids[1], &ids[4]])]).unwrap(), 4);
+    assert_eq!(files(dir.path()), ["index", "segments/seg-00000002"]);
+    assert_eq!(fs::metadata(dir.path().join("segments/seg-00000002")).unwrap().len(), 2 * 32 * 1024);
+    let reopened = ChunkStore::open(dir.path()).unwrap();
+    for i in [1, 4] {
+        assert_eq!(reopened.read_raw(&ids[i], raws[i].len()).unwrap(), raws[i]);
+        assert_eq!(store.read_raw(&ids[i], raws[i].len()).unwrap(), raws[i]);
+    }
+    // New chunks after a prune go to a new segment, never into a compacted one.
+    let more = stored(&store, &raws[9]);
+    store.flush().unwrap();
+    assert_eq!(files(dir.path()), ["index", "segments/seg-00000002", "segments/seg-00000003"]);
+    assert_eq!(reopened.read_raw(&more, raws[9].len()).unwrap(), raws[9]);
+}
