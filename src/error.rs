@@ -56,6 +56,13 @@ pub enum ApiError {
     /// account: no request schema can know the target, so this is 409, not 400.
     #[error("{message}")]
     ConflictParam { param: &'static str, message: String },
+    /// Not HTTP/1.1 at all (request line, method, version or a header): answered by the
+    /// connection guard (`protocol.rs`) before any route is looked up, then the connection closes.
+    #[error("{0}")]
+    MalformedRequest(&'static str),
+    /// The request head passed actix-http's limits (128 KiB, 96 headers); answered as above.
+    #[error("the request head is larger than 128 KiB or has more than 96 headers")]
+    HeadTooLarge,
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
@@ -109,6 +116,8 @@ impl ApiError {
             InUse(_) => "in-use",
             Busy(_) => "busy",
             Conflict(_) | ConflictParam { .. } => "conflict",
+            MalformedRequest(_) => "malformed-request",
+            HeadTooLarge => "request-head-too-large",
             PayloadTooLarge { .. } => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
             MethodNotAllowed(_) => "method-not-allowed",
@@ -160,7 +169,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            MissingParam(_) | InvalidParam { .. } | InvalidJson(_) | ConflictingCredentials => StatusCode::BAD_REQUEST,
+            MissingParam(_) | InvalidParam { .. } | InvalidJson(_) | ConflictingCredentials | MalformedRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             TokenMissing | TokenInvalid | TokenExpired | TokenRevoked | InvalidCredentials | InvalidApiKey
             | IncompleteApiKey(_) => StatusCode::UNAUTHORIZED,
             PermissionDenied(_) | DeniedParam { .. } | MissingPermission { .. } => StatusCode::FORBIDDEN,

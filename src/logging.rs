@@ -1,6 +1,7 @@
-//! The process logger: env_logger, with one correction. actix-http logs a client's malformed
-//! request (bad request line, bad or oversized header) at `error`, although nothing is wrong with
-//! the server; such records are logged at `warn`, so `error` keeps meaning "look at this".
+//! The process logger: env_logger, with one correction. actix-http logs a client's protocol
+//! errors at `error`, although nothing is wrong with the server; such records are logged at
+//! `warn`, so `error` keeps meaning "look at this". Malformed request heads no longer reach
+//! actix-http (`protocol.rs` answers them); a corrupt chunked request body still does.
 
 use log::{Level, Log, Metadata, Record};
 

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::auth::keyring::Keyring;
 use crate::auth::sealing::Sealer;
 use crate::config::Settings;
+use crate::connections;
 use crate::engine::{Engine, EngineOptions};
 use crate::http::access_log::AccessLog;
 use crate::http::{self, middleware};
@@ -202,7 +203,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
     let outcome = actix_web::rt::System::new().block_on(async move {
         let stop_signal = drain.stop_signal().map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
         let tls = certificate.is_some();
-        let server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(drain_data.clone())
@@ -216,24 +217,24 @@ pub fn serve(settings: Settings) -> Result<(), String> {
                 .wrap(from_fn(shutdown::mark_connections))
                 // Once a browser has seen the box over HTTPS it must never fall back to plain HTTP.
                 .wrap(Condition::new(tls, DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, HSTS))))
-        })
-        .shutdown_signal(stop_signal)
-        .on_connect(move |connection, data| peers.on_connect(connection, data))
-        .client_request_timeout(settings.request_head_timeout)
-        .workers(settings.http_workers)
-        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+        };
         crate::tls::reload_on_sighup(certificate.clone()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
-        let server = match &certificate {
-            Some(files) => server.listen_rustls_0_23(listener, files.server_config()?),
-            None => server.listen(listener),
-        }
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-        announce(&settings, server.addrs().first().copied(), fresh, if tls { "https" } else { "http" });
+        let options = connections::Options {
+            tls: certificate.as_ref().map(|files| files.server_config()).transpose()?,
+            workers: settings.http_workers,
+            client_request_timeout: settings.request_head_timeout,
+            shutdown_timeout: settings.shutdown_timeout,
+            on_connect: Arc::new(move |connection, data| peers.on_connect(connection, data)),
+        };
+        let addr = listener.local_addr().ok();
+        let server = connections::server(listener, options, app, stop_signal)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        announce(&settings, addr, fresh, if tls { "https" } else { "http" });
         if let Some(interval) = settings.backup_interval {
             crate::backups::start_schedule(settings.clone(), interval, settings.backup_keep);
         }
         crate::systemd::notify("READY=1");
-        server.run().await.map_err(|e| format!("server failed: {e}"))
+        server.await.map_err(|e| format!("server failed: {e}"))
     });
     crate::systemd::notify("STOPPING=1");
     log::info!("HTTP server stopped; stopping task workers");
@@ -248,7 +249,7 @@ pub fn serve(settings: Settings) -> Result<(), String> {
 }
 
 /// HSTS when TLS is on: a year, the usual value once HTTPS is known to work.
-const HSTS: &str = "max-age=31536000";
+pub(crate) const HSTS: &str = "max-age=31536000";
 
 /// How often expired sessions are removed (also once at start).
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);

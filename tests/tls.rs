@@ -153,3 +153,36 @@ fn plain_http_sends_no_hsts_and_a_certificate_without_its_key_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls_key"));
 }
+
+#[test]
+fn over_tls_a_malformed_request_after_a_good_one_gets_the_json_envelope_with_hsts() {
+    let home = tempfile::tempdir().unwrap();
+    let (cert, key) = (home.path().join("cert.pem"), home.path().join("key.pem"));
+    make_certificate(&cert, &key);
+    let (_server, addr) = start_tls(home.path(), &cert, &key);
+    let mut stream = connect(&addr, &cert).expect("handshake");
+    // Pipelined, so the guard behind TLS must keep the good request's answer first.
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\nGET /healthz HTTP/1.1\r\nHost: edge\r\nBad Header\r\n\r\n",
+        )
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            // A peer that closes without close_notify: the answers before it still count.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let answers = common::raw_answers(&bytes);
+    assert_eq!(answers.iter().map(|a| a.status).collect::<Vec<_>>(), vec![200, 400], "{answers:?}");
+    let refusal = &answers[1];
+    assert_eq!(refusal.json()["error"], "malformed-request");
+    assert_eq!(refusal.json()["status"], "failed");
+    assert_eq!(refusal.header("content-type"), Some("application/json"));
+    assert!(refusal.header("strict-transport-security").is_some_and(|v| v.starts_with("max-age=")), "{refusal:?}");
+}

@@ -49,9 +49,9 @@ pub async fn org_events(state: web::Data<AppState>, caller: Caller, req: HttpReq
         &req,
         &AUDIT_LIST,
         |query, page| query.render("audit", &page.items.iter().map(views::audit_entry).collect::<Vec<_>>(), page.total),
-        |filters, page, render| async move {
+        |filters, page| async move {
             let filter = filter(&filters);
-            state.identity.list_audit(&caller, filter, page, render).await
+            state.identity.list_audit(&caller, filter, page).await
         },
     )
     .await
@@ -62,9 +62,9 @@ pub async fn box_events(state: web::Data<AppState>, _admin: Admin, req: HttpRequ
         &req,
         &AUDIT_LIST,
         |query, page| query.render("audit", &page.items.iter().map(views::audit_entry).collect::<Vec<_>>(), page.total),
-        |filters, page, render| async move {
+        |filters, page| async move {
             let filter = filter(&filters);
-            state.identity.list_box_audit(filter, page, render).await
+            state.identity.list_box_audit(filter, page).await
         },
     )
     .await

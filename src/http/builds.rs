@@ -107,7 +107,7 @@ pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpReq
         &req,
         &TASKS_LIST,
         |query, page| query.render("tasks", &page.items, page.total),
-        |filters, page, render| async move {
+        |filters, page| async move {
             let filter = TaskFilter {
                 app_name: filters.get("appName"),
                 kind: filters.get("type"),
@@ -116,7 +116,7 @@ pub async fn list_tasks(state: web::Data<AppState>, caller: Caller, req: HttpReq
                 created_after: filters.get("createdAfter"),
                 created_before: filters.get("createdBefore"),
             };
-            state.resources.list_tasks(&caller, filter, page, render).await
+            state.resources.list_tasks(&caller, filter, page).await
         },
     )
     .await

@@ -131,9 +131,8 @@ impl ListQuery {
     }
 
     /// The list answer `{"status":"success", <plural>: [...], "total", "offset", "limit"}`,
-    /// serialized. Services call it on the reader thread with the page they read, so the rows
-    /// never cross threads. Items are serialized straight from their views; only `fields[]`
-    /// goes through JSON values.
+    /// serialized. Items are serialized straight from their views; only `fields[]` goes through
+    /// JSON values.
     pub fn render<T: Serialize>(&self, plural: &str, items: &[T], total: i64) -> serde_json::Result<Vec<u8>> {
         // Sized for the page up front: growing from empty cost a run of reallocations.
         let mut body = Vec::with_capacity(256 + 512 * items.len());
@@ -164,9 +163,6 @@ pub fn json_body(body: serde_json::Result<Vec<u8>>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().content_type("application/json").body(body))
 }
 
-/// Renders one page on the reader thread that read it (the service calls it there).
-pub type Render<T> = Box<dyn FnOnce(Listed<T>) -> serde_json::Result<Vec<u8>> + Send>;
-
 /// The filter values of a list request, for the service.
 pub struct Filters(HashMap<String, String>);
 
@@ -178,20 +174,23 @@ impl Filters {
 }
 
 /// The list pipeline every list endpoint shares: parse the query against the list's spec, let
-/// the service (`read`) read one page with the filters and render it with `render` on the reader
-/// thread, and answer the bytes.
-pub async fn respond<T: 'static, Fut>(
+/// the service (`read`) read one page with the filters, render it with `render`, and answer the
+/// bytes. Rendering happens here, on the async worker, not on the reader thread: the service no
+/// longer calls back into the handler, and a benchmark found the reader-thread placement did
+/// not pay (bench/results/2026-11-26T2350-render-placement.md).
+pub async fn respond<T, Fut>(
     req: &HttpRequest,
     spec: &ListSpec,
     render: fn(&ListQuery, Listed<T>) -> serde_json::Result<Vec<u8>>,
-    read: impl FnOnce(Filters, Page, Render<T>) -> Fut,
+    read: impl FnOnce(Filters, Page) -> Fut,
 ) -> ApiResult<HttpResponse>
 where
-    Fut: std::future::Future<Output = ApiResult<serde_json::Result<Vec<u8>>>>,
+    Fut: std::future::Future<Output = ApiResult<Listed<T>>>,
 {
     let mut query = ListQuery::parse(req.query_string(), spec)?;
     let (filters, page) = (Filters(std::mem::take(&mut query.filters)), query.page.clone());
-    json_body(read(filters, page, Box::new(move |listed| render(&query, listed))).await?)
+    let listed = read(filters, page).await?;
+    json_body(render(&query, listed))
 }
 
 /// The list envelope, with the list under its resource's name.

@@ -269,7 +269,11 @@ pub fn build() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "ROCKIT Edge Admin API and Backend API (revision 2026-04-22) as implemented by rockit-edge. \
                             Every failure is {\"status\":\"failed\",\"error\":<code>,\"message\":...}. \
-                            An empty request body counts as {}.",
+                            An empty request body counts as {}. \
+                            On any path, a request that is not valid HTTP/1.1 (request line, method, version, \
+                            a header, or HTTP/1.1 without Host) is answered 400 malformed-request, and a request \
+                            head over 128 KiB or 96 headers 431 request-head-too-large; the connection then closes \
+                            after the answers to the requests sent before it.",
         },
         "paths": paths,
         "components": {
@@ -367,6 +371,15 @@ mod tests {
             assert!(items["properties"][field].is_object(), "{path}: {items}");
             // `fields[]` may leave any field out.
             assert!(items.get("required").is_none(), "{path}: {items}");
+        }
+    }
+
+    #[test]
+    fn the_description_names_the_protocol_level_answers() {
+        let description = build()["info"]["description"].as_str().unwrap().to_string();
+        use crate::error::ApiError;
+        for code in [ApiError::MalformedRequest("x").code(), ApiError::HeadTooLarge.code()] {
+            assert!(description.contains(code), "{code} in {description}");
         }
     }
 

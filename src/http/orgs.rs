@@ -88,7 +88,7 @@ pub async fn admin_list(state: web::Data<AppState>, _admin: Admin, req: HttpRequ
         &req,
         &ORGS_LIST,
         |query, page| query.render("orgs", &page.items.iter().map(views::org).collect::<Vec<_>>(), page.total),
-        |filters, page, render| state.identity.list_orgs(filters.get("name"), page, render),
+        |filters, page| state.identity.list_orgs(filters.get("name"), page),
     )
     .await
 }

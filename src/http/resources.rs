@@ -85,9 +85,7 @@ pub async fn list_deployments(state: web::Data<AppState>, caller: Caller, req: H
         |query, page| {
             query.render("deployments", &page.items.iter().map(views::deployment).collect::<Vec<_>>(), page.total)
         },
-        |filters, page, render| {
-            state.resources.list_deployments(&caller, filters.get("name"), filters.get("status"), page, render)
-        },
+        |filters, page| state.resources.list_deployments(&caller, filters.get("name"), filters.get("status"), page),
     )
     .await
 }
@@ -142,9 +140,7 @@ pub async fn list_apps(state: web::Data<AppState>, caller: Caller, req: HttpRequ
         &req,
         &APPS_LIST,
         |query, page| query.render("apps", &page.items.iter().map(views::app).collect::<Vec<_>>(), page.total),
-        |filters, page, render| {
-            state.resources.list_apps(&caller, filters.get("name"), filters.get("status"), page, render)
-        },
+        |filters, page| state.resources.list_apps(&caller, filters.get("name"), filters.get("status"), page),
     )
     .await
 }
@@ -201,9 +197,7 @@ pub async fn list_subscriptions(
         |query, page| {
             query.render("subscriptions", &page.items.iter().map(views::subscription).collect::<Vec<_>>(), page.total)
         },
-        |filters, page, render| {
-            state.resources.list_subscriptions(&caller, filters.get("name"), filters.get("type"), page, render)
-        },
+        |filters, page| state.resources.list_subscriptions(&caller, filters.get("name"), filters.get("type"), page),
     )
     .await
 }

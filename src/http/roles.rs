@@ -35,7 +35,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
         &req,
         &ROLES_LIST,
         |query, page| query.render("roles", &page.items.iter().map(views::role).collect::<Vec<_>>(), page.total),
-        |filters, page, render| state.identity.list_roles(&caller, filters.get("name"), page, render),
+        |filters, page| state.identity.list_roles(&caller, filters.get("name"), page),
     )
     .await
 }

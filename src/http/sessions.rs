@@ -25,7 +25,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
         |query, page| {
             query.render("sessions", &page.items.iter().map(views::live_session).collect::<Vec<_>>(), page.total)
         },
-        |filters, page, render| state.identity.list_sessions(&caller, filters.get("username"), page, render),
+        |filters, page| state.identity.list_sessions(&caller, filters.get("username"), page),
     )
     .await
 }

@@ -114,9 +114,9 @@ pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) 
         &req,
         &USERS_LIST,
         |query, page| query.render("users", &page.items.iter().map(views::user).collect::<Vec<_>>(), page.total),
-        |filters, page, render| {
+        |filters, page| {
             let (username, kind, role) = (filters.get("username"), filters.get("type"), filters.get("role"));
-            state.identity.list_accounts(&caller, username, kind, role, page, render)
+            state.identity.list_accounts(&caller, username, kind, role, page)
         },
     )
     .await
@@ -210,7 +210,7 @@ pub async fn list_api_keys(state: web::Data<AppState>, caller: Caller, req: Http
         &req,
         &API_KEYS_LIST,
         |query, page| query.render("apikeys", &page.items.iter().map(views::api_key).collect::<Vec<_>>(), page.total),
-        |filters, page, render| state.identity.list_api_keys(&caller, filters.get("username"), page, render),
+        |filters, page| state.identity.list_api_keys(&caller, filters.get("username"), page),
     )
     .await
 }

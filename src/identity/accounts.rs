@@ -139,24 +139,22 @@ impl Identity {
         Ok((user, secret))
     }
 
-    /// One page of accounts, handed to `render` on the reader thread (the handler serializes
-    /// there, so the rows are freed by the thread that allocated them).
-    pub async fn list_accounts<R: Send + 'static>(
+    /// One page of accounts; the handler renders it.
+    pub async fn list_accounts(
         &self,
         caller: &Principal,
         username: Option<String>,
         kind: Option<String>,
         role: Option<String>,
         page: Page,
-        render: impl FnOnce(Listed<User>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    ) -> ApiResult<Listed<User>> {
         caller.require(Resource::BE_USERS, READ)?;
         let org_id = caller.org_id;
         Ok(self
             .store
             .read(move |c| {
                 let filter = UserFilter { username: username.as_deref(), kind: kind.as_deref(), role: role.as_deref() };
-                Ok(render(users::list(c, org_id, &filter, &page)?))
+                users::list(c, org_id, &filter, &page)
             })
             .await?)
     }
@@ -380,17 +378,16 @@ impl Identity {
     }
 
     /// Keys of the organization with `beUsers` read; otherwise only the caller's own.
-    /// One page of API keys, handed to `render` on the reader thread (see `list_accounts`).
-    pub async fn list_api_keys<R: Send + 'static>(
+    /// One page of API keys; the handler renders it.
+    pub async fn list_api_keys(
         &self,
         caller: &Principal,
         username: Option<String>,
         page: Page,
-        render: impl FnOnce(Listed<api_keys::ApiKey>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    ) -> ApiResult<Listed<api_keys::ApiKey>> {
         let owner = (!caller.permissions.has(Resource::BE_USERS, READ)).then_some(caller.user_id);
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| Ok(render(api_keys::list(c, org_id, owner, username.as_deref(), &page)?))).await?)
+        Ok(self.store.read(move |c| api_keys::list(c, org_id, owner, username.as_deref(), &page)).await?)
     }
 
     pub async fn delete_api_key(&self, caller: &Principal, id: &str, client: &str) -> ApiResult<()> {

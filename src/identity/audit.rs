@@ -9,26 +9,15 @@ use crate::store::{Listed, Page, StoreResult};
 
 impl Identity {
     /// `GET /be/v1/audit`: only members of the organization's `Administrators`.
-    pub async fn list_audit<R: Send + 'static>(
-        &self,
-        caller: &Principal,
-        filter: Filter,
-        page: Page,
-        render: impl FnOnce(Listed<Entry>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    pub async fn list_audit(&self, caller: &Principal, filter: Filter, page: Page) -> ApiResult<Listed<Entry>> {
         self.require_administrator(caller).await?;
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| Ok(render(audit::list(c, Some(org_id), &filter, &page)?))).await?)
+        Ok(self.store.read(move |c| audit::list(c, Some(org_id), &filter, &page)).await?)
     }
 
     /// `GET /adm/v1/audit`: events of no organization (organizations created and deleted).
-    pub async fn list_box_audit<R: Send + 'static>(
-        &self,
-        filter: Filter,
-        page: Page,
-        render: impl FnOnce(Listed<Entry>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
-        Ok(self.store.read(move |c| Ok(render(audit::list(c, None, &filter, &page)?))).await?)
+    pub async fn list_box_audit(&self, filter: Filter, page: Page) -> ApiResult<Listed<Entry>> {
+        Ok(self.store.read(move |c| audit::list(c, None, &filter, &page)).await?)
     }
 
     /// Removes events recorded before `cutoff` (RFC 3339): the `audit_retention` setting.

@@ -127,13 +127,8 @@ impl Identity {
         }
     }
 
-    /// One page of organizations, handed to `render` on the reader thread (see `list_accounts`).
-    pub async fn list_orgs<R: Send + 'static>(
-        &self,
-        name_filter: Option<String>,
-        page: Page,
-        render: impl FnOnce(Listed<orgs::Org>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
-        Ok(self.store.read(move |c| Ok(render(orgs::list(c, name_filter.as_deref(), &page)?))).await?)
+    /// One page of organizations; the handler renders it.
+    pub async fn list_orgs(&self, name_filter: Option<String>, page: Page) -> ApiResult<Listed<orgs::Org>> {
+        Ok(self.store.read(move |c| orgs::list(c, name_filter.as_deref(), &page)).await?)
     }
 }

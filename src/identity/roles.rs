@@ -18,17 +18,11 @@ fn builtin_is_fixed() -> ApiError {
 }
 
 impl Identity {
-    /// One page of roles, handed to `render` on the reader thread (see `list_accounts`).
-    pub async fn list_roles<R: Send + 'static>(
-        &self,
-        caller: &Principal,
-        name: Option<String>,
-        page: Page,
-        render: impl FnOnce(Listed<Role>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    /// One page of roles; the handler renders it.
+    pub async fn list_roles(&self, caller: &Principal, name: Option<String>, page: Page) -> ApiResult<Listed<Role>> {
         caller.require(Resource::ROLES, READ)?;
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| Ok(render(roles::list(c, org_id, name.as_deref(), &page)?))).await?)
+        Ok(self.store.read(move |c| roles::list(c, org_id, name.as_deref(), &page)).await?)
     }
 
     pub async fn role(&self, caller: &Principal, name: &str) -> ApiResult<Role> {

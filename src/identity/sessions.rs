@@ -288,19 +288,16 @@ impl Identity {
 
     /// `GET /be/v1/sessions`: the caller's live sessions, or the organization's with `beUsers`
     /// read.
-    pub async fn list_sessions<R: Send + 'static>(
+    pub async fn list_sessions(
         &self,
         caller: &Principal,
         username: Option<String>,
         page: Page,
-        render: impl FnOnce(Listed<sessions::SessionInfo>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    ) -> ApiResult<Listed<sessions::SessionInfo>> {
         let owner = (!caller.permissions.has(Resource::BE_USERS, READ)).then_some(caller.user_id);
         let (org_id, now) = (caller.org_id, unix_now());
-        let listed = self
-            .store
-            .read(move |c| Ok(render(sessions::list_live(c, org_id, owner, username.as_deref(), now, &page)?)))
-            .await?;
+        let listed =
+            self.store.read(move |c| sessions::list_live(c, org_id, owner, username.as_deref(), now, &page)).await?;
         Ok(listed)
     }
 

@@ -61,22 +61,18 @@ impl Resources {
             .await
     }
 
-    /// One page of apps, handed to `render` on the reader thread: the handler serializes it
-    /// there, so the rows are freed by the thread that allocated them.
-    pub async fn list_apps<R: Send + 'static>(
+    /// One page of apps; the handler renders it (on its async worker: rendering on the reader
+    /// thread did not pay, see bench/results/*-render-placement.md).
+    pub async fn list_apps(
         &self,
         caller: &Principal,
         name: Option<String>,
         status: Option<String>,
         page: Page,
-        render: impl FnOnce(Listed<App>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    ) -> ApiResult<Listed<App>> {
         caller.require(Resource::APPS, READ)?;
         let org_id = caller.org_id;
-        Ok(self
-            .store
-            .read(move |c| Ok(render(apps::list(c, org_id, name.as_deref(), status.as_deref(), &page)?)))
-            .await?)
+        Ok(self.store.read(move |c| apps::list(c, org_id, name.as_deref(), status.as_deref(), &page)).await?)
     }
 
     pub async fn app(&self, caller: &Principal, name: &str) -> ApiResult<App> {

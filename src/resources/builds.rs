@@ -172,17 +172,11 @@ impl Resources {
             .ok_or(ApiError::NotFound { resource: "task" })
     }
 
-    /// One page of the organization's tasks, rendered on the reader thread.
-    pub async fn list_tasks<R: Send + 'static>(
-        &self,
-        caller: &Principal,
-        filter: TaskFilter,
-        page: Page,
-        render: impl FnOnce(Listed<Task>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    /// One page of the organization's tasks; the handler renders it.
+    pub async fn list_tasks(&self, caller: &Principal, filter: TaskFilter, page: Page) -> ApiResult<Listed<Task>> {
         caller.require(Resource::TASKS, READ)?;
         let org_id = caller.org_id;
-        Ok(self.store.read(move |c| Ok(render(task_rows::list(c, org_id, &filter, &page)?))).await?)
+        Ok(self.store.read(move |c| task_rows::list(c, org_id, &filter, &page)).await?)
     }
 
     /// `ackWarnings` clears the warnings; `expire` ends a task waiting for an upload (409 for any

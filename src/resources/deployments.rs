@@ -167,21 +167,17 @@ impl Resources {
         created.ok_or_else(|| ApiError::AlreadyExists { resource: "deployment", name: name.to_string() })
     }
 
-    /// One page of deployments, handed to `render` on the reader thread (see `list_apps`).
-    pub async fn list_deployments<R: Send + 'static>(
+    /// One page of deployments; the handler renders it.
+    pub async fn list_deployments(
         &self,
         caller: &Principal,
         name: Option<String>,
         status: Option<String>,
         page: Page,
-        render: impl FnOnce(Listed<Deployment>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    ) -> ApiResult<Listed<Deployment>> {
         caller.require(Resource::DEPLOYMENTS, READ)?;
         let org_id = caller.org_id;
-        Ok(self
-            .store
-            .read(move |c| Ok(render(deployments::list(c, org_id, name.as_deref(), status.as_deref(), &page)?)))
-            .await?)
+        Ok(self.store.read(move |c| deployments::list(c, org_id, name.as_deref(), status.as_deref(), &page)).await?)
     }
 
     pub async fn deployment(&self, caller: &Principal, name: &str) -> ApiResult<Deployment> {

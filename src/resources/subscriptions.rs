@@ -118,21 +118,17 @@ impl Resources {
         Ok((created, secret))
     }
 
-    /// One page of subscriptions, handed to `render` on the reader thread (see `list_apps`).
-    pub async fn list_subscriptions<R: Send + 'static>(
+    /// One page of subscriptions; the handler renders it.
+    pub async fn list_subscriptions(
         &self,
         caller: &Principal,
         name: Option<String>,
         kind: Option<String>,
         page: Page,
-        render: impl FnOnce(Listed<Subscription>) -> R + Send + 'static,
-    ) -> ApiResult<R> {
+    ) -> ApiResult<Listed<Subscription>> {
         caller.require(Resource::SUBSCRIPTIONS, READ)?;
         let org_id = caller.org_id;
-        Ok(self
-            .store
-            .read(move |c| Ok(render(subscriptions::list(c, org_id, name.as_deref(), kind.as_deref(), &page)?)))
-            .await?)
+        Ok(self.store.read(move |c| subscriptions::list(c, org_id, name.as_deref(), kind.as_deref(), &page)).await?)
     }
 
     /// A subscription and its newest deliveries (newest first).

@@ -442,3 +442,68 @@ pub fn serve_directory(root: PathBuf, ranges: bool) -> String {
     });
     base
 }
+
+/// One HTTP/1.1 answer read off a raw connection (tests that write bytes no client would send).
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// The answers in `bytes`, in order; each must carry `content-length` (ours do).
+pub fn raw_answers(mut bytes: &[u8]) -> Vec<RawAnswer> {
+    let mut answers = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize =
+            headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let body = bytes[end + 4..(end + 4 + length).min(bytes.len())].to_vec();
+        bytes = &bytes[(end + 4 + length).min(bytes.len())..];
+        answers.push(RawAnswer { status, headers, body });
+    }
+    answers
+}
+
+/// Writes `request` to a new plain connection (from another thread, so a server that stops
+/// reading cannot block the test) and reads until the server closes it.
+pub fn raw_exchange(addr: &str, request: Vec<u8>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        // The server may close before reading it all: what it answered is what counts.
+        let _ = writer.write_all(&request);
+    });
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            // A reset after the answer (unread request bytes) ends the exchange like a close.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty() => break,
+            Err(e) => panic!("reading the answer: {e} (so far {:?})", String::from_utf8_lossy(&answer)),
+        }
+    }
+    let _ = sending.join();
+    answer
+}
