@@ -111,6 +111,9 @@ impl Timeline {
             names.join("+")
         } else if to < self.posted || from > self.committed {
             "outside the import".into()
+        } else if self.phases.iter().filter_map(|p| p.started).min().is_some_and(|first| to <= first) {
+            // In upload mode the chain's first task starts once the PUT has arrived.
+            "upload (before the first task)".into()
         } else {
             "between tasks".into()
         }
@@ -632,7 +635,7 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "Real release server, upload mode of `POST /be/v1/builds`, one run; `bash bench/run --pipeline`{}.\n",
+        "Real release server, upload mode of `POST /be/v1/builds`, one run; `bash bench/run --pipeline{}`.\n",
         if o.synthetic_mib.iter().any(|m| *m >= 8192) { " --full" } else { "" }
     );
     let _ = writeln!(out, "## Import (end to end: POST → committed build) vs `zstd -3 -T0` on the same tar\n");
