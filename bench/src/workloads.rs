@@ -43,6 +43,9 @@ pub struct Stats {
     pub first_error: Option<String>,
     pub latencies_us: Vec<u32>,
     pub elapsed: Duration,
+    /// When the recorded part began (after the warm-up): lets a caller place the window on a
+    /// timeline next to other events.
+    pub recorded_from: Option<Instant>,
 }
 
 impl Stats {
@@ -186,6 +189,21 @@ async fn step(kind: Kind, work: Workload, user: &mut User, account: &Account) ->
     }
 }
 
+/// One `GET /be/v1/apps?limit=10` page with `auth` (a `Bearer …` header value): the list
+/// workload's request on a connection of the caller's; `Ok` only for a 2xx answer.
+pub async fn list_page(conn: &mut Conn, auth: &str) -> Result<(), String> {
+    let answer = conn.send("GET", "/be/v1/apps?limit=10", &[("authorization", auth)], None).await?;
+    if (200..300).contains(&answer.status) {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body).chars().take(200).collect::<String>()
+        ))
+    }
+}
+
 /// Runs `users` virtual users for `warmup` (not recorded) and then `duration`. The clock starts
 /// once every virtual user has its connection and session: the logins for the sessions cost
 /// PBKDF2 time that must not leak into the measured window.
@@ -256,7 +274,8 @@ pub async fn run(
         }));
     }
     ready.wait().await;
-    let _ = start_tx.send(Some(Instant::now()));
+    let start = Instant::now();
+    let _ = start_tx.send(Some(start));
     let mut total = Stats::default();
     for task in tasks {
         if let Ok(stats) = task.await {
@@ -264,6 +283,7 @@ pub async fn run(
         }
     }
     total.elapsed = duration;
+    total.recorded_from = Some(start + warmup);
     total
 }
 
