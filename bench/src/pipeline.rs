@@ -383,16 +383,7 @@ async fn list_p99(host: &str, account: &Arc<Account>, auth: Option<&str>, durati
                 if t < record_from {
                     continue;
                 }
-                match outcome {
-                    Ok(()) => {
-                        stats.ok += 1;
-                        stats.latencies_us.push(took.as_micros().min(u32::MAX as u128) as u32);
-                    }
-                    Err(e) => {
-                        stats.errors += 1;
-                        stats.first_error.get_or_insert(e);
-                    }
-                }
+                stats.record(outcome, took);
             }
             stats
         }));

@@ -49,6 +49,21 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts one measured request: its latency when it succeeded, else the error (the first
+    /// one kept for the report).
+    pub fn record(&mut self, outcome: Result<(), String>, took: Duration) {
+        match outcome {
+            Ok(()) => {
+                self.ok += 1;
+                self.latencies_us.push(took.as_micros().min(u32::MAX as u128) as u32);
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
     pub fn throughput(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -259,16 +274,7 @@ pub async fn run(
                 if t < record_from {
                     continue;
                 }
-                match outcome {
-                    Ok(()) => {
-                        stats.ok += 1;
-                        stats.latencies_us.push(took.as_micros().min(u32::MAX as u128) as u32);
-                    }
-                    Err(e) => {
-                        stats.errors += 1;
-                        stats.first_error.get_or_insert(e);
-                    }
-                }
+                stats.record(outcome, took);
             }
             stats
         }));
