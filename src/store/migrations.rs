@@ -188,6 +188,21 @@ fn checks_of(sql: &str) -> String {
         .join("; ")
 }
 
+/// Two organizations, ids 1 and 2: the seed of tests that check one organization's rows stay its own.
+#[cfg(test)]
+pub(crate) const TWO_ORGS: &str =
+    "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'a', 'x', 'x'), (2, 'b', 'x', 'x');";
+
+/// A fresh in-memory database for unit tests: the whole schema, foreign keys on, then `seed`.
+#[cfg(test)]
+pub(crate) fn test_database(seed: &str) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    conn.execute_batch(seed).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,13 +323,7 @@ mod tests {
 
     #[test]
     fn totals_of_names_and_windows_follow_inserts_changes_retention_and_removed_organizations() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::migrations::SCHEMA).unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-        conn.execute_batch(
-            "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'a', 'x', 'x'), (2, 'b', 'x', 'x');",
-        )
-        .unwrap();
+        let conn = super::super::migrations::test_database(super::super::migrations::TWO_ORGS);
         // Two years and a bit around New Year 2026, so windows cross hours, days, months, years.
         let (start, length) = (1_735_500_000_i64, 2 * 366 * 86_400_i64);
         let mut rng = Lcg(9);

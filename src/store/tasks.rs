@@ -382,13 +382,7 @@ mod tests {
 
     #[test]
     fn task_counters_follow_inserts_status_changes_deletes_and_removed_organizations() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::migrations::SCHEMA).unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-        conn.execute_batch(
-            "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'a', 'x', 'x'), (2, 'b', 'x', 'x');",
-        )
-        .unwrap();
+        let conn = super::super::migrations::test_database(super::super::migrations::TWO_ORGS);
         for i in 0..12 {
             let (kind, org) = (if i % 3 == 0 { "mkraw" } else { "dltar" }, 1 + i % 2);
             conn.execute(
@@ -419,17 +413,14 @@ mod tests {
 
     #[test]
     fn only_a_running_task_of_the_given_types_for_that_app_counts_as_running() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::migrations::SCHEMA).unwrap();
-        conn.execute_batch(
+        let conn = super::super::migrations::test_database(
             "INSERT INTO orgs (id, name, created, updated) VALUES (1, 'a', 'x', 'x'), (2, 'b', 'x', 'x');
              INSERT INTO tasks (name, type, status, app_name, org_id, created, run_after) VALUES
                ('t1', 'commit', 'submitted', 'game', 1, 'x', 'x'),
                ('t2', 'mkraw', 'running', 'game', 1, 'x', 'x'),
                ('t3', 'commit', 'running', 'other', 1, 'x', 'x'),
                ('t4', 'commit', 'running', 'game', 2, 'x', 'x');",
-        )
-        .unwrap();
+        );
         let writers = ["commit", "deploy", "mkfast"];
         assert!(!running_for_app(&conn, 1, "game", &writers).unwrap());
         conn.execute("UPDATE tasks SET status = 'running' WHERE name = 't1'", []).unwrap();
