@@ -33,10 +33,14 @@ impl DirDestination {
         PublishError::new(format!("{}: `{rel}` is not a path below the target", self.label), false)
     }
 
-    /// Temp name in the target directory, fsync, rename, fsync of the directory.
+    /// Temp name in the target directory, fsync, rename, fsync of the directory. First removes
+    /// what an interrupted earlier write left in that directory: every directory has one writer
+    /// at a time (one build's objects, or the app's pointer, which commit and deploy never
+    /// write at once), so a temporary file there now is a crash's leftover.
     fn write_with(&self, dest: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
         let dir = fsutil::parent(dest);
         std::fs::create_dir_all(&dir)?;
+        fsutil::remove_leftovers(&dir).map_err(|e| std::io::Error::other(e.to_string()))?;
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(fsutil::temp_name(&name));
         let result = (|| {
@@ -67,12 +71,6 @@ impl Destination for DirDestination {
         let dest = self.path_of(rel).ok_or_else(|| self.bad_path(rel))?;
         if dest.exists() {
             return Ok(());
-        }
-        // What an interrupted earlier attempt left in this directory (one writer per build).
-        let dir = fsutil::parent(&dest);
-        if dir.is_dir() {
-            fsutil::remove_leftovers(&dir)
-                .map_err(|e| PublishError::new(format!("{}: cleaning up {rel} failed: {e}", self.label), true))?;
         }
         self.write_with(&dest, |temp| link_or_copy(src, temp)).map_err(|e| self.fail("publishing", rel, e))
     }
@@ -161,6 +159,18 @@ mod tests {
         link_or_copy(&src, &temp).unwrap();
         assert_eq!(std::fs::read(&temp).unwrap(), b"pack bytes");
         assert_ne!(std::fs::metadata(&temp).unwrap().ino(), std::fs::metadata(&src).unwrap().ino());
+    }
+
+    #[test]
+    fn a_pointer_write_removes_the_temporary_file_a_crash_left_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = DirDestination::new("depot", dir.path().join("root"));
+        let app_dir = dir.path().join("root/dxf/a/b");
+        std::fs::create_dir_all(&app_dir).unwrap();
+        std::fs::write(app_dir.join(fsutil::temp_name("current.json")), b"{\"build").unwrap();
+        dest.put_bytes("dxf/a/b/current.json", b"{\"buildId\":1}").unwrap();
+        let entries: Vec<_> = std::fs::read_dir(&app_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(entries, ["current.json"]);
     }
 
     #[test]
