@@ -2,17 +2,75 @@
 //! (e.g. bench/pipeline/inputs.sh output or bench/pipeline/synthetic.py builds). Each tar is
 //! imported into one chunk store, its image written and published to an `fs` origin directory
 //! (as deploy does), and the patch from the previous tar of the series; wall time and process
-//! CPU time are printed per stage. Usage:
+//! CPU time are printed per stage, with each stage's peak RSS (VmHWM, reset before the stage)
+//! and peak live heap (a counting allocator: exact, unlike RSS, which keeps freed pages), and
+//! the live heap left after it (what the next stages carry, e.g. the manifest). Usage:
 //!
 //! ```text
 //! cargo run --release --example engine_stages -- WORK_DIR OLD.tar NEW.tar [NEWER.tar …]
 //! ```
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use rockit_edge::engine::manifest::EntryKind;
 use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks, Manifest};
 use rockit_edge::publish::{self, Destination, DirDestination};
+
+/// The system allocator, counting live bytes and their peak since the last reset.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+fn grew(size: usize) {
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// This process's peak RSS (VmHWM) in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().strip_suffix("kB"));
+    kib.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+}
+
+/// Starts a new peak for [`peak_rss`] (at the current RSS) and for the heap counter.
+fn reset_peaks() {
+    // Linux: writing 5 to clear_refs resets VmHWM (proc(5)); without it the peak spans stages.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 /// User + system CPU seconds of this process so far (every thread).
 fn cpu_seconds() -> f64 {
@@ -23,12 +81,19 @@ fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-/// Runs `f`, printing its wall and CPU time.
+/// Runs `f`, printing its wall and CPU time, peak RSS and heap, and the heap left after it.
 fn stage<T>(name: &str, bytes: u64, f: impl FnOnce() -> T) -> T {
+    reset_peaks();
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     let out = f();
     let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-    println!("  {name:<8} {wall:7.2} s wall {cpu:7.2} s CPU  {:6.0} MB/s", bytes as f64 / 1e6 / wall);
+    println!(
+        "  {name:<8} {wall:7.2} s wall {cpu:7.2} s CPU  {:6.0} MB/s  peak RSS {:6.1} MiB  peak heap {:6.1} MiB  heap after {:6.1} MiB",
+        bytes as f64 / 1e6 / wall,
+        peak_rss() as f64 / MIB,
+        PEAK.load(Ordering::Relaxed) as f64 / MIB,
+        LIVE.load(Ordering::Relaxed) as f64 / MIB,
+    );
     out
 }
 
@@ -47,6 +112,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{tar} ({len} bytes)");
         let file = std::fs::File::open(tar)?;
         let manifest = stage("import", len, || engine.import_tar(file, Some(len), &store, &hooks))?;
+        let refs: usize = manifest
+            .files
+            .iter()
+            .map(|e| if let EntryKind::File { chunks, .. } = &e.kind { chunks.len() } else { 0 })
+            .sum();
+        println!(
+            "           {} entries, {refs} chunk refs, {} distinct chunks",
+            manifest.files.len(),
+            manifest.chunk_ids().len()
+        );
+        // As mkraw does: saved before the image; a retried task or a patch loads it back.
+        let manifest_path = work.join(format!("manifest-{}.zst", n + 1));
+        stage("save", len, || manifest.save(&manifest_path))?;
+        drop(manifest);
+        let manifest = stage("load", len, || Manifest::load(&manifest_path))?;
         let build_dir = layout::build_dir(work, "org", "app", n as u32 + 1);
         let image = stage("image", len, || engine.write_image(&manifest, &store, &build_dir, &hooks))?;
         println!("           image {} bytes", image.size_bytes);
