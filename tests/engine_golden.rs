@@ -52,7 +52,7 @@ fn every_file_starts_a_new_chunk() {
     let EntryKind::File { chunks, .. } = &manifest.files[1].kind else { panic!("b is a file") };
     let alone: Vec<u32> = chunker::chunks(b).map(|c| c.unwrap().len() as u32).collect();
     assert_eq!(chunks.iter().map(|c| c.len).collect::<Vec<_>>(), alone);
-    assert_eq!(chunks[0].id.0, sha256_hex(&b[..alone[0] as usize]));
+    assert_eq!(chunks[0].id.to_hex(), sha256_hex(&b[..alone[0] as usize]));
 }
 
 const GOLDEN_LENGTHS: [usize; 37] = [

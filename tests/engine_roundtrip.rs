@@ -466,7 +466,8 @@ fn rewrite_as_one_file_per_chunk(root: &Path, manifest: &Manifest) {
             Codec::Zstd => 1,
         }];
         bytes.extend(stored.bytes);
-        let path = root.join(&id.0[..2]).join(&id.0);
+        let hex = id.to_hex();
+        let path = root.join(&hex[..2]).join(&hex);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }

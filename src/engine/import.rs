@@ -2,7 +2,7 @@
 //! chunk and hash file contents, store new chunks on the pool, and return the build's manifest.
 //! Memory holds one chunk per pool slot plus the manifest, whatever the tar's size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -40,6 +40,9 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Where the pool puts a chunk's id once it has hashed it; `None` for an id known already.
+type Slot = Option<Arc<OnceLock<ChunkId>>>;
+
 /// The tree being assembled: entries by path plus the directories implied by deeper paths.
 #[derive(Default)]
 struct Tree {
@@ -50,8 +53,10 @@ struct Tree {
     empty_files: Vec<String>,
     lower_case: HashMap<String, String>,
     case_collisions: Vec<String>,
-    /// Chunk ids the pool is still computing, per file entry: filled in once the batch is done.
-    unresolved: Vec<(usize, Vec<Arc<OnceLock<ChunkId>>>)>,
+    /// Files whose chunk ids the pool is still computing, oldest first, with a slot per chunk
+    /// (`None` where the id was known when the file was read). A file leaves as soon as its
+    /// jobs are done, so only the files in flight hold slots, not every chunk of the build.
+    unresolved: VecDeque<(usize, Vec<Slot>)>,
     /// Hard links (entry, earlier entry it repeats): they take its chunks once resolved.
     hard_links: Vec<(usize, usize)>,
 }
@@ -98,15 +103,36 @@ impl Tree {
         self.entries.len() - 1
     }
 
-    /// Puts the chunk ids the pool computed into their files (call after the batch is done).
-    fn resolve_chunks(&mut self) -> Result<()> {
-        for (i, slots) in std::mem::take(&mut self.unresolved) {
-            if let EntryKind::File { chunks, .. } = &mut self.entries[i].kind {
-                for (chunk, slot) in chunks.iter_mut().zip(slots) {
+    /// Puts the chunk ids the pool computed into the oldest files whose jobs are all done.
+    fn resolve_ready(&mut self) {
+        while let Some((_, slots)) = self.unresolved.front() {
+            if !slots.iter().flatten().all(|slot| slot.get().is_some()) {
+                break;
+            }
+            if let Some((i, slots)) = self.unresolved.pop_front() {
+                // Cannot fail: every slot was just seen set.
+                drop(self.fill(i, slots));
+            }
+        }
+    }
+
+    fn fill(&mut self, i: usize, slots: Vec<Slot>) -> Result<()> {
+        if let EntryKind::File { chunks, .. } = &mut self.entries[i].kind {
+            for (chunk, slot) in chunks.iter_mut().zip(slots) {
+                if let Some(slot) = slot {
                     chunk.id =
                         slot.get().cloned().ok_or_else(|| EngineError::Invalid("a chunk was left unhashed".into()))?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Puts every remaining chunk id into its file (call after the batch is done), then gives
+    /// hard links the chunks of the file they repeat.
+    fn resolve_all(&mut self) -> Result<()> {
+        while let Some((i, slots)) = self.unresolved.pop_front() {
+            self.fill(i, slots)?;
         }
         for (link, target) in std::mem::take(&mut self.hard_links) {
             if let EntryKind::File { chunks, .. } = &self.entries[target].kind {
@@ -201,7 +227,10 @@ pub fn import_tar<R: Read + Send>(
                     tree.empty_files.push(path.clone());
                 }
                 let i = tree.push(path, EntryKind::File { mode, size, sha256, chunks });
-                tree.unresolved.push((i, slots));
+                if slots.iter().any(Option::is_some) {
+                    tree.unresolved.push_back((i, slots));
+                }
+                tree.resolve_ready();
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -242,7 +271,7 @@ pub fn import_tar<R: Read + Send>(
     }
     drop(archive);
     batch.wait()?;
-    tree.resolve_chunks()?;
+    tree.resolve_all()?;
     // In path order, so the same tar always reports the same link.
     let mut links: Vec<_> = tree.links.iter().collect();
     links.sort();
@@ -275,17 +304,16 @@ fn tar_error(e: &std::io::Error) -> EngineError {
 }
 
 /// Chunks one file and hashes it whole on the way; each chunk goes to the pool, which hashes it
-/// (its id) and stores it unless the store has it. The chunk refs come back with empty ids, and
-/// the slots the pool fills them from. A file of one chunk is hashed once: its hash is the
-/// chunk's id (most files of a game build are smaller than a chunk).
-#[allow(clippy::type_complexity)]
+/// (its id) and stores it unless the store has it. The chunk refs come back with the ids known
+/// already, and a slot the pool fills for each other one. A file of one chunk is hashed once
+/// here: its hash is the chunk's id (most files of a game build are smaller than a chunk).
 fn chunk_file<R: Read>(
     contents: R,
     store: &ChunkStore,
     batch: &super::pool::Batch,
     hooks: &Hooks,
     report: &dyn Fn(),
-) -> Result<(String, Vec<ChunkRef>, Vec<Arc<OnceLock<ChunkId>>>)> {
+) -> Result<(String, Vec<ChunkRef>, Vec<Slot>)> {
     let mut file_hash = ring::digest::Context::new(&ring::digest::SHA256);
     let mut single = None;
     let mut refs = Vec::new();
@@ -299,24 +327,25 @@ fn chunk_file<R: Read>(
             EngineError::Io { source, .. } => tar_error(&source),
             other => other,
         })?;
-        let known = if refs.is_empty() && chunks.peek().is_none() {
+        let chunk_store = store.clone();
+        if refs.is_empty() && chunks.peek().is_none() {
             let id = ChunkId::of(&data);
-            single = Some(id.0.clone());
-            Some(id)
+            single = Some(id.to_hex());
+            refs.push(ChunkRef { id: id.clone(), len: data.len() as u32 });
+            slots.push(None);
+            batch.spawn(move || chunk_store.put(&id, &data))?;
         } else {
             file_hash.update(&data);
-            None
-        };
-        refs.push(ChunkRef { id: ChunkId(String::new()), len: data.len() as u32 });
-        let slot = Arc::new(OnceLock::new());
-        slots.push(slot.clone());
-        let chunk_store = store.clone();
-        batch.spawn(move || {
-            let id = known.unwrap_or_else(|| ChunkId::of(&data));
-            chunk_store.put(&id, &data)?;
-            let _ = slot.set(id);
-            Ok(())
-        })?;
+            refs.push(ChunkRef { id: ChunkId([0; 32]), len: data.len() as u32 });
+            let slot = Arc::new(OnceLock::new());
+            slots.push(Some(slot.clone()));
+            batch.spawn(move || {
+                let id = ChunkId::of(&data);
+                chunk_store.put(&id, &data)?;
+                let _ = slot.set(id);
+                Ok(())
+            })?;
+        }
         if store.pending_bytes()? >= FLUSH_EVERY {
             store.flush()?;
         }

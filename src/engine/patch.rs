@@ -810,7 +810,7 @@ mod tests {
     fn file(path: &str, size: u64, chunks: &[&str]) -> Entry {
         let chunks = chunks
             .iter()
-            .map(|c| ChunkRef { id: ChunkId(c.repeat(64)), len: (size / chunks.len() as u64) as u32 })
+            .map(|c| ChunkRef { id: ChunkId::of(c.as_bytes()), len: (size / chunks.len() as u64) as u32 })
             .collect();
         Entry {
             path: path.into(),

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, IoContext, Result};
-use super::fsutil::{self, fsync_dir, sha256_hex};
+use super::fsutil::{self, fsync_dir};
 use index::{Key, Loc};
 
 /// zstd level for stored chunks: fast enough to keep up with the chunker on one core.
@@ -64,24 +64,30 @@ fn compress_chunk(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// SHA-256 of a chunk's raw bytes, lower-case hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ChunkId(pub String);
+/// SHA-256 of a chunk's raw bytes. In memory its 32 bytes: a build holds one per chunk
+/// reference in its manifest, image table and maps, so the 64-character hex string it used to be
+/// (24 bytes of `String` plus an 80-byte heap block) was most of an import's memory per chunk.
+/// In every stored and transmitted form (manifest, index, patch, `Display`) it is the 64-digit
+/// lower-case hex, byte for byte as before; anything else is refused when read.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub Key);
 
 impl ChunkId {
     pub fn of(raw: &[u8]) -> ChunkId {
-        ChunkId(sha256_hex(raw))
+        let digest = ring::digest::digest(&ring::digest::SHA256, raw);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        ChunkId(key)
     }
 
-    /// The 32 bytes the hex spells; `None` unless it is 64 lower-case hex digits.
-    fn key(&self) -> Option<Key> {
+    /// The id the 64 lower-case hex digits `hex` spell; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<ChunkId> {
         let digit = |b: u8| match b {
             b'0'..=b'9' => Some(b - b'0'),
             b'a'..=b'f' => Some(b - b'a' + 10),
             _ => None,
         };
-        let hex = self.0.as_bytes();
+        let hex = hex.as_bytes();
         if hex.len() != 64 {
             return None;
         }
@@ -89,17 +95,64 @@ impl ChunkId {
         for (i, byte) in key.iter_mut().enumerate() {
             *byte = digit(hex[2 * i])? << 4 | digit(hex[2 * i + 1])?;
         }
-        Some(key)
+        Some(ChunkId(key))
     }
 
-    fn checked_key(&self) -> Result<Key> {
-        self.key().ok_or_else(|| EngineError::Corrupt(format!("not a chunk id: {:?}", self.0)))
+    /// The 64 lower-case hex digits, without allocating.
+    fn hex_digits(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[(b >> 4) as usize];
+            out[2 * i + 1] = DIGITS[(b & 15) as usize];
+        }
+        out
+    }
+
+    /// The 64 lower-case hex digits (file names of the v1 layout).
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+
+    fn key(&self) -> Key {
+        self.0
     }
 }
 
 impl std::fmt::Display for ChunkId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        let digits = self.hex_digits();
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl std::fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkId({self})")
+    }
+}
+
+impl Serialize for ChunkId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let digits = self.hex_digits();
+        serializer.serialize_str(std::str::from_utf8(&digits).map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<ChunkId, D::Error> {
+        struct HexId;
+        impl serde::de::Visitor<'_> for HexId {
+            type Value = ChunkId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a chunk id (64 lower-case hex digits)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<ChunkId, E> {
+                ChunkId::from_hex(v).ok_or_else(|| E::custom(format!("not a chunk id: {v:?}")))
+            }
+        }
+        deserializer.deserialize_str(HexId)
     }
 }
 
@@ -256,7 +309,7 @@ impl ChunkStore {
 
     /// Whether the chunk is stored or pending (written, waiting for `flush`).
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        let key = id.checked_key()?;
+        let key = id.key();
         let legacy = {
             let st = self.lock()?;
             if st.durable.contains_key(&key) || st.reserved.contains(&key) {
@@ -264,7 +317,7 @@ impl ChunkStore {
             }
             st.legacy
         };
-        Ok(legacy && legacy::path(&self.root, &id.0).is_file())
+        Ok(legacy && legacy::path(&self.root, &id.to_hex()).is_file())
     }
 
     /// Raw bytes of the chunks written since the last `flush`.
@@ -277,7 +330,7 @@ impl ChunkStore {
     /// call from several threads at once: the id is reserved before compressing, so two
     /// workers given the same new chunk compress and write it only once.
     pub fn put(&self, id: &ChunkId, raw: &[u8]) -> Result<()> {
-        let key = id.checked_key()?;
+        let key = id.key();
         let legacy = {
             let mut st = self.lock()?;
             if st.durable.contains_key(&key) || st.reserved.contains(&key) {
@@ -286,8 +339,11 @@ impl ChunkStore {
             st.reserved.insert(key);
             st.legacy
         };
-        let written =
-            if legacy && legacy::path(&self.root, &id.0).is_file() { Ok(None) } else { self.append(id, raw).map(Some) };
+        let written = if legacy && legacy::path(&self.root, &id.to_hex()).is_file() {
+            Ok(None)
+        } else {
+            self.append(id, raw).map(Some)
+        };
         let mut st = self.lock()?;
         match written {
             Ok(Some(loc)) => {
@@ -451,7 +507,7 @@ impl ChunkStore {
 
     /// Where the chunk's stored bytes are (see [`Located`]).
     pub fn locate(&self, id: &ChunkId) -> Result<Located> {
-        let key = id.checked_key()?;
+        let key = id.key();
         let found = {
             let mut st = self.lock()?;
             if !st.durable.contains_key(&key) {
@@ -467,7 +523,7 @@ impl ChunkStore {
             Some((file, loc)) => {
                 Ok(Located::Segment { file, segment: loc.segment, offset: loc.offset, len: loc.len, codec: loc.codec })
             }
-            None => match legacy::read(&self.root, &id.0)? {
+            None => match legacy::read(&self.root, &id.to_hex())? {
                 Some(stored) => Ok(Located::Bytes(stored)),
                 None => Err(EngineError::Io {
                     context: format!("read chunk {id}"),
@@ -524,7 +580,7 @@ impl ChunkStore {
     /// and only then are segments no record points to any more deleted.
     pub fn prune(&self, keep: &[&super::manifest::Manifest]) -> Result<usize> {
         self.flush()?;
-        let used: HashSet<Key> = keep.iter().flat_map(|m| m.chunk_ids()).filter_map(|id| id.key()).collect();
+        let used: HashSet<Key> = keep.iter().flat_map(|m| m.chunk_ids()).map(|id| id.key()).collect();
         let mut removed = legacy::prune(&self.root, &used)?;
         fsutil::remove_leftovers(&self.root)?;
         let mut st = self.lock()?;

@@ -34,7 +34,8 @@ fn manifest_of(ids: &[&ChunkId]) -> crate::engine::manifest::Manifest {
 /// A v1 chunk file as earlier versions wrote it: codec byte, then the stored bytes.
 fn write_v1_chunk(root: &Path, raw: &[u8]) -> ChunkId {
     let id = ChunkId::of(raw);
-    let path = root.join(&id.0[..2]).join(&id.0);
+    let hex = id.to_hex();
+    let path = root.join(&hex[..2]).join(&hex);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut bytes = vec![1u8];
     bytes.extend(zstd::bulk::compress(raw, 3).unwrap());
@@ -168,7 +169,7 @@ fn a_store_in_the_one_file_per_chunk_layout_is_read_deduplicated_against_and_pru
     let (old_kept, old_dropped) = (vec![11u8; 60_000], vec![12u8; 60_000]);
     let kept = write_v1_chunk(dir.path(), &old_kept);
     let dropped = write_v1_chunk(dir.path(), &old_dropped);
-    let leftover = dir.path().join(&kept.0[..2]).join(".tmp-chunk-1");
+    let leftover = dir.path().join(&kept.to_hex()[..2]).join(".tmp-chunk-1");
     fs::write(&leftover, b"half a chunk").unwrap();
 
     let store = ChunkStore::open(dir.path()).unwrap();
