@@ -90,12 +90,18 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` durably (temp, fsync, rename, fsync of the directory).
 pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_durably_with(path, |f| f.write_all(bytes))
+}
+
+/// Like [`write_durably`], with the contents written by `fill` into the temporary file, for
+/// contents streamed rather than held whole in memory.
+pub fn write_durably_with(path: &Path, fill: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
     let tmp = dir.join(temp_name("w"));
     let result = (|| {
         let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
+        fill(&mut f).ctx(|| format!("write {}", tmp.display()))?;
         f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
         fs::rename(&tmp, path).ctx(|| format!("rename to {}", path.display()))
     })();
