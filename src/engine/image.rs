@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, IoContext, Result};
-use super::fsutil::{copy_range, fsync_dir, sha256_hex, temp_name};
+use super::fsutil::{copy_range, fsync_dir, hex, sha256_hex, temp_name};
 use super::layout::{pack_name, INDEX_FILE};
 use super::manifest::{ChunkRef, EntryKind, Manifest};
 use super::startup::{self, Read as StartupRead};
@@ -114,10 +114,6 @@ impl Index {
         Ok(index)
     }
 
-    fn encode(&self) -> Result<Vec<u8>> {
-        compress_json(self).ctx(|| "compress index".into())
-    }
-
     /// Where each chunk id sits in the image.
     pub fn chunk_positions(&self) -> HashMap<&ChunkId, &IndexChunk> {
         self.chunks.iter().map(|c| (&c.id, c)).collect()
@@ -132,9 +128,15 @@ const INDEX_WINDOW_LOG: u32 = 20;
 /// 8 GiB against +50 MiB at 1 GiB (bench/results/2026-11-27T0001-pipeline.md). With the window and
 /// tables capped at 1 MiB and no JSON buffer, the memory is the same for any build, for an output
 /// within 0.5 % of the uncapped one.
+#[cfg(test)]
 fn compress_json(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
+    compress_json_to(value, Vec::new())
+}
+
+/// [`compress_json`] into `out`, which it returns.
+fn compress_json_to<W: Write>(value: &impl Serialize, out: W) -> std::io::Result<W> {
     use zstd::stream::raw::CParameter;
-    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), INDEX_LEVEL)?;
+    let mut encoder = zstd::stream::write::Encoder::new(out, INDEX_LEVEL)?;
     for cap in [
         CParameter::WindowLog(INDEX_WINDOW_LOG),
         CParameter::ChainLog(INDEX_WINDOW_LOG),
@@ -145,6 +147,28 @@ fn compress_json(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
     let mut json = std::io::BufWriter::with_capacity(64 << 10, encoder);
     serde_json::to_writer(&mut json, value)?;
     json.into_inner().map_err(std::io::IntoInnerError::into_error)?.finish()
+}
+
+/// Writes to a file while hashing and counting what it writes: `index.zst` goes to its file
+/// as it is compressed, never whole in memory (at 8 GiB it is ~5 MB, mostly incompressible
+/// chunk ids), and its name comes from the hash taken on the way.
+struct HashingFile {
+    file: std::io::BufWriter<File>,
+    hash: ring::digest::Context,
+    len: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Where and under which name an image was written.
@@ -270,16 +294,16 @@ pub fn write_image(
     let staging = out_dir.join(temp_name("dxf"));
     fs::create_dir(&staging).ctx(|| format!("create {}", staging.display()))?;
     let result = fill_staging(manifest, store, &staging, options, startup, hooks);
-    let (index, index_bytes) = match result {
+    let (index, index_sha256, index_len) = match result {
         Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
     };
-    let dxf_name = sha256_hex(&index_bytes)[..32].to_string();
+    let dxf_name = index_sha256[..32].to_string();
     let dir = out_dir.join(&dxf_name);
-    let size_bytes = index_bytes.len() as u64 + index.packs.iter().map(|p| p.size).sum::<u64>();
+    let size_bytes = index_len + index.packs.iter().map(|p| p.size).sum::<u64>();
     if dir.is_dir() {
         // A rerun after a crash produced the same image: the published one stays untouched.
         fs::remove_dir_all(&staging).ctx(|| format!("remove {}", staging.display()))?;
@@ -357,7 +381,7 @@ fn fill_staging(
     options: &ImageOptions,
     startup: &[StartupRead],
     hooks: &Hooks,
-) -> Result<(Index, Vec<u8>)> {
+) -> Result<(Index, String, u64)> {
     let (first_chunks, first_files) = startup::touched(manifest, startup);
     // Files the game opens while starting come right after directories and links, in the order
     // it first opened them; then the default order.
@@ -369,12 +393,14 @@ fn fill_staging(
         (class, None) => (1 + class, 0, e.order),
     });
     let total = manifest.chunk_ids().len() as u64;
+    // Sized for every distinct chunk up front: grown by doubling, the table and the map held up
+    // to twice their size in slack and, while moving, their old and new copies at once.
     let mut packer = Packer {
         store,
         staging,
         limit: options.pack_limit,
-        positions: HashMap::new(),
-        chunks: Vec::new(),
+        positions: HashMap::with_capacity(total as usize),
+        chunks: Vec::with_capacity(total as usize),
         packs: Vec::new(),
         pack: None,
     };
@@ -382,7 +408,7 @@ fn fill_staging(
         packer.place(r, hooks, total)?;
     }
     let preload_bytes = (!startup.is_empty()).then(|| packer.chunks.iter().map(|c| c.stored_len as u64).sum());
-    let mut files = Vec::new();
+    let mut files = Vec::with_capacity(order.len());
     for entry in order {
         let kind = match &entry.kind {
             EntryKind::Dir { mode } => IndexKind::Dir { mode: *mode },
@@ -396,13 +422,22 @@ fn fill_staging(
     }
     let (packs, chunks) = packer.finish()?;
     let index = Index { format: INDEX_FORMAT, packs, chunks, files, preload_bytes };
-    let bytes = index.encode()?;
     // Data before index: the packs are fsynced above, the index after them.
     let path = staging.join(INDEX_FILE);
-    let mut f = File::create(&path).ctx(|| format!("create {}", path.display()))?;
-    f.write_all(&bytes).and_then(|_| f.sync_all()).ctx(|| format!("write {}", path.display()))?;
+    let file = File::create(&path).ctx(|| format!("create {}", path.display()))?;
+    let out = HashingFile {
+        file: std::io::BufWriter::with_capacity(64 << 10, file),
+        hash: ring::digest::Context::new(&ring::digest::SHA256),
+        len: 0,
+    };
+    let written = compress_json_to(&index, out).and_then(|out| {
+        let file = out.file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        Ok((hex(out.hash.finish().as_ref()), out.len))
+    });
+    let (sha256, len) = written.ctx(|| format!("write {}", path.display()))?;
     fsync_dir(staging)?;
-    Ok((index, bytes))
+    Ok((index, sha256, len))
 }
 
 #[cfg(test)]

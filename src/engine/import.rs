@@ -351,5 +351,7 @@ fn chunk_file<R: Read>(
         }
         report();
     }
+    // The manifest keeps the refs to the end of the import: without the slack of their growth.
+    refs.shrink_to_fit();
     Ok((single.unwrap_or_else(|| hex(file_hash.finish().as_ref())), refs, slots))
 }

@@ -97,13 +97,19 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let file = std::fs::File::open(path).ctx(|| format!("open {}", path.display()))?;
         let decoder = zstd::stream::read::Decoder::new(file).ctx(|| format!("read {}", path.display()))?;
-        let manifest: Manifest =
-            serde_json::from_reader(BufReader::with_capacity(STREAM_BUFFER, decoder)).map_err(|e| match e.is_io() {
+        let mut manifest: Manifest = serde_json::from_reader(BufReader::with_capacity(STREAM_BUFFER, decoder))
+            .map_err(|e| match e.is_io() {
                 true => EngineError::Io { context: format!("read {}", path.display()), source: e.into() },
                 false => EngineError::Corrupt(format!("{}: {e}", path.display())),
             })?;
         if manifest.format != MANIFEST_FORMAT {
             return Err(EngineError::Corrupt(format!("{}: manifest format {}", path.display(), manifest.format)));
+        }
+        // Kept through the image and every patch: without the slack of the lists' growth.
+        for entry in &mut manifest.files {
+            if let EntryKind::File { chunks, .. } = &mut entry.kind {
+                chunks.shrink_to_fit();
+            }
         }
         Ok(manifest)
     }
