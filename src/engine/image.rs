@@ -314,12 +314,70 @@ pub fn write_image(
     Ok(ImageInfo { dxf_name, size_bytes, dir, index })
 }
 
+/// Where each chunk placed so far sits in the chunk table: an open-addressing table of
+/// positions in it (4 bytes each, at most half full), the ids read from the table itself. A map
+/// from ids to positions held a second copy of every 32-byte id, ~44 bytes per chunk.
+struct Positions {
+    /// Positions in the chunk table; `EMPTY` where there is none.
+    table: Vec<u32>,
+    /// Keyed per image: a build cannot choose its chunks to collide in the table.
+    hasher: std::collections::hash_map::RandomState,
+    len: usize,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl Positions {
+    fn with_capacity(n: usize) -> Positions {
+        let size = (n.max(8) * 2).next_power_of_two();
+        Positions { table: vec![EMPTY; size], hasher: Default::default(), len: 0 }
+    }
+
+    /// The bucket of `id`, then each following one (linear probing).
+    fn probe(&self, id: &ChunkId) -> impl Iterator<Item = usize> {
+        use std::hash::BuildHasher;
+        let mask = self.table.len() - 1;
+        let start = self.hasher.hash_one(id) as usize;
+        (0..self.table.len()).map(move |i| (start + i) & mask)
+    }
+
+    fn get(&self, id: &ChunkId, chunks: &[IndexChunk]) -> Option<u32> {
+        for bucket in self.probe(id) {
+            let slot = self.table[bucket];
+            if slot == EMPTY {
+                return None;
+            }
+            if chunks.get(slot as usize).is_some_and(|c| c.id == *id) {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Records that `chunks[slot]` (not recorded yet) is at `slot`.
+    fn insert(&mut self, slot: u32, chunks: &[IndexChunk]) {
+        if (self.len + 1) * 2 > self.table.len() {
+            let mut grown = Positions::with_capacity(self.table.len());
+            for &s in self.table.iter().filter(|&&s| s != EMPTY) {
+                grown.insert(s, chunks);
+            }
+            *self = grown;
+        }
+        if let Some(id) = chunks.get(slot as usize).map(|c| &c.id) {
+            if let Some(bucket) = self.probe(id).find(|&b| self.table[b] == EMPTY) {
+                self.table[bucket] = slot;
+                self.len += 1;
+            }
+        }
+    }
+}
+
 /// The packs being filled and the chunk table, chunk by chunk in load order.
 struct Packer<'a> {
     store: &'a ChunkStore,
     staging: &'a Path,
     limit: u64,
-    positions: HashMap<ChunkId, u32>,
+    positions: Positions,
     chunks: Vec<IndexChunk>,
     packs: Vec<PackInfo>,
     pack: Option<PackWriter>,
@@ -328,7 +386,7 @@ struct Packer<'a> {
 impl Packer<'_> {
     /// The chunk's slot in the table, appending it to the packs the first time.
     fn place(&mut self, r: &ChunkRef, hooks: &Hooks, total: u64) -> Result<u32> {
-        if let Some(&slot) = self.positions.get(&r.id) {
+        if let Some(slot) = self.positions.get(&r.id, &self.chunks) {
             return Ok(slot);
         }
         if (hooks.cancel)() {
@@ -361,7 +419,7 @@ impl Packer<'_> {
             stored_len: stored_len as u32,
             codec,
         });
-        self.positions.insert(r.id.clone(), slot);
+        self.positions.insert(slot, &self.chunks);
         (hooks.progress)(self.chunks.len() as u64, total);
         Ok(slot)
     }
@@ -399,7 +457,7 @@ fn fill_staging(
         store,
         staging,
         limit: options.pack_limit,
-        positions: HashMap::with_capacity(total as usize),
+        positions: Positions::with_capacity(total as usize),
         chunks: Vec::with_capacity(total as usize),
         packs: Vec::new(),
         pack: None,
@@ -443,6 +501,31 @@ fn fill_staging(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_find_every_chunk_placed_and_no_other_as_the_table_grows() {
+        let chunk = |n: u32| IndexChunk {
+            id: ChunkId::of(&n.to_le_bytes()),
+            raw_len: 1,
+            pack: 0,
+            offset: n as u64,
+            stored_len: 1,
+            codec: Codec::Raw,
+        };
+        // Sized for 10, given 1000: grows (rehashes) several times on the way.
+        let mut positions = Positions::with_capacity(10);
+        let mut chunks = Vec::new();
+        for n in 0..1000u32 {
+            assert_eq!(positions.get(&chunk(n).id, &chunks), None);
+            chunks.push(chunk(n));
+            positions.insert(n, &chunks);
+        }
+        assert!(positions.table.len() >= 2000);
+        for n in 0..1000u32 {
+            assert_eq!(positions.get(&chunk(n).id, &chunks), Some(n));
+        }
+        assert_eq!(positions.get(&chunk(1000).id, &chunks), None);
+    }
 
     #[test]
     fn a_large_index_is_compressed_with_a_window_of_at_most_one_mebibyte() {
