@@ -45,6 +45,8 @@ pub const SEGMENT_LIMIT: u64 = 1 << 30;
 /// Prune rewrites a segment whose live chunks fill less than this share of it (percent).
 const COMPACT_BELOW_PERCENT: u64 = 50;
 const INDEX_FILE: &str = "index";
+/// Index records read at a time when (re)reading the index.
+const CATCH_UP_RECORDS: u64 = 1024;
 const SEGMENT_DIR: &str = "segments";
 
 /// Compresses one chunk with this thread's zstd context: creating a context per 64 KiB chunk
@@ -281,7 +283,7 @@ impl ChunkStore {
     /// the same directory), starting over when the index file was replaced (by a prune).
     fn catch_up(&self, st: &mut State) -> Result<()> {
         let path = self.index_path();
-        let mut file = match File::open(&path) {
+        let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(EngineError::Io { context: format!("open {}", path.display()), source: e }),
@@ -294,16 +296,23 @@ impl ChunkStore {
             st.index_read = 0;
             st.index_file = identity;
         }
-        if meta.len() <= st.index_read {
-            return Ok(());
-        }
+        // A piece at a time: read whole, the index of a store holding a few large builds (64
+        // bytes a chunk, plus 56 parsed) cost more memory at open than the map it fills.
+        let end = meta.len();
         let mut bytes = Vec::new();
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(st.index_read))
-            .and_then(|_| file.read_to_end(&mut bytes))
-            .ctx(|| format!("read {}", path.display()))?;
-        let (records, valid) = index::parse(&bytes, st.index_read)?;
-        st.durable.extend(records);
-        st.index_read += valid;
+        while st.index_read < end {
+            let header = if st.index_read == 0 { index::MAGIC.len() as u64 } else { 0 };
+            let want = (header + CATCH_UP_RECORDS * index::RECORD_LEN as u64).min(end - st.index_read);
+            bytes.resize(want as usize, 0);
+            file.read_exact_at(&mut bytes, st.index_read).ctx(|| format!("read {}", path.display()))?;
+            let (records, valid) = index::parse(&bytes, st.index_read)?;
+            st.durable.extend(records);
+            st.index_read += valid;
+            if valid < want {
+                // A record being appended (or torn by a crash): the rest waits for the next look.
+                break;
+            }
+        }
         Ok(())
     }
 

@@ -231,3 +231,25 @@ fn prune_drops_unused_chunks_and_rewrites_a_mostly_unused_segment() {
     assert_eq!(files(dir.path()), ["index", "segments/seg-00000002", "segments/seg-00000003"]);
     assert_eq!(reopened.read_raw(&more, raws[9].len()).unwrap(), raws[9]);
 }
+
+#[test]
+fn a_reopened_store_reads_an_index_longer_than_its_read_piece_and_stops_at_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let n = 2 * CATCH_UP_RECORDS as u32 + 300;
+    let ids: Vec<ChunkId> = (0..n).map(|i| stored(&store, &i.to_le_bytes())).collect();
+    store.flush().unwrap();
+    // Half a record, as a crash in the middle of an append leaves it.
+    let index = dir.path().join(INDEX_FILE);
+    let mut f = OpenOptions::new().append(true).open(&index).unwrap();
+    f.write_all(&[7u8; index::RECORD_LEN / 2]).unwrap();
+    drop(f);
+
+    let reopened = ChunkStore::open(dir.path()).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(reopened.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes(), "chunk {i}");
+    }
+    let st = reopened.lock().unwrap();
+    assert_eq!(st.durable.len(), n as usize);
+    assert_eq!(st.index_read, (index::MAGIC.len() + n as usize * index::RECORD_LEN) as u64);
+}
