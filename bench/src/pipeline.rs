@@ -542,7 +542,7 @@ async fn run_in(o: &PipelineOptions, work: &Path) -> Result<(), String> {
     // above ran alone: their throughput and memory are the import's, not the import's share of
     // a box the list flood also wants.
     if let Some(tar) = series.last().and_then(|tars| tars.first()) {
-        let app = format!("pipe{}-under-load", series.len() - 1);
+        let app = format!("pipe{}_under_load", series.len() - 1);
         s.call("POST", "/be/v1/apps", Some(json!({"name": app, "label": name_of(tar)}))).await?;
         eprintln!("importing {} as {app} under the list workload", tar.display());
         loads.push(load(&format!("before the measured import of {}", name_of(tar))));
