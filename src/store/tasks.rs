@@ -272,26 +272,6 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         return Ok((Plan::Walk, None));
     }
     let matches = super::task_totals::total(conn, org_id, f)?;
-    // The window's index leads with the type (else the status) when the page filters on it, so
-    // its range holds only the window's tasks of that type (status).
-    let index = window_index(f);
-    let (kind, status) = match (&f.kind, &f.status) {
-        (Some(kind), _) => (Some(kind.clone()), None),
-        (None, status) => (None, status.clone()),
-    };
-    let in_range = if f.app_name.is_none() && (f.kind.is_none() || f.status.is_none()) {
-        // Every task of the range is a match.
-        matches
-    } else {
-        let range = TaskFilter {
-            kind,
-            status,
-            created_after: f.created_after.clone(),
-            created_before: f.created_before.clone(),
-            ..TaskFilter::default()
-        };
-        super::task_totals::total(conn, org_id, &range)?
-    };
     let walked = super::task_totals::total(
         conn,
         org_id,
@@ -302,7 +282,31 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         0 => i128::from(walked),
         m => (wanted * i128::from(walked) / i128::from(m)).min(i128::from(walked)),
     };
-    let plan = if i128::from(in_range) < WALK_VISIT_COST * visits { Plan::Window(index) } else { Plan::Walk };
+    let cheaper = |in_range: i64| i128::from(in_range) < WALK_VISIT_COST * visits;
+    // The window's range holds its matches at least: when they alone outweigh the walk, walk.
+    if !cheaper(matches) {
+        return Ok((Plan::Walk, Some(matches)));
+    }
+    let in_range = if f.app_name.is_none() && (f.kind.is_none() || f.status.is_none()) {
+        // Every task of the window index's range is a match.
+        matches
+    } else {
+        // The window's index leads with the type (else the status) when the page filters on
+        // it, so its range holds the window's tasks of that type (status), matches or not.
+        let (kind, status) = match (&f.kind, &f.status) {
+            (Some(kind), _) => (Some(kind.clone()), None),
+            (None, status) => (None, status.clone()),
+        };
+        let range = TaskFilter {
+            kind,
+            status,
+            created_after: f.created_after.clone(),
+            created_before: f.created_before.clone(),
+            ..TaskFilter::default()
+        };
+        super::task_totals::total(conn, org_id, &range)?
+    };
+    let plan = if cheaper(in_range) { Plan::Window(window_index(f)) } else { Plan::Walk };
     Ok((plan, Some(matches)))
 }
 
@@ -580,8 +584,8 @@ mod tests {
     }
 
     /// A window of half the history in name order finds a page within about 20 tasks of the walk,
-    /// where reading the window would sort 1 000; a window in creation order is read in its order
-    /// whatever its size.
+    /// where reading the window would sort 1 000 (and one app's tenth of it within 200); a window
+    /// in creation order is read in its order whatever its size.
     #[test]
     fn a_wide_creation_window_in_a_non_time_order_walks_the_index_of_its_order() {
         let conn = history();
@@ -591,6 +595,12 @@ mod tests {
             (last(1_000, true), "-name", "tasks_by_org_name (org_id=?)"),
             (last(1_000, false), "status", "tasks_by_org_status (org_id=?)"),
             (typed(last(1_000, false)), "name", "tasks_by_org_type (org_id=? AND type=?)"),
+            // 100 matches, but the window's index range holds every app's 1 000 tasks.
+            (
+                TaskFilter { app_name: Some("app3".to_owned()), ..last(1_000, false) },
+                "name",
+                "tasks_by_org_name (org_id=?)",
+            ),
             (last(20, false), "created", "tasks_by_org (org_id=? AND created>?)"),
             (last(20, true), "-created", "tasks_by_org (org_id=? AND created>? AND created<?)"),
         ];
