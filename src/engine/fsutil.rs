@@ -143,26 +143,30 @@ pub struct EarlyWriteback {
 impl EarlyWriteback {
     /// Written bytes that make one writeback request: large enough that the requests are few,
     /// small enough that the final fsync has little left.
-    const STEP: u64 = 8 << 20;
+    pub const STEP: u64 = 8 << 20;
 
     /// Records `len` more bytes written at the end of `file` (sequential writes from offset 0).
     pub fn wrote(&mut self, file: &File, len: u64) {
-        use std::os::fd::AsRawFd;
         self.to += len;
-        if self.to - self.from < Self::STEP {
-            return;
+        if self.to - self.from >= Self::STEP {
+            start_writeback(file, self.from, self.to - self.from);
+            self.from = self.to;
         }
-        // SAFETY: a borrowed, open descriptor and a plain range. A hint only: the fsync later
-        // writes whatever this did not and reports any error, so the result is not needed.
-        unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                self.from as libc::off64_t,
-                (self.to - self.from) as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-        self.from = self.to;
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes at `from` of `file` to disk, without waiting.
+/// A hint only: the fsync that follows writes whatever this did not and reports any error.
+pub fn start_writeback(file: &File, from: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a borrowed, open descriptor and a plain range.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            from as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
