@@ -145,7 +145,13 @@ impl EarlyWriteback {
     /// small enough that the final fsync has little left.
     pub const STEP: u64 = 8 << 20;
 
-    /// Records `len` more bytes written at the end of `file` (sequential writes from offset 0).
+    /// For sequential writes from `offset` on (a resumed download).
+    pub fn starting_at(offset: u64) -> EarlyWriteback {
+        EarlyWriteback { from: offset, to: offset }
+    }
+
+    /// Records `len` more bytes written sequentially after the last ones (from offset 0, or the
+    /// offset given to [`EarlyWriteback::starting_at`]).
     pub fn wrote(&mut self, file: &File, len: u64) {
         self.to += len;
         if self.to - self.from >= Self::STEP {
