@@ -4,16 +4,21 @@
 # organization with n tasks (plus another organization's), and times the exact statements the
 # list runs (src/store/tasks.rs, src/store/task_totals.rs): the page (ORDER BY ... LIMIT 10) and
 # the total a full page adds, from the counters of migrations 006 and 012 (a `count(*)` for a
-# group, three tasks), and for comparison the count(*) the list ran before the counters.
+# group, three tasks). A creation window in a non-time order is read one of two ways, chosen per
+# request from the counters (`choose` in src/store/tasks.rs): the walk of the order's index, or
+# the window read along its created index and sorted; "before" times the walk alone (what the
+# list ran before the choice), "after" the chosen plan plus the choice's own totals.
 # Tasks arrive at a steady rate (one every 30 s, the box's rate does not grow with its history):
 # 1 000 tasks span 8 hours, 1 000 000 almost a year. Windows are the same share of the history
-# at both sizes (the middle half, the last quarter), so they match the same share of tasks.
+# at both sizes (the middle half, the last quarter), so they match the same share of tasks;
+# "last hour/day/week" windows are the same length at both sizes (a far smaller share at 10^6).
 # Times are CPU time of this process (SQLite runs in it), less noisy than wall time on a shared box.
-# A measurement, not a test: python3 bench/tasks_list_scale.py
+# A measurement, not a test: python3 bench/tasks_list_scale.py [n ...] (default 1000 1000000)
 import datetime
 import os
 import re
 import sqlite3
+import sys
 import tempfile
 import time
 schema = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'schema.sql')).read()
@@ -121,6 +126,25 @@ def total(c, org, app, kind, status, group, after, before):
     for i in range(0, len(ranges), MAX_RANGES): n += buckets_sum(c, org, app, kind, status, ranges[i:i + MAX_RANGES])
     return n, f"{len(ranges)} ranges + 2 hours"
 
+# The plan choice, as src/store/tasks.rs `choose` makes it: None (walk the order's index) or the
+# created index to read the window by, and the total when choosing needed it.
+WALK_VISIT_COST = 2
+def window_index(kind, status):
+    return 'tasks_by_org_type_created' if kind is not None else 'tasks_by_org_status_created' if status is not None else 'tasks_by_org'
+def choose(c, org, app, kind, status, group, after, before, order, offset, limit=10):
+    if group is not None or (after is None and before is None) or order.startswith('t.created'):
+        return None, None
+    matches = total(c, org, app, kind, status, None, after, before)[0]
+    walked = total(c, org, None, kind, status, None, None, None)[0]
+    visits = walked if matches == 0 else min((offset + limit) * walked // matches, walked)
+    if matches >= WALK_VISIT_COST * visits:
+        return None, matches
+    if app is None and (kind is None or status is None):
+        in_range = matches
+    else:
+        in_range = total(c, org, None, kind, None if kind is not None else status, None, after, before)[0]
+    return (window_index(kind, status) if in_range < WALK_VISIT_COST * visits else None), matches
+
 def best_of(f, k=20):
     best = 1e9
     for _ in range(k):
@@ -131,6 +155,8 @@ def queries(n):
     span = n * STEP
     q1, q3 = stamp(span // 4 + 3), stamp(3 * span // 4 + 11)
     last, last_day = stamp(3 * span // 4 + 11), stamp(span - 86400 + 13)
+    last_hour, last_week = stamp(span - 3600 + 13), stamp(span - 7 * 86400 + 13)
+    mid_day = (stamp(span // 2 + 17), stamp(span // 2 + 86400 + 17))
     NAME, CREATED, OLDEST = "t.name ASC", "t.created ASC, t.name ASC", "t.created DESC, t.name ASC"
     # label: (appName, type, status, group, createdAfter, createdBefore, order)
     qs = {
@@ -152,6 +178,15 @@ def queries(n):
         'createdAfter=last quarter, order[]=created': (None, None, None, None, last, None, CREATED),
         'createdAfter=last day': (None, None, None, None, last_day, None, NAME),
         'createdAfter=last day, order[]=created': (None, None, None, None, last_day, None, CREATED),
+        'createdAfter=last day, order[]=-name': (None, None, None, None, last_day, None, "t.name DESC"),
+        'createdAfter=last day, order[]=appName': (None, None, None, None, last_day, None, "t.app_name ASC, t.name ASC"),
+        'last day&type=mkraw': (None, 'mkraw', None, None, last_day, None, NAME),
+        'last day&status=done, order[]=type': (None, None, 'done', None, last_day, None, "t.type ASC, t.name ASC"),
+        'last day&type=deploy&status=done': (None, 'deploy', 'done', None, last_day, None, NAME),
+        'last day&appName=app1': ('app1', None, None, None, last_day, None, NAME),
+        'createdAfter=last hour': (None, None, None, None, last_hour, None, NAME),
+        'createdAfter=last week': (None, None, None, None, last_week, None, NAME),
+        'createdAfter…Before=a day in the middle': (None, None, None, None, *mid_day, NAME),
         'createdAfter…Before=middle half': (None, None, None, None, q1, q3, NAME),
         'middle half, order[]=-created': (None, None, None, None, q1, q3, OLDEST),
         'middle half&type=deploy&status=done': (None, 'deploy', 'done', None, q1, q3, NAME),
@@ -161,27 +196,37 @@ def queries(n):
     }
     return qs
 
-for n in (1000, 1000000):
+SIZES = tuple(int(a) for a in sys.argv[1:]) or (1000, 1000000)
+results = {}
+for n in SIZES:
     c, fill = setup(n)
     print(f"n = {n}: filled in {fill:.1f} s (bulk insert, then indexes and counters)", flush=True)
     for label, (app, kind, status, group, after, before, order) in queries(n).items():
         args = (1, app, kind, status, group, after, before)
-        cond = cond_of(app, kind, status, group, after, before, order.startswith("t.created"))
-        table = "tasks t INDEXED BY tasks_by_org_group" if group else "tasks t"
-        page_sql = f"SELECT {COLS} FROM {table} {cond} ORDER BY {order} LIMIT 10 OFFSET 0"
-        assert group or len(c.execute(page_sql, args).fetchall()) == 10, label
-        page = best_of(lambda: c.execute(page_sql, args).fetchall())
-        # Before: the one statement (and its count(*)); `created` sorted by the id then.
-        old_sql = f"SELECT {COLS} FROM tasks t {OLD_COND} ORDER BY {order.replace('t.created', 't.id')} LIMIT 10 OFFSET 0"
-        old_page = best_of(lambda: c.execute(old_sql, args).fetchall(), 3 if n > 1000 else 20)
-        old = best_of(lambda: c.execute(f"SELECT count(*) FROM tasks t {OLD_COND}", args).fetchone(), 3 if n > 1000 else 20)
+        def page_sql(index):
+            # The walk (index None) as before the choice; a window read pinned to its index.
+            if index is not None:
+                return f"SELECT {COLS} FROM tasks t INDEXED BY {index} {cond_of(app, kind, status, group, after, before, True)} ORDER BY {order} LIMIT 10 OFFSET 0"
+            table = "tasks t INDEXED BY tasks_by_org_group" if group else "tasks t"
+            return f"SELECT {COLS} FROM {table} {cond_of(app, kind, status, group, after, before, order.startswith('t.created'))} ORDER BY {order} LIMIT 10 OFFSET 0"
+        index, chosen_total = choose(c, *args, order, 0)
+        walk_sql, chosen_sql = page_sql(None), page_sql(index)
+        assert group or len(c.execute(walk_sql, args).fetchall()) == 10, label
+        # Both plans answer the page the one old statement (no plan tricks) answers.
+        want_page = c.execute(f"SELECT {COLS} FROM tasks t {OLD_COND} ORDER BY {order} LIMIT 10", args).fetchall()
+        assert c.execute(walk_sql, args).fetchall() == want_page == c.execute(chosen_sql, args).fetchall(), label
         want = c.execute(f"SELECT count(*) FROM tasks t {OLD_COND}", args).fetchone()[0]
-        assert [r[0] for r in c.execute(page_sql, args)] == [r[0] for r in c.execute(f"SELECT {COLS} FROM tasks t {OLD_COND} ORDER BY {order} LIMIT 10", args)], label
         got, how = total(c, *args)
-        assert got == want, (label, got, want)
+        assert got == want and chosen_total in (None, want), (label, got, chosen_total, want)
+        walk = best_of(lambda: c.execute(walk_sql, args).fetchall())
         tot = best_of(lambda: total(c, *args))
-        plan = c.execute(f"EXPLAIN QUERY PLAN {page_sql}", args).fetchall()
-        print(f"| {n:>9,} | {label} | {want:,} | {page:.3f} ms | {tot:.3f} ms ({how}) | **{page + tot:.3f} ms** | {old_page:.3f} + {old:.3f} ms | {', '.join(p[3].replace('SEARCH t USING ', '') for p in plan)} |", flush=True)
+        chosen = walk if index is None else best_of(lambda: c.execute(chosen_sql, args).fetchall())
+        # The list's cost after: the choice (with its totals) replaces the total where it ran.
+        choice = best_of(lambda: choose(c, *args, order, 0)) if chosen_total is not None else 0.0
+        before_ms, after_ms = walk + tot, chosen + (choice if chosen_total is not None else tot)
+        results[(n, label)] = (before_ms, after_ms)
+        plan = c.execute(f"EXPLAIN QUERY PLAN {chosen_sql}", args).fetchall()
+        print(f"| {n:>9,} | {label} | {want:,} | {walk:.3f} + {tot:.3f} ms = **{before_ms:.3f} ms** | {'window read' if index else 'walk'} | {chosen:.3f} + {(choice if chosen_total is not None else tot):.3f} ms{' (choice)' if chosen_total is not None else ''} = **{after_ms:.3f} ms** | {how} | {', '.join(p[3].replace('SEARCH t USING ', '') for p in plan)} |", flush=True)
     if n == 1000000:
         # What the counters cost a write: one task's insert, two status changes and its removal.
         def one_task(i):
@@ -204,3 +249,8 @@ for n in (1000, 1000000):
         print(f"a task's life (insert, running, done, delete; no commit): {with_012:.0f} µs CPU with the 012 triggers, {without:.0f} µs without", flush=True)
         rows = {t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ('task_counts', 'task_time_counts', 'task_app_counts')}
         print(f"counter rows at n = {n}: {rows}", flush=True)
+small, large = SIZES[0], SIZES[-1]
+print(f"\n| query | before: {large:,} / {small:,} | after: {large:,} / {small:,} | within 2x after |\n|---|---:|---:|---|")
+for label in queries(small):
+    (b3, a3), (b6, a6) = results[(small, label)], results[(large, label)]
+    print(f"| {label} | {b6 / b3:.1f}x ({b3:.3f} -> {b6:.3f} ms) | {a6 / a3:.1f}x ({a3:.3f} -> {a6:.3f} ms) | {'yes' if a6 <= 2 * a3 else 'no'} |")

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, IoContext, Result};
-use super::fsutil::{copy_range, fsync_dir, hex, sha256_hex, temp_name};
+use super::fsutil::{copy_range, fsync_dir, hex, sha256_hex, temp_name, EarlyWriteback};
 use super::layout::{pack_name, INDEX_FILE};
 use super::manifest::{ChunkRef, EntryKind, Manifest};
 use super::startup::{self, Read as StartupRead};
@@ -236,6 +236,8 @@ struct PackWriter {
     size: u64,
     /// Bytes of one segment waiting to be copied: (segment number, its file, start, length).
     run: Option<(u32, Arc<File>, u64, u64)>,
+    /// So the fsync at the end finds little left to write.
+    writeback: EarlyWriteback,
 }
 
 impl PackWriter {
@@ -257,6 +259,7 @@ impl PackWriter {
                 self.copy_run()?;
                 self.file.write_all_at(&stored.bytes, self.size).ctx(|| format!("write {}", self.path.display()))?;
                 self.size += stored.bytes.len() as u64;
+                self.writeback.wrote(&self.file, stored.bytes.len() as u64);
             }
         }
         Ok(())
@@ -267,6 +270,7 @@ impl PackWriter {
         if let Some((_, src, start, len)) = self.run.take() {
             let at = self.size - len;
             copy_range(&src, start, &self.file, at, len).ctx(|| format!("write {}", self.path.display()))?;
+            self.writeback.wrote(&self.file, len);
         }
         Ok(())
     }
@@ -405,7 +409,7 @@ impl Packer<'_> {
         if self.pack.is_none() {
             let path = self.staging.join(pack_name(self.packs.len() as u32));
             let file = File::create(&path).ctx(|| format!("create {}", path.display()))?;
-            self.pack = Some(PackWriter { file, path, size: 0, run: None });
+            self.pack = Some(PackWriter { file, path, size: 0, run: None, writeback: EarlyWriteback::default() });
         }
         let writer = self.pack.as_mut().ok_or_else(|| EngineError::Invalid("no open pack".into()))?;
         let offset = writer.size;

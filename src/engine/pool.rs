@@ -1,13 +1,13 @@
 //! The engine's CPU work (chunk hashing and compression, deltas) runs here: a fixed set of
 //! threads at idle scheduling priority, as password hashing does (`auth::hash_pool`), so an
 //! import on a 2-core box takes only cycles the API does not want. The queue is bounded, which
-//! keeps memory bounded whatever the build size; when it is full, the producer (the task's own
-//! thread, at normal priority) runs the job itself instead of waiting. So an import always
-//! progresses at the speed of one normal-priority thread, whatever else keeps the idle workers
-//! off the CPU, and goes faster on every cycle nobody else wants (measured on a busy 2-core box:
-//! blocking on a full queue left the task thread idle more than half of the import). For the
-//! same reason a thread waiting for queued jobs runs those no worker has started yet itself:
-//! under a full CPU, idle-priority workers barely run, and a patch waiting for them stalled.
+//! keeps memory bounded whatever the build size; when it is full, the producer runs the job
+//! itself instead of waiting (measured on a busy 2-core box: blocking on a full queue left the
+//! producer idle more than half of the import). For the same reason a thread waiting for queued
+//! jobs runs those no worker has started yet itself: a patch waiting for workers stalled.
+//! The producer is a task's engine thread, itself at idle priority ([`at_idle_priority`]): at
+//! normal priority it took a core's fair share from the API and tripled the list p99 during an
+//! import on an idle 2-core box.
 
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
@@ -136,6 +136,31 @@ impl WorkPool {
     }
 }
 
+/// Runs `work` on a thread of its own at idle scheduling priority and returns its result: for a
+/// task's whole engine run (chunking, image, patches), so the thread that feeds the pool, and
+/// runs its jobs itself when the queue is full, yields the CPU to any request-handling thread
+/// the moment one wakes up, as the pool's workers do. A thread of its own, because an
+/// unprivileged thread can lower its priority but never raise it again; the task worker that
+/// waits here keeps its normal priority for the next task. The cost is the guarantee the
+/// normal-priority producer used to give: on a box whose API keeps every core busy, an import
+/// now waits for cycles the API leaves (the contract: compression never starves the API).
+pub fn at_idle_priority<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let work = Mutex::new(Some(work));
+    let take_work = || work.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new().name("engine-task".into()).spawn_scoped(scope, || {
+            crate::auth::hash_pool::lower_priority();
+            take_work().map(|work| work())
+        });
+        let ran = match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        };
+        // No thread to be had (a process limit): the work still runs, at this thread's priority.
+        ran.unwrap_or_else(|| take_work().map(|work| work()).expect("the work ran on neither thread"))
+    })
+}
+
 fn stopped() -> EngineError {
     EngineError::Invalid("the engine pool has stopped".into())
 }
@@ -222,6 +247,27 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_at_idle_priority_runs_on_an_idle_thread_and_leaves_the_caller_as_it_was() {
+        // SAFETY: reads the calling thread's scheduling policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let caller = std::thread::current().id();
+        // SAFETY: reads the calling thread's nice value.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let (policy_inside, nice_inside, thread_inside) =
+            at_idle_priority(|| (policy(), nice(), std::thread::current().id()));
+        assert!(policy_inside == libc::SCHED_IDLE || nice_inside == 19, "policy {policy_inside}, nice {nice_inside}");
+        assert_ne!(thread_inside, caller, "a thread of its own: the caller could never raise its priority again");
+        assert_eq!(policy(), before);
+    }
+
+    #[test]
+    fn a_panic_at_idle_priority_reaches_the_caller() {
+        let caught = std::panic::catch_unwind(|| at_idle_priority(|| panic!("engine bug")));
+        assert!(caught.is_err());
+    }
 
     #[test]
     fn jobs_run_at_idle_priority_and_a_batch_reports_the_first_error() {

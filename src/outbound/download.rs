@@ -329,6 +329,8 @@ fn attempt(
     let mut reader = response.into_reader();
     let mut buffer = vec![0u8; BUFFER];
     let mut last_progress = state.done;
+    // So each checkpoint's sync finds the bytes mostly written already.
+    let mut writeback = crate::engine::fsutil::EarlyWriteback::starting_at(state.done);
     loop {
         if observer.cancelled() {
             return Err(Interrupted::Fatal(DownloadError::Cancelled));
@@ -348,6 +350,7 @@ fn attempt(
             }));
         }
         file.write_all(&buffer[..n]).map_err(DownloadError::Disk)?;
+        writeback.wrote(file, n as u64);
         state.done += n as u64;
         if state.done - state.synced >= CHECKPOINT_EVERY {
             sync_and_checkpoint(file, state, observer)?;

@@ -98,7 +98,9 @@ impl Resources {
 }
 
 /// Writes the body to `part` and fsyncs it: refused above `max_bytes`, and when the import
-/// announced a `size`, unless it has exactly that many bytes.
+/// announced a `size`, unless it has exactly that many bytes. The disk work runs on a blocking
+/// thread fed through a short queue: on the async worker, each write and the final fsync (a
+/// second for a gigabyte) stalled every other connection that worker serves.
 pub(super) async fn stream_to<S, E>(
     part: &std::path::Path,
     mut body: S,
@@ -109,20 +111,49 @@ where
     S: Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut file = std::fs::File::create(part).map_err(io)?;
-    let mut received: u64 = 0;
-    while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| UploadError::Body(format!("the upload broke off: {e}")))?;
-        received += piece.len() as u64;
-        if received > max_bytes {
-            let message = format!("the upload is larger than the limit of {max_bytes} bytes");
-            return Err(ApiError::invalid("body", message).into());
+    let file = std::fs::File::create(part).map_err(io)?;
+    let (pieces, arriving) = tokio::sync::mpsc::channel(16);
+    let writer = tokio::task::spawn_blocking(move || write_pieces(file, arriving));
+    let streamed: Result<(), UploadError> = async {
+        let mut received: u64 = 0;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| UploadError::Body(format!("the upload broke off: {e}")))?;
+            received += piece.len() as u64;
+            if received > max_bytes {
+                let message = format!("the upload is larger than the limit of {max_bytes} bytes");
+                return Err(ApiError::invalid("body", message).into());
+            }
+            if pieces.send(piece).await.is_err() {
+                // The writer stopped on an error, which it returns below.
+                break;
+            }
         }
-        file.write_all(&piece).map_err(io)?;
+        if let Some(expected) = size.filter(|s| *s != received) {
+            let message = format!("the upload has {received} bytes, but the import announced {expected}");
+            return Err(ApiError::invalid("size", message).into());
+        }
+        Ok(())
     }
-    if let Some(expected) = size.filter(|s| *s != received) {
-        let message = format!("the upload has {received} bytes, but the import announced {expected}");
-        return Err(ApiError::invalid("size", message).into());
+    .await;
+    drop(pieces);
+    let written = writer.await.map_err(|e| UploadError::Body(format!("writing the upload failed ({e})")))?;
+    let file = written.map_err(io)?;
+    streamed?;
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(|e| UploadError::Body(format!("writing the upload failed ({e})")))?
+        .map_err(io)
+}
+
+/// Appends the pieces to `file` until the queue closes, starting writeback as it goes.
+fn write_pieces(
+    mut file: std::fs::File,
+    mut arriving: tokio::sync::mpsc::Receiver<actix_web::web::Bytes>,
+) -> std::io::Result<std::fs::File> {
+    let mut writeback = crate::engine::fsutil::EarlyWriteback::default();
+    while let Some(piece) = arriving.blocking_recv() {
+        file.write_all(&piece)?;
+        writeback.wrote(&file, piece.len() as u64);
     }
-    file.sync_all().map_err(io)
+    Ok(file)
 }

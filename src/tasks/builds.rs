@@ -582,7 +582,7 @@ impl TaskHandler for Mkraw {
         let input = input_of(ctx.task)?;
         let n = build_number(input.build_id)?;
         let watch = ExpiryWatch::new(ctx);
-        let outcome = self.build(ctx, &input, n, &watch);
+        let outcome = crate::engine::pool::at_idle_priority(|| self.build(ctx, &input, n, &watch));
         // Stopped on request, or finished just as the request came (a last fresh look, so that
         // only the moment between this and on_done is left to on_done): nothing of it is kept.
         if watch.requested() || watch.requested_now() {

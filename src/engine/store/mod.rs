@@ -40,6 +40,9 @@ use index::{Key, Loc};
 
 /// zstd level for stored chunks: fast enough to keep up with the chunker on one core.
 const CHUNK_LEVEL: i32 = 3;
+/// How far behind a segment's end early writeback stays: the pool's jobs in flight (a few per
+/// worker, at most `MAX_CHUNK` each) have not all written their bytes closer to it.
+const WRITEBACK_LAG: u64 = 4 << 20;
 /// A segment takes appends until it holds this many bytes; then a new one starts.
 pub const SEGMENT_LIMIT: u64 = 1 << 30;
 /// Prune rewrites a segment whose live chunks fill less than this share of it (percent).
@@ -218,6 +221,8 @@ struct Writer {
     segment: u32,
     file: Arc<File>,
     len: u64,
+    /// Up to where the segment was handed to early writeback (see [`ChunkStore::reserve`]).
+    written_back: u64,
 }
 
 #[derive(Debug, Default)]
@@ -382,15 +387,23 @@ impl ChunkStore {
             (Codec::Raw, raw)
         };
         let len = stored.len() as u64;
-        let (file, segment, offset) = self.reserve(len)?;
+        let (file, segment, offset, writeback) = self.reserve(len)?;
         let path = || self.segment_path(segment).display().to_string();
         file.write_all_at(stored, offset).ctx(|| format!("write {}", path()))?;
+        if let Some((from, len)) = writeback {
+            fsutil::start_writeback(&file, from, len);
+        }
         Ok(Loc { segment, offset, len: len as u32, codec })
     }
 
     /// Space for `len` bytes in the current segment, starting a new one when there is none
-    /// yet or it is full. The bytes are written outside the lock, by the caller.
-    fn reserve(&self, len: u64) -> Result<(Arc<File>, u32, u64)> {
+    /// yet or it is full. The bytes are written outside the lock, by the caller, who also asks
+    /// for early writeback of the range returned with them, if any: the segment's bytes from
+    /// the last such range up to [`WRITEBACK_LAG`] behind its end (appends that far back are
+    /// written by now, the jobs in flight hold less), so the flush's `fdatasync` does not
+    /// write hundreds of megabytes at once while the chunker waits.
+    #[allow(clippy::type_complexity)]
+    fn reserve(&self, len: u64) -> Result<(Arc<File>, u32, u64, Option<(u64, u64)>)> {
         let mut st = self.lock()?;
         let full = st.writer.as_ref().is_some_and(|w| w.len > 0 && w.len + len > SEGMENT_LIMIT);
         if st.writer.is_none() || full {
@@ -399,12 +412,18 @@ impl ChunkStore {
             st.unsynced.push(file.clone());
             st.open.insert(segment, file.clone());
             st.created = true;
-            st.writer = Some(Writer { segment, file, len: 0 });
+            st.writer = Some(Writer { segment, file, len: 0, written_back: 0 });
         }
         let writer = st.writer.as_mut().ok_or_else(|| EngineError::Invalid("no open segment".into()))?;
         let offset = writer.len;
         writer.len += len;
-        Ok((writer.file.clone(), writer.segment, offset))
+        let settled = writer.len.saturating_sub(WRITEBACK_LAG);
+        let writeback = (settled >= writer.written_back + fsutil::EarlyWriteback::STEP).then(|| {
+            let range = (writer.written_back, settled - writer.written_back);
+            writer.written_back = settled;
+            range
+        });
+        Ok((writer.file.clone(), writer.segment, offset, writeback))
     }
 
     /// A new, empty segment numbered after every existing one. Never an existing file: a

@@ -253,3 +253,27 @@ fn a_reopened_store_reads_an_index_longer_than_its_read_piece_and_stops_at_a_tor
     assert_eq!(st.durable.len(), n as usize);
     assert_eq!(st.index_read, (index::MAGIC.len() + n as usize * index::RECORD_LEN) as u64);
 }
+
+#[test]
+fn early_writeback_of_a_segment_stays_its_lag_behind_the_end_and_goes_in_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    // Incompressible 256 KiB chunks (stored raw), 80 of them: 20 MiB appended.
+    let mut seed = 1u64;
+    for _ in 0..80 {
+        let raw: Vec<u8> = (0..256 * 1024)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        stored(&store, &raw);
+    }
+    let st = store.lock().unwrap();
+    let writer = st.writer.as_ref().unwrap();
+    assert_eq!(writer.len, 20 << 20);
+    // 16 MiB of the 20 are settled: two steps of 8 MiB handed over, the rest waits.
+    assert_eq!(writer.written_back, 16 << 20);
+    drop(st);
+    store.flush().unwrap();
+}
