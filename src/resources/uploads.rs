@@ -113,7 +113,17 @@ where
 {
     let file = std::fs::File::create(part).map_err(io)?;
     let (pieces, arriving) = tokio::sync::mpsc::channel(16);
-    let writer = tokio::task::spawn_blocking(move || write_pieces(file, arriving));
+    let (written, writer) = tokio::sync::oneshot::channel();
+    // A thread of its own at idle priority: copying a gigabyte into the page cache is bulk work,
+    // and the requests the actix workers serve meanwhile keep the CPU (a pooled blocking thread
+    // could not be given back its priority).
+    std::thread::Builder::new()
+        .name("upload-writer".into())
+        .spawn(move || {
+            crate::auth::hash_pool::lower_priority();
+            drop(written.send(write_pieces(file, arriving)));
+        })
+        .map_err(io)?;
     let streamed: Result<(), UploadError> = async {
         let mut received: u64 = 0;
         while let Some(piece) = body.next().await {
