@@ -112,7 +112,7 @@ where
     E: std::fmt::Display,
 {
     let file = std::fs::File::create(part).map_err(io)?;
-    let (pieces, arriving) = tokio::sync::mpsc::channel(16);
+    let (pieces, arriving) = tokio::sync::mpsc::channel(4);
     let (written, writer) = tokio::sync::oneshot::channel();
     // A thread of its own at idle priority: copying a gigabyte into the page cache is bulk work,
     // and the requests the actix workers serve meanwhile keep the CPU (a pooled blocking thread
@@ -126,6 +126,7 @@ where
         .map_err(io)?;
     let streamed: Result<(), UploadError> = async {
         let mut received: u64 = 0;
+        let (mut batch, mut batch_bytes) = (Vec::new(), 0);
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|e| UploadError::Body(format!("the upload broke off: {e}")))?;
             received += piece.len() as u64;
@@ -133,10 +134,19 @@ where
                 let message = format!("the upload is larger than the limit of {max_bytes} bytes");
                 return Err(ApiError::invalid("body", message).into());
             }
-            if pieces.send(piece).await.is_err() {
-                // The writer stopped on an error, which it returns below.
-                break;
+            batch_bytes += piece.len();
+            batch.push(piece);
+            if batch_bytes >= UPLOAD_BATCH {
+                batch_bytes = 0;
+                if pieces.send(std::mem::take(&mut batch)).await.is_err() {
+                    // The writer stopped on an error, which it returns below.
+                    break;
+                }
             }
+        }
+        if !batch.is_empty() {
+            // A failed send means the writer stopped on an error, which it returns below.
+            let _ = pieces.send(batch).await;
         }
         if let Some(expected) = size.filter(|s| *s != received) {
             let message = format!("the upload has {received} bytes, but the import announced {expected}");
@@ -155,15 +165,21 @@ where
         .map_err(io)
 }
 
+/// Body pieces handed to the writer at once: the pieces are a few KiB each, and a hand-over per
+/// piece cost a thread wake-up each.
+const UPLOAD_BATCH: usize = 1 << 20;
+
 /// Appends the pieces to `file` until the queue closes, starting writeback as it goes.
 fn write_pieces(
     mut file: std::fs::File,
-    mut arriving: tokio::sync::mpsc::Receiver<actix_web::web::Bytes>,
+    mut arriving: tokio::sync::mpsc::Receiver<Vec<actix_web::web::Bytes>>,
 ) -> std::io::Result<std::fs::File> {
     let mut writeback = crate::engine::fsutil::EarlyWriteback::default();
-    while let Some(piece) = arriving.blocking_recv() {
-        file.write_all(&piece)?;
-        writeback.wrote(&file, piece.len() as u64);
+    while let Some(batch) = arriving.blocking_recv() {
+        for piece in batch {
+            file.write_all(&piece)?;
+            writeback.wrote(&file, piece.len() as u64);
+        }
     }
     Ok(file)
 }
