@@ -6,8 +6,8 @@
 //! producer idle more than half of the import). For the same reason a thread waiting for queued
 //! jobs runs those no worker has started yet itself: a patch waiting for workers stalled.
 //! The producer is a task's engine thread, itself at idle priority ([`at_idle_priority`]): at
-//! normal priority it took a core's fair share from the API and tripled the list p99 during an
-//! import on an idle 2-core box.
+//! normal priority it took a core's fair share from the API (list p99 3.4× idle during an
+//! import on a quiet 2-core box; 1.2–2.6× with the producer at idle priority).
 
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
