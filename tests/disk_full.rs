@@ -4,13 +4,15 @@
 //! it the test fails rather than passing unchecked.
 
 mod common;
+mod engine_support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{send, Server};
+use common::{send, Server, Session};
+use engine_support::{game_v1, tar_of};
 use serde_json::json;
 
 /// A tmpfs mounted over a directory; unmounted on drop.
@@ -41,24 +43,30 @@ fn fill(path: &Path) {
     while file.write_all(&chunk).and_then(|_| file.sync_data()).is_ok() {}
 }
 
-#[test]
-fn a_full_disk_answers_507_keeps_reads_working_and_recovers_by_itself() {
+/// A server whose state directory is on a small tmpfs, and a session of an organization admin.
+fn on_a_small_disk(size: &str) -> (Server, Session, SmallFs) {
     let mut server = Server::start();
     let mut session = server.org_admin("acme");
     server.stop();
-    // The state directory moves onto an 8 MiB file system.
     let saved = server.home.path().join("saved");
     let copied = Command::new("cp").arg("-a").arg(&server.state_dir).arg(&saved).status().unwrap();
     assert!(copied.success());
     // No skipping where mounting is refused: a pass must mean the behaviour was checked. CI runs
     // as root (verified on the CI machine type), so it can mount; elsewhere run as root too.
-    let _small = SmallFs::mount(&server.state_dir, "8m")
+    let small = SmallFs::mount(&server.state_dir, size)
         .expect("mounting a tmpfs failed: this test needs the right to mount (run the tests as root, as CI does)");
     let restored = Command::new("cp").arg("-a").arg(format!("{}/.", saved.display())).arg(&server.state_dir).status();
     assert!(restored.unwrap().success());
     let server = server.restart();
     session.base = server.base.clone();
     session.call("GET", "/be/v1/apps", None).assert_ok();
+    (server, session, small)
+}
+
+#[test]
+fn a_full_disk_answers_507_keeps_reads_working_and_recovers_by_itself() {
+    // The state directory moves onto an 8 MiB file system.
+    let (server, session, _small) = on_a_small_disk("8m");
 
     let filler = server.state_dir.join("filler");
     fill(&filler);
@@ -81,4 +89,38 @@ fn a_full_disk_answers_507_keeps_reads_working_and_recovers_by_itself() {
     let log = server.log();
     assert_eq!(log.matches("the disk is full").count(), 1, "logged once for the episode:\n{log}");
     assert!(log.contains("disk space is available again"), "{log}");
+}
+
+#[test]
+fn an_upload_onto_a_full_disk_answers_507_leaves_no_part_behind_and_can_be_sent_again() {
+    let (server, session, _small) = on_a_small_disk("16m");
+    session.call("POST", "/be/v1/apps", Some(json!({"name": "game", "label": "x"}))).assert_ok();
+    let tar = tar_of(&game_v1());
+    let reply = session.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "size": tar.len()})));
+    let url = reply.assert_ok()["upload"]["url"].as_str().unwrap().to_string();
+
+    let filler = server.state_dir.join("filler");
+    fill(&filler);
+    let put = || common::send_raw("PUT", &url, &[], Some(("application/x-tar", &tar[..])));
+    put().assert_error(507, "insufficient-storage");
+    let mut left = Vec::new();
+    let mut dirs = vec![server.state_dir.join("builds")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                left.push(entry.path());
+            }
+        }
+    }
+    assert_eq!(left, Vec::<PathBuf>::new(), "a refused upload leaves nothing behind");
+
+    std::fs::remove_file(&filler).unwrap();
+    put().assert_ok();
+    let app = common::eventually(Duration::from_secs(180), || {
+        let app = session.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+        (app["processing"] == false && app["exporting"] == false).then_some(app)
+    });
+    assert_eq!(app["iCurBuild"], 1, "{app}");
 }

@@ -56,6 +56,11 @@ impl Drop for Receiving {
 }
 
 fn io(e: std::io::Error) -> UploadError {
+    // A full disk is the box's condition, answered 507 as every other write answers it; the
+    // client may PUT again once space is freed.
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        return UploadError::Api(ApiError::InsufficientStorage);
+    }
     // Only the kind: an OS message could reveal the state directory's path.
     UploadError::Body(format!("writing the upload failed ({})", e.kind()))
 }
