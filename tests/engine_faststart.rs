@@ -65,17 +65,18 @@ fn a_traced_image_puts_the_start_up_chunks_first_in_first_access_order_with_thei
     let dir = tempfile::tempdir().unwrap();
     let (plain, fast) = images(dir.path());
     assert_ne!(plain.dxf_name, fast.dxf_name);
-    assert_eq!(plain.index.preload_bytes, None);
+    assert_eq!(plain.preload_bytes, None);
 
-    let index = &fast.index;
+    let (plain_index, index) = (Index::load(&plain.dir).unwrap(), &Index::load(&fast.dir).unwrap());
+    assert_eq!(fast.preload_bytes, index.preload_bytes);
     let slots = touched_slots(index, &trace());
     assert!(slots.len() >= 3, "the trace touches several chunks: {slots:?}");
     assert_eq!(slots, (0..slots.len() as u32).collect::<Vec<_>>(), "start-up chunks lead the table");
     let preload: u64 = index.chunks[..slots.len()].iter().map(|c| c.stored_len as u64).sum();
     assert_eq!(index.preload_bytes, Some(preload));
     // In the default order the large pack loads last: its chunks sit at the end of the table.
-    let plain_slots = touched_slots(&plain.index, &trace());
-    assert!(plain_slots.iter().any(|&s| s as usize > plain.index.chunks.len() / 2), "{plain_slots:?}");
+    let plain_slots = touched_slots(&plain_index, &trace());
+    assert!(plain_slots.iter().any(|&s| s as usize > plain_index.chunks.len() / 2), "{plain_slots:?}");
 
     // The traced files come right after directories and links, in first-access order.
     let files: Vec<&str> = index
@@ -87,7 +88,7 @@ fn a_traced_image_puts_the_start_up_chunks_first_in_first_access_order_with_thei
         .collect();
     assert_eq!(files, vec!["data/level1.pak", "docs/readme.txt", "data/level2.pak"]);
     // Same content, same chunks: only the order differs.
-    let mut a: Vec<_> = plain.index.chunks.iter().map(|c| c.id.clone()).collect();
+    let mut a: Vec<_> = plain_index.chunks.iter().map(|c| c.id.clone()).collect();
     let mut b: Vec<_> = index.chunks.iter().map(|c| c.id.clone()).collect();
     a.sort();
     b.sort();
@@ -105,7 +106,7 @@ fn a_traced_image_rebuilds_byte_for_byte_and_starts_after_far_fewer_bytes() {
 
     let before = Client::new(&origin, "acme", "game").startup(1, Some(&plain.dxf_name), &trace()).unwrap();
     let after = Client::new(&origin, "acme", "game").startup(1, Some(&fast.dxf_name), &trace()).unwrap();
-    let preload = fast.index.preload_bytes.unwrap();
+    let preload = fast.preload_bytes.unwrap();
     assert_eq!(after.preload_bytes, Some(preload));
     assert_eq!(after.bytes_fetched, after.index_bytes + preload, "nothing beyond the preload is needed");
     assert_eq!(before.preload_bytes, None);
@@ -143,7 +144,7 @@ fn fetch_with_a_trace_reports_the_bytes_before_start_up_then_rebuilds() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let preload = fast.index.preload_bytes.unwrap();
+    let preload = fast.preload_bytes.unwrap();
     assert!(stdout.contains(&format!("preloadBytes {preload}")), "{stdout}");
     assert!(stdout.contains("bytes fetched before the traced reads were satisfied"), "{stdout}");
     assert_same_tree(&read_tree(&dest), &game_v1());

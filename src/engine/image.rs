@@ -120,21 +120,22 @@ impl Index {
     }
 }
 
-/// The largest window `index.zst` is written with (1 MiB); see [`compress_json`].
+/// The largest window `index.zst` is written with (1 MiB); see [`compress_to`].
 const INDEX_WINDOW_LOG: u32 = 20;
 
-/// Streams `value` as JSON into zstd. The index of an 8 GiB build is 17 MB of JSON: made whole
-/// and compressed in one shot, zstd sized its tables from the input, for +86 MiB of peak RSS at
-/// 8 GiB against +50 MiB at 1 GiB (bench/results/2026-11-27T0001-pipeline.md). With the window and
-/// tables capped at 1 MiB and no JSON buffer, the memory is the same for any build, for an output
-/// within 0.5 % of the uncapped one.
+/// Streams `value` as JSON into zstd (what [`compress_to`] does with a whole value).
 #[cfg(test)]
 fn compress_json(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
-    compress_json_to(value, Vec::new())
+    compress_to(Vec::new(), |json| serde_json::to_writer(json, value).map_err(std::io::Error::from))
 }
 
-/// [`compress_json`] into `out`, which it returns.
-fn compress_json_to<W: Write>(value: &impl Serialize, out: W) -> std::io::Result<W> {
+/// Compresses what `write` writes into `out`, which it returns. The index of an 8 GiB build is
+/// 17 MB of JSON: made whole and compressed in one shot, zstd sized its tables from the input,
+/// for +86 MiB of peak RSS at 8 GiB against +50 MiB at 1 GiB
+/// (bench/results/2026-11-27T0001-pipeline.md). With the window and tables capped at 1 MiB and
+/// no JSON buffer, the memory is the same for any build, for an output within 0.5 % of the
+/// uncapped one.
+fn compress_to<W: Write>(out: W, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<W> {
     use zstd::stream::raw::CParameter;
     let mut encoder = zstd::stream::write::Encoder::new(out, INDEX_LEVEL)?;
     for cap in [
@@ -145,8 +146,33 @@ fn compress_json_to<W: Write>(value: &impl Serialize, out: W) -> std::io::Result
         encoder.set_parameter(cap)?;
     }
     let mut json = std::io::BufWriter::with_capacity(64 << 10, encoder);
-    serde_json::to_writer(&mut json, value)?;
+    write(&mut json)?;
     json.into_inner().map_err(std::io::IntoInnerError::into_error)?.finish()
+}
+
+/// Writes the JSON of an [`Index`] from its parts: `chunks` and `files` are the members of its
+/// two arrays, each exactly as `serde_json` serialises it, separated by commas. The result is
+/// byte for byte `serde_json::to_vec(&Index { .. })` (fields in declaration order, compact, the
+/// absent `preloadBytes` skipped): the image's name is the hash of these bytes, so streaming the
+/// table from disk rather than serialising it whole must not change a single one.
+fn write_index_json(
+    out: &mut dyn Write,
+    packs: &[PackInfo],
+    chunks: &mut dyn Read,
+    files: &mut dyn Read,
+    preload_bytes: Option<u64>,
+) -> std::io::Result<()> {
+    write!(out, "{{\"format\":{INDEX_FORMAT},\"packs\":")?;
+    serde_json::to_writer(&mut *out, packs)?;
+    out.write_all(b",\"chunks\":[")?;
+    std::io::copy(chunks, out)?;
+    out.write_all(b"],\"files\":[")?;
+    std::io::copy(files, out)?;
+    out.write_all(b"]")?;
+    if let Some(n) = preload_bytes {
+        write!(out, ",\"preloadBytes\":{n}")?;
+    }
+    out.write_all(b"}")
 }
 
 /// Writes to a file while hashing and counting what it writes: `index.zst` goes to its file
@@ -171,15 +197,20 @@ impl Write for HashingFile {
     }
 }
 
-/// Where and under which name an image was written.
-#[derive(Debug, Clone)]
+/// Where and under which name an image was written. It does not carry the index: its chunk
+/// table is 56 bytes per chunk (6 MiB at 8 GiB) that mkraw held from the image to its last
+/// patch; a patch reads it back with [`Index::load`] when it needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     pub dxf_name: String,
     /// index.zst plus every pack.
     pub size_bytes: u64,
     /// `<out_dir>/<dxfName>`.
     pub dir: PathBuf,
-    pub index: Index,
+    /// The index's `packs`, in order.
+    pub packs: Vec<PackInfo>,
+    /// The index's `preloadBytes`: present in images ordered by start-up traces.
+    pub preload_bytes: Option<u64>,
 }
 
 impl ImageInfo {
@@ -192,9 +223,9 @@ impl ImageInfo {
         if dxf_dir.file_name().and_then(|n| n.to_str()) != Some(dxf_name.as_str()) {
             return Err(EngineError::Corrupt(format!("{}: index hash is {dxf_name}", dxf_dir.display())));
         }
-        let index = Index::decode(&bytes)?;
+        let Index { packs, preload_bytes, .. } = Index::decode(&bytes)?;
         let mut size_bytes = bytes.len() as u64;
-        for pack in &index.packs {
+        for pack in &packs {
             let path = dxf_dir.join(&pack.name);
             let len = fs::metadata(&path).ctx(|| format!("stat {}", path.display()))?.len();
             if len != pack.size {
@@ -202,7 +233,7 @@ impl ImageInfo {
             }
             size_bytes += len;
         }
-        Ok(ImageInfo { dxf_name, size_bytes, dir: dxf_dir.to_path_buf(), index })
+        Ok(ImageInfo { dxf_name, size_bytes, dir: dxf_dir.to_path_buf(), packs, preload_bytes })
     }
 }
 
@@ -298,7 +329,7 @@ pub fn write_image(
     let staging = out_dir.join(temp_name("dxf"));
     fs::create_dir(&staging).ctx(|| format!("create {}", staging.display()))?;
     let result = fill_staging(manifest, store, &staging, options, startup, hooks);
-    let (index, index_sha256, index_len) = match result {
+    let Staged { packs, preload_bytes, index_sha256, index_len } = match result {
         Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
@@ -307,7 +338,7 @@ pub fn write_image(
     };
     let dxf_name = index_sha256[..32].to_string();
     let dir = out_dir.join(&dxf_name);
-    let size_bytes = index_len + index.packs.iter().map(|p| p.size).sum::<u64>();
+    let size_bytes = index_len + packs.iter().map(|p| p.size).sum::<u64>();
     if dir.is_dir() {
         // A rerun after a crash produced the same image: the published one stays untouched.
         fs::remove_dir_all(&staging).ctx(|| format!("remove {}", staging.display()))?;
@@ -315,17 +346,139 @@ pub fn write_image(
         fs::rename(&staging, &dir).ctx(|| format!("rename to {}", dir.display()))?;
         fsync_dir(out_dir)?;
     }
-    Ok(ImageInfo { dxf_name, size_bytes, dir, index })
+    Ok(ImageInfo { dxf_name, size_bytes, dir, packs, preload_bytes })
 }
 
-/// Where each chunk placed so far sits in the chunk table: an open-addressing table of
-/// positions in it (4 bytes each, at most half full), the ids read from the table itself. A map
-/// from ids to positions held a second copy of every 32-byte id, ~44 bytes per chunk.
-struct Positions {
-    /// Positions in the chunk table; `EMPTY` where there is none.
-    table: Vec<u32>,
+/// A scratch file in the staging directory, unlinked as soon as it is open: it is gone however
+/// the image ends (written, failed, or the process killed), so it can never be published with
+/// the packs, and nothing has to remember to remove it.
+fn scratch_file(staging: &Path, name: &str) -> Result<File> {
+    let path = staging.join(name);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .ctx(|| format!("create {}", path.display()))?;
+    fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
+    Ok(file)
+}
+
+/// Members of a JSON array (chunk-table rows, file entries) written to a scratch file as they
+/// are produced, comma-separated, to be copied into `index.zst` at the end: held in memory, the
+/// chunk table alone was 56 bytes per chunk and the files' position lists 4 more.
+struct JsonSpill {
+    file: std::io::BufWriter<File>,
+    what: &'static str,
+    empty: bool,
+}
+
+impl JsonSpill {
+    fn new(staging: &Path, name: &'static str) -> Result<JsonSpill> {
+        let file = scratch_file(staging, name)?;
+        Ok(JsonSpill { file: std::io::BufWriter::with_capacity(64 << 10, file), what: name, empty: true })
+    }
+
+    /// Appends `value`, serialised exactly as `serde_json` does inside the whole index.
+    fn push(&mut self, value: &impl Serialize) -> Result<()> {
+        let what = self.what;
+        (|| {
+            if !self.empty {
+                self.file.write_all(b",")?;
+            }
+            self.empty = false;
+            serde_json::to_writer(&mut self.file, value).map_err(std::io::Error::from)
+        })()
+        .ctx(|| format!("write the image's {what}"))
+    }
+
+    /// The file, read from its start.
+    fn into_reader(self) -> Result<std::io::BufReader<File>> {
+        use std::io::{Seek, SeekFrom};
+        let what = self.what;
+        let mut file = self
+            .file
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .ctx(|| format!("write the image's {what}"))?;
+        file.seek(SeekFrom::Start(0)).ctx(|| format!("read the image's {what}"))?;
+        Ok(std::io::BufReader::with_capacity(64 << 10, file))
+    }
+}
+
+/// Bytes of one id in [`IdSpill`].
+const ID_LEN: usize = std::mem::size_of::<ChunkId>();
+/// Ids [`IdSpill`] gathers before writing them out.
+const ID_BATCH: usize = 2048;
+
+/// The chunk table's ids in slot order, 32 bytes each at `slot * 32` of a scratch file, so that
+/// [`Positions`] can confirm a candidate slot with one `pread` instead of holding every id. The
+/// last few (up to `ID_BATCH`) wait in memory, written out in one call.
+struct IdSpill {
+    file: File,
+    /// Ids in the file.
+    written: u32,
+    /// The ids after them.
+    pending: Vec<u8>,
+}
+
+impl IdSpill {
+    fn new(staging: &Path) -> Result<IdSpill> {
+        Ok(IdSpill {
+            file: scratch_file(staging, "ids.bin")?,
+            written: 0,
+            pending: Vec::with_capacity(ID_BATCH * ID_LEN),
+        })
+    }
+
+    fn len(&self) -> u32 {
+        self.written + (self.pending.len() / ID_LEN) as u32
+    }
+
+    /// Appends the id of the next slot.
+    fn push(&mut self, id: &ChunkId) -> Result<()> {
+        self.pending.extend_from_slice(&id.0);
+        if self.pending.len() >= ID_BATCH * ID_LEN {
+            let at = self.written as u64 * ID_LEN as u64;
+            self.file.write_all_at(&self.pending, at).ctx(|| "write the image's chunk ids".to_string())?;
+            self.written += (self.pending.len() / ID_LEN) as u32;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// The id at `slot` (one that was pushed).
+    fn get(&self, slot: u32) -> Result<ChunkId> {
+        let mut id = [0u8; ID_LEN];
+        if slot < self.written {
+            self.file
+                .read_exact_at(&mut id, slot as u64 * ID_LEN as u64)
+                .ctx(|| "read the image's chunk ids".to_string())?;
+        } else {
+            let at = (slot - self.written) as usize * ID_LEN;
+            let pending = self
+                .pending
+                .get(at..at + ID_LEN)
+                .ok_or_else(|| EngineError::Invalid(format!("no chunk at slot {slot}")))?;
+            id.copy_from_slice(pending);
+        }
+        Ok(ChunkId(id))
+    }
+}
+
+/// Where each chunk placed so far sits in the chunk table: an open-addressing table of slots
+/// (positions in the table, at most half full) and, beside each, a 4-byte tag of the id's keyed
+/// hash: 8 bytes per bucket, ~10-16 per chunk. The ids themselves stay on disk ([`IdSpill`]); a
+/// bucket whose tag matches is confirmed by reading its id back, never assumed: two ids with the
+/// same tag would otherwise put one chunk's bytes where the other belongs. A map from ids to
+/// positions held a second copy of every 32-byte id, ~44 bytes per chunk.
+struct Positions<S = std::collections::hash_map::RandomState> {
+    /// Slots in the chunk table; `EMPTY` where there is none.
+    slots: Vec<u32>,
+    /// The tag of the id in the same bucket of `slots`.
+    tags: Vec<u32>,
     /// Keyed per image: a build cannot choose its chunks to collide in the table.
-    hasher: std::collections::hash_map::RandomState,
+    hasher: S,
     len: usize,
 }
 
@@ -333,45 +486,60 @@ const EMPTY: u32 = u32::MAX;
 
 impl Positions {
     fn with_capacity(n: usize) -> Positions {
+        Positions::with_hasher(n, Default::default())
+    }
+}
+
+impl<S: std::hash::BuildHasher + Clone> Positions<S> {
+    fn with_hasher(n: usize, hasher: S) -> Positions<S> {
         let size = (n.max(8) * 2).next_power_of_two();
-        Positions { table: vec![EMPTY; size], hasher: Default::default(), len: 0 }
+        Positions { slots: vec![EMPTY; size], tags: vec![0; size], hasher, len: 0 }
     }
 
-    /// The bucket of `id`, then each following one (linear probing).
-    fn probe(&self, id: &ChunkId) -> impl Iterator<Item = usize> {
-        use std::hash::BuildHasher;
-        let mask = self.table.len() - 1;
-        let start = self.hasher.hash_one(id) as usize;
-        (0..self.table.len()).map(move |i| (start + i) & mask)
+    /// The tag of `id`, and its bucket then each following one (linear probing). The bucket
+    /// comes from the hash's low bits, the tag from its high ones, so ids in one probe run do not
+    /// share their tag more often than any two ids do.
+    fn probe(&self, id: &ChunkId) -> (u32, impl Iterator<Item = usize>) {
+        let hash = self.hasher.hash_one(id);
+        let mask = self.slots.len() - 1;
+        let start = hash as usize;
+        ((hash >> 32) as u32, (0..self.slots.len()).map(move |i| (start + i) & mask))
     }
 
-    fn get(&self, id: &ChunkId, chunks: &[IndexChunk]) -> Option<u32> {
-        for bucket in self.probe(id) {
-            let slot = self.table[bucket];
+    fn get(&self, id: &ChunkId, ids: &IdSpill) -> Result<Option<u32>> {
+        let (tag, buckets) = self.probe(id);
+        for bucket in buckets {
+            let slot = self.slots[bucket];
             if slot == EMPTY {
-                return None;
+                return Ok(None);
             }
-            if chunks.get(slot as usize).is_some_and(|c| c.id == *id) {
-                return Some(slot);
+            if self.tags[bucket] == tag && ids.get(slot)? == *id {
+                return Ok(Some(slot));
             }
         }
-        None
+        Ok(None)
     }
 
-    /// Records that `chunks[slot]` (not recorded yet) is at `slot`.
-    fn insert(&mut self, slot: u32, chunks: &[IndexChunk]) {
-        if (self.len + 1) * 2 > self.table.len() {
-            let mut grown = Positions::with_capacity(self.table.len());
-            for &s in self.table.iter().filter(|&&s| s != EMPTY) {
-                grown.insert(s, chunks);
+    /// Records that `id` (not recorded yet) is at `slot`.
+    fn insert(&mut self, slot: u32, id: &ChunkId, ids: &IdSpill) -> Result<()> {
+        if (self.len + 1) * 2 > self.slots.len() {
+            // Only when the count it was sized for was short: the ids come back from disk.
+            let mut grown = Positions::with_hasher(self.slots.len(), self.hasher.clone());
+            for &s in self.slots.iter().filter(|&&s| s != EMPTY) {
+                grown.put(s, &ids.get(s)?);
             }
             *self = grown;
         }
-        if let Some(id) = chunks.get(slot as usize).map(|c| &c.id) {
-            if let Some(bucket) = self.probe(id).find(|&b| self.table[b] == EMPTY) {
-                self.table[bucket] = slot;
-                self.len += 1;
-            }
+        self.put(slot, id);
+        Ok(())
+    }
+
+    fn put(&mut self, slot: u32, id: &ChunkId) {
+        let (tag, mut buckets) = self.probe(id);
+        if let Some(bucket) = buckets.find(|&b| self.slots[b] == EMPTY) {
+            self.slots[bucket] = slot;
+            self.tags[bucket] = tag;
+            self.len += 1;
         }
     }
 }
@@ -382,15 +550,25 @@ struct Packer<'a> {
     staging: &'a Path,
     limit: u64,
     positions: Positions,
-    chunks: Vec<IndexChunk>,
+    /// The chunk table's rows, on disk.
+    rows: JsonSpill,
+    /// The chunk table's ids, on disk, for `positions`.
+    ids: IdSpill,
+    /// Stored bytes of the chunks placed so far: `preloadBytes` once the start-up ones are in.
+    stored_bytes: u64,
     packs: Vec<PackInfo>,
     pack: Option<PackWriter>,
+    /// Chunk references placed so far, for progress (see [`fill_staging`]).
+    done: u64,
+    total: u64,
 }
 
 impl Packer<'_> {
     /// The chunk's slot in the table, appending it to the packs the first time.
-    fn place(&mut self, r: &ChunkRef, hooks: &Hooks, total: u64) -> Result<u32> {
-        if let Some(slot) = self.positions.get(&r.id, &self.chunks) {
+    fn place(&mut self, r: &ChunkRef, hooks: &Hooks) -> Result<u32> {
+        self.done += 1;
+        if let Some(slot) = self.positions.get(&r.id, &self.ids)? {
+            (hooks.progress)(self.done, self.total);
             return Ok(slot);
         }
         if (hooks.cancel)() {
@@ -414,26 +592,36 @@ impl Packer<'_> {
         let writer = self.pack.as_mut().ok_or_else(|| EngineError::Invalid("no open pack".into()))?;
         let offset = writer.size;
         writer.push(located)?;
-        let slot = self.chunks.len() as u32;
-        self.chunks.push(IndexChunk {
+        let slot = self.ids.len();
+        self.rows.push(&IndexChunk {
             id: r.id.clone(),
             raw_len: r.len,
             pack: self.packs.len() as u32,
             offset,
             stored_len: stored_len as u32,
             codec,
-        });
-        self.positions.insert(slot, &self.chunks);
-        (hooks.progress)(self.chunks.len() as u64, total);
+        })?;
+        self.ids.push(&r.id)?;
+        self.positions.insert(slot, &r.id, &self.ids)?;
+        self.stored_bytes += stored_len as u32 as u64;
+        (hooks.progress)(self.done, self.total);
         Ok(slot)
     }
 
-    fn finish(mut self) -> Result<(Vec<PackInfo>, Vec<IndexChunk>)> {
+    fn finish(mut self) -> Result<(Vec<PackInfo>, JsonSpill)> {
         if let Some(last) = self.pack.take() {
             self.packs.push(PackInfo { name: pack_name(self.packs.len() as u32), size: last.finish()? });
         }
-        Ok((self.packs, self.chunks))
+        Ok((self.packs, self.rows))
     }
+}
+
+/// What [`fill_staging`] left in the staging directory.
+struct Staged {
+    packs: Vec<PackInfo>,
+    preload_bytes: Option<u64>,
+    index_sha256: String,
+    index_len: u64,
 }
 
 fn fill_staging(
@@ -443,7 +631,7 @@ fn fill_staging(
     options: &ImageOptions,
     startup: &[StartupRead],
     hooks: &Hooks,
-) -> Result<(Index, String, u64)> {
+) -> Result<Staged> {
     let (first_chunks, first_files) = startup::touched(manifest, startup);
     // Files the game opens while starting come right after directories and links, in the order
     // it first opened them; then the default order.
@@ -454,36 +642,49 @@ fn fill_staging(
         (_, Some(&rank)) => (1, rank, 0),
         (class, None) => (1 + class, 0, e.order),
     });
-    let total = manifest.chunk_ids().len() as u64;
-    // Sized for every distinct chunk up front: grown by doubling, the table and the map held up
-    // to twice their size in slack and, while moving, their old and new copies at once.
+    // Progress counts chunk references, the start-up ones then every file's: known without a
+    // set of every distinct id (~70 bytes per chunk, for a number), it moves on every
+    // reference, and ends at `total` exactly.
+    let references: usize = manifest
+        .files
+        .iter()
+        .map(|e| if let EntryKind::File { chunks, .. } = &e.kind { chunks.len() } else { 0 })
+        .sum();
+    let total = (first_chunks.len() + references) as u64;
+    // Sized up front for at least every distinct chunk (there are at most as many as references):
+    // grown by doubling, the table held up to twice its size in slack and, while moving, its old
+    // and new copies at once.
     let mut packer = Packer {
         store,
         staging,
         limit: options.pack_limit,
-        positions: Positions::with_capacity(total as usize),
-        chunks: Vec::with_capacity(total as usize),
+        positions: Positions::with_capacity(references),
+        rows: JsonSpill::new(staging, "chunks.json")?,
+        ids: IdSpill::new(staging)?,
+        stored_bytes: 0,
         packs: Vec::new(),
         pack: None,
+        done: 0,
+        total,
     };
     for r in &first_chunks {
-        packer.place(r, hooks, total)?;
+        packer.place(r, hooks)?;
     }
-    let preload_bytes = (!startup.is_empty()).then(|| packer.chunks.iter().map(|c| c.stored_len as u64).sum());
-    let mut files = Vec::with_capacity(order.len());
+    let preload_bytes = (!startup.is_empty()).then_some(packer.stored_bytes);
+    let mut files = JsonSpill::new(staging, "files.json")?;
     for entry in order {
         let kind = match &entry.kind {
             EntryKind::Dir { mode } => IndexKind::Dir { mode: *mode },
             EntryKind::Symlink { target } => IndexKind::Symlink { target: target.clone() },
             EntryKind::File { mode, size, sha256, chunks: refs } => {
-                let slots = refs.iter().map(|r| packer.place(r, hooks, total)).collect::<Result<Vec<u32>>>()?;
+                let slots = refs.iter().map(|r| packer.place(r, hooks)).collect::<Result<Vec<u32>>>()?;
                 IndexKind::File { mode: *mode, size: *size, sha256: sha256.clone(), chunks: slots }
             }
         };
-        files.push(IndexEntry { path: entry.path.clone(), kind });
+        files.push(&IndexEntry { path: entry.path.clone(), kind })?;
     }
-    let (packs, chunks) = packer.finish()?;
-    let index = Index { format: INDEX_FORMAT, packs, chunks, files, preload_bytes };
+    let (packs, rows) = packer.finish()?;
+    let (mut rows, mut files) = (rows.into_reader()?, files.into_reader()?);
     // Data before index: the packs are fsynced above, the index after them.
     let path = staging.join(INDEX_FILE);
     let file = File::create(&path).ctx(|| format!("create {}", path.display()))?;
@@ -492,43 +693,219 @@ fn fill_staging(
         hash: ring::digest::Context::new(&ring::digest::SHA256),
         len: 0,
     };
-    let written = compress_json_to(&index, out).and_then(|out| {
-        let file = out.file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        Ok((hex(out.hash.finish().as_ref()), out.len))
-    });
-    let (sha256, len) = written.ctx(|| format!("write {}", path.display()))?;
+    let written = compress_to(out, |json| write_index_json(json, &packs, &mut rows, &mut files, preload_bytes))
+        .and_then(|out| {
+            let file = out.file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+            file.sync_all()?;
+            Ok((hex(out.hash.finish().as_ref()), out.len))
+        });
+    let (index_sha256, index_len) = written.ctx(|| format!("write {}", path.display()))?;
     fsync_dir(staging)?;
-    Ok((index, sha256, len))
+    Ok(Staged { packs, preload_bytes, index_sha256, index_len })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn id(n: u32) -> ChunkId {
+        ChunkId::of(&n.to_le_bytes())
+    }
+
+    /// Places ids 0..n as `place` does (spill, then table), checking each is absent before.
+    fn place_all<S: std::hash::BuildHasher + Clone>(positions: &mut Positions<S>, ids: &mut IdSpill, n: u32) {
+        for k in 0..n {
+            assert_eq!(positions.get(&id(k), ids).unwrap(), None, "{k} is not placed yet");
+            ids.push(&id(k)).unwrap();
+            positions.insert(k, &id(k), ids).unwrap();
+        }
+    }
+
     #[test]
     fn positions_find_every_chunk_placed_and_no_other_as_the_table_grows() {
-        let chunk = |n: u32| IndexChunk {
-            id: ChunkId::of(&n.to_le_bytes()),
-            raw_len: 1,
-            pack: 0,
-            offset: n as u64,
-            stored_len: 1,
-            codec: Codec::Raw,
-        };
-        // Sized for 10, given 1000: grows (rehashes) several times on the way.
+        let staging = tempfile::tempdir().unwrap();
+        let mut ids = IdSpill::new(staging.path()).unwrap();
+        // Sized for 10, given 5000: grows (rehashes from the spilled ids) several times on the
+        // way, and the ids span written batches and the pending one.
         let mut positions = Positions::with_capacity(10);
-        let mut chunks = Vec::new();
-        for n in 0..1000u32 {
-            assert_eq!(positions.get(&chunk(n).id, &chunks), None);
-            chunks.push(chunk(n));
-            positions.insert(n, &chunks);
+        place_all(&mut positions, &mut ids, 5000);
+        assert!(positions.slots.len() >= 10_000);
+        assert!(ids.written > 0 && !ids.pending.is_empty());
+        for k in 0..5000u32 {
+            assert_eq!(positions.get(&id(k), &ids).unwrap(), Some(k));
         }
-        assert!(positions.table.len() >= 2000);
-        for n in 0..1000u32 {
-            assert_eq!(positions.get(&chunk(n).id, &chunks), Some(n));
+        assert_eq!(positions.get(&id(5000), &ids).unwrap(), None);
+    }
+
+    /// Every id hashes alike: one bucket to start from and one tag for all.
+    #[derive(Clone, Default)]
+    struct Degenerate;
+
+    impl std::hash::BuildHasher for Degenerate {
+        type Hasher = Degenerate;
+        fn build_hasher(&self) -> Degenerate {
+            Degenerate
         }
-        assert_eq!(positions.get(&chunk(1000).id, &chunks), None);
+    }
+
+    impl std::hash::Hasher for Degenerate {
+        fn finish(&self) -> u64 {
+            0x5eed_0000_0000_0007
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn positions_confirm_a_matching_tag_against_the_spilled_id_and_never_assume_it() {
+        let staging = tempfile::tempdir().unwrap();
+        let mut ids = IdSpill::new(staging.path()).unwrap();
+        let mut positions = Positions::with_hasher(10, Degenerate);
+        // 3000 ids, all with the same tag in one probe run (past a batch of the spill, and
+        // through two growths): only the id read back tells them apart.
+        place_all(&mut positions, &mut ids, 3000);
+        assert!(ids.written > 0);
+        assert!(positions.tags.iter().zip(&positions.slots).all(|(&t, &s)| s == EMPTY || t == 0x5eed_0000));
+        for k in (0..3000u32).step_by(7) {
+            assert_eq!(positions.get(&id(k), &ids).unwrap(), Some(k));
+        }
+        assert_eq!(positions.get(&id(3000), &ids).unwrap(), None, "a tag match alone is not a hit");
+    }
+
+    #[test]
+    fn the_streamed_index_json_is_serde_jsons_byte_for_byte() {
+        let chunk = |n: u32| IndexChunk {
+            id: id(n),
+            raw_len: 100 + n,
+            pack: n / 2,
+            offset: n as u64 * 10,
+            stored_len: 90 + n,
+            codec: if n.is_multiple_of(2) { Codec::Raw } else { Codec::Zstd },
+        };
+        let file = |path: &str, chunks: Vec<u32>| IndexEntry {
+            path: path.into(),
+            kind: IndexKind::File { mode: 0o755, size: 7, sha256: sha256_hex(path.as_bytes()), chunks },
+        };
+        for (chunks, files, preload_bytes) in [
+            (
+                vec![chunk(0), chunk(1), chunk(2)],
+                vec![file("a \"q\"/é", vec![0, 1]), file("b", vec![]), file("c", vec![1, 2, 1])],
+                Some(190),
+            ),
+            (vec![chunk(0)], vec![IndexEntry { path: "d".into(), kind: IndexKind::Dir { mode: 0o700 } }], None),
+            (vec![], vec![], None),
+        ] {
+            let packs: Vec<PackInfo> = (0..2).map(|n| PackInfo { name: pack_name(n), size: 1000 + n as u64 }).collect();
+            let join = |json: Vec<Vec<u8>>| json.join(&b","[..]);
+            let rows = join(chunks.iter().map(|c| serde_json::to_vec(c).unwrap()).collect());
+            let entries = join(files.iter().map(|e| serde_json::to_vec(e).unwrap()).collect());
+            let mut streamed = Vec::new();
+            write_index_json(&mut streamed, &packs, &mut &rows[..], &mut &entries[..], preload_bytes).unwrap();
+            let index = Index { format: INDEX_FORMAT, packs, chunks, files, preload_bytes };
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(serde_json::to_vec(&index).unwrap()).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_index_is_the_serde_json_of_its_own_contents_and_leaves_no_scratch_file() {
+        use crate::engine::manifest::{Entry, MANIFEST_FORMAT};
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("chunks")).unwrap();
+        let raw = |n: u8| vec![n; 50 + n as usize];
+        for n in 1..=5u8 {
+            store.put(&ChunkId::of(&raw(n)), &raw(n)).unwrap();
+        }
+        store.flush().unwrap();
+        let file = |path: &str, order: u64, mode: u32, chunks: &[u8]| {
+            let chunks: Vec<ChunkRef> =
+                chunks.iter().map(|&n| ChunkRef { id: ChunkId::of(&raw(n)), len: raw(n).len() as u32 }).collect();
+            let size = chunks.iter().map(|c| c.len as u64).sum();
+            Entry {
+                path: path.into(),
+                order,
+                kind: EntryKind::File { mode, size, sha256: sha256_hex(path.as_bytes()), chunks },
+            }
+        };
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            files: vec![
+                file("big", 0, 0o644, &[1, 2, 3]),
+                Entry { path: "bin".into(), order: 1, kind: EntryKind::Dir { mode: 0o755 } },
+                file("bin/run", 2, 0o755, &[4, 2]),
+                file("empty", 3, 0o644, &[]),
+                Entry { path: "link".into(), order: 4, kind: EntryKind::Symlink { target: "big".into() } },
+                file("more", 5, 0o644, &[5, 1, 5]),
+            ],
+            warnings: Vec::new(),
+        };
+        // "more" starts first: its chunks 5 and 1 lead the packs, ahead of the default order.
+        let startup = [StartupRead { path: "more".into(), offset: 0, len: 100 }];
+        let out = dir.path().join("out");
+        let seen = std::sync::Mutex::new(Vec::new());
+        let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+        let hooks = Hooks::new(&progress, &|| false);
+        // One chunk a pack: rows in several packs.
+        let options = ImageOptions { pack_limit: 1 };
+        let image = write_image(&manifest, &store, &out, &options, &startup, &hooks).unwrap();
+
+        let index = Index::load(&image.dir).unwrap();
+        let mut json = Vec::new();
+        zstd::stream::read::Decoder::new(&fs::read(image.dir.join(INDEX_FILE)).unwrap()[..])
+            .unwrap()
+            .read_to_end(&mut json)
+            .unwrap();
+        assert_eq!(String::from_utf8(json).unwrap(), String::from_utf8(serde_json::to_vec(&index).unwrap()).unwrap());
+        let order: Vec<ChunkId> = index.chunks.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(order, [5, 1, 2, 3, 4].map(|n| ChunkId::of(&raw(n))));
+        let paths: Vec<&str> = index.files.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["bin", "link", "more", "big", "bin/run", "empty"]);
+        let IndexKind::File { chunks, .. } = &index.files[2].kind else { panic!("more is a file") };
+        assert_eq!(chunks, &[0, 1, 0], "a chunk used twice is stored once");
+        assert_eq!(index.preload_bytes, Some(index.chunks[..2].iter().map(|c| c.stored_len as u64).sum()));
+        assert_eq!(index.packs.len(), 5, "{:?}", index.packs);
+        assert_eq!(image, ImageInfo::open(&image.dir).unwrap());
+        assert_eq!((image.packs.clone(), image.preload_bytes), (index.packs.clone(), index.preload_bytes));
+
+        let mut names: Vec<String> =
+            fs::read_dir(&image.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        let mut expected: Vec<String> = index.packs.iter().map(|p| p.name.clone()).collect();
+        expected.push(INDEX_FILE.into());
+        expected.sort();
+        assert_eq!(names, expected, "nothing but the packs and the index is published");
+        let names: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(&image.dxf_name)], "no staging directory is left");
+
+        let seen = seen.into_inner().unwrap();
+        // Two start-up references, then 3 + 2 + 3 of the files.
+        assert!(seen.iter().all(|&(_, total)| total == 10), "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+        assert_eq!(seen.last(), Some(&(10, 10)));
+    }
+
+    #[test]
+    fn a_failed_image_leaves_nothing_behind() {
+        use crate::engine::manifest::{Entry, MANIFEST_FORMAT};
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path().join("chunks")).unwrap();
+        store.put(&ChunkId::of(b"here"), b"here").unwrap();
+        store.flush().unwrap();
+        let chunks = vec![ChunkRef { id: ChunkId::of(b"here"), len: 4 }, ChunkRef { id: ChunkId::of(b"gone"), len: 4 }];
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            files: vec![Entry {
+                path: "f".into(),
+                order: 0,
+                kind: EntryKind::File { mode: 0o644, size: 8, sha256: String::new(), chunks },
+            }],
+            warnings: Vec::new(),
+        };
+        let out = dir.path().join("out");
+        let hooks = Hooks::new(&|_, _| {}, &|| false);
+        assert!(write_image(&manifest, &store, &out, &ImageOptions::default(), &[], &hooks).is_err());
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "the staging directory and its scratch files are gone");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::delta;
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{fsync_dir, temp_name, write_durably};
-use super::image::ImageInfo;
+use super::image::{ImageInfo, Index};
 use super::layout::{PATCH_DATA_FILE, PATCH_FILE};
 use super::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 use super::pool::{Pending, WorkPool};
@@ -400,7 +400,9 @@ pub fn write_patch(
     cache: &DeltaCache,
     hooks: &Hooks,
 ) -> Result<PatchInfo> {
-    let (to_dxf_name, to_index) = (&to_image.dxf_name, &to_image.index);
+    // Read back here rather than kept since the image was written: between the image and the
+    // patches of a mkraw, the table is not held at all (56 bytes per chunk).
+    let (to_dxf_name, to_index) = (&to_image.dxf_name, Index::load(&to_image.dir)?);
     fs::create_dir_all(out_dir).ctx(|| format!("create {}", out_dir.display()))?;
     let old = OldBuild::new(from);
     let remote = to_index.chunk_positions();

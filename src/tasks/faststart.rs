@@ -139,7 +139,7 @@ impl TaskHandler for MkFast {
         Ok(json!({
             "dxfName": image.dxf_name,
             "sizeBytes": image.size_bytes,
-            "preloadBytes": image.index.preload_bytes,
+            "preloadBytes": image.preload_bytes,
             "traces": traces.len(),
             "startupReads": reads.len(),
             "published": published,
