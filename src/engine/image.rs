@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{copy_range, fsync_dir, hex, sha256_hex, temp_name, EarlyWriteback};
 use super::layout::{pack_name, INDEX_FILE};
-use super::manifest::{ChunkRef, EntryKind, Manifest};
+use super::manifest::{ChunkRef, EntryKind, FileChunks};
 use super::startup::{self, Read as StartupRead};
 use super::store::{ChunkId, ChunkStore, Codec, Located};
 use super::Hooks;
@@ -287,7 +287,7 @@ impl PackWriter {
 /// the front of the packs, in that order, and records their length as `preloadBytes`; empty, the
 /// image has the default load order.
 pub fn write_image(
-    manifest: &Manifest,
+    manifest: &dyn FileChunks,
     store: &ChunkStore,
     out_dir: &Path,
     options: &ImageOptions,
@@ -385,11 +385,14 @@ struct Packer<'a> {
     chunks: Vec<IndexChunk>,
     packs: Vec<PackInfo>,
     pack: Option<PackWriter>,
+    /// Chunk references placed so far, duplicates included: the progress.
+    refs: u64,
 }
 
 impl Packer<'_> {
     /// The chunk's slot in the table, appending it to the packs the first time.
     fn place(&mut self, r: &ChunkRef, hooks: &Hooks, total: u64) -> Result<u32> {
+        self.refs += 1;
         if let Some(slot) = self.positions.get(&r.id, &self.chunks) {
             return Ok(slot);
         }
@@ -424,7 +427,7 @@ impl Packer<'_> {
             codec,
         });
         self.positions.insert(slot, &self.chunks);
-        (hooks.progress)(self.chunks.len() as u64, total);
+        (hooks.progress)(self.refs, total);
         Ok(slot)
     }
 
@@ -437,24 +440,30 @@ impl Packer<'_> {
 }
 
 fn fill_staging(
-    manifest: &Manifest,
+    manifest: &dyn FileChunks,
     store: &ChunkStore,
     staging: &Path,
     options: &ImageOptions,
     startup: &[StartupRead],
     hooks: &Hooks,
 ) -> Result<(Index, String, u64)> {
-    let (first_chunks, first_files) = startup::touched(manifest, startup);
+    let (first_chunks, first_files) = match (startup.is_empty(), manifest.whole()) {
+        (true, _) => (Vec::new(), Vec::new()),
+        (false, Some(whole)) => startup::touched(whole, startup),
+        (false, None) => return Err(EngineError::Invalid("a start-up image needs the whole manifest".into())),
+    };
     // Files the game opens while starting come right after directories and links, in the order
     // it first opened them; then the default order.
     let traced: HashMap<&str, usize> = first_files.iter().enumerate().map(|(rank, p)| (*p, rank)).collect();
-    let mut order: Vec<_> = manifest.files.iter().collect();
-    order.sort_by_key(|e| match (load_class(&e.kind), traced.get(e.path.as_str())) {
-        (0, _) => (0, 0, e.order),
+    let entries = manifest.entries();
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| match (load_class(&entries[i].kind), traced.get(entries[i].path.as_str())) {
+        (0, _) => (0, 0, entries[i].order),
         (_, Some(&rank)) => (1, rank, 0),
-        (class, None) => (1 + class, 0, e.order),
+        (class, None) => (1 + class, 0, entries[i].order),
     });
-    let total = manifest.chunk_ids().len() as u64;
+    // Every reference, duplicates included: counting distinct chunks took a set of every id.
+    let total = first_chunks.len() as u64 + manifest.chunk_refs();
     // Sized for every distinct chunk up front: grown by doubling, the table and the map held up
     // to twice their size in slack and, while moving, their old and new copies at once.
     let mut packer = Packer {
@@ -465,23 +474,27 @@ fn fill_staging(
         chunks: Vec::with_capacity(total as usize),
         packs: Vec::new(),
         pack: None,
+        refs: 0,
     };
     for r in &first_chunks {
         packer.place(r, hooks, total)?;
     }
     let preload_bytes = (!startup.is_empty()).then(|| packer.chunks.iter().map(|c| c.stored_len as u64).sum());
     let mut files = Vec::with_capacity(order.len());
-    for entry in order {
+    for i in order {
+        let entry = &entries[i];
         let kind = match &entry.kind {
             EntryKind::Dir { mode } => IndexKind::Dir { mode: *mode },
             EntryKind::Symlink { target } => IndexKind::Symlink { target: target.clone() },
-            EntryKind::File { mode, size, sha256, chunks: refs } => {
+            EntryKind::File { mode, size, sha256, .. } => {
+                let refs = manifest.chunks(i)?;
                 let slots = refs.iter().map(|r| packer.place(r, hooks, total)).collect::<Result<Vec<u32>>>()?;
                 IndexKind::File { mode: *mode, size: *size, sha256: sha256.clone(), chunks: slots }
             }
         };
         files.push(IndexEntry { path: entry.path.clone(), kind });
     }
+    (hooks.progress)(total, total);
     let (packs, chunks) = packer.finish()?;
     let index = Index { format: INDEX_FORMAT, packs, chunks, files, preload_bytes };
     // Data before index: the packs are fsynced above, the index after them.
