@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use rockit_edge::engine::manifest::EntryKind;
+use rockit_edge::engine::FileChunks;
 use rockit_edge::engine::{layout, ChunkStore, Engine, EngineOptions, Hooks, Manifest};
 use rockit_edge::publish::{self, Destination, DirDestination};
 
@@ -111,24 +111,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let len = std::fs::metadata(tar)?.len();
         println!("{tar} ({len} bytes)");
         let file = std::fs::File::open(tar)?;
-        let manifest = stage("import", len, || engine.import_tar(file, Some(len), &store, &hooks))?;
-        let refs: usize = manifest
-            .files
-            .iter()
-            .map(|e| if let EntryKind::File { chunks, .. } = &e.kind { chunks.len() } else { 0 })
-            .sum();
-        println!(
-            "           {} entries, {refs} chunk refs, {} distinct chunks",
-            manifest.files.len(),
-            manifest.chunk_ids().len()
-        );
-        // As mkraw does: saved before the image; a retried task or a patch loads it back.
+        // As mkraw does: the import's chunk lists stay on disk, the manifest is saved before the
+        // image, and only a patch loads it back whole.
+        let outline = stage("import", len, || engine.import_outline(file, Some(len), &store, &hooks))?;
+        println!("           {} entries, {} chunk refs", outline.entries().len(), outline.chunk_refs());
         let manifest_path = work.join(format!("manifest-{}.zst", n + 1));
-        stage("save", len, || manifest.save(&manifest_path))?;
-        drop(manifest);
-        let manifest = stage("load", len, || Manifest::load(&manifest_path))?;
+        stage("save", len, || outline.save(&manifest_path))?;
         let build_dir = layout::build_dir(work, "org", "app", n as u32 + 1);
-        let image = stage("image", len, || engine.write_image(&manifest, &store, &build_dir, &hooks))?;
+        let image = stage("image", len, || engine.write_image(&outline, &store, &build_dir, &hooks))?;
         println!("           image {} bytes", image.size_bytes);
         let rel = format!("{}/{}", layout::build_rel("org", "app", n as u32 + 1), image.dxf_name);
         let origin = DirDestination::new("origin", work.join("origin"));
@@ -138,6 +128,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         })?;
+        drop(outline);
+        if n + 1 == tars.len() && previous.is_none() {
+            break;
+        }
+        let manifest = stage("load", len, || Manifest::load(&manifest_path))?;
         if let Some(old) = &previous {
             let dir = layout::patch_dir(work, "org", "app", n as u32 + 1, n as u32);
             let patch = stage("patch", len, || engine.write_patch(old, &manifest, &image, &store, &dir, &hooks))?;

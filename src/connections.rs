@@ -7,7 +7,6 @@
 //! allowed, actix's graceful-stop signal passed to each connection, the `on_connect` hook given
 //! the same stream type as before, and the same `AppConfig` (scheme and host) for the app.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -30,8 +29,8 @@ use crate::protocol::Guarded;
 /// actix-web's `HttpServer` default for `client_disconnect_timeout` (actix-http's own is none).
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Called for each new connection with the accepted stream (`TcpStream`, or the TLS stream).
-pub type OnConnect = Arc<dyn Fn(&dyn Any, &mut Extensions) + Send + Sync>;
+/// Called for each new connection with its peer's address, plain or TLS alike.
+pub type OnConnect = Arc<dyn Fn(Option<SocketAddr>, &mut Extensions) + Send + Sync>;
 
 /// How the server listens; the rest is actix-web's defaults, as `HttpServer` sets them.
 pub struct Options {
@@ -146,7 +145,7 @@ impl<F> Http<F> {
             .client_request_timeout(self.request_timeout)
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
             .h1_allow_half_closed(true)
-            .on_connect_ext(move |io: &Guarded<T>, data: &mut Extensions| on_connect(io.get_ref() as &dyn Any, data));
+            .on_connect_ext(move |io: &Guarded<T>, data: &mut Extensions| on_connect(io.peer(), data));
         if !secure {
             // As `HttpServer::listen` does (its TLS variant leaves it unset).
             builder = builder.local_addr(self.addr);

@@ -50,10 +50,9 @@ impl PeerConnections {
         PeerSlot { peers: self.clone(), ip, over }
     }
 
-    /// For `HttpServer::on_connect`: counts the new connection against its peer address.
-    pub fn on_connect(self: &Arc<Self>, connection: &dyn std::any::Any, data: &mut Extensions) {
-        let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else { return };
-        if let Ok(peer) = stream.peer_addr() {
+    /// For each new connection, plain or TLS: counts it against its peer address.
+    pub fn on_connect(self: &Arc<Self>, peer: Option<std::net::SocketAddr>, data: &mut Extensions) {
+        if let Some(peer) = peer {
             data.insert(self.admit(peer.ip()));
         }
     }

@@ -99,9 +99,10 @@ impl<T> Guarded<T> {
         Guarded { io, peer, tls, watch: Some(Watch::new(config)), refusal: None }
     }
 
-    /// The connection as accepted (a `TcpStream`, or the TLS stream around it).
-    pub fn get_ref(&self) -> &T {
-        &self.io
+    /// The peer's address, as the listener saw it when it accepted the connection (under TLS
+    /// too, where the stream itself is not a `TcpStream`).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 }
 

@@ -43,10 +43,16 @@ impl Drop for Running {
 
 /// `serve` with TLS on a temporary state directory; answers the process and its address.
 fn start_tls(home: &Path, cert: &Path, key: &Path) -> (Running, String) {
-    let env = vec![
+    start_tls_with(home, cert, key, &[])
+}
+
+/// [`start_tls`] with more settings.
+fn start_tls_with(home: &Path, cert: &Path, key: &Path, settings: &[(&str, &str)]) -> (Running, String) {
+    let mut env = vec![
         ("ROCKIT_EDGE_TLS_CERT".to_string(), cert.to_string_lossy().into_owned()),
         ("ROCKIT_EDGE_TLS_KEY".to_string(), key.to_string_lossy().into_owned()),
     ];
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut child = common::command(&home.join("state"), &env)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -185,4 +191,27 @@ fn over_tls_a_malformed_request_after_a_good_one_gets_the_json_envelope_with_hst
     assert_eq!(refusal.json()["status"], "failed");
     assert_eq!(refusal.header("content-type"), Some("application/json"));
     assert!(refusal.header("strict-transport-security").is_some_and(|v| v.starts_with("max-age=")), "{refusal:?}");
+}
+
+#[test]
+fn over_tls_connections_beyond_the_per_address_cap_are_refused_too() {
+    let home = tempfile::tempdir().unwrap();
+    let (cert, key) = (home.path().join("cert.pem"), home.path().join("key.pem"));
+    make_certificate(&cert, &key);
+    let (_server, addr) = start_tls_with(home.path(), &cert, &key, &[("ROCKIT_EDGE_MAX_CONNECTIONS_PER_PEER", "2")]);
+    let mut held: Vec<_> = (0..2).map(|_| connect(&addr, &cert).expect("handshake")).collect();
+    for stream in &mut held {
+        assert!(healthz(stream).starts_with("http/1.1 200"));
+    }
+    let mut third = connect(&addr, &cert).expect("handshake");
+    let refused = healthz(&mut third);
+    assert!(refused.starts_with("http/1.1 503"), "a third connection is one too many: {refused}");
+    assert!(refused.contains("strict-transport-security"), "{refused}");
+    // Once one is closed, its place can be taken again.
+    drop(held.pop());
+    drop(third);
+    common::eventually(Duration::from_secs(30), || {
+        let mut again = connect(&addr, &cert)?;
+        Some(healthz(&mut again)).filter(|head| head.starts_with("http/1.1 200")).map(|_| ())
+    });
 }

@@ -79,6 +79,8 @@ struct Timeline {
     phases: Vec<Phase>,
     /// The server's VmRSS, KiB, sampled about every 100 ms from the POST to the commit.
     rss: Vec<(Utc, u64)>,
+    /// The server's CPU time (user + system, all threads), seconds, sampled with the RSS.
+    cpu: Vec<(Utc, f64)>,
 }
 
 impl Timeline {
@@ -97,6 +99,16 @@ impl Timeline {
         let p = self.phase(kind)?;
         let (from, to) = (p.started?, p.ended?);
         self.rss.iter().filter(|(t, _)| *t >= from && *t <= to).map(|(_, k)| *k).max()
+    }
+
+    /// The server's CPU seconds while the task of `kind` ran: between the last sample before
+    /// its start and the first after its end (so at most ~100 ms of neighbouring work each side).
+    fn cpu_during(&self, kind: &str) -> Option<f64> {
+        let p = self.phase(kind)?;
+        let (from, to) = (p.started?, p.ended?);
+        let before = self.cpu.iter().rev().find(|(t, _)| *t <= from)?.1;
+        let after = self.cpu.iter().find(|(t, _)| *t >= to)?.1;
+        Some(after - before)
     }
 
     /// The tasks whose run overlaps `[from, to]`, or where the window sits otherwise.
@@ -191,6 +203,21 @@ fn seconds_since(a: &str, b: &str) -> Option<Duration> {
     (b - a).to_std().ok()
 }
 
+/// User + system CPU seconds of every thread of process `pid` so far (/proc/PID/stat).
+fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().ok();
+        out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), counted from field 3 (state).
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let tick = |n: usize| fields.get(n).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / ticks
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -264,9 +291,12 @@ async fn import(
         .spawn()
         .map_err(|e| format!("cannot run curl: {e}"))?;
     let mut rss = Vec::new();
+    let mut cpu = Vec::new();
     let mut uploaded = None;
     loop {
-        rss.push((chrono::Utc::now(), rss_kib(server_pid)));
+        let now = chrono::Utc::now();
+        rss.push((now, rss_kib(server_pid)));
+        cpu.push((now, cpu_seconds(server_pid)));
         if uploaded.is_none() {
             if let Some(status) = put.try_wait().map_err(|e| e.to_string())? {
                 if !status.success() {
@@ -291,6 +321,7 @@ async fn import(
     let end_to_end = t0.elapsed();
     let committed = chrono::Utc::now();
     rss.push((committed, rss_kib(server_pid)));
+    cpu.push((committed, cpu_seconds(server_pid)));
     drop(_clear);
     let tasks = s.call("GET", &format!("/be/v1/tasks?group={group}&limit=10"), None).await?;
     let at = |v: &Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
@@ -311,7 +342,7 @@ async fn import(
         let t = all.iter().find(|t| t["type"] == "mkraw")?;
         seconds_since(t["started"].as_str()?, t["ended"].as_str()?)
     });
-    Ok((end_to_end, Timeline { posted, uploaded, committed, phases, rss }, mkraw))
+    Ok((end_to_end, Timeline { posted, uploaded, committed, phases, rss, cpu }, mkraw))
 }
 
 /// Runs list windows of `window` with `gap` between them for as long as `running` is set, each
@@ -644,18 +675,29 @@ fn render(
         "Real release server, upload mode of `POST /be/v1/builds`, one run; `bash bench/run --pipeline{}`.\n",
         if o.synthetic_mib.iter().any(|m| *m >= 8192) { " --full" } else { "" }
     );
-    let _ = writeln!(out, "## Import (end to end: POST → committed build) vs `zstd -3 -T0` on the same tar\n");
+    let _ = writeln!(out, "## Import vs `zstd -3 -T0` on the same tar\n");
     let _ = writeln!(
         out,
-        "| app | tar | bytes | end to end | import | zstd -3 -T0 (median of 3) | ratio | mkraw task | peak RSS during import | \
-         RSS at the POST | growth | … while uploading (dltar) | … mkraw | … deploy | load (1 min) before |"
+        "End to end: from the POST to the committed build, the upload over loopback (`curl` on the same \
+         cores) included. mkraw: the task that reads the uploaded tar from disk, chunks, hashes and \
+         compresses it into the chunk store and writes the image (and patches, for a build with a \
+         predecessor), the work `zstd -3 -T0` is compared with; its CPU is the server's user + system \
+         time while the task ran.\n"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| app | tar | bytes | end to end | import (end to end) | zstd -3 -T0 (median of 3) | ratio (end to end) | \
+         mkraw task | mkraw | ratio (mkraw) | server CPU in mkraw | peak RSS during import | RSS at the POST | growth | \
+         … while uploading (dltar) | … mkraw | … deploy | load (1 min) before |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for i in imports {
         let ratio = i.zstd.as_secs_f64() / i.end_to_end.as_secs_f64().max(1e-9);
+        let mkraw_ratio = i.mkraw.map(|m| i.zstd.as_secs_f64() / m.as_secs_f64().max(1e-9));
+        let mkraw_cpu = i.timeline.cpu_during("mkraw").map(|c| c / (i.bytes as f64 / 1e9));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} s | {} | {} | {ratio:.2}× | {} | {} MiB | {} MiB | +{} MiB | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} s | {} | {} | {ratio:.2}× | {} | {} | {} | {} | {} MiB | {} MiB | +{} MiB | {} | {} | {} | {} |",
             i.app,
             name_of(&i.tar),
             i.bytes,
@@ -663,6 +705,9 @@ fn render(
             mb_s(i.bytes, i.end_to_end),
             mb_s(i.bytes, i.zstd),
             i.mkraw.map(|d| format!("{:.2} s", d.as_secs_f64())).unwrap_or_else(|| "?".into()),
+            i.mkraw.map(|d| mb_s(i.bytes, d)).unwrap_or_else(|| "?".into()),
+            mkraw_ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "?".into()),
+            mkraw_cpu.map(|c| format!("{c:.2} s/GB")).unwrap_or_else(|| "?".into()),
             i.peak_rss_kib / 1024,
             i.timeline.rss_at_post() / 1024,
             i.peak_rss_kib.saturating_sub(i.timeline.rss_at_post()) / 1024,

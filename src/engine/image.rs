@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{copy_range, fsync_dir, hex, sha256_hex, temp_name, EarlyWriteback};
 use super::layout::{pack_name, INDEX_FILE};
-use super::manifest::{ChunkRef, EntryKind, Manifest};
+use super::manifest::{ChunkRef, EntryKind, FileChunks};
 use super::startup::{self, Read as StartupRead};
 use super::store::{ChunkId, ChunkStore, Codec, Located};
 use super::Hooks;
@@ -318,7 +318,7 @@ impl PackWriter {
 /// the front of the packs, in that order, and records their length as `preloadBytes`; empty, the
 /// image has the default load order.
 pub fn write_image(
-    manifest: &Manifest,
+    manifest: &dyn FileChunks,
     store: &ChunkStore,
     out_dir: &Path,
     options: &ImageOptions,
@@ -349,19 +349,12 @@ pub fn write_image(
     Ok(ImageInfo { dxf_name, size_bytes, dir, packs, preload_bytes })
 }
 
-/// A scratch file in the staging directory, unlinked as soon as it is open: it is gone however
-/// the image ends (written, failed, or the process killed), so it can never be published with
-/// the packs, and nothing has to remember to remove it.
-fn scratch_file(staging: &Path, name: &str) -> Result<File> {
-    let path = staging.join(name);
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .ctx(|| format!("create {}", path.display()))?;
-    fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
-    Ok(file)
+/// A scratch file in the staging directory with no name (`O_TMPFILE`, or unlinked as soon as
+/// open where that is missing): it is gone however the image ends (written, failed, or the
+/// process killed), so it can never be published with the packs, and nothing has to remember
+/// to remove it.
+fn scratch_file(staging: &Path, what: &str) -> Result<File> {
+    tempfile::tempfile_in(staging).ctx(|| format!("create the image's {what} in {}", staging.display()))
 }
 
 /// Members of a JSON array (chunk-table rows, file entries) written to a scratch file as they
@@ -374,9 +367,9 @@ struct JsonSpill {
 }
 
 impl JsonSpill {
-    fn new(staging: &Path, name: &'static str) -> Result<JsonSpill> {
-        let file = scratch_file(staging, name)?;
-        Ok(JsonSpill { file: std::io::BufWriter::with_capacity(64 << 10, file), what: name, empty: true })
+    fn new(staging: &Path, what: &'static str) -> Result<JsonSpill> {
+        let file = scratch_file(staging, what)?;
+        Ok(JsonSpill { file: std::io::BufWriter::with_capacity(64 << 10, file), what, empty: true })
     }
 
     /// Appends `value`, serialised exactly as `serde_json` does inside the whole index.
@@ -425,7 +418,7 @@ struct IdSpill {
 impl IdSpill {
     fn new(staging: &Path) -> Result<IdSpill> {
         Ok(IdSpill {
-            file: scratch_file(staging, "ids.bin")?,
+            file: scratch_file(staging, "chunk ids")?,
             written: 0,
             pending: Vec::with_capacity(ID_BATCH * ID_LEN),
         })
@@ -558,7 +551,7 @@ struct Packer<'a> {
     stored_bytes: u64,
     packs: Vec<PackInfo>,
     pack: Option<PackWriter>,
-    /// Chunk references placed so far, for progress (see [`fill_staging`]).
+    /// Chunk references placed so far, duplicates included, for progress (see [`fill_staging`]).
     done: u64,
     total: u64,
 }
@@ -625,32 +618,33 @@ struct Staged {
 }
 
 fn fill_staging(
-    manifest: &Manifest,
+    manifest: &dyn FileChunks,
     store: &ChunkStore,
     staging: &Path,
     options: &ImageOptions,
     startup: &[StartupRead],
     hooks: &Hooks,
 ) -> Result<Staged> {
-    let (first_chunks, first_files) = startup::touched(manifest, startup);
+    let (first_chunks, first_files) = match (startup.is_empty(), manifest.whole()) {
+        (true, _) => (Vec::new(), Vec::new()),
+        (false, Some(whole)) => startup::touched(whole, startup),
+        (false, None) => return Err(EngineError::Invalid("a start-up image needs the whole manifest".into())),
+    };
     // Files the game opens while starting come right after directories and links, in the order
     // it first opened them; then the default order.
     let traced: HashMap<&str, usize> = first_files.iter().enumerate().map(|(rank, p)| (*p, rank)).collect();
-    let mut order: Vec<_> = manifest.files.iter().collect();
-    order.sort_by_key(|e| match (load_class(&e.kind), traced.get(e.path.as_str())) {
-        (0, _) => (0, 0, e.order),
+    let entries = manifest.entries();
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| match (load_class(&entries[i].kind), traced.get(entries[i].path.as_str())) {
+        (0, _) => (0, 0, entries[i].order),
         (_, Some(&rank)) => (1, rank, 0),
-        (class, None) => (1 + class, 0, e.order),
+        (class, None) => (1 + class, 0, entries[i].order),
     });
     // Progress counts chunk references, the start-up ones then every file's: known without a
     // set of every distinct id (~70 bytes per chunk, for a number), it moves on every
     // reference, and ends at `total` exactly.
-    let references: usize = manifest
-        .files
-        .iter()
-        .map(|e| if let EntryKind::File { chunks, .. } = &e.kind { chunks.len() } else { 0 })
-        .sum();
-    let total = (first_chunks.len() + references) as u64;
+    let references = manifest.chunk_refs();
+    let total = first_chunks.len() as u64 + references;
     // Sized up front for at least every distinct chunk (there are at most as many as references):
     // grown by doubling, the table held up to twice its size in slack and, while moving, its old
     // and new copies at once.
@@ -658,8 +652,8 @@ fn fill_staging(
         store,
         staging,
         limit: options.pack_limit,
-        positions: Positions::with_capacity(references),
-        rows: JsonSpill::new(staging, "chunks.json")?,
+        positions: Positions::with_capacity(references as usize),
+        rows: JsonSpill::new(staging, "chunk table")?,
         ids: IdSpill::new(staging)?,
         stored_bytes: 0,
         packs: Vec::new(),
@@ -671,18 +665,21 @@ fn fill_staging(
         packer.place(r, hooks)?;
     }
     let preload_bytes = (!startup.is_empty()).then_some(packer.stored_bytes);
-    let mut files = JsonSpill::new(staging, "files.json")?;
-    for entry in order {
+    let mut files = JsonSpill::new(staging, "file list")?;
+    for i in order {
+        let entry = &entries[i];
         let kind = match &entry.kind {
             EntryKind::Dir { mode } => IndexKind::Dir { mode: *mode },
             EntryKind::Symlink { target } => IndexKind::Symlink { target: target.clone() },
-            EntryKind::File { mode, size, sha256, chunks: refs } => {
+            EntryKind::File { mode, size, sha256, .. } => {
+                let refs = manifest.chunks(i)?;
                 let slots = refs.iter().map(|r| packer.place(r, hooks)).collect::<Result<Vec<u32>>>()?;
                 IndexKind::File { mode: *mode, size: *size, sha256: sha256.clone(), chunks: slots }
             }
         };
         files.push(&IndexEntry { path: entry.path.clone(), kind })?;
     }
+    (hooks.progress)(total, total);
     let (packs, rows) = packer.finish()?;
     let (mut rows, mut files) = (rows.into_reader()?, files.into_reader()?);
     // Data before index: the packs are fsynced above, the index after them.
@@ -810,7 +807,7 @@ mod tests {
 
     #[test]
     fn a_written_index_is_the_serde_json_of_its_own_contents_and_leaves_no_scratch_file() {
-        use crate::engine::manifest::{Entry, MANIFEST_FORMAT};
+        use crate::engine::manifest::{Entry, Manifest, MANIFEST_FORMAT};
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path().join("chunks")).unwrap();
         let raw = |n: u8| vec![n; 50 + n as usize];
@@ -887,7 +884,7 @@ mod tests {
 
     #[test]
     fn a_failed_image_leaves_nothing_behind() {
-        use crate::engine::manifest::{Entry, MANIFEST_FORMAT};
+        use crate::engine::manifest::{Entry, Manifest, MANIFEST_FORMAT};
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path().join("chunks")).unwrap();
         store.put(&ChunkId::of(b"here"), b"here").unwrap();

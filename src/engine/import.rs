@@ -1,6 +1,7 @@
 //! `mkraw`'s first half: read a (possibly compressed) tar as a stream, validate every entry,
 //! chunk and hash file contents, store new chunks on the pool, and return the build's manifest.
-//! Memory holds one chunk per pool slot plus the manifest, whatever the tar's size.
+//! Memory holds one chunk per pool slot plus the manifest's entries, whatever the tar's size:
+//! chunk lists go to disk as soon as their ids are known ([`super::lists`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
@@ -12,7 +13,8 @@ use tar::EntryType;
 use super::chunker;
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::hex;
-use super::manifest::{ChunkRef, Entry, EntryKind, Manifest, Warning, MANIFEST_FORMAT};
+use super::lists::{ListWriter, Span};
+use super::manifest::{ChunkRef, Entry, EntryKind, Outline, Warning};
 use super::pool::WorkPool;
 use super::sniff::{self, Wrapping};
 use super::store::{ChunkId, ChunkStore};
@@ -44,9 +46,12 @@ impl<R: Read> Read for Counting<R> {
 type Slot = Option<Arc<OnceLock<ChunkId>>>;
 
 /// The tree being assembled: entries by path plus the directories implied by deeper paths.
-#[derive(Default)]
 struct Tree {
     entries: Vec<Entry>,
+    /// Where each entry's chunk list went (parallel to `entries`): a file's list moves to
+    /// `lists` as soon as its ids are known, so the tree holds no list but those in flight.
+    spans: Vec<Span>,
+    lists: ListWriter,
     by_path: HashMap<String, usize>,
     implied_dirs: HashSet<String>,
     links: HashMap<String, String>,
@@ -62,6 +67,22 @@ struct Tree {
 }
 
 impl Tree {
+    fn new(lists: ListWriter) -> Tree {
+        Tree {
+            entries: Vec::new(),
+            spans: Vec::new(),
+            lists,
+            by_path: HashMap::new(),
+            implied_dirs: HashSet::new(),
+            links: HashMap::new(),
+            empty_files: Vec::new(),
+            lower_case: HashMap::new(),
+            case_collisions: Vec::new(),
+            unresolved: VecDeque::new(),
+            hard_links: Vec::new(),
+        }
+    }
+
     /// Refuses a second entry for a path, an entry below a file or link, and a file or link
     /// where earlier entries implied a directory.
     fn admit(&mut self, path: &str, is_dir: bool) -> Result<()> {
@@ -100,22 +121,25 @@ impl Tree {
         let order = self.entries.len() as u64;
         self.by_path.insert(path.clone(), self.entries.len());
         self.entries.push(Entry { path, order, kind });
+        self.spans.push(Span::default());
         self.entries.len() - 1
     }
 
-    /// Puts the chunk ids the pool computed into the oldest files whose jobs are all done.
-    fn resolve_ready(&mut self) {
+    /// Moves the chunk lists of the oldest files whose jobs are all done to disk, with the
+    /// ids the pool computed.
+    fn resolve_ready(&mut self) -> Result<()> {
         while let Some((_, slots)) = self.unresolved.front() {
             if !slots.iter().flatten().all(|slot| slot.get().is_some()) {
                 break;
             }
             if let Some((i, slots)) = self.unresolved.pop_front() {
-                // Cannot fail: every slot was just seen set.
-                drop(self.fill(i, slots));
+                self.fill(i, slots)?;
             }
         }
+        Ok(())
     }
 
+    /// Puts the ids the pool computed into file `i`'s chunk list and moves the list to disk.
     fn fill(&mut self, i: usize, slots: Vec<Slot>) -> Result<()> {
         if let EntryKind::File { chunks, .. } = &mut self.entries[i].kind {
             for (chunk, slot) in chunks.iter_mut().zip(slots) {
@@ -124,23 +148,20 @@ impl Tree {
                         slot.get().cloned().ok_or_else(|| EngineError::Invalid("a chunk was left unhashed".into()))?;
                 }
             }
+            self.spans[i] = self.lists.push(chunks)?;
+            *chunks = Vec::new();
         }
         Ok(())
     }
 
-    /// Puts every remaining chunk id into its file (call after the batch is done), then gives
-    /// hard links the chunks of the file they repeat.
+    /// Moves every remaining chunk list to disk (call after the batch is done), then gives
+    /// hard links the list of the file they repeat.
     fn resolve_all(&mut self) -> Result<()> {
         while let Some((i, slots)) = self.unresolved.pop_front() {
             self.fill(i, slots)?;
         }
         for (link, target) in std::mem::take(&mut self.hard_links) {
-            if let EntryKind::File { chunks, .. } = &self.entries[target].kind {
-                let resolved = chunks.clone();
-                if let EntryKind::File { chunks, .. } = &mut self.entries[link].kind {
-                    *chunks = resolved;
-                }
-            }
+            self.spans[link] = self.spans[target];
         }
         Ok(())
     }
@@ -178,17 +199,18 @@ fn entry_kind_name(t: EntryType) -> String {
     }
 }
 
-/// Reads the tar from `reader` and returns the build's manifest; see `Engine::import_tar`.
+/// Reads the tar from `reader` and returns the build's manifest, its chunk lists in a
+/// temporary file beside the chunk store; see `Engine::import_tar`.
 pub fn import_tar<R: Read + Send>(
     reader: R,
     size_hint: Option<u64>,
     store: &ChunkStore,
     pool: &WorkPool,
     hooks: &Hooks,
-) -> Result<Manifest> {
+) -> Result<Outline> {
     let consumed = Arc::new(AtomicU64::new(0));
     let (tar_stream, wrapping) = sniff::open_tar(Counting { inner: reader, count: consumed.clone() })?;
-    let mut tree = Tree::default();
+    let mut tree = Tree::new(ListWriter::create_in(store.root())?);
     let batch = pool.batch();
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().ctx(|| format!("read {}", sniff::INPUT_NAME))?;
@@ -227,10 +249,9 @@ pub fn import_tar<R: Read + Send>(
                     tree.empty_files.push(path.clone());
                 }
                 let i = tree.push(path, EntryKind::File { mode, size, sha256, chunks });
-                if slots.iter().any(Option::is_some) {
-                    tree.unresolved.push_back((i, slots));
-                }
-                tree.resolve_ready();
+                // Queued even with every id known, so that lists go to disk in tar order.
+                tree.unresolved.push_back((i, slots));
+                tree.resolve_ready()?;
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -246,8 +267,9 @@ pub fn import_tar<R: Read + Send>(
                 let target_path = normalize_path(&target)?.unwrap_or_default();
                 let target_index = tree.by_path.get(&target_path).copied();
                 let kind = match target_index.map(|i| &tree.entries[i].kind) {
-                    Some(EntryKind::File { size, sha256, chunks, .. }) => {
-                        EntryKind::File { mode, size: *size, sha256: sha256.clone(), chunks: chunks.clone() }
+                    // Its list is the earlier file's, given once that one's is on disk.
+                    Some(EntryKind::File { size, sha256, .. }) => {
+                        EntryKind::File { mode, size: *size, sha256: sha256.clone(), chunks: Vec::new() }
                     }
                     _ => {
                         return Err(EngineError::file_read_failed(
@@ -293,9 +315,8 @@ pub fn import_tar<R: Read + Send>(
         }),
     }
     warnings.extend(tree.warnings());
-    let mut files = tree.entries;
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Manifest { format: MANIFEST_FORMAT, files, warnings })
+    let lists = tree.lists.finish()?;
+    Ok(Outline::new(tree.entries.into_iter().zip(tree.spans).collect(), warnings, lists))
 }
 
 /// A tar the `tar` crate cannot parse (bad checksum, truncated) is not a valid tar.
@@ -351,7 +372,5 @@ fn chunk_file<R: Read>(
         }
         report();
     }
-    // The manifest keeps the refs to the end of the import: without the slack of their growth.
-    refs.shrink_to_fit();
     Ok((single.unwrap_or_else(|| hex(file_hash.finish().as_ref())), refs, slots))
 }

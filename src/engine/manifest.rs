@@ -2,6 +2,7 @@
 //! file. It is what images and patches are made from, and what eviction consults to know which
 //! chunks a retained build still uses.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::write_durably_with;
+use super::lists::{ChunkLists, Span};
 use super::store::ChunkId;
 
 /// Buffer between the JSON and zstd, each way.
@@ -85,12 +87,7 @@ impl Manifest {
     /// 8 GiB). The JSON is the same byte for byte; the zstd frame around it is a streamed one
     /// (readers of either need nothing but a zstd decoder).
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_durably_with(path, |file| {
-            let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(STREAM_BUFFER, file), 3)?;
-            let mut json = BufWriter::with_capacity(STREAM_BUFFER, encoder);
-            serde_json::to_writer(&mut json, self)?;
-            json.into_inner().map_err(std::io::IntoInnerError::into_error)?.finish()?.flush()
-        })
+        save_json(path, self)
     }
 
     /// Reads a manifest, streaming its JSON from the decompressor (never whole in memory).
@@ -112,6 +109,151 @@ impl Manifest {
             }
         }
         Ok(manifest)
+    }
+}
+
+/// Writes `value` durably as zstd-compressed JSON, streamed (see [`Manifest::save`]).
+fn save_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    write_durably_with(path, |file| {
+        let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(STREAM_BUFFER, file), 3)?;
+        let mut json = BufWriter::with_capacity(STREAM_BUFFER, encoder);
+        serde_json::to_writer(&mut json, value)?;
+        json.into_inner().map_err(std::io::IntoInnerError::into_error)?.finish()?.flush()
+    })
+}
+
+/// What an image is made from: a build's entries and, per file, its chunk list. Either a whole
+/// [`Manifest`] in memory, or an [`Outline`] whose chunk lists are on disk.
+pub trait FileChunks {
+    /// The entries; a file's `chunks` may be empty here even when it has some (see
+    /// [`FileChunks::chunks`]).
+    fn entries(&self) -> &[Entry];
+    /// The chunk list of `entries()[file]` (empty for anything but a non-empty file).
+    fn chunks(&self, file: usize) -> Result<Cow<'_, [ChunkRef]>>;
+    /// How many chunk references the files hold together (duplicates counted).
+    fn chunk_refs(&self) -> u64;
+    /// The whole manifest, when it is in memory (start-up traces need it).
+    fn whole(&self) -> Option<&Manifest>;
+}
+
+impl FileChunks for Manifest {
+    fn entries(&self) -> &[Entry] {
+        &self.files
+    }
+
+    fn chunks(&self, file: usize) -> Result<Cow<'_, [ChunkRef]>> {
+        Ok(match self.files.get(file).map(|e| &e.kind) {
+            Some(EntryKind::File { chunks, .. }) => Cow::Borrowed(chunks.as_slice()),
+            _ => Cow::Borrowed(&[]),
+        })
+    }
+
+    fn chunk_refs(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|e| if let EntryKind::File { chunks, .. } = &e.kind { chunks.len() as u64 } else { 0 })
+            .sum()
+    }
+
+    fn whole(&self) -> Option<&Manifest> {
+        Some(self)
+    }
+}
+
+/// A build's manifest as an import makes it: every entry in memory, every file's chunk list on
+/// disk ([`ChunkLists`]), so nothing in it grows with the number of chunks. It saves to the same
+/// `manifest.zst` a [`Manifest`] with those lists would, byte for byte.
+pub struct Outline {
+    /// The manifest with every file's `chunks` left empty.
+    outline: Manifest,
+    /// Where each entry's chunk list is (parallel to `outline.files`; empty for non-files).
+    spans: Vec<Span>,
+    lists: ChunkLists,
+}
+
+impl Outline {
+    /// `files` and their `spans` in any order (they are sorted by path here); every file's
+    /// `chunks` must be empty, its list being at its span in `lists`.
+    pub fn new(files: Vec<(Entry, Span)>, warnings: Vec<Warning>, lists: ChunkLists) -> Outline {
+        let mut files = files;
+        files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        let (files, spans) = files.into_iter().unzip();
+        Outline { outline: Manifest { format: MANIFEST_FORMAT, files, warnings }, spans, lists }
+    }
+
+    pub fn warnings(&self) -> &[Warning] {
+        &self.outline.warnings
+    }
+
+    /// Writes the manifest durably, as [`Manifest::save`] does, reading each file's list from
+    /// disk as the JSON gets to it.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_json(path, &WithLists(self))
+    }
+
+    /// The whole manifest in memory.
+    pub fn to_manifest(&self) -> Result<Manifest> {
+        let files = (0..self.outline.files.len()).map(|file| self.whole_entry(file)).collect::<Result<_>>()?;
+        Ok(Manifest { format: self.outline.format, files, warnings: self.outline.warnings.clone() })
+    }
+
+    /// `entry` with its chunk list read back.
+    fn whole_entry(&self, file: usize) -> Result<Entry> {
+        let mut entry = self.outline.files[file].clone();
+        if let EntryKind::File { chunks, .. } = &mut entry.kind {
+            *chunks = self.lists.read(self.spans[file])?;
+        }
+        Ok(entry)
+    }
+}
+
+impl FileChunks for Outline {
+    fn entries(&self) -> &[Entry] {
+        &self.outline.files
+    }
+
+    fn chunks(&self, file: usize) -> Result<Cow<'_, [ChunkRef]>> {
+        match self.spans.get(file) {
+            Some(span) if span.count > 0 => Ok(Cow::Owned(self.lists.read(*span)?)),
+            _ => Ok(Cow::Borrowed(&[])),
+        }
+    }
+
+    fn chunk_refs(&self) -> u64 {
+        self.spans.iter().map(|s| s.count as u64).sum()
+    }
+
+    fn whole(&self) -> Option<&Manifest> {
+        None
+    }
+}
+
+/// Serialises an [`Outline`] as the [`Manifest`] it stands for: the same derived impls, one
+/// whole entry at a time.
+struct WithLists<'a>(&'a Outline);
+
+impl Serialize for WithLists<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut manifest = serializer.serialize_struct("Manifest", 3)?;
+        manifest.serialize_field("format", &self.0.outline.format)?;
+        manifest.serialize_field("files", &EntriesWithLists(self.0))?;
+        manifest.serialize_field("warnings", &self.0.outline.warnings)?;
+        manifest.end()
+    }
+}
+
+struct EntriesWithLists<'a>(&'a Outline);
+
+impl Serialize for EntriesWithLists<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let outline = self.0;
+        let mut seq = serializer.serialize_seq(Some(outline.outline.files.len()))?;
+        for file in 0..outline.outline.files.len() {
+            seq.serialize_element(&outline.whole_entry(file).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
     }
 }
 

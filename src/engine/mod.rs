@@ -9,11 +9,12 @@
 //! let engine = Engine::start(EngineOptions::default())?;
 //! let store = ChunkStore::open(state_dir.join("chunks").join(app_id))?;
 //! let hooks = Hooks::new(&|done, total| progress(done, total), &|| cancelled());
-//! let manifest = engine.import_tar(File::open(tar)?, Some(tar_len), &store, &hooks)?;
+//! let outline = engine.import_outline(File::open(tar)?, Some(tar_len), &store, &hooks)?;
 //!     // EngineError::FileReadFailed(f) → the task's compat `fileReadFailed` exception
-//!     // manifest.warnings → the task's warnings
-//! manifest.save(&manifest_path)?;               // durable; a crash before it reruns the import
-//! let image = engine.write_image(&manifest, &store, &layout::build_dir(depot, org, app, n), &hooks)?;
+//!     // outline.warnings() → the task's warnings; its chunk lists stay on disk
+//! outline.save(&manifest_path)?;                // durable; a crash before it reruns the import
+//! let image = engine.write_image(&outline, &store, &layout::build_dir(depot, org, app, n), &hooks)?;
+//! let manifest = outline.to_manifest()?;        // whole, in memory: only when patches need it
 //!     // image.dxf_name, image.size_bytes; a retried task reopens it: ImageInfo::open(&dxf_dir)
 //! let patch = engine.write_patch(&old_manifest, &manifest, &image, &store,
 //!                                &layout::patch_dir(depot, org, app, n, b), &hooks)?;
@@ -26,7 +27,9 @@
 //! Every call is deterministic: rerunning it after a crash writes the same bytes, and outputs
 //! become visible only whole (temp + fsync + rename; data before index). Memory is bounded by the
 //! pool's queue (a few chunks) and the deltas in flight (one per pool thread plus one, their
-//! inputs within two delta segments together), plus the manifests themselves.
+//! inputs within two delta segments together), plus per chunk: the store's dedup table and the
+//! image's placement table; an import's chunk lists stay on disk ([`Outline`]), and only patches
+//! load whole manifests.
 
 pub mod chunker;
 pub mod client;
@@ -36,6 +39,7 @@ pub mod fsutil;
 pub mod image;
 pub mod import;
 pub mod layout;
+pub mod lists;
 pub mod manifest;
 pub mod origin;
 pub mod patch;
@@ -50,7 +54,7 @@ use std::path::Path;
 
 pub use error::{EngineError, FileReadFailed};
 pub use image::{ImageInfo, ImageOptions, Index};
-pub use manifest::{Manifest, Warning};
+pub use manifest::{FileChunks, Manifest, Outline, Warning};
 pub use patch::{DeltaCache, Patch, PatchInfo, PatchOptions};
 pub use pool::WorkPool;
 pub use store::{ChunkId, ChunkStore};
@@ -117,14 +121,28 @@ impl Engine {
         store: &ChunkStore,
         hooks: &Hooks,
     ) -> Result<Manifest, EngineError> {
+        self.import_outline(reader, size_hint, store, hooks)?.to_manifest()
+    }
+
+    /// [`Engine::import_tar`] for builds of any size: the manifest comes back with its chunk
+    /// lists on disk ([`Outline`]), which saves to the same `manifest.zst` and writes the same
+    /// image, in memory that does not grow with the number of chunks.
+    pub fn import_outline<R: Read + Send>(
+        &self,
+        reader: R,
+        size_hint: Option<u64>,
+        store: &ChunkStore,
+        hooks: &Hooks,
+    ) -> Result<Outline, EngineError> {
         import::import_tar(reader, size_hint, store, &self.pool, hooks)
     }
 
-    /// Writes the DxF image of `manifest` into `build_dir/<dxfName>/` (`build_dir` is
-    /// `dxf/<org>/<app>/<NNNN>` of the depot, see [`layout::build_dir`]).
+    /// Writes the DxF image of `manifest` (a [`Manifest`] or an [`Outline`]) into
+    /// `build_dir/<dxfName>/` (`build_dir` is `dxf/<org>/<app>/<NNNN>` of the depot, see
+    /// [`layout::build_dir`]).
     pub fn write_image(
         &self,
-        manifest: &Manifest,
+        manifest: &dyn FileChunks,
         store: &ChunkStore,
         build_dir: &Path,
         hooks: &Hooks,

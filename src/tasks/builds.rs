@@ -20,7 +20,9 @@ use super::commit;
 use super::prune::{self, PruneTarget};
 use super::{TaskContext, TaskFailure, TaskHandler};
 use crate::auth::sealing::Sealer;
-use crate::engine::{layout, ChunkStore, DeltaCache, Engine, EngineError, Hooks, ImageInfo, Manifest};
+use crate::engine::{
+    layout, ChunkStore, DeltaCache, Engine, EngineError, FileChunks, Hooks, ImageInfo, Manifest, Outline,
+};
 use crate::outbound::download::{self, Checkpoint, DownloadError, Limits, Observer, Source};
 use crate::outbound::policy::OutboundPolicy;
 use crate::publish::{self, Destination, PublishEnv, TargetSpec};
@@ -484,21 +486,21 @@ impl Mkraw {
         // A manifest on disk means the import finished before a crash: skip straight to the
         // image (chunks are durable before the manifest is saved).
         let manifest_path = env.manifest_path(input.app_id, input.build_id);
-        let manifest = match Manifest::load(&manifest_path) {
-            Ok(m) => m,
+        let mut manifest = match Manifest::load(&manifest_path) {
+            Ok(m) => BuildManifest::Whole(m),
             Err(_) => {
                 let file = File::open(&tar).map_err(|e| io_failure("opening the downloaded build", e))?;
                 let len = file.metadata().map(|m| m.len()).ok();
-                let manifest = env.engine.import_tar(file, len, &store, &hooks).map_err(engine_failure)?;
+                let outline = env.engine.import_outline(file, len, &store, &hooks).map_err(engine_failure)?;
                 if ctx.task.warnings.is_empty() {
-                    for w in &manifest.warnings {
+                    for w in outline.warnings() {
                         ctx.warn(json!({"code": w.code, "message": w.message})).map_err(store_failure)?;
                     }
                 }
                 std::fs::create_dir_all(crate::engine::fsutil::parent(&manifest_path))
                     .map_err(|e| io_failure("creating the manifest directory", e))?;
-                manifest.save(&manifest_path).map_err(engine_failure)?;
-                manifest
+                outline.save(&manifest_path).map_err(engine_failure)?;
+                BuildManifest::Outline(outline)
             }
         };
 
@@ -514,7 +516,8 @@ impl Mkraw {
             }
             None => {
                 checkpoint.patches.clear();
-                let image = env.engine.write_image(&manifest, &store, &build_dir, &hooks).map_err(engine_failure)?;
+                let image =
+                    env.engine.write_image(manifest.chunks(), &store, &build_dir, &hooks).map_err(engine_failure)?;
                 checkpoint.dxf_name = Some(image.dxf_name.clone());
                 Self::save_checkpoint(ctx, &checkpoint)?;
                 image
@@ -545,10 +548,9 @@ impl Mkraw {
                 }
             };
             remove_leftovers(&dir)?;
-            let info = env
-                .engine
-                .write_patch_with(&old, &manifest, &image, &store, &dir, &cache, &hooks)
-                .map_err(engine_failure)?;
+            let to = manifest.whole().map_err(engine_failure)?;
+            let info =
+                env.engine.write_patch_with(&old, to, &image, &store, &dir, &cache, &hooks).map_err(engine_failure)?;
             log::info!(
                 "mkraw of {org}/{app} build {n}: patch {from}→{n} written, {} bytes, {} deltas reused",
                 info.size_bytes,
@@ -567,6 +569,34 @@ impl Mkraw {
     fn save_checkpoint(ctx: &TaskContext, checkpoint: &MkrawCheckpoint) -> Result<(), TaskFailure> {
         let (id, fields) = (ctx.task.id, json!({"dxfName": checkpoint.dxf_name, "patches": checkpoint.patches}));
         ctx.store.write_blocking(move |c| build_rows::merge_checkpoint(c, id, &fields)).map_err(store_failure)
+    }
+}
+
+/// The new build's manifest during mkraw: whole when it was read back from disk (a retried
+/// task), or as the import made it, its chunk lists on disk until a patch needs them in memory.
+/// A first build, or one whose patches are all done, never holds its lists in memory.
+enum BuildManifest {
+    Whole(Manifest),
+    Outline(Outline),
+}
+
+impl BuildManifest {
+    fn chunks(&self) -> &dyn FileChunks {
+        match self {
+            BuildManifest::Whole(m) => m,
+            BuildManifest::Outline(o) => o,
+        }
+    }
+
+    /// The whole manifest, reading the lists back the first time.
+    fn whole(&mut self) -> Result<&Manifest, EngineError> {
+        if let BuildManifest::Outline(outline) = self {
+            *self = BuildManifest::Whole(outline.to_manifest()?);
+        }
+        match self {
+            BuildManifest::Whole(m) => Ok(m),
+            BuildManifest::Outline(_) => Err(EngineError::Invalid("the manifest was not read back".into())),
+        }
     }
 }
 

@@ -113,8 +113,12 @@ impl TaskHandler for MkFast {
         let build_dir = layout::build_dir(ctx.depot, org, app, n);
         // What an earlier attempt cut short (the task holds the app: nothing else writes here).
         remove_leftovers(&build_dir)?;
-        let image =
-            env.engine.write_startup_image(&manifest, &store, &build_dir, &reads, &hooks).map_err(engine_failure)?;
+        // At idle priority, as mkraw's image: a reordered image of a large build is gigabytes
+        // of copying and fsyncs that must not take cycles from the API.
+        let image = crate::engine::pool::at_idle_priority(|| {
+            env.engine.write_startup_image(&manifest, &store, &build_dir, &reads, &hooks)
+        })
+        .map_err(engine_failure)?;
         let rel = format!("{}/{}", layout::build_rel(org, app, n), image.dxf_name);
         let published =
             publish_to_targets(env, ctx, &input, &rel, &|done, total| gauge.record(800, 1000, done, total))?;
