@@ -371,10 +371,8 @@ impl ChunkStore {
             // Known from the offset: the table is filled only here, so its numbers are exact.
             let first = index::record_number(st.index_read + header);
             for (i, (key, _)) in records.iter().enumerate() {
-                let n = u32::try_from(first + i as u64)
-                    .map_err(|_| EngineError::Invalid("the chunk index has too many records".into()))?;
                 // A key indexed twice (two stores stored it at once) keeps its first record.
-                st.table.insert(key, n, |r| index::read_record(file, r))?;
+                st.table.insert(key, first + i as u64, |r| index::read_record(file, r))?;
             }
             st.index_read += valid;
             if valid < want {

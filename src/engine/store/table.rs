@@ -134,12 +134,15 @@ impl DedupTable {
 
     /// Names record `record` for `key`, unless the table names one already (a duplicate in the
     /// index: the first record stays, both point to the same bytes). Returns whether it was added.
-    pub fn insert<T>(&mut self, key: &Key, record: u32, read: impl FnMut(u32) -> Result<(Key, T)>) -> Result<bool> {
-        if record >= MAX_RECORDS {
-            return Err(EngineError::Invalid(format!(
-                "the chunk index holds more than {MAX_RECORDS} records, more than the store can address"
-            )));
-        }
+    pub fn insert<T>(&mut self, key: &Key, record: u64, read: impl FnMut(u32) -> Result<(Key, T)>) -> Result<bool> {
+        let record = match u32::try_from(record) {
+            Ok(r) if r < MAX_RECORDS => r,
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "the chunk index holds more than {MAX_RECORDS} records, more than the store can address"
+                )))
+            }
+        };
         if self.find(key, read)?.is_some() {
             return Ok(false);
         }
@@ -189,7 +192,7 @@ mod tests {
     fn filled(hash: HashFn, n: u32) -> DedupTable {
         let mut table = DedupTable::with_hash(hash);
         for r in 0..n {
-            assert!(table.insert(&key(r), r, read).unwrap());
+            assert!(table.insert(&key(r), r.into(), read).unwrap());
         }
         table
     }
@@ -236,6 +239,15 @@ mod tests {
     }
 
     #[test]
+    fn a_record_number_beyond_what_the_table_addresses_is_refused() {
+        let mut table = filled(keyed_hash, 3);
+        for too_far in [u64::from(MAX_RECORDS), u64::from(u32::MAX), 1 << 40] {
+            assert!(matches!(table.insert(&key(9), too_far, read), Err(EngineError::Invalid(_))));
+        }
+        assert_eq!(table.len(), 3);
+    }
+
+    #[test]
     fn a_failing_read_is_an_error_not_a_miss() {
         let table = filled(|_, _| 7, 3);
         let failing = |_| Err(EngineError::Corrupt("damaged".into()));
@@ -247,7 +259,7 @@ mod tests {
         let mut table = DedupTable::default();
         let mut worst = 0f64;
         for r in 0..190_000u32 {
-            table.insert(&key(r), r, read).unwrap();
+            table.insert(&key(r), r.into(), read).unwrap();
             let n = r as usize + 1;
             if n >= MIN_SLOTS {
                 worst = worst.max(table.allocated_bytes() as f64 / n as f64);

@@ -413,3 +413,24 @@ fn the_dedup_table_holds_at_most_22_bytes_per_indexed_chunk() {
     // The map it replaced took ~69 bytes per chunk.
     assert!(st.table.allocated_bytes() <= 22 * 5000, "{} bytes", st.table.allocated_bytes());
 }
+
+#[test]
+fn a_lookup_in_an_index_damaged_since_it_was_read_is_an_error_not_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let ids = small_chunks(&store, 0..3);
+    store.flush().unwrap();
+    let index = dir.path().join(INDEX_FILE);
+    // A flipped bit in record 1, in place: the table still points there.
+    let f = OpenOptions::new().write(true).open(&index).unwrap();
+    f.write_all_at(&[0xff], index::record_offset(1) + 40).unwrap();
+    assert!(matches!(store.contains(&ids[1]), Err(EngineError::Corrupt(_))));
+    assert!(matches!(store.read_raw(&ids[1], 4), Err(EngineError::Corrupt(_))));
+    let err = store.lock().unwrap().each_record(|_, _, _| {}).unwrap_err();
+    assert!(matches!(err, EngineError::Corrupt(_)), "{err}");
+    // Record 2 cut off, in place.
+    f.set_len(index::record_offset(2) + 10).unwrap();
+    assert!(matches!(store.locate(&ids[2]), Err(EngineError::Corrupt(_))));
+    // Record 0 is as it was.
+    assert_eq!(store.read_raw(&ids[0], 4).unwrap(), 0u32.to_le_bytes());
+}
