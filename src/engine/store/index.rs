@@ -4,6 +4,9 @@
 //! Records are appended only after the segment bytes they point to are durable, which is what
 //! makes "a chunk id never points to torn bytes" hold across crashes.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use super::Codec;
 use crate::engine::error::{EngineError, Result};
 
@@ -40,6 +43,27 @@ pub fn encode(key: &Key, loc: &Loc) -> [u8; RECORD_LEN] {
     let sum = checksum(&rec[..CHECKED_LEN]);
     rec[CHECKED_LEN..].copy_from_slice(&sum.to_le_bytes());
     rec
+}
+
+/// Where record number `n` starts in the index file.
+pub fn record_offset(n: u32) -> u64 {
+    MAGIC.len() as u64 + n as u64 * RECORD_LEN as u64
+}
+
+/// The number of the record starting at `offset` (a record boundary after the header).
+pub fn record_number(offset: u64) -> u64 {
+    offset.saturating_sub(MAGIC.len() as u64) / RECORD_LEN as u64
+}
+
+/// Record number `n` of the index file `file`: one `pread`. The record was whole when the
+/// index was read, so a record that no longer decodes means the file was damaged since.
+pub fn read_record(file: &File, n: u32) -> Result<(Key, Loc)> {
+    let mut rec = [0u8; RECORD_LEN];
+    file.read_exact_at(&mut rec, record_offset(n)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => EngineError::Corrupt(format!("the chunk index lost its record {n}")),
+        _ => EngineError::Io { context: format!("read record {n} of the chunk index"), source: e },
+    })?;
+    decode(&rec).ok_or_else(|| EngineError::Corrupt(format!("record {n} of the chunk index is damaged")))
 }
 
 /// One record, or `None` when its checksum or codec is wrong (torn or damaged).

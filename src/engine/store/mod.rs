@@ -21,13 +21,23 @@
 //!
 //! The stored bytes of a chunk (zstd or raw, see [`Codec`]) are what packs and patches carry,
 //! so the image writer copies them without recompressing ([`ChunkStore::locate`]).
+//!
+//! Memory: what a store holds per chunk must not grow with the builds it keeps, since one store
+//! lives through a whole mkraw and covers every retained build of the app. So the lookup from a
+//! chunk to its location is not a map in memory (~69 bytes a chunk) but the index itself: a
+//! [`table::DedupTable`] of 8-byte slots (32 bits of a keyed hash and a record number, ≤ 21.3
+//! bytes a chunk) finds the candidate records, and a lookup reads each one (`pread` of 64 bytes)
+//! and compares its whole key before taking it as a hit. The table is filled only by reading the
+//! index ([`ChunkStore::flush`] appends its records, then reads them back), so a record number
+//! is always the record's place in the file.
 
 pub mod index;
 mod legacy;
+mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -227,11 +237,13 @@ struct Writer {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Every chunk the index names (read from it, or appended by this store's flushes).
-    durable: HashMap<Key, Loc>,
-    /// How far the index file has been read, and which file it was (prune replaces it).
+    /// Which index record holds each chunk the index names (as far as it was read).
+    table: table::DedupTable,
+    /// How far the index file has been read, which file it was (prune replaces it) and a read
+    /// handle on that file, for the lookups' record reads.
     index_read: u64,
     index_file: Option<(u64, u64)>,
+    index: Option<File>,
     /// The index was checked for a torn tail since this store was opened (before appending).
     index_checked: bool,
     /// Whether v1 chunk files may exist (a fan-out directory was there at open).
@@ -250,13 +262,54 @@ struct State {
     open: HashMap<u32, Arc<File>>,
 }
 
+impl State {
+    /// Where the index says the chunk is, as far as it was read: the record the table points
+    /// to, read back and its key compared (a hash match alone is not a hit).
+    fn find(&self, key: &Key) -> Result<Option<Loc>> {
+        let Some(file) = self.index.as_ref() else {
+            return Ok(None);
+        };
+        Ok(self.table.find(key, |n| index::read_record(file, n))?.map(|(_, loc)| loc))
+    }
+
+    /// Calls `each(record number, key, location)` for every record read so far, streaming the
+    /// index file a piece at a time.
+    fn each_record(&self, mut each: impl FnMut(u32, Key, Loc)) -> Result<()> {
+        let Some(file) = self.index.as_ref() else {
+            return Ok(());
+        };
+        let mut at = index::MAGIC.len() as u64;
+        let mut bytes = Vec::new();
+        while at < self.index_read {
+            let want = (CATCH_UP_RECORDS * index::RECORD_LEN as u64).min(self.index_read - at);
+            bytes.resize(want as usize, 0);
+            file.read_exact_at(&mut bytes, at).ctx(|| "read the chunk index".to_string())?;
+            let (records, valid) = index::parse(&bytes, at)?;
+            if valid < want {
+                return Err(EngineError::Corrupt("the chunk index changed under its reader".into()));
+            }
+            let first = index::record_number(at) as u32;
+            for (i, (key, loc)) in records.into_iter().enumerate() {
+                each(first + i as u32, key, loc);
+            }
+            at += valid;
+        }
+        Ok(())
+    }
+}
+
 impl ChunkStore {
     /// Opens (creating if needed) the chunk store in `root`, in either layout.
     pub fn open(root: impl Into<PathBuf>) -> Result<ChunkStore> {
-        let root = root.into();
+        Self::open_with(root.into(), table::DedupTable::default())
+    }
+
+    /// Opens the store with `table` as its (empty) dedup table: tests pass one whose hash
+    /// collides on purpose.
+    fn open_with(root: PathBuf, table: table::DedupTable) -> Result<ChunkStore> {
         fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
         let legacy = legacy::present(&root)?;
-        let store = ChunkStore { root, state: Arc::new(Mutex::new(State { legacy, ..State::default() })) };
+        let store = ChunkStore { root, state: Arc::new(Mutex::new(State { legacy, table, ..State::default() })) };
         {
             let mut st = store.lock()?;
             store.catch_up(&mut st)?;
@@ -295,14 +348,18 @@ impl ChunkStore {
         };
         let meta = file.metadata().ctx(|| format!("stat {}", path.display()))?;
         let identity = Some((meta.dev(), meta.ino()));
-        if st.index_file != identity {
-            st.durable.clear();
+        if st.index_file != identity || st.index.is_none() {
+            st.table = st.table.emptied();
             st.open.clear();
             st.index_read = 0;
             st.index_file = identity;
+            st.index = Some(file);
         }
+        let Some(file) = st.index.as_ref() else {
+            return Ok(());
+        };
         // A piece at a time: read whole, the index of a store holding a few large builds (64
-        // bytes a chunk, plus 56 parsed) cost more memory at open than the map it fills.
+        // bytes a chunk, plus 56 parsed) cost more memory at open than the table it fills.
         let end = meta.len();
         let mut bytes = Vec::new();
         while st.index_read < end {
@@ -311,7 +368,12 @@ impl ChunkStore {
             bytes.resize(want as usize, 0);
             file.read_exact_at(&mut bytes, st.index_read).ctx(|| format!("read {}", path.display()))?;
             let (records, valid) = index::parse(&bytes, st.index_read)?;
-            st.durable.extend(records);
+            // Known from the offset: the table is filled only here, so its numbers are exact.
+            let first = index::record_number(st.index_read + header);
+            for (i, (key, _)) in records.iter().enumerate() {
+                // A key indexed twice (two stores stored it at once) keeps its first record.
+                st.table.insert(key, first + i as u64, |r| index::read_record(file, r))?;
+            }
             st.index_read += valid;
             if valid < want {
                 // A record being appended (or torn by a crash): the rest waits for the next look.
@@ -326,7 +388,7 @@ impl ChunkStore {
         let key = id.key();
         let legacy = {
             let st = self.lock()?;
-            if st.durable.contains_key(&key) || st.reserved.contains(&key) {
+            if st.reserved.contains(&key) || st.find(&key)?.is_some() {
                 return Ok(true);
             }
             st.legacy
@@ -347,7 +409,7 @@ impl ChunkStore {
         let key = id.key();
         let legacy = {
             let mut st = self.lock()?;
-            if st.durable.contains_key(&key) || st.reserved.contains(&key) {
+            if st.reserved.contains(&key) || st.find(&key)?.is_some() {
                 return Ok(());
             }
             st.reserved.insert(key);
@@ -466,6 +528,10 @@ impl ChunkStore {
     /// since the last flush (and of their directory when one was created), then one append to
     /// the index and its `fdatasync`. Call it before committing a manifest that names the
     /// chunks, and every few hundred MB during an import to keep the pending list short.
+    ///
+    /// The appended records enter the dedup table by reading the index back (with whatever
+    /// another store on the directory appended before them), and only then do the chunks lose
+    /// their reservation: in between, `put` and `contains` still see them as stored.
     pub fn flush(&self) -> Result<()> {
         // Chunks other threads are still writing keep their reservation and go with the next
         // flush; so does the current segment, which they are appending to.
@@ -492,18 +558,30 @@ impl ChunkStore {
         for (key, loc) in &written {
             records.extend_from_slice(&index::encode(key, loc));
         }
-        self.append_index(&records)?;
+        let appended_to = self.append_index(&records)?;
         let mut st = self.lock()?;
-        for (key, loc) in written {
-            st.durable.insert(key, loc);
-            st.reserved.remove(&key);
+        let caught_up = self.catch_up(&mut st);
+        // Even when they are not readable (below), the chunks are no longer being written: a
+        // later put must write them again rather than skip them.
+        for (key, _) in &written {
+            st.reserved.remove(key);
+        }
+        caught_up?;
+        if st.index_read < appended_to {
+            // A damaged record (another store's append torn by a crash) lies before ours: no
+            // reader gets past it, so these chunks are not stored as far as anyone can tell.
+            return Err(EngineError::Corrupt(format!(
+                "the chunk index {} has a damaged record before the ones just appended",
+                self.index_path().display()
+            )));
         }
         Ok(())
     }
 
-    /// Appends whole records to the index and makes them durable. The first append of this
-    /// store cuts off a tail a crash tore, so the new records start on a record boundary.
-    fn append_index(&self, records: &[u8]) -> Result<()> {
+    /// Appends whole records to the index and makes them durable; returns where they end in
+    /// the file. The first append of this store cuts off a tail a crash tore, so the new
+    /// records start on a record boundary.
+    fn append_index(&self, records: &[u8]) -> Result<u64> {
         let path = self.index_path();
         let mut file = OpenOptions::new()
             .create(true)
@@ -525,12 +603,14 @@ impl ChunkStore {
             self.lock()?.index_checked = true;
         }
         file.write_all(records).ctx(|| format!("write {}", path.display()))?;
+        // In append mode the position is now the end of this write, whatever others appended.
+        let end = file.stream_position().ctx(|| format!("seek {}", path.display()))?;
         file.sync_data().ctx(|| format!("fsync {}", path.display()))?;
         if !checked {
             // The index may be new: its directory entry must be durable too.
             fsync_dir(&self.root)?;
         }
-        Ok(())
+        Ok(end)
     }
 
     /// Where the chunk's stored bytes are (see [`Located`]).
@@ -538,11 +618,13 @@ impl ChunkStore {
         let key = id.key();
         let found = {
             let mut st = self.lock()?;
-            if !st.durable.contains_key(&key) {
+            let mut loc = st.find(&key)?;
+            if loc.is_none() {
                 // Indexed by another store on this directory since we last looked?
                 self.catch_up(&mut st)?;
+                loc = st.find(&key)?;
             }
-            match st.durable.get(&key).copied() {
+            match loc {
                 Some(loc) => Some((self.segment_file(&mut st, loc.segment)?, loc)),
                 None => None,
             }
@@ -614,9 +696,15 @@ impl ChunkStore {
         let mut st = self.lock()?;
         st.index_file = None;
         self.catch_up(&mut st)?;
-        let before = st.durable.len();
-        let mut live: Vec<(Key, Loc)> =
-            st.durable.iter().filter(|(k, _)| used.contains(*k)).map(|(k, l)| (*k, *l)).collect();
+        // Each indexed chunk once: a key's first record (the one the table names), not a later
+        // duplicate of it.
+        let before = st.table.len();
+        let mut live: Vec<(Key, Loc)> = Vec::new();
+        st.each_record(|n, key, loc| {
+            if used.contains(&key) && st.table.holds(&key, n) {
+                live.push((key, loc));
+            }
+        })?;
         removed += before - live.len();
         live.sort_by_key(|(_, loc)| (loc.segment, loc.offset));
 

@@ -109,6 +109,10 @@ fn an_index_record_torn_by_a_crash_is_dropped_and_the_next_flush_appends_after_t
     let id_c = stored(&store, &c);
     store.put(&id_b, &b).unwrap();
     store.flush().unwrap();
+    // The records appended after the cut are numbered from it: the store that cut finds them.
+    for (id, raw) in [(&id_a, &a), (&id_b, &b), (&id_c, &c)] {
+        assert_eq!(&store.read_raw(id, raw.len()).unwrap(), raw);
+    }
     let store = ChunkStore::open(dir.path()).unwrap();
     for (id, raw) in [(&id_a, &a), (&id_b, &b), (&id_c, &c)] {
         assert_eq!(&store.read_raw(id, raw.len()).unwrap(), raw);
@@ -250,7 +254,7 @@ fn a_reopened_store_reads_an_index_longer_than_its_read_piece_and_stops_at_a_tor
         assert_eq!(reopened.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes(), "chunk {i}");
     }
     let st = reopened.lock().unwrap();
-    assert_eq!(st.durable.len(), n as usize);
+    assert_eq!(st.table.len(), n as usize);
     assert_eq!(st.index_read, (index::MAGIC.len() + n as usize * index::RECORD_LEN) as u64);
 }
 
@@ -276,4 +280,157 @@ fn early_writeback_of_a_segment_stays_its_lag_behind_the_end_and_goes_in_steps()
     assert_eq!(writer.written_back, 16 << 20);
     drop(st);
     store.flush().unwrap();
+}
+
+/// Distinct small chunks: `n` little-endian, stored raw.
+fn small_chunks(store: &ChunkStore, range: std::ops::Range<u32>) -> Vec<ChunkId> {
+    range.map(|i| stored(store, &i.to_le_bytes())).collect()
+}
+
+fn index_len(dir: &Path) -> u64 {
+    fs::metadata(dir.join(INDEX_FILE)).unwrap().len()
+}
+
+#[test]
+fn lookups_stay_exact_when_every_chunk_hashes_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every key gets the same home slot and the same stored hash: only the records read back
+    // tell the chunks apart.
+    let store = ChunkStore::open_with(dir.path().into(), table::DedupTable::with_hash(|_, _| 42)).unwrap();
+    let ids = small_chunks(&store, 0..150);
+    store.flush().unwrap();
+    let more = small_chunks(&store, 150..200);
+    store.flush().unwrap();
+    for (i, id) in ids.iter().chain(&more).enumerate() {
+        assert!(store.contains(id).unwrap());
+        assert_eq!(store.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes(), "chunk {i}");
+    }
+    let absent = ChunkId::of(b"never stored");
+    assert!(!store.contains(&absent).unwrap(), "a hash match is not a hit");
+    assert!(store.locate(&absent).is_err());
+    // A chunk already stored is not written again; a new one is, even though it collides.
+    let len = index_len(dir.path());
+    store.put(&ids[77], &77u32.to_le_bytes()).unwrap();
+    store.put(&absent, b"never stored").unwrap();
+    store.flush().unwrap();
+    assert_eq!(index_len(dir.path()), len + index::RECORD_LEN as u64);
+    assert_eq!(store.read_raw(&absent, 12).unwrap(), b"never stored");
+}
+
+#[test]
+fn two_stores_on_one_directory_see_each_others_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (ChunkStore::open(dir.path()).unwrap(), ChunkStore::open(dir.path()).unwrap());
+    let from_a = small_chunks(&a, 0..100);
+    let from_b = small_chunks(&b, 100..300);
+    b.flush().unwrap();
+    a.flush().unwrap();
+    // a's flush read b's records, which came first in the index, along with its own.
+    for (i, id) in from_a.iter().chain(&from_b).enumerate() {
+        assert!(a.contains(id).unwrap(), "a: chunk {i}");
+        assert_eq!(a.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes());
+    }
+    // b looks again when a lookup misses.
+    for (i, id) in from_a.iter().chain(&from_b).enumerate() {
+        assert_eq!(b.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes(), "b: chunk {i}");
+    }
+    // And neither writes again what the other stored.
+    let len = index_len(dir.path());
+    b.put(&from_a[5], &5u32.to_le_bytes()).unwrap();
+    a.put(&from_b[5], &105u32.to_le_bytes()).unwrap();
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(index_len(dir.path()), len);
+}
+
+#[test]
+fn a_chunk_indexed_twice_counts_once_and_prune_keeps_lookups_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (ChunkStore::open(dir.path()).unwrap(), ChunkStore::open(dir.path()).unwrap());
+    // Both stores are given the same new chunk before either flushes: it is indexed twice.
+    let twice = stored(&a, b"stored by both");
+    stored(&b, b"stored by both");
+    let kept = small_chunks(&a, 0..40);
+    let dropped = small_chunks(&b, 40..100);
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(index_len(dir.path()), (index::MAGIC.len() + 102 * index::RECORD_LEN) as u64);
+    assert_eq!(b.lock().unwrap().table.len(), 101, "one table entry per chunk");
+
+    let mut keep: Vec<&ChunkId> = kept.iter().collect();
+    keep.push(&twice);
+    assert_eq!(b.prune(&[&manifest_of(&keep)]).unwrap(), 60);
+    assert_eq!(index_len(dir.path()), (index::MAGIC.len() + 41 * index::RECORD_LEN) as u64);
+    for store in [&b, &ChunkStore::open(dir.path()).unwrap()] {
+        assert_eq!(store.read_raw(&twice, 14).unwrap(), b"stored by both");
+        for (i, id) in kept.iter().enumerate() {
+            assert_eq!(store.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes());
+        }
+        assert!(dropped.iter().all(|id| !store.contains(id).unwrap()));
+    }
+    // The index was replaced: the table starts over from the new one, and new records follow.
+    let again = stored(&b, &77u32.to_le_bytes());
+    b.flush().unwrap();
+    assert_eq!(b.lock().unwrap().table.len(), 42);
+    assert_eq!(b.read_raw(&again, 4).unwrap(), 77u32.to_le_bytes());
+}
+
+#[test]
+fn a_damaged_record_before_a_flushs_own_fails_the_flush_and_a_new_store_writes_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let first = small_chunks(&store, 0..3);
+    store.flush().unwrap();
+    // Another store's append, torn by its crash, after this store checked the index.
+    let mut f = OpenOptions::new().append(true).open(dir.path().join(INDEX_FILE)).unwrap();
+    f.write_all(&[7u8; index::RECORD_LEN / 2]).unwrap();
+    drop(f);
+
+    let late = stored(&store, b"after the tear");
+    let err = store.flush().unwrap_err();
+    assert!(matches!(err, EngineError::Corrupt(_)), "{err}");
+    assert!(!store.contains(&late).unwrap(), "no reader can get past the damaged record");
+
+    // A new store cuts the index back to its whole records; the chunk is stored again.
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert!(!store.contains(&late).unwrap());
+    store.put(&late, b"after the tear").unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.read_raw(&late, 14).unwrap(), b"after the tear");
+    for (i, id) in first.iter().enumerate() {
+        assert_eq!(store.read_raw(id, 4).unwrap(), (i as u32).to_le_bytes());
+    }
+}
+
+#[test]
+fn the_dedup_table_holds_at_most_22_bytes_per_indexed_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    small_chunks(&store, 0..5000);
+    store.flush().unwrap();
+    let st = store.lock().unwrap();
+    assert_eq!(st.table.len(), 5000);
+    // The map it replaced took ~69 bytes per chunk.
+    assert!(st.table.allocated_bytes() <= 22 * 5000, "{} bytes", st.table.allocated_bytes());
+}
+
+#[test]
+fn a_lookup_in_an_index_damaged_since_it_was_read_is_an_error_not_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let ids = small_chunks(&store, 0..3);
+    store.flush().unwrap();
+    let index = dir.path().join(INDEX_FILE);
+    // A flipped bit in record 1, in place: the table still points there.
+    let f = OpenOptions::new().write(true).open(&index).unwrap();
+    f.write_all_at(&[0xff], index::record_offset(1) + 40).unwrap();
+    assert!(matches!(store.contains(&ids[1]), Err(EngineError::Corrupt(_))));
+    assert!(matches!(store.read_raw(&ids[1], 4), Err(EngineError::Corrupt(_))));
+    let err = store.lock().unwrap().each_record(|_, _, _| {}).unwrap_err();
+    assert!(matches!(err, EngineError::Corrupt(_)), "{err}");
+    // Record 2 cut off, in place.
+    f.set_len(index::record_offset(2) + 10).unwrap();
+    assert!(matches!(store.locate(&ids[2]), Err(EngineError::Corrupt(_))));
+    // Record 0 is as it was.
+    assert_eq!(store.read_raw(&ids[0], 4).unwrap(), 0u32.to_le_bytes());
 }
