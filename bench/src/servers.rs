@@ -152,6 +152,25 @@ pub async fn start_rockit(bin: &Path, dir: &Path) -> Result<(Running, Account), 
     Ok((Running { name: "rockit-edge", child, host, startup, binary: bin.to_path_buf() }, account))
 }
 
+/// Stops `server` and starts it again on the same state directory (a new port): a fresh
+/// process, so the next measurement starts without the heap an earlier one left behind.
+pub async fn restart_rockit(server: &mut Running, dir: &Path) -> Result<(), String> {
+    server.stop();
+    let host = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let mut child = spawn(
+        Command::new(&server.binary)
+            .args(["serve", "--listen", &host, "--state-dir"])
+            .arg(dir.join("rockit-state"))
+            .env_remove("ROCKIT_EDGE_CONFIG"),
+    )?;
+    drain(&mut child);
+    server.startup = wait_healthy(&host, "/healthz", started, &mut child).await?;
+    server.child = child;
+    server.host = host;
+    Ok(())
+}
+
 pub async fn start_pocketbase(bin: &Path, dir: &Path) -> Result<(Running, Account), String> {
     let data = dir.join("pb_data");
     let (email, password) = ("bench@example.com", "bench-password-123");
