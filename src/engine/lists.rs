@@ -119,4 +119,20 @@ mod tests {
         // Anonymous: nothing is left in the directory, even while the lists are open.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn a_list_that_cannot_be_written_is_an_io_error_not_a_lost_list() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let mut writer = ListWriter { out: BufWriter::with_capacity(64 << 10, full), records: 0 };
+        // More than the buffer holds, so a push itself reaches the disk.
+        let error = (0..10).map(|s| writer.push(&list(s, 500))).find_map(Result::err);
+        match error {
+            Some(EngineError::Io { context, source }) => {
+                assert_eq!(context, "write a chunk list");
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
 }
