@@ -16,6 +16,7 @@ use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{copy_range, fsync_dir, hex, sha256_hex, temp_name, EarlyWriteback};
 use super::layout::{pack_name, INDEX_FILE};
 use super::manifest::{ChunkRef, EntryKind, FileChunks};
+use super::slots::DiskSlots;
 use super::startup::{self, Read as StartupRead};
 use super::store::{ChunkId, ChunkStore, Codec, Located};
 use super::Hooks;
@@ -459,81 +460,82 @@ impl IdSpill {
     }
 }
 
-/// Where each chunk placed so far sits in the chunk table: an open-addressing table of slots
-/// (positions in the table, at most half full) and, beside each, a 4-byte tag of the id's keyed
-/// hash: 8 bytes per bucket, 16-32 per chunk (19 for the 108 541 chunks of an 8 GiB build). The ids themselves stay on disk ([`IdSpill`]); a
-/// bucket whose tag matches is confirmed by reading its id back, never assumed: two ids with the
-/// same tag would otherwise put one chunk's bytes where the other belongs. A map from ids to
-/// positions held a second copy of every 32-byte id, ~44 bytes per chunk.
+/// Where each chunk placed so far sits in the chunk table: an open-addressing table (at most
+/// half full) whose 8-byte buckets hold a position in the table and a 4-byte tag of the id's
+/// keyed hash: 16-32 bytes per chunk (19 for the 108 541 chunks of an 8 GiB build), kept in an
+/// unnamed file in the staging directory ([`DiskSlots`]), not in the heap. The ids themselves
+/// stay on disk too ([`IdSpill`]); a bucket whose tag matches is confirmed by reading its id
+/// back, never assumed: two ids with the same tag would otherwise put one chunk's bytes where
+/// the other belongs. A map from ids to positions held a second copy of every 32-byte id, ~44
+/// bytes per chunk, in the heap.
 struct Positions<S = std::collections::hash_map::RandomState> {
-    /// Slots in the chunk table; `EMPTY` where there is none.
-    slots: Vec<u32>,
-    /// The tag of the id in the same bucket of `slots`.
-    tags: Vec<u32>,
+    /// Per bucket: the tag in the high half, the position plus one in the low half (0: free).
+    buckets: DiskSlots,
     /// Keyed per image: a build cannot choose its chunks to collide in the table.
     hasher: S,
+    staging: PathBuf,
     len: usize,
 }
 
-const EMPTY: u32 = u32::MAX;
-
 impl Positions {
-    fn with_capacity(n: usize) -> Positions {
-        Positions::with_hasher(n, Default::default())
+    fn new(staging: &Path, n: usize) -> Result<Positions> {
+        Positions::with_hasher(staging, n, Default::default())
     }
 }
 
 impl<S: std::hash::BuildHasher + Clone> Positions<S> {
-    fn with_hasher(n: usize, hasher: S) -> Positions<S> {
+    fn with_hasher(staging: &Path, n: usize, hasher: S) -> Result<Positions<S>> {
         let size = (n.max(8) * 2).next_power_of_two();
-        Positions { slots: vec![EMPTY; size], tags: vec![0; size], hasher, len: 0 }
+        let buckets = DiskSlots::new(staging, size, "image's chunk positions")?;
+        Ok(Positions { buckets, hasher, staging: staging.to_path_buf(), len: 0 })
     }
 
-    /// The tag of `id`, and its bucket then each following one (linear probing). The bucket
-    /// comes from the hash's low bits, the tag from its high ones, so ids in one probe run do not
-    /// share their tag more often than any two ids do.
-    fn probe(&self, id: &ChunkId) -> (u32, impl Iterator<Item = usize>) {
+    /// The tag of `id` and its home bucket (linear probing from there). The bucket comes from
+    /// the hash's low bits, the tag from its high ones, so ids in one probe run do not share
+    /// their tag more often than any two ids do.
+    fn home(&self, id: &ChunkId) -> (u32, usize) {
         let hash = self.hasher.hash_one(id);
-        let mask = self.slots.len() - 1;
-        let start = hash as usize;
-        ((hash >> 32) as u32, (0..self.slots.len()).map(move |i| (start + i) & mask))
+        ((hash >> 32) as u32, hash as usize & (self.buckets.len() - 1))
     }
 
     fn get(&self, id: &ChunkId, ids: &IdSpill) -> Result<Option<u32>> {
-        let (tag, buckets) = self.probe(id);
-        for bucket in buckets {
-            let slot = self.slots[bucket];
-            if slot == EMPTY {
-                return Ok(None);
+        let (tag, home) = self.home(id);
+        let found = self.buckets.probe(home, |_, word| {
+            if word == 0 {
+                return Ok(Some(None));
             }
-            if self.tags[bucket] == tag && ids.get(slot)? == *id {
-                return Ok(Some(slot));
+            let slot = (word as u32).wrapping_sub(1);
+            if (word >> 32) as u32 == tag && ids.get(slot)? == *id {
+                return Ok(Some(Some(slot)));
             }
-        }
-        Ok(None)
+            Ok(None)
+        })?;
+        Ok(found.flatten())
     }
 
     /// Records that `id` (not recorded yet) is at `slot`.
     fn insert(&mut self, slot: u32, id: &ChunkId, ids: &IdSpill) -> Result<()> {
-        if (self.len + 1) * 2 > self.slots.len() {
+        if (self.len + 1) * 2 > self.buckets.len() {
             // Only when the count it was sized for was short: the ids come back from disk.
-            let mut grown = Positions::with_hasher(self.slots.len(), self.hasher.clone());
-            for &s in self.slots.iter().filter(|&&s| s != EMPTY) {
-                grown.put(s, &ids.get(s)?);
-            }
-            *self = grown;
+            let bigger = DiskSlots::new(&self.staging, self.buckets.len() * 2, "image's chunk positions")?;
+            let old = std::mem::replace(&mut self.buckets, bigger);
+            self.len = 0;
+            old.each_used(|word| {
+                let s = (word as u32).wrapping_sub(1);
+                self.put(s, &ids.get(s)?)
+            })?;
         }
-        self.put(slot, id);
-        Ok(())
+        self.put(slot, id)
     }
 
-    fn put(&mut self, slot: u32, id: &ChunkId) {
-        let (tag, mut buckets) = self.probe(id);
-        if let Some(bucket) = buckets.find(|&b| self.slots[b] == EMPTY) {
-            self.slots[bucket] = slot;
-            self.tags[bucket] = tag;
+    fn put(&mut self, slot: u32, id: &ChunkId) -> Result<()> {
+        let (tag, home) = self.home(id);
+        let free = self.buckets.probe(home, |bucket, word| Ok((word == 0).then_some(bucket)))?;
+        if let Some(bucket) = free {
+            self.buckets.set(bucket, (u64::from(tag) << 32) | (u64::from(slot) + 1))?;
             self.len += 1;
         }
+        Ok(())
     }
 }
 
@@ -652,7 +654,7 @@ fn fill_staging(
         store,
         staging,
         limit: options.pack_limit,
-        positions: Positions::with_capacity(references as usize),
+        positions: Positions::new(staging, references as usize)?,
         rows: JsonSpill::new(staging, "chunk table")?,
         ids: IdSpill::new(staging)?,
         stored_bytes: 0,
@@ -724,9 +726,9 @@ mod tests {
         let mut ids = IdSpill::new(staging.path()).unwrap();
         // Sized for 10, given 5000: grows (rehashes from the spilled ids) several times on the
         // way, and the ids span written batches and the pending one.
-        let mut positions = Positions::with_capacity(10);
+        let mut positions = Positions::new(staging.path(), 10).unwrap();
         place_all(&mut positions, &mut ids, 5000);
-        assert!(positions.slots.len() >= 10_000);
+        assert!(positions.buckets.len() >= 10_000);
         assert!(ids.written > 0 && !ids.pending.is_empty());
         for k in 0..5000u32 {
             assert_eq!(positions.get(&id(k), &ids).unwrap(), Some(k));
@@ -756,12 +758,20 @@ mod tests {
     fn positions_confirm_a_matching_tag_against_the_spilled_id_and_never_assume_it() {
         let staging = tempfile::tempdir().unwrap();
         let mut ids = IdSpill::new(staging.path()).unwrap();
-        let mut positions = Positions::with_hasher(10, Degenerate);
+        let mut positions = Positions::with_hasher(staging.path(), 10, Degenerate).unwrap();
         // 3000 ids, all with the same tag in one probe run (past a batch of the spill, and
         // through two growths): only the id read back tells them apart.
         place_all(&mut positions, &mut ids, 3000);
         assert!(ids.written > 0);
-        assert!(positions.tags.iter().zip(&positions.slots).all(|(&t, &s)| s == EMPTY || t == 0x5eed_0000));
+        let mut tags = Vec::new();
+        positions
+            .buckets
+            .each_used(|word| {
+                tags.push((word >> 32) as u32);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(tags, vec![0x5eed_0000; 3000]);
         for k in (0..3000u32).step_by(7) {
             assert_eq!(positions.get(&id(k), &ids).unwrap(), Some(k));
         }

@@ -27,9 +27,10 @@
 //! Every call is deterministic: rerunning it after a crash writes the same bytes, and outputs
 //! become visible only whole (temp + fsync + rename; data before index). Memory is bounded by the
 //! pool's queue (a few chunks) and the deltas in flight (one per pool thread plus one, their
-//! inputs within two delta segments together), plus per chunk: the store's dedup table and the
-//! image's placement table; an import's chunk lists stay on disk ([`Outline`]), and only patches
-//! load whole manifests.
+//! inputs within two delta segments together), and nothing per chunk in the heap during an import: the
+//! store's dedup table and the image's placement table keep their slots in unnamed files
+//! ([`slots`]), an import's chunk lists stay on disk ([`Outline`]), and only patches load whole
+//! manifests.
 
 pub mod chunker;
 pub mod client;
@@ -44,6 +45,7 @@ pub mod manifest;
 pub mod origin;
 pub mod patch;
 pub mod pool;
+pub mod slots;
 pub mod sniff;
 pub mod startup;
 pub mod store;

@@ -235,7 +235,7 @@ struct Writer {
     written_back: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Which index record holds each chunk the index names (as far as it was read).
     table: table::DedupTable,
@@ -263,6 +263,24 @@ struct State {
 }
 
 impl State {
+    fn new(legacy: bool, table: table::DedupTable) -> State {
+        State {
+            table,
+            index_read: 0,
+            index_file: None,
+            index: None,
+            index_checked: false,
+            legacy,
+            reserved: HashSet::new(),
+            written: Vec::new(),
+            raw_bytes: 0,
+            writer: None,
+            unsynced: Vec::new(),
+            created: false,
+            open: HashMap::new(),
+        }
+    }
+
     /// Where the index says the chunk is, as far as it was read: the record the table points
     /// to, read back and its key compared (a hash match alone is not a hit).
     fn find(&self, key: &Key) -> Result<Option<Loc>> {
@@ -274,7 +292,7 @@ impl State {
 
     /// Calls `each(record number, key, location)` for every record read so far, streaming the
     /// index file a piece at a time.
-    fn each_record(&self, mut each: impl FnMut(u32, Key, Loc)) -> Result<()> {
+    fn each_record(&self, mut each: impl FnMut(u32, Key, Loc) -> Result<()>) -> Result<()> {
         let Some(file) = self.index.as_ref() else {
             return Ok(());
         };
@@ -290,7 +308,7 @@ impl State {
             }
             let first = index::record_number(at) as u32;
             for (i, (key, loc)) in records.into_iter().enumerate() {
-                each(first + i as u32, key, loc);
+                each(first + i as u32, key, loc)?;
             }
             at += valid;
         }
@@ -301,15 +319,16 @@ impl State {
 impl ChunkStore {
     /// Opens (creating if needed) the chunk store in `root`, in either layout.
     pub fn open(root: impl Into<PathBuf>) -> Result<ChunkStore> {
-        Self::open_with(root.into(), table::DedupTable::default())
+        Self::open_with(root.into(), table::keyed_hash)
     }
 
-    /// Opens the store with `table` as its (empty) dedup table: tests pass one whose hash
-    /// collides on purpose.
-    fn open_with(root: PathBuf, table: table::DedupTable) -> Result<ChunkStore> {
+    /// Opens the store with a dedup table hashing with `hash`: tests pass one that collides on
+    /// purpose.
+    fn open_with(root: PathBuf, hash: table::HashFn) -> Result<ChunkStore> {
         fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
         let legacy = legacy::present(&root)?;
-        let store = ChunkStore { root, state: Arc::new(Mutex::new(State { legacy, table, ..State::default() })) };
+        let table = table::DedupTable::new(&root, hash);
+        let store = ChunkStore { root, state: Arc::new(Mutex::new(State::new(legacy, table))) };
         {
             let mut st = store.lock()?;
             store.catch_up(&mut st)?;
@@ -361,6 +380,8 @@ impl ChunkStore {
         // A piece at a time: read whole, the index of a store holding a few large builds (64
         // bytes a chunk, plus 56 parsed) cost more memory at open than the table it fills.
         let end = meta.len();
+        // Sized once for every record there is to read, rather than doubled (and moved) as it fills.
+        st.table.reserve((end.saturating_sub(st.index_read) / index::RECORD_LEN as u64) as usize)?;
         let mut bytes = Vec::new();
         while st.index_read < end {
             let header = if st.index_read == 0 { index::MAGIC.len() as u64 } else { 0 };
@@ -701,9 +722,10 @@ impl ChunkStore {
         let before = st.table.len();
         let mut live: Vec<(Key, Loc)> = Vec::new();
         st.each_record(|n, key, loc| {
-            if used.contains(&key) && st.table.holds(&key, n) {
+            if used.contains(&key) && st.table.holds(&key, n)? {
                 live.push((key, loc));
             }
+            Ok(())
         })?;
         removed += before - live.len();
         live.sort_by_key(|(_, loc)| (loc.segment, loc.offset));

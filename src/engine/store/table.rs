@@ -8,7 +8,9 @@
 //! number. A lookup reads the record (64 bytes, a `pread` normally served by the page cache) and
 //! compares the whole key: a hash match alone is never taken as a hit, since a false hit would
 //! put a wrong chunk into a build. With at most 3/4 of the slots used (doubling when fuller),
-//! the table costs 8 / 0.75 ≈ 10.7 to 8 / 0.375 ≈ 21.3 bytes a chunk.
+//! the table costs 8 / 0.75 ≈ 10.7 to 8 / 0.375 ≈ 21.3 bytes a chunk, and those bytes are
+//! not in the heap: the slots are in an unnamed file beside the index ([`DiskSlots`]), so the
+//! server's resident memory does not grow with the store.
 //!
 //! Open addressing with linear probing. A chunk's home slot is the top bits of its stored hash
 //! (so the table can double without the keys, which it does not hold: each entry moves to the
@@ -17,12 +19,12 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
 
 use super::index::Key;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::slots::DiskSlots;
 
-/// A free slot's record number.
-const EMPTY: u32 = u32::MAX;
 /// The smallest table (512 bytes).
 const MIN_SLOTS: usize = 64;
 /// Record numbers must stay below this: with the load kept at 3/4, the table then never needs
@@ -32,47 +34,46 @@ const MAX_RECORDS: u32 = 3 << 30;
 /// How a key is hashed; only tests pass anything but the keyed SipHash.
 pub type HashFn = fn(&RandomState, &Key) -> u64;
 
-fn keyed_hash(keyed: &RandomState, key: &Key) -> u64 {
+pub fn keyed_hash(keyed: &RandomState, key: &Key) -> u64 {
     keyed.hash_one(key)
 }
 
+/// A slot's word: the stored hash in the high half, the record number plus one in the low half
+/// (so a free slot, all zeros, names no record).
+fn word(hash: u32, record: u32) -> u64 {
+    (u64::from(hash) << 32) | (u64::from(record) + 1)
+}
+
+fn unpack(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, (word as u32).wrapping_sub(1))
+}
+
 pub struct DedupTable {
-    /// Per slot: the high 32 bits of the key's hash (meaningless where the slot is free).
-    hashes: Vec<u32>,
-    /// Per slot: the number of the index record holding the key, or [`EMPTY`].
-    records: Vec<u32>,
+    /// Where the slots' file is created: the store's directory.
+    dir: PathBuf,
+    /// `None` until the first record: an empty store creates no file.
+    slots: Option<DiskSlots>,
     len: usize,
     keyed: RandomState,
     hash: HashFn,
 }
 
-impl Default for DedupTable {
-    fn default() -> DedupTable {
-        DedupTable::with_hash(keyed_hash)
-    }
-}
-
 impl std::fmt::Debug for DedupTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DedupTable").field("len", &self.len).field("slots", &self.records.len()).finish()
+        f.debug_struct("DedupTable").field("len", &self.len).field("slots", &self.slot_count()).finish()
     }
 }
 
 impl DedupTable {
-    /// An empty table hashing keys with `hash` (tests use a degenerate one to force collisions).
-    pub fn with_hash(hash: HashFn) -> DedupTable {
-        DedupTable {
-            hashes: vec![0; MIN_SLOTS],
-            records: vec![EMPTY; MIN_SLOTS],
-            len: 0,
-            keyed: RandomState::new(),
-            hash,
-        }
+    /// An empty table whose slots will live in `dir`, hashing keys with `hash` (tests use a
+    /// degenerate one to force collisions).
+    pub fn new(dir: &Path, hash: HashFn) -> DedupTable {
+        DedupTable { dir: dir.to_path_buf(), slots: None, len: 0, keyed: RandomState::new(), hash }
     }
 
-    /// An empty table with the same hash function (the index was replaced).
+    /// An empty table with the same directory and hash function (the index was replaced).
     pub fn emptied(&self) -> DedupTable {
-        DedupTable::with_hash(self.hash)
+        DedupTable::new(&self.dir, self.hash)
     }
 
     /// How many records (distinct keys) the table names.
@@ -80,60 +81,84 @@ impl DedupTable {
         self.len
     }
 
-    /// Heap bytes the table holds.
+    fn slot_count(&self) -> usize {
+        self.slots.as_ref().map_or(0, DiskSlots::len)
+    }
+
+    /// Bytes of slots (on disk, not in the heap).
     #[cfg(test)]
-    pub fn allocated_bytes(&self) -> usize {
-        self.hashes.capacity() * std::mem::size_of::<u32>() + self.records.capacity() * std::mem::size_of::<u32>()
+    pub fn slot_bytes(&self) -> usize {
+        self.slot_count() * std::mem::size_of::<u64>()
     }
 
     fn stored_hash(&self, key: &Key) -> u32 {
         ((self.hash)(&self.keyed, key) >> 32) as u32
     }
 
-    /// The home slot of `hash` in a table of `slots` (a power of two, at most 2^32) slots,
-    /// then each following one.
-    fn probe(hash: u32, slots: usize) -> impl Iterator<Item = usize> {
+    /// The home slot of a stored hash in a table of `slots` (a power of two): its top bits.
+    fn home(hash: u32, slots: usize) -> usize {
         let bits = slots.trailing_zeros();
-        let home = if bits == 0 { 0 } else { (hash >> (32 - bits)) as usize };
-        (0..slots).map(move |i| (home + i) & (slots - 1))
+        if bits == 0 {
+            0
+        } else {
+            (hash >> (32 - bits)) as usize
+        }
     }
 
-    /// The record holding `key`, with what `read` returned for it. `read(n)` reads record `n`
-    /// (its key and whatever else the caller wants back); only a record whose key is `key` is a
-    /// hit, so a hash collision costs a read, never a wrong answer.
+    /// The record holding `key` and what `read` made of it. `read(record)` returns the record's
+    /// key (compared with `key`: a hash match alone is not a hit) and value.
     pub fn find<T>(&self, key: &Key, mut read: impl FnMut(u32) -> Result<(Key, T)>) -> Result<Option<(u32, T)>> {
+        let Some(slots) = self.slots.as_ref() else {
+            return Ok(None);
+        };
         let hash = self.stored_hash(key);
-        for slot in Self::probe(hash, self.records.len()) {
-            let record = self.records[slot];
-            if record == EMPTY {
-                return Ok(None);
+        let found = slots.probe(Self::home(hash, slots.len()), |_, w| {
+            if w == 0 {
+                return Ok(Some(None));
             }
-            if self.hashes[slot] == hash {
+            let (stored, record) = unpack(w);
+            if stored == hash {
                 let (found, value) = read(record)?;
                 if found == *key {
-                    return Ok(Some((record, value)));
+                    return Ok(Some(Some((record, value))));
                 }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })?;
+        Ok(found.flatten())
     }
 
-    /// Whether the table names record `record`, which holds `key` (no read needed: a key is in
-    /// the table once, under one record number). False for a later duplicate of the key.
-    pub fn holds(&self, key: &Key, record: u32) -> bool {
+    /// Whether the table names `record` for `key` (prune keeps a key's first record only).
+    pub fn holds(&self, key: &Key, record: u32) -> Result<bool> {
+        let Some(slots) = self.slots.as_ref() else {
+            return Ok(false);
+        };
         let hash = self.stored_hash(key);
-        for slot in Self::probe(hash, self.records.len()) {
-            match self.records[slot] {
-                EMPTY => return false,
-                r if r == record => return true,
-                _ => {}
-            }
-        }
-        false
+        let held = slots.probe(Self::home(hash, slots.len()), |_, w| match w {
+            0 => Ok(Some(false)),
+            w if unpack(w).1 == record => Ok(Some(true)),
+            _ => Ok(None),
+        })?;
+        Ok(held == Some(true))
     }
 
-    /// Names record `record` for `key`, unless the table names one already (a duplicate in the
-    /// index: the first record stays, both point to the same bytes). Returns whether it was added.
+    /// Makes room for `more` records beyond the current ones at once: the store knows how many
+    /// records an index has before reading them, and growing by doubling would move every slot
+    /// once per doubling.
+    pub fn reserve(&mut self, more: usize) -> Result<()> {
+        let wanted = self.len + more;
+        let mut slots = self.slot_count().max(MIN_SLOTS);
+        while wanted * 4 > slots * 3 {
+            slots *= 2;
+        }
+        if slots > self.slot_count() {
+            self.resize(slots)?;
+        }
+        Ok(())
+    }
+
+    /// Records that index record `record` holds `key`, unless the table already names a record
+    /// for it (a key indexed twice keeps its first record). Returns whether it was added.
     pub fn insert<T>(&mut self, key: &Key, record: u64, read: impl FnMut(u32) -> Result<(Key, T)>) -> Result<bool> {
         let record = match u32::try_from(record) {
             Ok(r) if r < MAX_RECORDS => r,
@@ -146,29 +171,29 @@ impl DedupTable {
         if self.find(key, read)?.is_some() {
             return Ok(false);
         }
-        if (self.len + 1) * 4 > self.records.len() * 3 {
-            self.grow();
+        self.reserve(1)?;
+        if let Some(slots) = self.slots.as_ref() {
+            Self::place(slots, word(self.stored_hash(key), record))?;
         }
-        self.place(self.stored_hash(key), record);
         self.len += 1;
         Ok(true)
     }
 
-    /// Doubles the table, moving every entry to its home (from its stored hash) in the new size.
-    fn grow(&mut self) {
-        let slots = self.records.len() * 2;
-        let hashes = std::mem::replace(&mut self.hashes, vec![0; slots]);
-        let records = std::mem::replace(&mut self.records, vec![EMPTY; slots]);
-        for (hash, record) in hashes.into_iter().zip(records).filter(|(_, r)| *r != EMPTY) {
-            self.place(hash, record);
+    /// Moves the table into `count` slots (a power of two, more than it has).
+    fn resize(&mut self, count: usize) -> Result<()> {
+        let bigger = DiskSlots::new(&self.dir, count, "chunk store's dedup table")?;
+        if let Some(old) = self.slots.as_ref() {
+            old.each_used(|w| Self::place(&bigger, w))?;
         }
+        self.slots = Some(bigger);
+        Ok(())
     }
 
-    fn place(&mut self, hash: u32, record: u32) {
-        // The load is kept below 3/4, so a free slot exists.
-        if let Some(slot) = Self::probe(hash, self.records.len()).find(|&s| self.records[s] == EMPTY) {
-            self.hashes[slot] = hash;
-            self.records[slot] = record;
+    fn place(slots: &DiskSlots, w: u64) -> Result<()> {
+        let free = slots.probe(Self::home(unpack(w).0, slots.len()), |slot, used| Ok((used == 0).then_some(slot)))?;
+        match free {
+            Some(slot) => slots.set(slot, w),
+            None => Err(EngineError::Invalid("the chunk store's dedup table is full".into())),
         }
     }
 }
@@ -190,7 +215,7 @@ mod tests {
     }
 
     fn filled(hash: HashFn, n: u32) -> DedupTable {
-        let mut table = DedupTable::with_hash(hash);
+        let mut table = DedupTable::new(&std::env::temp_dir(), hash);
         for r in 0..n {
             assert!(table.insert(&key(r), r.into(), read).unwrap());
         }
@@ -200,7 +225,7 @@ mod tests {
     fn assert_exact(table: &DedupTable, n: u32) {
         for r in 0..n {
             assert_eq!(table.find(&key(r), read).unwrap().map(|(found, _)| found), Some(r), "record {r}");
-            assert!(table.holds(&key(r), r));
+            assert!(table.holds(&key(r), r).unwrap());
         }
         for absent in n..n + 50 {
             assert_eq!(table.find(&key(absent), read).unwrap().map(|(found, _)| found), None);
@@ -235,7 +260,7 @@ mod tests {
         let read_dup = |n: u32| Ok((key(if n == 10 { 3 } else { n }), ()));
         assert!(!table.insert(&key(3), 10, read_dup).unwrap());
         assert_eq!(table.len(), 10);
-        assert!(table.holds(&key(3), 3) && !table.holds(&key(3), 10));
+        assert!(table.holds(&key(3), 3).unwrap() && !table.holds(&key(3), 10).unwrap());
     }
 
     #[test]
@@ -255,18 +280,38 @@ mod tests {
     }
 
     #[test]
-    fn the_table_holds_at_most_22_bytes_per_chunk_at_any_size() {
-        let mut table = DedupTable::default();
+    fn the_tables_slots_take_at_most_22_bytes_per_chunk_at_any_size_and_none_of_the_heap() {
+        let mut table = DedupTable::new(&std::env::temp_dir(), keyed_hash);
         let mut worst = 0f64;
         for r in 0..190_000u32 {
             table.insert(&key(r), r.into(), read).unwrap();
             let n = r as usize + 1;
             if n >= MIN_SLOTS {
-                worst = worst.max(table.allocated_bytes() as f64 / n as f64);
+                worst = worst.max(table.slot_bytes() as f64 / n as f64);
             }
         }
         // Just after a doubling 3/8 of the slots are used: 8 / 0.375 = 21.3 bytes a chunk.
         assert!(worst <= 22.0, "{worst} bytes per chunk");
-        assert_eq!(table.allocated_bytes(), 262_144 * 8, "190 000 chunks fit 2^18 slots at 3/4");
+        assert_eq!(table.slot_bytes(), 262_144 * 8, "190 000 chunks fit 2^18 slots at 3/4");
+        // The slots are the file's, not a Vec's: the table itself is a few words.
+        assert!(std::mem::size_of::<DedupTable>() < 128);
+    }
+
+    #[test]
+    fn an_empty_table_creates_no_file_and_a_reserved_one_never_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = DedupTable::new(dir.path(), keyed_hash);
+        assert_eq!(table.slot_bytes(), 0);
+        assert_eq!(table.find(&key(1), read).unwrap().map(|(r, _)| r), None);
+        table.reserve(30_000).unwrap();
+        let reserved = table.slot_bytes();
+        assert_eq!(reserved, 65_536 * 8, "30 000 records fit 2^16 slots at 3/4");
+        for r in 0..30_000u32 {
+            table.insert(&key(r), r.into(), read).unwrap();
+        }
+        assert_eq!(table.slot_bytes(), reserved);
+        assert_exact(&table, 30_000);
+        // Unnamed: nothing in the directory, during or after.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
