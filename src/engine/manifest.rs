@@ -76,6 +76,16 @@ impl Manifest {
             .collect()
     }
 
+    /// Calls `each` with the id of every chunk reference, file by file (repeats included).
+    pub fn each_chunk_id(&self, each: &mut dyn FnMut(&ChunkId) -> Result<()>) -> Result<()> {
+        for entry in &self.files {
+            if let EntryKind::File { chunks, .. } = &entry.kind {
+                chunks.iter().try_for_each(|c| each(&c.id))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Total bytes of file contents.
     pub fn content_bytes(&self) -> u64 {
         self.files.iter().map(|e| if let EntryKind::File { size, .. } = e.kind { size } else { 0 }).sum()

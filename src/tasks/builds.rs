@@ -730,11 +730,22 @@ impl TaskHandler for Deploy {
         let evicted = evicted(&input);
         if !evicted.is_empty() {
             let store = env.chunk_store(input.app_id)?;
-            let mut keep = Vec::new();
-            for b in input.retained.iter().chain(std::iter::once(&input.build_id)).filter(|b| !evicted.contains(b)) {
-                keep.push(Manifest::load(&env.manifest_path(input.app_id, *b)).map_err(engine_failure)?);
-            }
-            store.prune(&keep.iter().collect::<Vec<_>>()).map_err(engine_failure)?;
+            let keep: Vec<i64> = input
+                .retained
+                .iter()
+                .chain(std::iter::once(&input.build_id))
+                .filter(|b| !evicted.contains(b))
+                .copied()
+                .collect();
+            // One retained manifest in memory at a time, not all of them.
+            store
+                .prune_keeping(|mark| {
+                    for b in &keep {
+                        Manifest::load(&env.manifest_path(input.app_id, *b))?.each_chunk_id(&mut *mark)?;
+                    }
+                    Ok(())
+                })
+                .map_err(engine_failure)?;
             for b in &evicted {
                 match std::fs::remove_file(env.manifest_path(input.app_id, *b)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

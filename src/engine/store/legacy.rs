@@ -3,7 +3,6 @@
 //! migration pass: their chunks are read, deduplicated against and pruned here, and new chunks
 //! go to segments only, so the v1 files disappear as the builds using them are evicted.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::index::Key;
 use super::{Codec, StoredChunk};
 use crate::engine::error::{EngineError, IoContext, Result};
-use crate::engine::fsutil::{self, hex};
+use crate::engine::fsutil;
 
 fn is_fanout_dir(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -48,10 +47,10 @@ pub fn read(root: &Path, id: &str) -> Result<Option<StoredChunk>> {
     Ok(Some(StoredChunk { codec, bytes }))
 }
 
-/// Removes the v1 chunk files no key of `used` names, the temporary files of interrupted v1
-/// writes, and fan-out directories left empty. Returns how many chunks were removed.
-pub fn prune(root: &Path, used: &HashSet<Key>) -> Result<usize> {
-    let used: HashSet<String> = used.iter().map(|k| hex(k)).collect();
+/// Removes the v1 chunk files whose key `used` says no retained build uses (and files whose
+/// name is no key), the temporary files of interrupted v1 writes, and fan-out directories left
+/// empty. Returns how many chunks were removed.
+pub fn prune(root: &Path, used: &mut dyn FnMut(&Key) -> Result<bool>) -> Result<usize> {
     let mut removed = 0;
     for dir in fs::read_dir(root).ctx(|| format!("list {}", root.display()))? {
         let dir = dir.ctx(|| format!("list {}", root.display()))?;
@@ -62,7 +61,12 @@ pub fn prune(root: &Path, used: &HashSet<Key>) -> Result<usize> {
         fsutil::remove_leftovers(&dir.path())?;
         for chunk in fs::read_dir(dir.path()).ctx(|| format!("list {}", dir.path().display()))? {
             let chunk = chunk.ctx(|| format!("list {}", dir.path().display()))?;
-            if !used.contains(chunk.file_name().to_string_lossy().as_ref()) {
+            let key = super::ChunkId::from_hex(&chunk.file_name().to_string_lossy()).map(|id| id.key());
+            let keep = match key {
+                Some(key) => used(&key)?,
+                None => false,
+            };
+            if !keep {
                 fs::remove_file(chunk.path()).ctx(|| format!("remove {}", chunk.path().display()))?;
                 removed += 1;
             }

@@ -290,6 +290,14 @@ impl State {
         Ok(self.table.find(key, |n| index::read_record(file, n))?.map(|(_, loc)| loc))
     }
 
+    /// The number of the index record holding `key`, as far as the index was read.
+    fn find_record(&self, key: &Key) -> Result<Option<u32>> {
+        let Some(file) = self.index.as_ref() else {
+            return Ok(None);
+        };
+        Ok(self.table.find(key, |n| index::read_record(file, n))?.map(|(n, _)| n))
+    }
+
     /// Calls `each(record number, key, location)` for every record read so far, streaming the
     /// index file a piece at a time.
     fn each_record(&self, mut each: impl FnMut(u32, Key, Loc) -> Result<()>) -> Result<()> {
@@ -704,37 +712,50 @@ impl ChunkStore {
     /// Removes every chunk no manifest in `keep` uses (eviction of a build), reclaims the
     /// space of segments that became mostly garbage and what crashes left (temporary files,
     /// bytes no index record points to). Run it only while no import of the app runs. Returns
-    /// how many chunks were removed.
+    /// how many chunks were removed. See [`ChunkStore::prune_keeping`].
+    pub fn prune(&self, keep: &[&super::manifest::Manifest]) -> Result<usize> {
+        self.prune_keeping(|mark| keep.iter().try_for_each(|manifest| manifest.each_chunk_id(mark)))
+    }
+
+    /// [`ChunkStore::prune`], the retained builds' chunks named by `kept`, which calls `mark`
+    /// for each (repeats are fine) and must not use this store: a caller can read one manifest
+    /// at a time. What prune holds does not grow with the store: a bit per index record marks
+    /// the records in use, and the new index is streamed to its file. (It held every retained
+    /// manifest, 36 bytes per chunk reference, plus ~200 per used chunk: a set of the keys, the
+    /// same keys again as hex strings, a list of the live records; tens of MB for a few retained
+    /// 8 GiB builds, in every deploy that evicted one.)
     ///
     /// Crash-safe by order: live chunks of segments to compact are copied to a new segment
     /// and made durable, then the new index (live chunks only) replaces the old one by rename,
     /// and only then are segments no record points to any more deleted.
-    pub fn prune(&self, keep: &[&super::manifest::Manifest]) -> Result<usize> {
+    pub fn prune_keeping(
+        &self,
+        kept: impl FnOnce(&mut dyn FnMut(&ChunkId) -> Result<()>) -> Result<()>,
+    ) -> Result<usize> {
         self.flush()?;
-        let used: HashSet<Key> = keep.iter().flat_map(|m| m.chunk_ids()).map(|id| id.key()).collect();
-        let mut removed = legacy::prune(&self.root, &used)?;
-        fsutil::remove_leftovers(&self.root)?;
         let mut st = self.lock()?;
         st.index_file = None;
         self.catch_up(&mut st)?;
-        // Each indexed chunk once: a key's first record (the one the table names), not a later
-        // duplicate of it.
+        let mut used = InUse::new(index::record_number(st.index_read), st.legacy);
+        kept(&mut |id| used.mark(&st, &id.key()))?;
+        let mut removed = legacy::prune(&self.root, &mut |key| used.holds(&st, key))?;
+        fsutil::remove_leftovers(&self.root)?;
+
+        // Each indexed chunk once: a key's first record (the one the table names, so the one
+        // marked), not a later duplicate of it.
         let before = st.table.len();
-        let mut live: Vec<(Key, Loc)> = Vec::new();
-        st.each_record(|n, key, loc| {
-            if used.contains(&key) && st.table.holds(&key, n)? {
-                live.push((key, loc));
+        let mut live = 0;
+        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
+        st.each_record(|n, _, loc| {
+            if used.record(n) {
+                live += 1;
+                *live_bytes.entry(loc.segment).or_default() += loc.len as u64;
             }
             Ok(())
         })?;
-        removed += before - live.len();
-        live.sort_by_key(|(_, loc)| (loc.segment, loc.offset));
+        removed += before - live;
 
         let on_disk = self.segments()?;
-        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-        for (_, loc) in &live {
-            *live_bytes.entry(loc.segment).or_default() += loc.len as u64;
-        }
         let compact: HashSet<u32> = on_disk
             .iter()
             .filter(|(n, len)| {
@@ -743,13 +764,11 @@ impl ChunkStore {
             })
             .map(|(n, _)| *n)
             .collect();
-        if !compact.is_empty() {
-            self.copy_live(&mut st, &mut live, &compact)?;
+        if live != before || !compact.is_empty() {
+            self.rewrite_index(&mut st, &used, &compact)?;
         }
-        if live.len() != before || !compact.is_empty() {
-            self.rewrite_index(&live)?;
-        }
-        let referenced: HashSet<u32> = live.iter().map(|(_, loc)| loc.segment).collect();
+        // The copies went to a new segment, which is not among `on_disk`.
+        let referenced: HashSet<u32> = live_bytes.into_keys().filter(|n| !compact.contains(n)).collect();
         let mut deleted = false;
         for n in on_disk.keys().filter(|n| !referenced.contains(*n)) {
             let path = self.segment_path(*n);
@@ -768,33 +787,95 @@ impl ChunkStore {
         Ok(removed)
     }
 
-    /// Copies the live chunks of the segments in `compact` into a new segment (durable before
-    /// returning) and points `live` at the copies.
-    fn copy_live(&self, st: &mut State, live: &mut [(Key, Loc)], compact: &HashSet<u32>) -> Result<()> {
-        let (segment, out) = self.create_segment()?;
-        let path = self.segment_path(segment);
-        let mut at = 0u64;
-        for (_, loc) in live.iter_mut().filter(|(_, loc)| compact.contains(&loc.segment)) {
-            let src = self.segment_file(st, loc.segment)?;
-            fsutil::copy_range(&src, loc.offset, &out, at, loc.len as u64)
-                .ctx(|| format!("copy into {}", path.display()))?;
-            *loc = Loc { segment, offset: at, ..*loc };
-            at += loc.len as u64;
+    /// Replaces the index by one naming exactly the records `used` marks, streamed in index
+    /// order (temp, fsync, rename, fsync). The live chunks of the segments in `compact` are
+    /// copied into a new segment first, made durable before the new index names them.
+    fn rewrite_index(&self, st: &mut State, used: &InUse, compact: &HashSet<u32>) -> Result<()> {
+        let mut sources = HashMap::new();
+        for &n in compact {
+            sources.insert(n, self.segment_file(st, n)?);
         }
-        out.sync_all().ctx(|| format!("fsync {}", path.display()))?;
-        fsync_dir(&self.segment_dir())?;
-        st.open.insert(segment, Arc::new(out));
+        let copy_to = if compact.is_empty() { None } else { Some(self.create_segment()?) };
+        let path = self.index_path();
+        let tmp = self.root.join(fsutil::temp_name("index"));
+        let written = (|| {
+            let file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+            let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
+            out.write_all(index::MAGIC).ctx(|| format!("write {}", tmp.display()))?;
+            let mut at = 0u64;
+            st.each_record(|n, key, mut loc| {
+                if !used.record(n) {
+                    return Ok(());
+                }
+                if let (Some(src), Some((segment, dst))) = (sources.get(&loc.segment), copy_to.as_ref()) {
+                    let dst_path = self.segment_path(*segment);
+                    fsutil::copy_range(src, loc.offset, dst, at, loc.len as u64)
+                        .ctx(|| format!("copy into {}", dst_path.display()))?;
+                    loc = Loc { segment: *segment, offset: at, ..loc };
+                    at += loc.len as u64;
+                }
+                out.write_all(&index::encode(&key, &loc)).ctx(|| format!("write {}", tmp.display()))
+            })?;
+            if let Some((segment, dst)) = copy_to.as_ref() {
+                dst.sync_all().ctx(|| format!("fsync {}", self.segment_path(*segment).display()))?;
+                fsync_dir(&self.segment_dir())?;
+            }
+            let file = out.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", tmp.display()))?;
+            file.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+            fs::rename(&tmp, &path).ctx(|| format!("rename to {}", path.display()))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        fsync_dir(&self.root)?;
+        if let Some((segment, dst)) = copy_to {
+            st.open.insert(segment, Arc::new(dst));
+        }
+        Ok(())
+    }
+}
+
+/// Which index records the retained builds use, for [`ChunkStore::prune_keeping`]: a bit per
+/// record, set on the first record of each key they name (the one the dedup table finds, so a
+/// later duplicate of it stays unmarked and goes). A store that still has v1 chunk files also
+/// keeps the used keys the index does not hold, which only v1-era builds name.
+struct InUse {
+    bits: Vec<u64>,
+    legacy: Option<HashSet<Key>>,
+}
+
+impl InUse {
+    fn new(records: u64, legacy: bool) -> InUse {
+        InUse { bits: vec![0; records.div_ceil(64) as usize], legacy: legacy.then(HashSet::new) }
+    }
+
+    fn mark(&mut self, st: &State, key: &Key) -> Result<()> {
+        match st.find_record(key)? {
+            Some(n) => {
+                if let Some(word) = self.bits.get_mut(n as usize / 64) {
+                    *word |= 1 << (n % 64);
+                }
+            }
+            None => {
+                if let Some(outside) = self.legacy.as_mut() {
+                    outside.insert(*key);
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Replaces the index by one naming exactly `live` (temp, fsync, rename, fsync).
-    fn rewrite_index(&self, live: &[(Key, Loc)]) -> Result<()> {
-        let mut bytes = Vec::with_capacity(index::MAGIC.len() + live.len() * index::RECORD_LEN);
-        bytes.extend_from_slice(index::MAGIC);
-        for (key, loc) in live {
-            bytes.extend_from_slice(&index::encode(key, loc));
+    fn record(&self, n: u32) -> bool {
+        self.bits.get(n as usize / 64).is_some_and(|word| word & (1 << (n % 64)) != 0)
+    }
+
+    /// Whether a retained build uses `key` (for the v1 files, which are not indexed).
+    fn holds(&self, st: &State, key: &Key) -> Result<bool> {
+        if self.legacy.as_ref().is_some_and(|outside| outside.contains(key)) {
+            return Ok(true);
         }
-        fsutil::write_durably(&self.index_path(), &bytes)
+        Ok(st.find_record(key)?.is_some_and(|n| self.record(n)))
     }
 }
 

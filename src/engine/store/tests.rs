@@ -439,3 +439,33 @@ fn a_lookup_in_an_index_damaged_since_it_was_read_is_an_error_not_a_miss() {
     // Record 0 is as it was.
     assert_eq!(store.read_raw(&ids[0], 4).unwrap(), 0u32.to_le_bytes());
 }
+
+#[test]
+fn a_prune_whose_retained_builds_cannot_be_read_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let ids = small_chunks(&store, 0..20);
+    store.flush().unwrap();
+    let index_before = fs::read(dir.path().join(INDEX_FILE)).unwrap();
+    // The second retained manifest fails to load after the first was marked.
+    let failed = store.prune_keeping(|mark| {
+        ids[..5].iter().try_for_each(&mut *mark)?;
+        Err(EngineError::Corrupt("manifest.zst: damaged".into()))
+    });
+    assert!(matches!(failed, Err(EngineError::Corrupt(_))), "{failed:?}");
+    assert_eq!(fs::read(dir.path().join(INDEX_FILE)).unwrap(), index_before);
+    for id in &ids {
+        assert!(store.contains(id).unwrap());
+    }
+    // Marked one manifest at a time, repeats included, it prunes as a whole list would.
+    let removed = store
+        .prune_keeping(|mark| {
+            ids[..5].iter().try_for_each(&mut *mark)?;
+            ids[3..8].iter().try_for_each(&mut *mark)
+        })
+        .unwrap();
+    assert_eq!(removed, 12);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(store.contains(id).unwrap(), i < 8, "chunk {i}");
+    }
+}
