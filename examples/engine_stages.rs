@@ -1,7 +1,8 @@
 //! Measurement, not a test: where mkraw's time goes, stage by stage, on a series of real tars
 //! (e.g. bench/pipeline/inputs.sh output or bench/pipeline/synthetic.py builds). Each tar is
 //! imported into one chunk store, its image written and published to an `fs` origin directory
-//! (as deploy does), and the patch from the previous tar of the series; wall time and process
+//! (as deploy does), and the patch from the previous tar of the series; at the end, the chunks
+//! only older builds use are pruned (eviction with maxBuilds 1). Wall time and process
 //! CPU time are printed per stage, with each stage's peak RSS (VmHWM, reset before the stage)
 //! and peak live heap (a counting allocator: exact, unlike RSS, which keeps freed pages), and
 //! the live heap left after it (what the next stages carry, e.g. the manifest). Usage:
@@ -139,6 +140,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("           patch {} bytes, ops same/chunks/delta/fetch {:?}", patch.size_bytes, patch.op_counts);
         }
         previous = Some(manifest);
+    }
+    // Eviction as deploy does it with maxBuilds 1: every build but the last leaves the store.
+    // The manifest is read inside the stage, as the deploy task reads it.
+    if tars.len() > 1 {
+        let last = work.join(format!("manifest-{}.zst", tars.len()));
+        drop(previous);
+        let removed = stage("prune", 0, || -> Result<usize, Box<dyn std::error::Error>> {
+            Ok(store.prune(&[&Manifest::load(&last)?])?)
+        })?;
+        println!("           {removed} chunks removed");
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod instance;
 pub mod limits;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod outbound;
 pub mod protocol;
