@@ -313,6 +313,14 @@ async fn import(
         if let Some(error) = a.get("error").filter(|e| !e.is_null()) {
             return Err(format!("importing {} failed: {error}", tar.display()));
         }
+        // A failed dltar or mkraw leaves the app as it was (no `error`: the live build is
+        // untouched), so the chain's own tasks say whether it stopped.
+        if uploaded.is_some() && a["processing"] != true && a["exporting"] != true {
+            let tasks = s.call("GET", &format!("/be/v1/tasks?group={group}&status=failed"), None).await?;
+            if let Some(failed) = tasks["tasks"].as_array().and_then(|t| t.first()) {
+                return Err(format!("importing {} failed: {} {}", tar.display(), failed["type"], failed["exception"]));
+            }
+        }
         if t0.elapsed() > Duration::from_secs(3600) {
             return Err(format!("importing {} took more than an hour", tar.display()));
         }
