@@ -281,21 +281,22 @@ impl State {
         }
     }
 
-    /// Where the index says the chunk is, as far as it was read: the record the table points
-    /// to, read back and its key compared (a hash match alone is not a hit).
-    fn find(&self, key: &Key) -> Result<Option<Loc>> {
+    /// Where the index says the chunk is, as far as it was read: the number of the record the
+    /// table points to, and the location in it, read back and its key compared (a hash match
+    /// alone is not a hit).
+    fn lookup(&self, key: &Key) -> Result<Option<(u32, Loc)>> {
         let Some(file) = self.index.as_ref() else {
             return Ok(None);
         };
-        Ok(self.table.find(key, |n| index::read_record(file, n))?.map(|(_, loc)| loc))
+        self.table.find(key, |n| index::read_record(file, n))
     }
 
-    /// The number of the index record holding `key`, as far as the index was read.
+    fn find(&self, key: &Key) -> Result<Option<Loc>> {
+        Ok(self.lookup(key)?.map(|(_, loc)| loc))
+    }
+
     fn find_record(&self, key: &Key) -> Result<Option<u32>> {
-        let Some(file) = self.index.as_ref() else {
-            return Ok(None);
-        };
-        Ok(self.table.find(key, |n| index::read_record(file, n))?.map(|(n, _)| n))
+        Ok(self.lookup(key)?.map(|(n, _)| n))
     }
 
     /// Calls `each(record number, key, location)` for every record read so far, streaming the
