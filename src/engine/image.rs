@@ -123,13 +123,13 @@ impl Index {
 // --- Chunk rows without the whole index (patch.rs): read-only, one block. ---
 
 impl Index {
-    /// The rows of `index.zst`'s chunk table that `keep` selects, in table order, read without
-    /// the rest: the JSON streams from the decompressor and every other row is dropped as soon
-    /// as it is parsed. A patch needs the positions of the chunks it fetches only, and the whole
-    /// index was ~56 bytes per chunk of the new build (plus a map over it). Errors as
+    /// Calls `visit` with every row of `index.zst`'s chunk table, in table order, without
+    /// holding the index: the JSON streams from the decompressor and each row is dropped once
+    /// visited. A patch needs the positions of the chunks it fetches only, and the whole index
+    /// was ~56 bytes per chunk of the new build (plus a map over it). Errors as
     /// [`Index::load`]: the file unreadable is an I/O error, anything it holds that is not an
-    /// index of this format is corrupt.
-    pub fn load_chunks_where(dxf_dir: &Path, keep: impl FnMut(&IndexChunk) -> bool) -> Result<Vec<IndexChunk>> {
+    /// index of this format is corrupt (rows visited before that was found included).
+    pub fn visit_chunks(dxf_dir: &Path, visit: impl FnMut(IndexChunk)) -> Result<()> {
         let path = dxf_dir.join(INDEX_FILE);
         let file = File::open(&path).ctx(|| format!("open {}", path.display()))?;
         let read_failed = std::cell::Cell::new(false);
@@ -138,11 +138,11 @@ impl Index {
             let decoder = zstd::stream::read::Decoder::new(source)?;
             let reader = std::io::BufReader::with_capacity(64 << 10, decoder);
             let mut json = serde_json::Deserializer::from_reader(reader);
-            let rows = serde::de::DeserializeSeed::deserialize(ChunkRows { keep }, &mut json)?;
+            let format = serde::de::DeserializeSeed::deserialize(ChunkRows { visit }, &mut json)?;
             json.end()?;
-            Ok::<_, std::io::Error>(rows)
+            Ok::<_, std::io::Error>(format)
         })();
-        let (format, rows) = match parsed {
+        let format = match parsed {
             Ok(parsed) => parsed,
             Err(e) if read_failed.get() => {
                 return Err(EngineError::Io { context: format!("read {}", path.display()), source: e })
@@ -152,7 +152,7 @@ impl Index {
         if format != INDEX_FORMAT {
             return Err(EngineError::Corrupt(format!("index format {format} is not {INDEX_FORMAT}")));
         }
-        Ok(rows)
+        Ok(())
     }
 }
 
@@ -169,22 +169,22 @@ impl<R: Read> Read for ReadFailures<'_, R> {
     }
 }
 
-/// Deserialises an [`Index`] object into its format and the chunk rows `keep` selects; the
+/// Deserialises an [`Index`] object into its format, passing each chunk row to `visit`; the
 /// other members are checked to be there and skipped without being built.
 struct ChunkRows<F> {
-    keep: F,
+    visit: F,
 }
 
-impl<'de, F: FnMut(&IndexChunk) -> bool> serde::de::DeserializeSeed<'de> for ChunkRows<F> {
-    type Value = (u32, Vec<IndexChunk>);
+impl<'de, F: FnMut(IndexChunk)> serde::de::DeserializeSeed<'de> for ChunkRows<F> {
+    type Value = u32;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de, F: FnMut(&IndexChunk) -> bool> serde::de::Visitor<'de> for ChunkRows<F> {
-    type Value = (u32, Vec<IndexChunk>);
+impl<'de, F: FnMut(IndexChunk)> serde::de::Visitor<'de> for ChunkRows<F> {
+    type Value = u32;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an image index")
@@ -192,11 +192,14 @@ impl<'de, F: FnMut(&IndexChunk) -> bool> serde::de::Visitor<'de> for ChunkRows<F
 
     fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
         use serde::de::{Error, IgnoredAny};
-        let (mut format, mut rows, mut packs, mut files) = (None, None, false, false);
+        let (mut format, mut chunks, mut packs, mut files) = (None, false, false, false);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "format" => format = Some(map.next_value::<u32>()?),
-                "chunks" => rows = Some(map.next_value_seed(KeptRows { keep: &mut self.keep })?),
+                "chunks" => {
+                    map.next_value_seed(VisitedRows { visit: &mut self.visit })?;
+                    chunks = true;
+                }
                 "packs" => {
                     map.next_value::<IgnoredAny>()?;
                     packs = true;
@@ -211,45 +214,44 @@ impl<'de, F: FnMut(&IndexChunk) -> bool> serde::de::Visitor<'de> for ChunkRows<F
             }
         }
         let format = format.ok_or_else(|| A::Error::missing_field("format"))?;
-        let rows = rows.ok_or_else(|| A::Error::missing_field("chunks"))?;
+        if !chunks {
+            return Err(A::Error::missing_field("chunks"));
+        }
         if !packs {
             return Err(A::Error::missing_field("packs"));
         }
         if !files {
             return Err(A::Error::missing_field("files"));
         }
-        Ok((format, rows))
+        Ok(format)
     }
 }
 
-/// The chunk table's array, keeping the rows `keep` selects.
-struct KeptRows<'k, F> {
-    keep: &'k mut F,
+/// The chunk table's array, each row passed to `visit`.
+struct VisitedRows<'v, F> {
+    visit: &'v mut F,
 }
 
-impl<'de, F: FnMut(&IndexChunk) -> bool> serde::de::DeserializeSeed<'de> for KeptRows<'_, F> {
-    type Value = Vec<IndexChunk>;
+impl<'de, F: FnMut(IndexChunk)> serde::de::DeserializeSeed<'de> for VisitedRows<'_, F> {
+    type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de, F: FnMut(&IndexChunk) -> bool> serde::de::Visitor<'de> for KeptRows<'_, F> {
-    type Value = Vec<IndexChunk>;
+impl<'de, F: FnMut(IndexChunk)> serde::de::Visitor<'de> for VisitedRows<'_, F> {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a chunk table")
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
-        let mut kept = Vec::new();
         while let Some(row) = seq.next_element::<IndexChunk>()? {
-            if (self.keep)(&row) {
-                kept.push(row);
-            }
+            (self.visit)(row);
         }
-        Ok(kept)
+        Ok(())
     }
 }
 
@@ -285,15 +287,20 @@ mod chunk_rows_tests {
         dir
     }
 
+    fn visited(dir: &Path) -> Result<Vec<IndexChunk>> {
+        let mut rows = Vec::new();
+        Index::visit_chunks(dir, |row| rows.push(row))?;
+        Ok(rows)
+    }
+
     #[test]
-    fn the_selected_chunk_rows_are_those_of_the_whole_index_in_table_order() {
+    fn the_visited_chunk_rows_are_those_of_the_whole_index_in_table_order() {
         let dir = written(&compress_json(&index()).unwrap());
-        let whole = Index::load(dir.path()).unwrap();
-        let odd: Vec<IndexChunk> = whole.chunks.iter().filter(|c| c.raw_len % 2 == 1).cloned().collect();
-        assert_eq!(odd.len(), 3);
-        assert_eq!(Index::load_chunks_where(dir.path(), |c| c.raw_len % 2 == 1).unwrap(), odd);
-        assert_eq!(Index::load_chunks_where(dir.path(), |_| true).unwrap(), whole.chunks);
-        assert!(Index::load_chunks_where(dir.path(), |_| false).unwrap().is_empty());
+        assert_eq!(visited(dir.path()).unwrap(), Index::load(dir.path()).unwrap().chunks);
+        let mut empty = index();
+        empty.chunks.clear();
+        let dir = written(&compress_json(&empty).unwrap());
+        assert!(visited(dir.path()).unwrap().is_empty());
     }
 
     #[test]
@@ -313,7 +320,7 @@ mod chunk_rows_tests {
             ("trailing data", zstd::bulk::compress(&[json.clone(), json].concat(), 3).unwrap()),
         ] {
             let dir = written(&bytes);
-            let got = Index::load_chunks_where(dir.path(), |_| true);
+            let got = visited(dir.path());
             assert!(matches!(got, Err(EngineError::Corrupt(_))), "{what}: {got:?}");
         }
     }
@@ -321,7 +328,7 @@ mod chunk_rows_tests {
     #[test]
     fn chunk_rows_of_a_missing_index_are_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(Index::load_chunks_where(dir.path(), |_| true), Err(EngineError::Io { .. })));
+        assert!(matches!(visited(dir.path()), Err(EngineError::Io { .. })));
     }
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::delta;
 use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{fsync_dir, temp_name, write_durably};
-use super::image::{ImageInfo, Index, IndexChunk};
+use super::image::{ImageInfo, Index};
 use super::layout::{PATCH_DATA_FILE, PATCH_FILE};
 use super::manifest::{ChunkRef, Entry, EntryKind, Manifest};
 use super::pool::{Pending, WorkPool};
@@ -239,14 +239,15 @@ struct OldFile<'a> {
 
 /// One old file holding a chunk, at the chunk's first offset in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Holder {
-    id: ChunkId,
+struct Holder<'a> {
+    /// Borrowed from the old manifest: 8 bytes rather than 32.
+    id: &'a ChunkId,
     file: usize,
     offset: u64,
 }
 
 /// Where the old build keeps what: content hashes, chunk locations, files by path. Sorted
-/// vectors searched by bisection rather than hash maps: per chunk one 48-byte [`Holder`] row
+/// vectors searched by bisection rather than hash maps: per chunk one 24-byte [`Holder`] row
 /// where two maps and a `Vec` per chunk took ~300 bytes (issue #9: memory stays bounded
 /// whatever the build size).
 struct OldBuild<'a> {
@@ -258,7 +259,7 @@ struct OldBuild<'a> {
     by_sha: Vec<usize>,
     /// Sorted by (chunk id, file): per chunk, the first `MAX_HOLDERS` files holding it (the
     /// first row is then where the chunk first occurs in the build).
-    holders: Vec<Holder>,
+    holders: Vec<Holder<'a>>,
     /// Non-empty files by extension, sorted by (size, file): the last pairing fallback is a
     /// binary search, not a scan of the old build per new file.
     by_ext: HashMap<&'a str, Vec<(u64, usize)>>,
@@ -287,9 +288,9 @@ impl<'a> OldBuild<'a> {
     }
 
     /// The old files holding chunk `id` (at most `MAX_HOLDERS`, the first ones), in file order.
-    fn holders(&self, id: &ChunkId) -> &[Holder] {
-        let from = self.holders.partition_point(|h| h.id < *id);
-        let to = from + self.holders[from..].partition_point(|h| h.id == *id);
+    fn holders(&self, id: &ChunkId) -> &[Holder<'a>] {
+        let from = self.holders.partition_point(|h| h.id < id);
+        let to = from + self.holders[from..].partition_point(|h| h.id == id);
         &self.holders[from..to]
     }
 
@@ -357,23 +358,23 @@ impl<'a> OldBuild<'a> {
 /// first offset in the file, and per chunk only the first `MAX_HOLDERS` files: a chunk in very
 /// many files (zero padding, a common header) says little about pairing and would make it
 /// quadratic. Built from one row per chunk reference, sorted, then thinned in place.
-fn holders(files: &[OldFile]) -> Vec<Holder> {
+fn holders<'a>(files: &[OldFile<'a>]) -> Vec<Holder<'a>> {
     let mut rows = Vec::with_capacity(files.iter().map(|f| f.chunks.len()).sum());
     for (file, f) in files.iter().enumerate() {
         let mut offset = 0;
         for c in f.chunks {
-            rows.push(Holder { id: c.id.clone(), file, offset });
+            rows.push(Holder { id: &c.id, file, offset });
             offset += c.len as u64;
         }
     }
     // Offsets grow within a file, so the first row of a (chunk, file) run is the first occurrence.
-    rows.sort_unstable_by(|a, b| (&a.id, a.file, a.offset).cmp(&(&b.id, b.file, b.offset)));
+    rows.sort_unstable_by(|a, b| (a.id, a.file, a.offset).cmp(&(b.id, b.file, b.offset)));
     rows.dedup_by(|b, a| a.id == b.id && a.file == b.file);
     let mut run = 0;
-    let mut previous: Option<ChunkId> = None;
+    let mut previous: Option<&ChunkId> = None;
     rows.retain(|h| {
-        if previous.as_ref() != Some(&h.id) {
-            previous = Some(h.id.clone());
+        if previous != Some(h.id) {
+            previous = Some(h.id);
             run = 0;
         }
         run += 1;
@@ -790,39 +791,53 @@ impl<'c> InFlight<'c> {
     }
 }
 
-/// Where the chunks a patch fetches sit in the new image: the rows of its chunk table for the
-/// chunks of changed files that the old build lacks, sorted by id. Proportional to what the
-/// patch fetches, not to the build: the whole index and a map over it were ~100 bytes per chunk
-/// of the new build.
-struct Remote {
-    rows: Vec<IndexChunk>,
+/// Where the chunks a patch fetches sit in the new image: for each chunk of a changed file
+/// that the old build lacks (sorted ids, borrowed from the new manifest), its place in the
+/// image's packs. Proportional to what the patch fetches, not to the build: the whole index and
+/// a map over it were ~100 bytes per chunk of the new build; this is 32 per fetched chunk.
+struct Remote<'a> {
+    ids: Vec<&'a ChunkId>,
+    /// Beside each id: where the image has it, if it does.
+    spots: Vec<Option<Spot>>,
 }
 
-impl Remote {
-    /// Reads the rows `plan_file` will ask for from the new image's index.
-    fn load(to: &Manifest, old: &OldBuild, dxf_dir: &Path) -> Result<Remote> {
-        let mut wanted: Vec<&ChunkId> = Vec::new();
+/// A chunk's place in the image (an [`IndexChunk`] without the id and raw length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spot {
+    pack: u32,
+    offset: u64,
+    stored_len: u32,
+    codec: Codec,
+}
+
+impl<'a> Remote<'a> {
+    /// Reads the places `plan_file` will ask for from the new image's index.
+    fn load(to: &'a Manifest, old: &OldBuild, dxf_dir: &Path) -> Result<Remote<'a>> {
+        let mut ids: Vec<&ChunkId> = Vec::new();
         for entry in &to.files {
             if let EntryKind::File { sha256, chunks, .. } = &entry.kind {
                 // A file the old build has is `same`: its chunks are never looked up.
                 if old.by_sha(sha256).is_none() {
-                    wanted.extend(chunks.iter().map(|c| &c.id).filter(|id| old.chunk_at(id).is_none()));
+                    ids.extend(chunks.iter().map(|c| &c.id).filter(|id| old.chunk_at(id).is_none()));
                 }
             }
         }
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut rows = Index::load_chunks_where(dxf_dir, |c| wanted.binary_search(&&c.id).is_ok())?;
-        // Stable: of two rows with one id (a corrupt index), `get` answers the later one, as the
-        // map from ids that this replaces did.
-        rows.sort_by(|a, b| a.id.cmp(&b.id));
-        rows.shrink_to_fit();
-        Ok(Remote { rows })
+        ids.sort_unstable();
+        ids.dedup();
+        ids.shrink_to_fit();
+        let mut spots = vec![None; ids.len()];
+        Index::visit_chunks(dxf_dir, |c| {
+            if let Ok(at) = ids.binary_search(&&c.id) {
+                // Of two rows with one id (a corrupt index) the later one, as the map from ids
+                // that this replaces answered.
+                spots[at] = Some(Spot { pack: c.pack, offset: c.offset, stored_len: c.stored_len, codec: c.codec });
+            }
+        })?;
+        Ok(Remote { ids, spots })
     }
 
-    fn get(&self, id: &ChunkId) -> Option<&IndexChunk> {
-        let to = self.rows.partition_point(|r| r.id <= *id);
-        to.checked_sub(1).map(|at| &self.rows[at]).filter(|r| r.id == *id)
+    fn get(&self, id: &ChunkId) -> Option<Spot> {
+        self.ids.binary_search(&id).ok().and_then(|at| self.spots[at])
     }
 }
 
@@ -838,7 +853,7 @@ fn plan_file(
     sha256: &str,
     chunks: &[ChunkRef],
     old: &OldBuild,
-    remote: &Remote,
+    remote: &Remote<'_>,
 ) -> Result<Plan> {
     if let Some(i) = old.by_sha(sha256) {
         // Prefer the file at the same path, so the client leaves it where it is.
@@ -1077,6 +1092,8 @@ mod tests {
             *sha256 = "sha-a/one.bin".into();
         }
         files.extend((0..40).map(|i| chunked(&format!("e/{i:02}.bin"), 8, &["q", "u"])));
+        // Not in a valid manifest (paths are unique), but answered as the map did: the later one.
+        files.push(chunked("a/two.bin", 8, &["v", "q"]));
         let manifest = Manifest { format: 1, files, warnings: Vec::new() };
         let old = OldBuild::new(&manifest);
 
@@ -1116,24 +1133,63 @@ mod tests {
     }
 
     #[test]
-    fn the_remote_table_finds_each_fetched_chunk_and_nothing_else() {
+    fn the_remote_table_holds_the_places_of_the_chunks_the_old_build_lacks_and_only_those() {
+        use super::super::image::{IndexChunk, PackInfo};
+        let old_manifest = Manifest {
+            format: 1,
+            files: vec![chunked("kept.bin", 4, &["k1", "k2"]), chunked("edited.bin", 4, &["e1", "e2"])],
+            warnings: Vec::new(),
+        };
+        let with_sha = |mut entry: Entry, content: &str| {
+            if let EntryKind::File { sha256, .. } = &mut entry.kind {
+                *sha256 = content.into();
+            }
+            entry
+        };
+        let new_manifest = Manifest {
+            format: 1,
+            files: vec![
+                with_sha(chunked("edited.bin", 4, &["e1", "new", "new", "twice"]), "sha-edited-2"),
+                chunked("fresh.bin", 4, &["new", "absent"]),
+                // The old build's kept.bin moved: `same`, its chunks are not looked up.
+                with_sha(chunked("moved.bin", 4, &["k1", "k2"]), "sha-kept.bin"),
+            ],
+            warnings: Vec::new(),
+        };
         let row = |name: &str, pack: u32| IndexChunk {
             id: id(name),
             raw_len: 4,
             pack,
             offset: pack as u64 * 100,
-            stored_len: 3,
-            codec: Codec::Zstd,
+            stored_len: 3 + pack,
+            codec: if pack.is_multiple_of(2) { Codec::Zstd } else { Codec::Raw },
         };
-        let mut rows = vec![row("b", 1), row("a", 2), row("dup", 3), row("c", 4), row("dup", 5)];
-        rows.sort_by(|a, b| a.id.cmp(&b.id));
-        let remote = Remote { rows };
-        for (name, pack) in [("a", 2), ("b", 1), ("c", 4)] {
-            assert_eq!(remote.get(&id(name)).map(|r| r.pack), Some(pack), "{name}");
+        // "absent" is in no row; "twice" has two (a corrupt index): the later one counts.
+        let chunks = vec![row("k1", 0), row("twice", 1), row("e1", 2), row("new", 3), row("twice", 4), row("k2", 5)];
+        let packs = (0..6).map(|n| PackInfo { name: format!("p{n}"), size: 1000 }).collect();
+        let index =
+            Index { format: super::super::image::INDEX_FORMAT, packs, chunks, files: Vec::new(), preload_bytes: None };
+        let dir = tempfile::tempdir().unwrap();
+        let json = serde_json::to_vec(&index).unwrap();
+        fs::write(dir.path().join(super::super::layout::INDEX_FILE), zstd::bulk::compress(&json, 3).unwrap()).unwrap();
+
+        let old = OldBuild::new(&old_manifest);
+        let remote = Remote::load(&new_manifest, &old, dir.path()).unwrap();
+        let spot = |pack: u32| Spot {
+            pack,
+            offset: pack as u64 * 100,
+            stored_len: 3 + pack,
+            codec: if pack.is_multiple_of(2) { Codec::Zstd } else { Codec::Raw },
+        };
+        assert_eq!(remote.get(&id("new")), Some(spot(3)));
+        assert_eq!(remote.get(&id("twice")), Some(spot(4)), "the later of two rows");
+        assert_eq!(remote.get(&id("absent")), None, "not in the image: plan_file reports it");
+        for known in ["k1", "k2", "e1"] {
+            assert_eq!(remote.get(&id(known)), None, "{known} comes from the old tree");
         }
-        assert_eq!(remote.get(&id("dup")).map(|r| r.pack), Some(5), "the later of two rows");
-        assert!(remote.get(&id("missing")).is_none());
-        assert!(Remote { rows: Vec::new() }.get(&id("a")).is_none());
+        let mut wanted = vec![id("new"), id("twice"), id("absent")];
+        wanted.sort();
+        assert_eq!(remote.ids.into_iter().cloned().collect::<Vec<_>>(), wanted, "each fetched chunk once");
     }
 
     #[test]
