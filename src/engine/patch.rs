@@ -21,7 +21,7 @@ use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{fsync_dir, temp_name, write_durably};
 use super::image::{ImageInfo, Index};
 use super::layout::{PATCH_DATA_FILE, PATCH_FILE};
-use super::manifest::{ChunkRef, Entry, EntryKind, Manifest};
+use super::manifest::{ChunkRef, Entry, EntryKind, FileChunks, Manifest};
 use super::pool::{Pending, WorkPool};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
@@ -444,7 +444,7 @@ fn segments(src_size: u64, tgt_size: u64, segment: u64) -> Vec<(u64, u64, u64, u
 #[allow(clippy::too_many_arguments)]
 pub fn write_patch(
     from: &Manifest,
-    to: &Manifest,
+    to: &dyn FileChunks,
     to_image: &ImageInfo,
     store: &ChunkStore,
     out_dir: &Path,
@@ -463,18 +463,20 @@ pub fn write_patch(
     let outcome = (|| {
         let file = File::create(&dat_tmp).ctx(|| format!("create {}", dat_tmp.display()))?;
         let mut dat = DatWriter { file: BufWriter::new(file), size: 0 };
-        let mut files = Vec::with_capacity(to.files.len());
+        let mut files = Vec::with_capacity(to.entries().len());
         let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment, cache);
-        let total = to.files.len() as u64;
-        for (n, entry) in to.files.iter().enumerate() {
+        let total = to.entries().len() as u64;
+        for (n, entry) in to.entries().iter().enumerate() {
             if (hooks.cancel)() {
                 return Err(EngineError::Cancelled);
             }
             let kind = match &entry.kind {
                 EntryKind::Dir { mode } => PatchKind::Dir { mode: *mode },
                 EntryKind::Symlink { target } => PatchKind::Symlink { target: target.clone() },
-                EntryKind::File { mode, size, sha256, chunks } => {
-                    let op = match plan_file(entry, *size, sha256, chunks, &old, &remote)? {
+                EntryKind::File { mode, size, sha256, .. } => {
+                    // Read here, one file at a time: `to` may hold no chunk list (an Outline).
+                    let chunks = to.chunks(n)?;
+                    let op = match plan_file(entry, *size, sha256, &chunks, &old, &remote)? {
                         Plan::Done(op) => op,
                         Plan::Delta { job, pieces } => {
                             // `fetch` until the delta, computed meanwhile, proves clearly smaller.
@@ -515,7 +517,7 @@ pub fn write_patch(
     fs::rename(&dat_tmp, out_dir.join(PATCH_DATA_FILE)).ctx(|| format!("rename patch.dat in {}", out_dir.display()))?;
     fsync_dir(out_dir)?;
     let kinds: HashMap<&str, std::mem::Discriminant<EntryKind>> =
-        to.files.iter().map(|e| (e.path.as_str(), std::mem::discriminant(&e.kind))).collect();
+        to.entries().iter().map(|e| (e.path.as_str(), std::mem::discriminant(&e.kind))).collect();
     let remove = from
         .files
         .iter()
@@ -792,16 +794,17 @@ impl<'c> InFlight<'c> {
 }
 
 /// Where the chunks a patch fetches sit in the new image: for each chunk of a changed file
-/// that the old build lacks (sorted ids, borrowed from the new manifest), its place in the
-/// image's packs. Proportional to what the patch fetches, not to the build: the whole index and
-/// a map over it were ~100 bytes per chunk of the new build; this is 32 per fetched chunk.
-struct Remote<'a> {
-    ids: Vec<&'a ChunkId>,
+/// that the old build lacks (sorted ids), its place in the image's packs. Proportional to what
+/// the patch fetches, not to the build: the whole index and a map over it were ~100 bytes per
+/// chunk of the new build; this is 56 per fetched chunk.
+struct Remote {
+    ids: Vec<ChunkId>,
     /// Beside each id: where the image has it, if it does.
     spots: Vec<Option<Spot>>,
 }
 
-/// A chunk's place in the image (an [`IndexChunk`] without the id and raw length).
+/// A chunk's place in the image (an [`IndexChunk`](super::image::IndexChunk) without the id
+/// and raw length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Spot {
     pack: u32,
@@ -810,15 +813,25 @@ struct Spot {
     codec: Codec,
 }
 
-impl<'a> Remote<'a> {
+impl Remote {
     /// Reads the places `plan_file` will ask for from the new image's index.
-    fn load(to: &'a Manifest, old: &OldBuild, dxf_dir: &Path) -> Result<Remote<'a>> {
-        let mut ids: Vec<&ChunkId> = Vec::new();
-        for entry in &to.files {
-            if let EntryKind::File { sha256, chunks, .. } = &entry.kind {
+    fn load(to: &dyn FileChunks, old: &OldBuild, dxf_dir: &Path) -> Result<Remote> {
+        let mut ids: Vec<ChunkId> = Vec::new();
+        // Length after the last removal of repeats: they go whenever the list has doubled since,
+        // so it stays within twice the distinct ids (zero padding repeated in every file) at an
+        // amortised sort.
+        let mut distinct = 0;
+        for (file, entry) in to.entries().iter().enumerate() {
+            if let EntryKind::File { sha256, .. } = &entry.kind {
                 // A file the old build has is `same`: its chunks are never looked up.
                 if old.by_sha(sha256).is_none() {
-                    ids.extend(chunks.iter().map(|c| &c.id).filter(|id| old.chunk_at(id).is_none()));
+                    let chunks = to.chunks(file)?;
+                    ids.extend(chunks.iter().map(|c| &c.id).filter(|id| old.chunk_at(id).is_none()).cloned());
+                    if ids.len() >= 2 * distinct.max(1024) {
+                        ids.sort_unstable();
+                        ids.dedup();
+                        distinct = ids.len();
+                    }
                 }
             }
         }
@@ -827,7 +840,7 @@ impl<'a> Remote<'a> {
         ids.shrink_to_fit();
         let mut spots = vec![None; ids.len()];
         Index::visit_chunks(dxf_dir, |c| {
-            if let Ok(at) = ids.binary_search(&&c.id) {
+            if let Ok(at) = ids.binary_search(&c.id) {
                 // Of two rows with one id (a corrupt index) the later one, as the map from ids
                 // that this replaces answered.
                 spots[at] = Some(Spot { pack: c.pack, offset: c.offset, stored_len: c.stored_len, codec: c.codec });
@@ -837,7 +850,7 @@ impl<'a> Remote<'a> {
     }
 
     fn get(&self, id: &ChunkId) -> Option<Spot> {
-        self.ids.binary_search(&id).ok().and_then(|at| self.spots[at])
+        self.ids.binary_search(id).ok().and_then(|at| self.spots[at])
     }
 }
 
@@ -853,7 +866,7 @@ fn plan_file(
     sha256: &str,
     chunks: &[ChunkRef],
     old: &OldBuild,
-    remote: &Remote<'_>,
+    remote: &Remote,
 ) -> Result<Plan> {
     if let Some(i) = old.by_sha(sha256) {
         // Prefer the file at the same path, so the client leaves it where it is.
@@ -1189,7 +1202,7 @@ mod tests {
         }
         let mut wanted = vec![id("new"), id("twice"), id("absent")];
         wanted.sort();
-        assert_eq!(remote.ids.into_iter().cloned().collect::<Vec<_>>(), wanted, "each fetched chunk once");
+        assert_eq!(remote.ids, wanted, "each fetched chunk once");
     }
 
     #[test]
