@@ -453,8 +453,8 @@ pub fn write_patch(
     cache: &DeltaCache,
     hooks: &Hooks,
 ) -> Result<PatchInfo> {
-    // Read back here rather than kept since the image was written: between the image and the
-    // patches of a mkraw, the table is not held at all (56 bytes per chunk).
+    // The new image's chunk positions are read back from its index here rather than kept since
+    // the image was written, and only those of the chunks this patch fetches (see `Remote`).
     let to_dxf_name = &to_image.dxf_name;
     let old = OldBuild::new(from);
     let remote = Remote::load(to, &old, &to_image.dir)?;
