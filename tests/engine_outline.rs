@@ -1,6 +1,7 @@
 //! The manifest an import returns with its chunk lists on disk (`Outline`, what the server's
 //! mkraw uses so that its memory does not grow with the build) stands for exactly the manifest
-//! it replaced: the same `manifest.zst` bytes, the same image, and no chunk list in memory.
+//! it replaced: the same `manifest.zst` bytes, the same image, the same patches to it, and no
+//! chunk list in memory.
 
 mod engine_support;
 
@@ -83,4 +84,26 @@ fn progress_of_an_image_ends_at_its_total() {
     let last = *seen.last().unwrap();
     assert_eq!(last, (outline.chunk_refs(), outline.chunk_refs()));
     assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "progress goes forward: {seen:?}");
+}
+
+#[test]
+fn a_patch_to_an_outline_is_byte_for_byte_the_patch_to_its_whole_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path().join("chunks")).unwrap();
+    let engine = Engine::start(EngineOptions { threads: 2, ..EngineOptions::default() }).unwrap();
+    let hooks = Hooks::default();
+    let old = engine.import_tar(&tar_of(&game_v1())[..], None, &store, &hooks).unwrap();
+    let outline = engine.import_outline(&tar_of(&game_v2())[..], None, &store, &hooks).unwrap();
+    let whole = outline.to_manifest().unwrap();
+    let image = engine.write_image(&outline, &store, &dir.path().join("img"), &hooks).unwrap();
+
+    let (a, b) = (dir.path().join("from-outline"), dir.path().join("from-whole"));
+    let from_outline = engine.write_patch(&old, &outline, &image, &store, &a, &hooks).unwrap();
+    let from_whole = engine.write_patch(&old, &whole, &image, &store, &b, &hooks).unwrap();
+    let kinds = from_whole.op_counts.iter().filter(|&&n| n > 0).count();
+    assert!(kinds >= 3, "the test needs several kinds of op: {:?}", from_whole.op_counts);
+    assert_eq!(from_outline.op_counts, from_whole.op_counts);
+    for name in ["patch.zst", "patch.dat"] {
+        assert_eq!(std::fs::read(a.join(name)).unwrap(), std::fs::read(b.join(name)).unwrap(), "{name}");
+    }
 }

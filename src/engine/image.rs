@@ -121,6 +121,220 @@ impl Index {
     }
 }
 
+// --- Chunk rows without the whole index (patch.rs): read-only, one block. ---
+
+impl Index {
+    /// Calls `visit` with every row of `index.zst`'s chunk table, in table order, without
+    /// holding the index: the JSON streams from the decompressor and each row is dropped once
+    /// visited. A patch needs the positions of the chunks it fetches only, and the whole index
+    /// was ~56 bytes per chunk of the new build (plus a map over it). Errors as
+    /// [`Index::load`]: the file unreadable is an I/O error, anything it holds that is not an
+    /// index of this format is corrupt (rows visited before that was found included).
+    pub fn visit_chunks(dxf_dir: &Path, visit: impl FnMut(IndexChunk)) -> Result<()> {
+        let path = dxf_dir.join(INDEX_FILE);
+        let file = File::open(&path).ctx(|| format!("open {}", path.display()))?;
+        let read_failed = std::cell::Cell::new(false);
+        let source = ReadFailures { inner: file, failed: &read_failed };
+        let parsed = (|| {
+            let decoder = zstd::stream::read::Decoder::new(source)?;
+            let reader = std::io::BufReader::with_capacity(64 << 10, decoder);
+            let mut json = serde_json::Deserializer::from_reader(reader);
+            let format = serde::de::DeserializeSeed::deserialize(ChunkRows { visit }, &mut json)?;
+            json.end()?;
+            Ok::<_, std::io::Error>(format)
+        })();
+        let format = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) if read_failed.get() => {
+                return Err(EngineError::Io { context: format!("read {}", path.display()), source: e })
+            }
+            Err(e) => return Err(EngineError::Corrupt(format!("index.zst: {e}"))),
+        };
+        if format != INDEX_FORMAT {
+            return Err(EngineError::Corrupt(format!("index format {format} is not {INDEX_FORMAT}")));
+        }
+        Ok(())
+    }
+}
+
+/// A reader that notes whether the file under the decompressor failed, so that a disk error
+/// is not reported as a corrupt index.
+struct ReadFailures<'a, R> {
+    inner: R,
+    failed: &'a std::cell::Cell<bool>,
+}
+
+impl<R: Read> Read for ReadFailures<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+    }
+}
+
+/// Deserialises an [`Index`] object into its format, passing each chunk row to `visit`; the
+/// other members are checked to be there and skipped without being built.
+struct ChunkRows<F> {
+    visit: F,
+}
+
+impl<'de, F: FnMut(IndexChunk)> serde::de::DeserializeSeed<'de> for ChunkRows<F> {
+    type Value = u32;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(IndexChunk)> serde::de::Visitor<'de> for ChunkRows<F> {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an image index")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        let (mut format, mut chunks, mut packs, mut files) = (None, false, false, false);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "format" => format = Some(map.next_value::<u32>()?),
+                "chunks" => {
+                    map.next_value_seed(VisitedRows { visit: &mut self.visit })?;
+                    chunks = true;
+                }
+                "packs" => {
+                    map.next_value::<IgnoredAny>()?;
+                    packs = true;
+                }
+                "files" => {
+                    map.next_value::<IgnoredAny>()?;
+                    files = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let format = format.ok_or_else(|| A::Error::missing_field("format"))?;
+        if !chunks {
+            return Err(A::Error::missing_field("chunks"));
+        }
+        if !packs {
+            return Err(A::Error::missing_field("packs"));
+        }
+        if !files {
+            return Err(A::Error::missing_field("files"));
+        }
+        Ok(format)
+    }
+}
+
+/// The chunk table's array, each row passed to `visit`.
+struct VisitedRows<'v, F> {
+    visit: &'v mut F,
+}
+
+impl<'de, F: FnMut(IndexChunk)> serde::de::DeserializeSeed<'de> for VisitedRows<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(IndexChunk)> serde::de::Visitor<'de> for VisitedRows<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a chunk table")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        while let Some(row) = seq.next_element::<IndexChunk>()? {
+            (self.visit)(row);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod chunk_rows_tests {
+    use super::*;
+
+    fn index() -> Index {
+        let chunks = (0..6u32)
+            .map(|n| IndexChunk {
+                id: ChunkId::of(&n.to_le_bytes()),
+                raw_len: 10 + n,
+                pack: n % 2,
+                offset: 100 * n as u64,
+                stored_len: 5 + n,
+                codec: if n % 3 == 0 { Codec::Raw } else { Codec::Zstd },
+            })
+            .collect();
+        let files = vec![
+            IndexEntry {
+                path: "a.bin".into(),
+                kind: IndexKind::File { mode: 0o644, size: 21, sha256: "x".into(), chunks: vec![0, 1] },
+            },
+            IndexEntry { path: "d".into(), kind: IndexKind::Dir { mode: 0o755 } },
+        ];
+        let packs = vec![PackInfo { name: "p0".into(), size: 1 }, PackInfo { name: "p1".into(), size: 2 }];
+        Index { format: INDEX_FORMAT, packs, chunks, files, preload_bytes: Some(3) }
+    }
+
+    fn written(bytes: &[u8]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(INDEX_FILE), bytes).unwrap();
+        dir
+    }
+
+    fn visited(dir: &Path) -> Result<Vec<IndexChunk>> {
+        let mut rows = Vec::new();
+        Index::visit_chunks(dir, |row| rows.push(row))?;
+        Ok(rows)
+    }
+
+    #[test]
+    fn the_visited_chunk_rows_are_those_of_the_whole_index_in_table_order() {
+        let dir = written(&compress_json(&index()).unwrap());
+        assert_eq!(visited(dir.path()).unwrap(), Index::load(dir.path()).unwrap().chunks);
+        let mut empty = index();
+        empty.chunks.clear();
+        let dir = written(&compress_json(&empty).unwrap());
+        assert!(visited(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn chunk_rows_of_an_index_that_is_not_one_are_refused_as_corrupt() {
+        let mut other_format = index();
+        other_format.format = INDEX_FORMAT + 1;
+        let mut no_files = serde_json::to_value(index()).unwrap();
+        no_files.as_object_mut().unwrap().remove("files");
+        let mut bad_row = serde_json::to_value(index()).unwrap();
+        bad_row["chunks"][2]["id"] = "not hex".into();
+        let json = serde_json::to_vec(&index()).unwrap();
+        for (what, bytes) in [
+            ("another format", compress_json(&other_format).unwrap()),
+            ("no files", compress_json(&no_files).unwrap()),
+            ("a bad row", compress_json(&bad_row).unwrap()),
+            ("not zstd", b"{\"format\":1}".to_vec()),
+            ("trailing data", zstd::bulk::compress(&[json.clone(), json].concat(), 3).unwrap()),
+        ] {
+            let dir = written(&bytes);
+            let got = visited(dir.path());
+            assert!(matches!(got, Err(EngineError::Corrupt(_))), "{what}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_rows_of_a_missing_index_are_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(visited(dir.path()), Err(EngineError::Io { .. })));
+    }
+}
+
+// --- End of the chunk-rows block. ---
+
 /// The largest window `index.zst` is written with (1 MiB); see [`compress_to`].
 const INDEX_WINDOW_LOG: u32 = 20;
 

@@ -168,11 +168,12 @@ impl Engine {
 
     /// Writes `patch.dat` then `patch.zst` into `patch_dir` (`pat/<org>/<app>/<to>/<from>`,
     /// see [`layout::patch_dir`]): the patch from build `from` to build `to`, whose image is
-    /// `to_image`.
+    /// `to_image`. `to` may be the [`Outline`] of the import: its chunk lists are then read one
+    /// file at a time, never the whole new manifest in memory beside the old one.
     pub fn write_patch(
         &self,
         from: &Manifest,
-        to: &Manifest,
+        to: &dyn FileChunks,
         to_image: &ImageInfo,
         store: &ChunkStore,
         patch_dir: &Path,
@@ -187,7 +188,7 @@ impl Engine {
     pub fn write_patch_with(
         &self,
         from: &Manifest,
-        to: &Manifest,
+        to: &dyn FileChunks,
         to_image: &ImageInfo,
         store: &ChunkStore,
         patch_dir: &Path,

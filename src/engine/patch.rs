@@ -21,7 +21,7 @@ use super::error::{EngineError, IoContext, Result};
 use super::fsutil::{fsync_dir, temp_name, write_durably};
 use super::image::{ImageInfo, Index};
 use super::layout::{PATCH_DATA_FILE, PATCH_FILE};
-use super::manifest::{ChunkRef, Entry, EntryKind, Manifest};
+use super::manifest::{ChunkRef, Entry, EntryKind, FileChunks, Manifest};
 use super::pool::{Pending, WorkPool};
 use super::store::{ChunkId, ChunkStore, Codec};
 use super::Hooks;
@@ -237,14 +237,29 @@ struct OldFile<'a> {
     chunks: &'a [ChunkRef],
 }
 
-/// Where the old build keeps what: content hashes, chunk locations, files by path.
+/// One old file holding a chunk, at the chunk's first offset in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holder<'a> {
+    /// Borrowed from the old manifest: 8 bytes rather than 32.
+    id: &'a ChunkId,
+    file: usize,
+    offset: u64,
+}
+
+/// Where the old build keeps what: content hashes, chunk locations, files by path. Sorted
+/// vectors searched by bisection rather than hash maps: per chunk one 24-byte [`Holder`] row
+/// where two maps and a `Vec` per chunk took ~300 bytes (issue #9: memory stays bounded
+/// whatever the build size).
 struct OldBuild<'a> {
     files: Vec<OldFile<'a>>,
-    by_path: HashMap<&'a str, usize>,
-    by_sha: HashMap<&'a str, usize>,
-    /// chunk id → (file, offset) of its first occurrence, and every file holding it.
-    chunk_at: HashMap<&'a ChunkId, (usize, u64)>,
-    chunk_files: HashMap<&'a ChunkId, Vec<usize>>,
+    /// Files sorted by path; with equal paths the later file is the one found, as when a map
+    /// from paths was filled in order.
+    by_path: Vec<usize>,
+    /// Files sorted by (content hash, file): the first file with a given content.
+    by_sha: Vec<usize>,
+    /// Sorted by (chunk id, file): per chunk, the first `MAX_HOLDERS` files holding it (the
+    /// first row is then where the chunk first occurs in the build).
+    holders: Vec<Holder<'a>>,
     /// Non-empty files by extension, sorted by (size, file): the last pairing fallback is a
     /// binary search, not a scan of the old build per new file.
     by_ext: HashMap<&'a str, Vec<(u64, usize)>>,
@@ -252,40 +267,48 @@ struct OldBuild<'a> {
 
 impl<'a> OldBuild<'a> {
     fn new(manifest: &'a Manifest) -> OldBuild<'a> {
-        let mut old = OldBuild {
-            files: Vec::new(),
-            by_path: HashMap::new(),
-            by_sha: HashMap::new(),
-            chunk_at: HashMap::new(),
-            chunk_files: HashMap::new(),
-            by_ext: HashMap::new(),
-        };
+        let mut files = Vec::new();
         for entry in &manifest.files {
             if let EntryKind::File { size, sha256, chunks, .. } = &entry.kind {
-                let i = old.files.len();
-                old.files.push(OldFile { path: &entry.path, size: *size, sha256, chunks });
-                old.by_path.insert(&entry.path, i);
-                old.by_sha.entry(sha256).or_insert(i);
-                let mut offset = 0;
-                for c in chunks.iter() {
-                    old.chunk_at.entry(&c.id).or_insert((i, offset));
-                    let holders = old.chunk_files.entry(&c.id).or_default();
-                    // A chunk in very many files (zero padding, a common header) says little
-                    // about pairing and would make it quadratic: the first few holders suffice.
-                    if holders.last() != Some(&i) && holders.len() < MAX_HOLDERS {
-                        holders.push(i);
-                    }
-                    offset += c.len as u64;
-                }
+                files.push(OldFile { path: &entry.path, size: *size, sha256, chunks });
             }
         }
-        for (i, f) in old.files.iter().enumerate().filter(|(_, f)| f.size > 0) {
-            old.by_ext.entry(extension(f.path)).or_default().push((f.size, i));
+        let mut by_path: Vec<usize> = (0..files.len()).collect();
+        by_path.sort_unstable_by_key(|&i| (files[i].path, i));
+        let mut by_sha: Vec<usize> = (0..files.len()).collect();
+        by_sha.sort_unstable_by_key(|&i| (files[i].sha256, i));
+        let mut by_ext: HashMap<&str, Vec<(u64, usize)>> = HashMap::new();
+        for (i, f) in files.iter().enumerate().filter(|(_, f)| f.size > 0) {
+            by_ext.entry(extension(f.path)).or_default().push((f.size, i));
         }
-        for list in old.by_ext.values_mut() {
+        for list in by_ext.values_mut() {
             list.sort_unstable();
         }
-        old
+        OldBuild { holders: holders(&files), files, by_path, by_sha, by_ext }
+    }
+
+    /// The old files holding chunk `id` (at most `MAX_HOLDERS`, the first ones), in file order.
+    fn holders(&self, id: &ChunkId) -> &[Holder<'a>] {
+        let from = self.holders.partition_point(|h| h.id < id);
+        let to = from + self.holders[from..].partition_point(|h| h.id == id);
+        &self.holders[from..to]
+    }
+
+    /// (file, offset) of the first occurrence of chunk `id` in the old build.
+    fn chunk_at(&self, id: &ChunkId) -> Option<(usize, u64)> {
+        self.holders(id).first().map(|h| (h.file, h.offset))
+    }
+
+    /// The old file at `path`.
+    fn by_path(&self, path: &str) -> Option<usize> {
+        let to = self.by_path.partition_point(|&i| self.files[i].path <= path);
+        to.checked_sub(1).map(|at| self.by_path[at]).filter(|&i| self.files[i].path == path)
+    }
+
+    /// The first old file with content `sha256`.
+    fn by_sha(&self, sha256: &str) -> Option<usize> {
+        let at = self.by_sha.partition_point(|&i| self.files[i].sha256 < sha256);
+        self.by_sha.get(at).copied().filter(|&i| self.files[i].sha256 == sha256)
     }
 
     /// The old file a delta for `path` should use as its reference (see the module comment).
@@ -299,11 +322,11 @@ impl<'a> OldBuild<'a> {
     fn pair_with_reason(&self, path: &str, size: u64, chunks: &[ChunkRef]) -> Option<(usize, bool)> {
         let mut shared: HashMap<usize, u64> = HashMap::new();
         for c in chunks {
-            for &i in self.chunk_files.get(&c.id).map(Vec::as_slice).unwrap_or(&[]) {
-                *shared.entry(i).or_default() += c.len as u64;
+            for h in self.holders(&c.id) {
+                *shared.entry(h.file).or_default() += c.len as u64;
             }
         }
-        let same_path = self.by_path.get(path).copied();
+        let same_path = self.by_path(path);
         let best = shared.into_iter().max_by_key(|&(i, bytes)| (bytes, Some(i) == same_path, std::cmp::Reverse(i)));
         if let Some((i, _)) = best {
             return Some((i, true));
@@ -329,6 +352,36 @@ impl<'a> OldBuild<'a> {
         };
         list.get(list.partition_point(|&(s, _)| s < nearest)).map(|&(_, i)| (i, false))
     }
+}
+
+/// The [`OldBuild::holders`] table of `files`: every (chunk, file) pair once, at the chunk's
+/// first offset in the file, and per chunk only the first `MAX_HOLDERS` files: a chunk in very
+/// many files (zero padding, a common header) says little about pairing and would make it
+/// quadratic. Built from one row per chunk reference, sorted, then thinned in place.
+fn holders<'a>(files: &[OldFile<'a>]) -> Vec<Holder<'a>> {
+    let mut rows = Vec::with_capacity(files.iter().map(|f| f.chunks.len()).sum());
+    for (file, f) in files.iter().enumerate() {
+        let mut offset = 0;
+        for c in f.chunks {
+            rows.push(Holder { id: &c.id, file, offset });
+            offset += c.len as u64;
+        }
+    }
+    // Offsets grow within a file, so the first row of a (chunk, file) run is the first occurrence.
+    rows.sort_unstable_by(|a, b| (a.id, a.file, a.offset).cmp(&(b.id, b.file, b.offset)));
+    rows.dedup_by(|b, a| a.id == b.id && a.file == b.file);
+    let mut run = 0;
+    let mut previous: Option<&ChunkId> = None;
+    rows.retain(|h| {
+        if previous != Some(h.id) {
+            previous = Some(h.id);
+            run = 0;
+        }
+        run += 1;
+        run <= MAX_HOLDERS
+    });
+    rows.shrink_to_fit();
+    rows
 }
 
 fn extension(path: &str) -> &str {
@@ -391,7 +444,7 @@ fn segments(src_size: u64, tgt_size: u64, segment: u64) -> Vec<(u64, u64, u64, u
 #[allow(clippy::too_many_arguments)]
 pub fn write_patch(
     from: &Manifest,
-    to: &Manifest,
+    to: &dyn FileChunks,
     to_image: &ImageInfo,
     store: &ChunkStore,
     out_dir: &Path,
@@ -400,28 +453,30 @@ pub fn write_patch(
     cache: &DeltaCache,
     hooks: &Hooks,
 ) -> Result<PatchInfo> {
-    // Read back here rather than kept since the image was written: between the image and the
-    // patches of a mkraw, the table is not held at all (56 bytes per chunk).
-    let (to_dxf_name, to_index) = (&to_image.dxf_name, Index::load(&to_image.dir)?);
-    fs::create_dir_all(out_dir).ctx(|| format!("create {}", out_dir.display()))?;
+    // The new image's chunk positions are read back from its index here rather than kept since
+    // the image was written, and only those of the chunks this patch fetches (see `Remote`).
+    let to_dxf_name = &to_image.dxf_name;
     let old = OldBuild::new(from);
-    let remote = to_index.chunk_positions();
+    let remote = Remote::load(to, &old, &to_image.dir)?;
+    fs::create_dir_all(out_dir).ctx(|| format!("create {}", out_dir.display()))?;
     let dat_tmp = out_dir.join(temp_name("dat"));
     let outcome = (|| {
         let file = File::create(&dat_tmp).ctx(|| format!("create {}", dat_tmp.display()))?;
         let mut dat = DatWriter { file: BufWriter::new(file), size: 0 };
-        let mut files = Vec::with_capacity(to.files.len());
+        let mut files = Vec::with_capacity(to.entries().len());
         let mut deltas = InFlight::new(pool.threads() + 1, 2 * options.segment, cache);
-        let total = to.files.len() as u64;
-        for (n, entry) in to.files.iter().enumerate() {
+        let total = to.entries().len() as u64;
+        for (n, entry) in to.entries().iter().enumerate() {
             if (hooks.cancel)() {
                 return Err(EngineError::Cancelled);
             }
             let kind = match &entry.kind {
                 EntryKind::Dir { mode } => PatchKind::Dir { mode: *mode },
                 EntryKind::Symlink { target } => PatchKind::Symlink { target: target.clone() },
-                EntryKind::File { mode, size, sha256, chunks } => {
-                    let op = match plan_file(entry, *size, sha256, chunks, &old, &remote)? {
+                EntryKind::File { mode, size, sha256, .. } => {
+                    // Read here, one file at a time: `to` may hold no chunk list (an Outline).
+                    let chunks = to.chunks(n)?;
+                    let op = match plan_file(entry, *size, sha256, &chunks, &old, &remote)? {
                         Plan::Done(op) => op,
                         Plan::Delta { job, pieces } => {
                             // `fetch` until the delta, computed meanwhile, proves clearly smaller.
@@ -462,7 +517,7 @@ pub fn write_patch(
     fs::rename(&dat_tmp, out_dir.join(PATCH_DATA_FILE)).ctx(|| format!("rename patch.dat in {}", out_dir.display()))?;
     fsync_dir(out_dir)?;
     let kinds: HashMap<&str, std::mem::Discriminant<EntryKind>> =
-        to.files.iter().map(|e| (e.path.as_str(), std::mem::discriminant(&e.kind))).collect();
+        to.entries().iter().map(|e| (e.path.as_str(), std::mem::discriminant(&e.kind))).collect();
     let remove = from
         .files
         .iter()
@@ -738,6 +793,67 @@ impl<'c> InFlight<'c> {
     }
 }
 
+/// Where the chunks a patch fetches sit in the new image: for each chunk of a changed file
+/// that the old build lacks (sorted ids), its place in the image's packs. Proportional to what
+/// the patch fetches, not to the build: the whole index and a map over it were ~100 bytes per
+/// chunk of the new build; this is 56 per fetched chunk.
+struct Remote {
+    ids: Vec<ChunkId>,
+    /// Beside each id: where the image has it, if it does.
+    spots: Vec<Option<Spot>>,
+}
+
+/// A chunk's place in the image (an [`IndexChunk`](super::image::IndexChunk) without the id
+/// and raw length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spot {
+    pack: u32,
+    offset: u64,
+    stored_len: u32,
+    codec: Codec,
+}
+
+impl Remote {
+    /// Reads the places `plan_file` will ask for from the new image's index.
+    fn load(to: &dyn FileChunks, old: &OldBuild, dxf_dir: &Path) -> Result<Remote> {
+        let mut ids: Vec<ChunkId> = Vec::new();
+        // Length after the last removal of repeats: they go whenever the list has doubled since,
+        // so it stays within twice the distinct ids (zero padding repeated in every file) at an
+        // amortised sort.
+        let mut distinct = 0;
+        for (file, entry) in to.entries().iter().enumerate() {
+            if let EntryKind::File { sha256, .. } = &entry.kind {
+                // A file the old build has is `same`: its chunks are never looked up.
+                if old.by_sha(sha256).is_none() {
+                    let chunks = to.chunks(file)?;
+                    ids.extend(chunks.iter().map(|c| &c.id).filter(|id| old.chunk_at(id).is_none()).cloned());
+                    if ids.len() >= 2 * distinct.max(1024) {
+                        ids.sort_unstable();
+                        ids.dedup();
+                        distinct = ids.len();
+                    }
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.shrink_to_fit();
+        let mut spots = vec![None; ids.len()];
+        Index::visit_chunks(dxf_dir, |c| {
+            if let Ok(at) = ids.binary_search(&c.id) {
+                // Of two rows with one id (a corrupt index) the later one, as the map from ids
+                // that this replaces answered.
+                spots[at] = Some(Spot { pack: c.pack, offset: c.offset, stored_len: c.stored_len, codec: c.codec });
+            }
+        })?;
+        Ok(Remote { ids, spots })
+    }
+
+    fn get(&self, id: &ChunkId) -> Option<Spot> {
+        self.ids.binary_search(id).ok().and_then(|at| self.spots[at])
+    }
+}
+
 /// What a target file needs: an op now, or a delta to try (with `fetch` pieces to fall back on).
 enum Plan {
     Done(FileOp),
@@ -750,12 +866,12 @@ fn plan_file(
     sha256: &str,
     chunks: &[ChunkRef],
     old: &OldBuild,
-    remote: &HashMap<&ChunkId, &super::image::IndexChunk>,
+    remote: &Remote,
 ) -> Result<Plan> {
-    if let Some(&i) = old.by_sha.get(sha256) {
+    if let Some(i) = old.by_sha(sha256) {
         // Prefer the file at the same path, so the client leaves it where it is.
-        let source = match old.by_path.get(entry.path.as_str()) {
-            Some(&p) if old_sha_matches(old, p, i) => entry.path.clone(),
+        let source = match old.by_path(&entry.path) {
+            Some(p) if old_sha_matches(old, p, i) => entry.path.clone(),
             _ => old.files[i].path.to_string(),
         };
         return Ok(Plan::Done(FileOp::Same { source }));
@@ -763,7 +879,7 @@ fn plan_file(
     let mut pieces = Vec::with_capacity(chunks.len());
     let mut fetch_cost = 0u64;
     for c in chunks {
-        if let Some(&(i, offset)) = old.chunk_at.get(&c.id) {
+        if let Some((i, offset)) = old.chunk_at(&c.id) {
             pieces.push(Piece::Local { path: old.files[i].path.to_string(), offset, len: c.len });
         } else {
             let at = remote.get(&c.id).ok_or_else(|| {
@@ -917,6 +1033,176 @@ mod tests {
         let nearest = old.pair("new/level.pak", 120, &refs(120, &["y"]));
         assert_eq!(nearest.map(|i| old.files[i].path), Some("d/small.pak"));
         assert_eq!(old.pair("new/readme.md", 100, &refs(100, &["y"])), None);
+    }
+
+    /// A file of `len`-byte chunks named by `chunks`, with its own content hash.
+    fn chunked(path: &str, len: u32, chunks: &[&str]) -> Entry {
+        let chunks: Vec<ChunkRef> = chunks.iter().map(|c| ChunkRef { id: ChunkId::of(c.as_bytes()), len }).collect();
+        let size = len as u64 * chunks.len() as u64;
+        Entry {
+            path: path.into(),
+            order: 0,
+            kind: EntryKind::File { mode: 0o644, size, sha256: format!("sha-{path}"), chunks },
+        }
+    }
+
+    fn id(name: &str) -> ChunkId {
+        ChunkId::of(name.as_bytes())
+    }
+
+    #[test]
+    fn a_chunk_repeated_in_a_file_is_found_at_its_first_offset_in_the_first_file_holding_it() {
+        let manifest = Manifest {
+            format: 1,
+            files: vec![
+                chunked("a.bin", 10, &["x", "zero", "y", "zero", "zero"]),
+                chunked("b.bin", 10, &["zero", "y"]),
+            ],
+            warnings: Vec::new(),
+        };
+        let old = OldBuild::new(&manifest);
+        assert_eq!(old.chunk_at(&id("zero")), Some((0, 10)));
+        assert_eq!(old.chunk_at(&id("y")), Some((0, 20)));
+        let holders: Vec<(usize, u64)> = old.holders(&id("zero")).iter().map(|h| (h.file, h.offset)).collect();
+        assert_eq!(holders, [(0, 10), (1, 0)], "one row per file, at the chunk's first offset there");
+    }
+
+    #[test]
+    fn a_chunk_held_by_many_files_keeps_only_the_first_holders() {
+        let names: Vec<String> = (0..MAX_HOLDERS + 8).map(|i| format!("f{i:03}.bin")).collect();
+        let files = names.iter().map(|n| chunked(n, 4, &["common", n])).collect();
+        let manifest = Manifest { format: 1, files, warnings: Vec::new() };
+        let old = OldBuild::new(&manifest);
+        let holders: Vec<usize> = old.holders(&id("common")).iter().map(|h| h.file).collect();
+        assert_eq!(holders, (0..MAX_HOLDERS).collect::<Vec<_>>());
+        // Thinning one chunk's run leaves its neighbours in the table whole.
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(old.chunk_at(&id(n)), Some((i, 4)), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_in_no_old_file_has_no_holder_and_no_position() {
+        let manifest = old_build();
+        let old = OldBuild::new(&manifest);
+        assert!(old.holders(&id("nowhere")).is_empty());
+        assert_eq!(old.chunk_at(&id("nowhere")), None);
+        let empty = Manifest { format: 1, files: Vec::new(), warnings: Vec::new() };
+        assert_eq!(OldBuild::new(&empty).chunk_at(&id("a")), None);
+    }
+
+    /// What the maps `OldBuild` had before its sorted tables answered, filled the same way.
+    #[test]
+    fn the_sorted_tables_answer_as_the_maps_they_replace() {
+        let mut files = vec![
+            chunked("a/one.bin", 8, &["p", "q", "p", "r"]),
+            chunked("a/two.bin", 8, &["q", "s"]),
+            chunked("b/same-as-one.bin", 8, &["p", "q", "p", "r"]),
+            Entry { path: "c/dir".into(), order: 0, kind: EntryKind::Dir { mode: 0o755 } },
+            chunked("d/three.bin", 8, &["s", "s", "t"]),
+        ];
+        if let EntryKind::File { sha256, .. } = &mut files[2].kind {
+            *sha256 = "sha-a/one.bin".into();
+        }
+        files.extend((0..40).map(|i| chunked(&format!("e/{i:02}.bin"), 8, &["q", "u"])));
+        // Not in a valid manifest (paths are unique), but answered as the map did: the later one.
+        files.push(chunked("a/two.bin", 8, &["v", "q"]));
+        let manifest = Manifest { format: 1, files, warnings: Vec::new() };
+        let old = OldBuild::new(&manifest);
+
+        let mut chunk_at: HashMap<&ChunkId, (usize, u64)> = HashMap::new();
+        let mut chunk_files: HashMap<&ChunkId, Vec<usize>> = HashMap::new();
+        let (mut by_path, mut by_sha) = (HashMap::new(), HashMap::new());
+        let file_entries = manifest.files.iter().filter_map(|e| match &e.kind {
+            EntryKind::File { sha256, chunks, .. } => Some((e.path.as_str(), sha256.as_str(), chunks)),
+            _ => None,
+        });
+        for (i, (path, sha256, chunks)) in file_entries.enumerate() {
+            by_path.insert(path, i);
+            by_sha.entry(sha256).or_insert(i);
+            let mut offset = 0;
+            for c in chunks {
+                chunk_at.entry(&c.id).or_insert((i, offset));
+                let holders = chunk_files.entry(&c.id).or_default();
+                if holders.last() != Some(&i) && holders.len() < MAX_HOLDERS {
+                    holders.push(i);
+                }
+                offset += c.len as u64;
+            }
+        }
+        for name in ["p", "q", "r", "s", "t", "u", "v"] {
+            assert_eq!(old.chunk_at(&id(name)), chunk_at.get(&id(name)).copied(), "{name}");
+            let holders: Vec<usize> = old.holders(&id(name)).iter().map(|h| h.file).collect();
+            assert_eq!(holders, chunk_files.get(&id(name)).cloned().unwrap_or_default(), "{name}");
+        }
+        for f in &old.files {
+            assert_eq!(old.by_path(f.path), by_path.get(f.path).copied(), "{}", f.path);
+            assert_eq!(old.by_sha(f.sha256), by_sha.get(f.sha256).copied(), "{}", f.sha256);
+        }
+        assert_eq!(old.by_sha("sha-a/one.bin"), Some(0), "the first file with a content");
+        assert_eq!(old.by_path("c/dir"), None, "not a file");
+        assert_eq!(old.by_path("a/one"), None);
+        assert_eq!(old.by_sha("sha-none"), None);
+    }
+
+    #[test]
+    fn the_remote_table_holds_the_places_of_the_chunks_the_old_build_lacks_and_only_those() {
+        use super::super::image::{IndexChunk, PackInfo};
+        let old_manifest = Manifest {
+            format: 1,
+            files: vec![chunked("kept.bin", 4, &["k1", "k2"]), chunked("edited.bin", 4, &["e1", "e2"])],
+            warnings: Vec::new(),
+        };
+        let with_sha = |mut entry: Entry, content: &str| {
+            if let EntryKind::File { sha256, .. } = &mut entry.kind {
+                *sha256 = content.into();
+            }
+            entry
+        };
+        let new_manifest = Manifest {
+            format: 1,
+            files: vec![
+                with_sha(chunked("edited.bin", 4, &["e1", "new", "new", "twice"]), "sha-edited-2"),
+                chunked("fresh.bin", 4, &["new", "absent"]),
+                // The old build's kept.bin moved: `same`, its chunks are not looked up.
+                with_sha(chunked("moved.bin", 4, &["k1", "k2"]), "sha-kept.bin"),
+            ],
+            warnings: Vec::new(),
+        };
+        let row = |name: &str, pack: u32| IndexChunk {
+            id: id(name),
+            raw_len: 4,
+            pack,
+            offset: pack as u64 * 100,
+            stored_len: 3 + pack,
+            codec: if pack.is_multiple_of(2) { Codec::Zstd } else { Codec::Raw },
+        };
+        // "absent" is in no row; "twice" has two (a corrupt index): the later one counts.
+        let chunks = vec![row("k1", 0), row("twice", 1), row("e1", 2), row("new", 3), row("twice", 4), row("k2", 5)];
+        let packs = (0..6).map(|n| PackInfo { name: format!("p{n}"), size: 1000 }).collect();
+        let index =
+            Index { format: super::super::image::INDEX_FORMAT, packs, chunks, files: Vec::new(), preload_bytes: None };
+        let dir = tempfile::tempdir().unwrap();
+        let json = serde_json::to_vec(&index).unwrap();
+        fs::write(dir.path().join(super::super::layout::INDEX_FILE), zstd::bulk::compress(&json, 3).unwrap()).unwrap();
+
+        let old = OldBuild::new(&old_manifest);
+        let remote = Remote::load(&new_manifest, &old, dir.path()).unwrap();
+        let spot = |pack: u32| Spot {
+            pack,
+            offset: pack as u64 * 100,
+            stored_len: 3 + pack,
+            codec: if pack.is_multiple_of(2) { Codec::Zstd } else { Codec::Raw },
+        };
+        assert_eq!(remote.get(&id("new")), Some(spot(3)));
+        assert_eq!(remote.get(&id("twice")), Some(spot(4)), "the later of two rows");
+        assert_eq!(remote.get(&id("absent")), None, "not in the image: plan_file reports it");
+        for known in ["k1", "k2", "e1"] {
+            assert_eq!(remote.get(&id(known)), None, "{known} comes from the old tree");
+        }
+        let mut wanted = vec![id("new"), id("twice"), id("absent")];
+        wanted.sort();
+        assert_eq!(remote.ids, wanted, "each fetched chunk once");
     }
 
     #[test]
