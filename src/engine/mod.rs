@@ -14,23 +14,23 @@
 //!     // outline.warnings() → the task's warnings; its chunk lists stay on disk
 //! outline.save(&manifest_path)?;                // durable; a crash before it reruns the import
 //! let image = engine.write_image(&outline, &store, &layout::build_dir(depot, org, app, n), &hooks)?;
-//! let manifest = outline.to_manifest()?;        // whole, in memory: only when patches need it
 //!     // image.dxf_name, image.size_bytes; a retried task reopens it: ImageInfo::open(&dxf_dir)
-//! let patch = engine.write_patch(&old_manifest, &manifest, &image, &store,
+//! let patch = engine.write_patch(&old_manifest, &outline, &image, &store,
 //!                                &layout::patch_dir(depot, org, app, n, b), &hooks)?;
-//!     // patch.size_bytes
-//! // eviction of build N − maxBuilds, while no import of the app runs:
-//! store.prune(&[&retained_manifest, …])?;       // chunks no retained build uses, crash leftovers
+//!     // patch.size_bytes; the new build's lists are read one file at a time
+//! // eviction of build N − maxBuilds, while no import of the app runs, one manifest at a time:
+//! store.prune_keeping(|mark| Manifest::load(&retained_path)?.each_chunk_id(mark))?;
 //! fsutil::remove_leftovers(&build_dir)?;        // staging of an image write a crash cut short
 //! ```
 //!
 //! Every call is deterministic: rerunning it after a crash writes the same bytes, and outputs
 //! become visible only whole (temp + fsync + rename; data before index). Memory is bounded by the
 //! pool's queue (a few chunks) and the deltas in flight (one per pool thread plus one, their
-//! inputs within two delta segments together), and nothing per chunk in the heap during an import: the
-//! store's dedup table and the image's placement table keep their slots in unnamed files
-//! ([`slots`]), an import's chunk lists stay on disk ([`Outline`]), and only patches load whole
-//! manifests.
+//! inputs within two delta segments together), and an import keeps nothing per chunk in the
+//! heap: the store's dedup table and the image's placement table keep their slots in unnamed
+//! files ([`slots`]), and an import's chunk lists stay on disk ([`Outline`]). A patch holds the
+//! old build's manifest and ~25 bytes per old chunk (see [`patch`]); a prune a bit per indexed
+//! chunk.
 
 pub mod chunker;
 pub mod client;

@@ -486,7 +486,7 @@ impl Mkraw {
         // A manifest on disk means the import finished before a crash: skip straight to the
         // image (chunks are durable before the manifest is saved).
         let manifest_path = env.manifest_path(input.app_id, input.build_id);
-        let mut manifest = match Manifest::load(&manifest_path) {
+        let manifest = match Manifest::load(&manifest_path) {
             Ok(m) => BuildManifest::Whole(m),
             Err(_) => {
                 let file = File::open(&tar).map_err(|e| io_failure("opening the downloaded build", e))?;
@@ -548,9 +548,10 @@ impl Mkraw {
                 }
             };
             remove_leftovers(&dir)?;
-            let to = manifest.whole().map_err(engine_failure)?;
-            let info =
-                env.engine.write_patch_with(&old, to, &image, &store, &dir, &cache, &hooks).map_err(engine_failure)?;
+            let info = env
+                .engine
+                .write_patch_with(&old, manifest.chunks(), &image, &store, &dir, &cache, &hooks)
+                .map_err(engine_failure)?;
             log::info!(
                 "mkraw of {org}/{app} build {n}: patch {from}→{n} written, {} bytes, {} deltas reused",
                 info.size_bytes,
@@ -573,8 +574,8 @@ impl Mkraw {
 }
 
 /// The new build's manifest during mkraw: whole when it was read back from disk (a retried
-/// task), or as the import made it, its chunk lists on disk until a patch needs them in memory.
-/// A first build, or one whose patches are all done, never holds its lists in memory.
+/// task), or as the import made it, its chunk lists on disk: the image and the patches read
+/// one file's list at a time, so a first attempt never holds the build's lists in memory.
 enum BuildManifest {
     Whole(Manifest),
     Outline(Outline),
@@ -585,17 +586,6 @@ impl BuildManifest {
         match self {
             BuildManifest::Whole(m) => m,
             BuildManifest::Outline(o) => o,
-        }
-    }
-
-    /// The whole manifest, reading the lists back the first time.
-    fn whole(&mut self) -> Result<&Manifest, EngineError> {
-        if let BuildManifest::Outline(outline) = self {
-            *self = BuildManifest::Whole(outline.to_manifest()?);
-        }
-        match self {
-            BuildManifest::Whole(m) => Ok(m),
-            BuildManifest::Outline(_) => Err(EngineError::Invalid("the manifest was not read back".into())),
         }
     }
 }
