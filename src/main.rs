@@ -83,7 +83,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    rockit_edge::malloc::return_large_blocks_when_freed();
+    rockit_edge::malloc::tune();
     let cli = Cli::parse();
     let listen = match &cli.command {
         Command::Serve { listen } => listen.clone(),

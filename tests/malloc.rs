@@ -15,7 +15,7 @@ fn touched(size: usize) -> Vec<u8> {
 
 #[test]
 fn a_large_block_goes_back_to_the_system_when_freed_even_after_one_like_it_was_freed_before() {
-    rockit_edge::malloc::return_large_blocks_when_freed();
+    rockit_edge::malloc::tune();
     const SIZE: usize = 16 << 20;
     // With glibc's defaults, freeing this first block raises the mmap threshold to its size,
     // so the next one like it comes from a heap and stays resident once freed.
