@@ -1,6 +1,8 @@
 //! The allocator setting `main` applies (src/malloc.rs). Alone in its test binary: the resident
-//! memory it reads is then this test's, not other tests' running beside it.
+//! memory it reads is then this test's, not other tests' running beside it. glibc only: the
+//! setting is a no-op elsewhere.
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// Anonymous resident memory of this process, in bytes.
 fn resident_anonymous() -> i64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -8,11 +10,13 @@ fn resident_anonymous() -> i64 {
     line.split_whitespace().nth(1).unwrap().parse::<i64>().unwrap() * 1024
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// A block of `size` bytes whose every page was written (a zeroed one could stay unbacked).
 fn touched(size: usize) -> Vec<u8> {
     vec![0xa5; size]
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn a_large_block_goes_back_to_the_system_when_freed_even_after_one_like_it_was_freed_before() {
     rockit_edge::malloc::tune();
