@@ -91,6 +91,17 @@ impl DiskSlots {
 mod tests {
     use super::*;
 
+    fn used_words(slots: &DiskSlots) -> Vec<u64> {
+        let mut used = Vec::new();
+        slots
+            .each_used(|w| {
+                used.push(w);
+                Ok(())
+            })
+            .unwrap();
+        used
+    }
+
     #[test]
     fn a_new_table_is_free_everywhere_and_keeps_what_is_written() {
         let dir = tempfile::tempdir().unwrap();
@@ -102,13 +113,7 @@ mod tests {
         assert_eq!(slots.probe(17, |i, w| Ok((w != 0).then_some((i, w)))).unwrap(), Some((19, 7)));
         // From 5 it runs past the end and finds slot 3 after wrapping.
         assert_eq!(slots.probe(5, |i, w| Ok((w != 0 && i < 10).then_some(i))).unwrap(), Some(3));
-        let mut used = Vec::new();
-        slots
-            .each_used(|w| {
-                used.push(w);
-                Ok(())
-            })
-            .unwrap();
+        let used = used_words(&slots);
         assert_eq!(used, vec![9, 7]);
         // The table is no file in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -137,13 +142,7 @@ mod tests {
         for i in [0, WALK_READ - 1, WALK_READ, 2 * WALK_READ + 4] {
             slots.set(i, i as u64 + 1).unwrap();
         }
-        let mut used = Vec::new();
-        slots
-            .each_used(|w| {
-                used.push(w);
-                Ok(())
-            })
-            .unwrap();
+        let used = used_words(&slots);
         assert_eq!(used, vec![1, WALK_READ as u64, WALK_READ as u64 + 1, 2 * WALK_READ as u64 + 5]);
     }
 }
