@@ -601,3 +601,52 @@ fn expiring_a_running_mkraw_stops_it_removes_its_outputs_and_frees_the_app_for_t
     import(&admin, "game", &origin.url, v1.len());
     assert_eq!(settled(&admin, "game")["iCurBuild"], 2);
 }
+
+#[test]
+fn an_eviction_that_cannot_read_a_retained_manifest_still_commits_the_live_build_and_warns() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    let cdn = tempfile::tempdir().unwrap();
+    create_fs_deployment(&admin, "cdn", cdn.path());
+    create_app(&admin, "game", json!({"maxBuilds": 2}));
+    let origin = BuildOrigin::start(Vec::new());
+    for tree in [game_v1(), game_v2()] {
+        let tar = tar_of(&tree);
+        origin.serve(tar.clone());
+        import(&admin, "game", &origin.url, tar.len());
+        settled(&admin, "game");
+    }
+    // Build 2 stays retained when build 3 evicts build 1, but its manifest cannot be read.
+    let manifests: Vec<_> = std::fs::read_dir(server.state_dir.join("builds"))
+        .unwrap()
+        .map(|app| app.unwrap().path().join("manifests/0002.json"))
+        .filter(|m| m.is_file())
+        .collect();
+    assert_eq!(manifests.len(), 1);
+    std::fs::remove_file(&manifests[0]).unwrap();
+
+    let mut v3 = game_v2();
+    v3.insert("data/level3.pak".into(), file(noise(78, 200_000)));
+    let tar = tar_of(&v3);
+    origin.serve(tar.clone());
+    let group = import(&admin, "game", &origin.url, tar.len())["group"].as_str().unwrap().to_string();
+    let app = settled(&admin, "game");
+    // Published everywhere, so committed: the app names the build launchers now get.
+    assert_eq!(app["iCurBuild"], 3, "{app}");
+    assert_eq!(app["error"], Value::Null);
+    let builds: Vec<i64> = app["builds"].as_array().unwrap().iter().map(|b| b["buildId"].as_i64().unwrap()).collect();
+    assert_eq!(builds, [2, 3]);
+    let current: Value =
+        serde_json::from_slice(&std::fs::read(cdn.path().join("dxf/acme/game/current.json")).unwrap()).unwrap();
+    assert_eq!(current["buildId"], 3);
+    let deploy = tasks_of_group(&admin, &group).into_iter().find(|t| t["type"] == "deploy").unwrap();
+    assert_eq!(deploy["status"], "done", "{deploy}");
+    let codes: Vec<&str> = deploy["warnings"].as_array().unwrap().iter().filter_map(|w| w["code"].as_str()).collect();
+    assert_eq!(codes, ["evictionIncomplete"], "{deploy}");
+    // And the live build is whole on the origin.
+    let tree = tempfile::tempdir().unwrap();
+    let dest = tree.path().join("game");
+    let published = DirOrigin { root: cdn.path().to_path_buf() };
+    Client::new(&published, "acme", "game").rebuild(3, None, &dest).unwrap();
+    assert_same_tree(&read_tree(&dest), &v3);
+}

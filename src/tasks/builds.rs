@@ -719,30 +719,13 @@ impl TaskHandler for Deploy {
         // retained build uses. Their published objects go after a grace period (on_done).
         let evicted = evicted(&input);
         if !evicted.is_empty() {
-            let store = env.chunk_store(input.app_id)?;
-            let keep: Vec<i64> = input
-                .retained
-                .iter()
-                .chain(std::iter::once(&input.build_id))
-                .filter(|b| !evicted.contains(b))
-                .copied()
-                .collect();
-            // One retained manifest in memory at a time, not all of them.
-            store
-                .prune_keeping(|mark| {
-                    for b in &keep {
-                        Manifest::load(&env.manifest_path(input.app_id, *b))?.each_chunk_id(&mut *mark)?;
-                    }
-                    Ok(())
-                })
-                .map_err(engine_failure)?;
-            for b in &evicted {
-                match std::fs::remove_file(env.manifest_path(input.app_id, *b)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io_failure("evicting a build", e))
-                    }
-                    _ => {}
-                }
+            // The build is live on every target by now: a failed eviction must not fail the
+            // deploy, or the app would name the old build while launchers get the new one (a
+            // retry converges, but only once someone retries). It leaves chunks for the next
+            // eviction to reclaim, and says so.
+            for problem in evict(env, &input, &evicted) {
+                log::warn!("deploy of app {} build {}: {problem}", input.app_id, input.build_id);
+                ctx.warn(json!({"code": "evictionIncomplete", "message": problem})).map_err(store_failure)?;
             }
         }
         // The tar is in chunks and a manifest now.
@@ -800,6 +783,44 @@ impl TaskHandler for Deploy {
         }
         release(conn, task, Some(message))
     }
+}
+
+/// Removes from the chunk store the chunks only `evicted` builds use (reading the retained
+/// manifests one at a time), then the evicted builds' manifests. Answers what went wrong: the
+/// chunks stay when the prune fails, and the next eviction, which keeps only retained builds,
+/// reclaims them; a manifest that cannot be removed is left as it is.
+fn evict(env: &BuildEnv, input: &BuildInput, evicted: &[i64]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let keep: Vec<i64> = input
+        .retained
+        .iter()
+        .chain(std::iter::once(&input.build_id))
+        .filter(|b| !evicted.contains(b))
+        .copied()
+        .collect();
+    let pruned = ChunkStore::open(env.app_dir(input.app_id).join("chunks")).and_then(|store| {
+        // One retained manifest in memory at a time, not all of them.
+        store.prune_keeping(|mark| {
+            for b in &keep {
+                Manifest::load(&env.manifest_path(input.app_id, *b))?.each_chunk_id(&mut *mark)?;
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = pruned {
+        problems.push(format!(
+            "the chunks only evicted builds {evicted:?} use stay in the chunk store until the next eviction: {e}"
+        ));
+    }
+    for b in evicted {
+        match std::fs::remove_file(env.manifest_path(input.app_id, *b)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                problems.push(format!("the manifest of evicted build {b} stays: {}", e.kind()));
+            }
+            _ => {}
+        }
+    }
+    problems
 }
 
 /// The oldest builds beyond `maxBuilds` once the new one is in. Neither the new build nor —
