@@ -68,7 +68,12 @@ impl BuildEnv {
     }
 
     pub(crate) fn chunk_store(&self, app_id: i64) -> Result<ChunkStore, TaskFailure> {
-        ChunkStore::open(self.app_dir(app_id).join("chunks")).map_err(engine_failure)
+        self.open_chunk_store(app_id).map_err(engine_failure)
+    }
+
+    /// The app's chunk store, its error as the engine reports it.
+    fn open_chunk_store(&self, app_id: i64) -> Result<ChunkStore, EngineError> {
+        ChunkStore::open(self.app_dir(app_id).join("chunks"))
     }
 }
 
@@ -798,7 +803,7 @@ fn evict(env: &BuildEnv, input: &BuildInput, evicted: &[i64]) -> Vec<String> {
         .filter(|b| !evicted.contains(b))
         .copied()
         .collect();
-    let pruned = ChunkStore::open(env.app_dir(input.app_id).join("chunks")).and_then(|store| {
+    let pruned = env.open_chunk_store(input.app_id).and_then(|store| {
         // One retained manifest in memory at a time, not all of them.
         store.prune_keeping(|mark| {
             for b in &keep {
