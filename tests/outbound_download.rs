@@ -276,6 +276,21 @@ fn an_error_status_is_reported_as_http_status_and_only_5xx_is_retried() {
 }
 
 #[test]
+fn a_failed_connection_is_reported_without_the_url_and_its_credentials() {
+    // A port nothing listens on: the connection is refused.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/build.tar?X-Amz-Signature=s3cr3tsignature");
+    let (_dir, part) = part_file();
+    let limits = Limits { reconnects: 0, ..limits() };
+    let err =
+        download(&source(&url), LOOPBACK, &limits, &part, Checkpoint::default(), &mut Recorder::default()).unwrap_err();
+    assert!(matches!(err, DownloadError::Network(_)), "{err:?}");
+    let message = err.exception()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("Connection"), "says what failed: {message}");
+    assert!(!message.contains("s3cr3t") && !message.contains("build.tar"), "{message}");
+}
+
+#[test]
 fn loopback_is_refused_by_the_default_policy_before_any_connection() {
     let origin = Origin::start(content(10), Behaviour::default());
     let (_dir, part) = part_file();

@@ -396,7 +396,7 @@ fn request(
         let response = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(status, _)) => return Err(DownloadError::Http { status }),
-            Err(ureq::Error::Transport(t)) => return Err(DownloadError::Network(t.to_string())),
+            Err(ureq::Error::Transport(t)) => return Err(DownloadError::Network(transport_reason(&t))),
         };
         if !(300..400).contains(&response.status()) {
             return Ok(response);
@@ -406,6 +406,20 @@ fn request(
         url = url.join(&location).map_err(|e| DownloadError::BadUrl(format!("bad redirect: {e}")))?;
     }
     Err(DownloadError::TooManyRedirects)
+}
+
+/// Why a connection failed, without the URL ureq puts in front: a build URL may carry a
+/// credential in its query (a presigned signature), and the reason ends up in the task's
+/// exception, in webhook and Slack messages, and in the log.
+fn transport_reason(t: &ureq::Transport) -> String {
+    let mut why = t.kind().to_string();
+    if let Some(message) = t.message() {
+        why = format!("{why}: {message}");
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        why = format!("{why}: {source}");
+    }
+    why
 }
 
 /// A strong ETag, else Last-Modified: what `If-Range` may carry (RFC 9110 §13.1.5).
