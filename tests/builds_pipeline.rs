@@ -643,6 +643,10 @@ fn an_eviction_that_cannot_read_a_retained_manifest_still_commits_the_live_build
     assert_eq!(deploy["status"], "done", "{deploy}");
     let codes: Vec<&str> = deploy["warnings"].as_array().unwrap().iter().filter_map(|w| w["code"].as_str()).collect();
     assert_eq!(codes, ["evictionIncomplete"], "{deploy}");
+    // It names the file relative to the state directory, which members have no business knowing.
+    let message = deploy["warnings"][0]["message"].as_str().unwrap();
+    assert!(message.contains("manifests/0002.json"), "{message}");
+    assert!(!message.contains(&*server.state_dir.to_string_lossy()), "{message}");
     // And the live build is whole on the origin.
     let tree = tempfile::tempdir().unwrap();
     let dest = tree.path().join("game");

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::commit;
 use super::prune::{self, PruneTarget};
-use super::{TaskContext, TaskFailure, TaskHandler};
+use super::{failure, io_failure, store_failure, TaskContext, TaskFailure, TaskHandler};
 use crate::auth::sealing::Sealer;
 use crate::engine::{
     layout, ChunkStore, DeltaCache, Engine, EngineError, FileChunks, Hooks, ImageInfo, Manifest, Outline,
@@ -192,18 +192,6 @@ pub fn task(kind: &str, group: &str, input: &BuildInput) -> NewTask {
         max_attempts: 5,
         run_in_maintenance: false,
     }
-}
-
-pub(crate) fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
-    TaskFailure { exception: json!({"message": message.into()}), retryable }
-}
-
-pub(crate) fn store_failure(e: crate::store::StoreError) -> TaskFailure {
-    failure(format!("database: {e}"), true)
-}
-
-fn io_failure(what: &str, e: std::io::Error) -> TaskFailure {
-    failure(format!("{what} failed ({})", e.kind()), true)
 }
 
 /// A refused build is final (`fileReadFailed` with the compat fields); anything else may pass on

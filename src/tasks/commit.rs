@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{TaskContext, TaskFailure, TaskHandler};
+use super::{failure, TaskContext, TaskFailure, TaskHandler};
 use crate::engine::layout;
 use crate::publish::{self, Destination, DirDestination, PublishEnv, PublishError, TargetSpec};
 use crate::store::builds as build_rows;
@@ -69,10 +69,6 @@ pub fn task(input: &CommitInput) -> NewTask {
 /// when it lists none.
 pub fn targets(store: &Store, org_id: i64, app_id: i64) -> StoreResult<Vec<TargetSpec>> {
     store.read_blocking(move |c| super::builds::targets_of_app(c, org_id, app_id))
-}
-
-fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
-    TaskFailure { exception: json!({"message": message.into()}), retryable }
 }
 
 fn target_failure(deployment: &str, e: PublishError) -> TaskFailure {

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{TaskContext, TaskFailure, TaskHandler};
+use super::{failure, io_failure, TaskContext, TaskFailure, TaskHandler};
 use crate::auth::sealing::Sealer;
 use crate::bundle::document::OrgDocument;
 use crate::bundle::{crypto::SALT_LEN, BundleWriter, Keys};
@@ -75,14 +75,6 @@ pub fn bundle_context(kind: &str, name: &str, field: &str) -> String {
 }
 
 pub struct Export(pub Arc<ExportEnv>);
-
-fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
-    TaskFailure { exception: json!({"message": message.into()}), retryable }
-}
-
-fn io_failure(what: &str, e: std::io::Error) -> TaskFailure {
-    failure(format!("{what} failed ({})", e.kind()), true)
-}
 
 /// Every regular file below `dir` as (`/`-joined path relative to `dir`, size), skipping
 /// temporary files (`.tmp-…`) an import may be writing.

@@ -16,9 +16,9 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::builds::{build_number, engine_failure, failure, remove_leftovers, store_failure, BuildEnv};
+use super::builds::{build_number, engine_failure, remove_leftovers, BuildEnv};
 use super::commit;
-use super::{TaskContext, TaskFailure, TaskHandler};
+use super::{failure, store_failure, TaskContext, TaskFailure, TaskHandler};
 use crate::engine::startup::{self, Read};
 use crate::engine::{layout, Hooks, Manifest};
 use crate::publish::{self, TargetSpec};

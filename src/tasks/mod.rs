@@ -10,6 +10,7 @@ pub mod export;
 pub mod faststart;
 pub mod hello;
 pub mod prune;
+pub mod redact;
 pub mod sync;
 pub mod webhooks;
 
@@ -36,6 +37,21 @@ pub struct TaskFailure {
     pub retryable: bool,
 }
 
+/// A failure with only a human `message`.
+pub(crate) fn failure(message: impl Into<String>, retryable: bool) -> TaskFailure {
+    TaskFailure { exception: json!({"message": message.into()}), retryable }
+}
+
+/// The database failed under the task: worth another attempt.
+pub(crate) fn store_failure(e: crate::store::StoreError) -> TaskFailure {
+    failure(format!("database: {e}"), true)
+}
+
+/// A local file operation failed: only the error kind, the OS message may name a path.
+pub(crate) fn io_failure(what: &str, e: std::io::Error) -> TaskFailure {
+    failure(format!("{what} failed ({})", e.kind()), true)
+}
+
 /// The work of one task type.
 pub trait TaskHandler: Send + Sync {
     fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure>;
@@ -59,6 +75,7 @@ pub struct TaskContext<'a> {
     pub store: &'a Store,
     /// Where published files live locally (`<state>/depot`).
     pub depot: &'a std::path::Path,
+    paths: &'a redact::StatePaths,
 }
 
 impl TaskContext<'_> {
@@ -69,6 +86,7 @@ impl TaskContext<'_> {
 
     pub fn warn(&self, warning: Value) -> StoreResult<()> {
         let id = self.task.id;
+        let warning = self.paths.relative_message(warning);
         self.store.write_blocking(move |c| task_rows::add_warning(c, id, &warning))
     }
 }
@@ -84,6 +102,8 @@ pub struct Queue {
 struct Inner {
     store: Store,
     depot: std::path::PathBuf,
+    /// Shows state paths in exceptions and warnings relative to the state directory.
+    paths: redact::StatePaths,
     handlers: HashMap<&'static str, Arc<dyn TaskHandler>>,
     maintenance: Arc<MaintenanceSwitch>,
     /// Bumped on every submit; workers sleep on it instead of polling hard.
@@ -125,6 +145,7 @@ impl Queue {
         Queue {
             inner: Arc::new(Inner {
                 store,
+                paths: redact::StatePaths::new(depot.parent().unwrap_or(&depot)),
                 depot,
                 handlers,
                 maintenance,
@@ -236,7 +257,7 @@ impl Queue {
                 retryable: false,
             }),
             Some(handler) => {
-                let ctx = TaskContext { task: &task, store: &inner.store, depot: &inner.depot };
+                let ctx = TaskContext { task: &task, store: &inner.store, depot: &inner.depot, paths: &inner.paths };
                 catch_unwind(AssertUnwindSafe(|| handler.run(&ctx))).unwrap_or_else(|_| {
                     Err(TaskFailure { exception: json!({"message": "the task handler crashed"}), retryable: false })
                 })
@@ -254,13 +275,16 @@ impl Queue {
                     handler.map_or(Ok(()), |h| h.on_done(c, &row, &output))
                 })
             }
-            Err(failure) => {
+            Err(mut failure) => {
                 let retry_at = (failure.retryable && task.attempts < task.max_attempts).then(|| {
                     let delay = chrono::Duration::seconds(2i64.pow(task.attempts.clamp(0, 8) as u32));
                     (chrono::Utc::now() + delay).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                 });
                 ended = retry_at.is_none();
-                log::warn!("task {} failed (attempt {}), retry: {}", task.name, task.attempts, !ended);
+                // The whole reason for the operator; the task shows it with state paths relative.
+                let reason = failure.exception.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+                log::warn!("task {} failed (attempt {}), retry: {}: {reason}", task.name, task.attempts, !ended);
+                failure.exception = inner.paths.relative_message(failure.exception);
                 inner.store.write_blocking(move |c| {
                     task_rows::fail(c, id, &failure.exception, retry_at.as_deref())?;
                     match (&retry_at, handler) {
@@ -311,6 +335,20 @@ mod tests {
                 return Err(TaskFailure { exception: json!({"message": "try again"}), retryable: true });
             }
             Ok(json!({"attempt": ctx.task.attempts}))
+        }
+    }
+
+    /// Fails (and first warns) naming a file below the state directory, as an I/O error does.
+    struct NamesAStateFile;
+
+    impl TaskHandler for NamesAStateFile {
+        fn run(&self, ctx: &TaskContext) -> Result<Value, TaskFailure> {
+            let file = ctx.depot.parent().unwrap().join("builds/1/manifests/0003.json");
+            ctx.warn(json!({"code": "w", "message": format!("skipped {}", file.display())})).unwrap();
+            Err(TaskFailure {
+                exception: json!({"message": format!("open {}: gone", file.display())}),
+                retryable: false,
+            })
         }
     }
 
@@ -366,6 +404,17 @@ mod tests {
         let after = current(&queue, task.id);
         assert_eq!((after.status.as_str(), after.attempts), ("failed", 1));
         assert!(after.ended.is_some());
+    }
+
+    #[test]
+    fn exceptions_and_warnings_show_state_paths_relative_to_the_state_directory() {
+        let (dir, queue) = queue(vec![("leaky", Arc::new(NamesAStateFile))]);
+        let task = submit(&queue, "leaky", 1, false);
+        run_next(&queue);
+        let after = current(&queue, task.id);
+        assert_eq!(after.exception, Some(json!({"message": "open builds/1/manifests/0003.json: gone"})));
+        assert_eq!(after.warnings, vec![json!({"code": "w", "message": "skipped builds/1/manifests/0003.json"})]);
+        assert!(!format!("{:?}", after.warnings).contains(&*dir.path().to_string_lossy()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{TaskContext, TaskFailure, TaskHandler};
+use super::{failure, TaskContext, TaskFailure, TaskHandler};
 use crate::domain::names;
 use crate::publish::{self, Destination, DirDestination, PublishEnv, TargetSpec};
 use crate::store::deployments::Deployment;
@@ -91,10 +91,6 @@ pub fn task(org: &str, app: Option<&str>, targets: Vec<PruneTarget>, depot: bool
 
 pub struct Prune(pub Arc<PublishEnv>);
 
-fn failure(message: String, retryable: bool) -> TaskFailure {
-    TaskFailure { exception: json!({"message": message}), retryable }
-}
-
 /// `dxf/<org>[/<app>]` and `pat/<org>[/<app>]`: the published layout [compat].
 fn published_dirs(org: &str, app: Option<&str>) -> Vec<String> {
     ["dxf", "pat"]
@@ -136,7 +132,7 @@ impl TaskHandler for Prune {
         let (org, app) = (input.org_name.as_str(), input.app_name.as_deref());
         // Names were validated on the way in; refuse anything that could leave the tree anyway.
         if names::validate("orgName", org).is_err() || app.is_some_and(|a| names::validate("appName", a).is_err()) {
-            return Err(failure("invalid organization or app name".into(), false));
+            return Err(failure("invalid organization or app name", false));
         }
         // Which directories: read from the depot before it is pruned itself (last).
         let dirs = match (app, input.builds.is_empty()) {

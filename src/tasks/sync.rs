@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::builds::publish_objects;
 use super::commit;
-use super::{TaskContext, TaskFailure, TaskHandler};
+use super::{store_failure, TaskContext, TaskFailure, TaskHandler};
 use crate::publish::{self, PublishEnv, TargetSpec};
 use crate::store::tasks::{NewTask, Task};
 use crate::store::{apps, builds as build_rows, deployments, tasks as task_rows, StoreResult};
@@ -54,10 +54,6 @@ fn input_of(task: &Task) -> Result<SyncInput, TaskFailure> {
         exception: json!({"message": format!("the task input is not a sync input: {e}")}),
         retryable: false,
     })
-}
-
-fn store_failure(e: crate::store::StoreError) -> TaskFailure {
-    TaskFailure { exception: json!({"message": format!("database: {e}")}), retryable: true }
 }
 
 enum PointerError {
