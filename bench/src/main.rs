@@ -40,6 +40,8 @@ struct Options {
     pipeline: bool,
     series: Vec<Vec<PathBuf>>,
     synthetic_mib: Vec<u64>,
+    /// Runs the uploading `curl` at nice 19 (see `PipelineOptions::nice_upload`).
+    nice_upload: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -57,6 +59,7 @@ fn options() -> Result<Options, String> {
         pipeline: false,
         series: Vec::new(),
         synthetic_mib: Vec::new(),
+        nice_upload: false,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -71,6 +74,7 @@ fn options() -> Result<Options, String> {
             "--workloads" => o.workloads = Some(value()?.split(',').map(str::to_string).collect()),
             "--seconds" => o.seconds = Some(value()?.parse().map_err(|_| "--seconds takes a whole number")?),
             "--pipeline" => o.pipeline = true,
+            "--nice-upload" => o.nice_upload = true,
             "--series" => o.series.push(value()?.split(',').map(PathBuf::from).collect()),
             "--synthetic-mib" => {
                 o.synthetic_mib.push(value()?.parse().map_err(|_| "--synthetic-mib takes a whole number")?)
@@ -248,6 +252,7 @@ fn main() {
             rockit: options.rockit,
             series: options.series,
             synthetic_mib: options.synthetic_mib,
+            nice_upload: options.nice_upload,
             smoke: options.smoke,
             out: options.out,
         };
