@@ -540,6 +540,29 @@ fn request_headers_for_the_build_server_reach_it_and_are_stored_only_sealed() {
 }
 
 #[test]
+fn a_credential_in_the_build_urls_query_reaches_the_build_server_and_is_stored_only_sealed() {
+    let server = server();
+    let admin = server.org_admin("acme");
+    create_app(&admin, "game", json!({}));
+    let origin = BuildOrigin::start(tar_of(&game_v1()));
+    let url = format!("{}?X-Amz-Signature=presigned-credential-4711", origin.url);
+    admin.call("POST", "/be/v1/builds", Some(json!({"appName": "game", "url": url}))).assert_ok();
+    assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
+    let heads = origin.heads.lock().unwrap().clone();
+    assert!(heads.iter().any(|h| h.contains("?X-Amz-Signature=presigned-credential-4711 ")), "{heads:?}");
+    let db = rusqlite::Connection::open(server.database()).unwrap();
+    let inputs: Vec<String> = db
+        .prepare("SELECT input FROM tasks")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!inputs.is_empty() && inputs.iter().all(|i| !i.contains("presigned-credential")), "{inputs:?}");
+    assert!(inputs.iter().any(|i| i.contains("sealedUrl") && i.contains("/native-build.tar")), "{inputs:?}");
+}
+
+#[test]
 fn an_empty_or_malformed_time_filter_is_refused_not_ignored() {
     let server = server();
     let admin = server.org_admin("acme");

@@ -21,12 +21,11 @@ fn with_task(task: &Task) -> ApiResult<HttpResponse> {
 
 fn source(url: BuildUrl) -> UrlSource {
     match url {
-        BuildUrl::Plain(url) => UrlSource { url: url.into_inner(), headers: Vec::new(), sealed_headers: None },
-        BuildUrl::WithHeaders { url, headers } => UrlSource {
-            url: url.into_inner(),
-            headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_inner())).collect(),
-            sealed_headers: None,
-        },
+        BuildUrl::Plain(url) => UrlSource::new(url.into_inner(), Vec::new()),
+        BuildUrl::WithHeaders { url, headers } => UrlSource::new(
+            url.into_inner(),
+            headers.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_inner())).collect(),
+        ),
     }
 }
 

@@ -73,7 +73,7 @@ impl Resources {
         let mut import = import;
         if let Some(source) = &mut import.source {
             check_url(&source.url)?;
-            source.seal_headers(&self.sealer, caller.org_id, &import.app_name);
+            source.seal_secrets(&self.sealer, caller.org_id, &import.app_name);
         }
         if let Some(size) = import.size.filter(|s| *s > terms.max_bytes) {
             let limit = terms.max_bytes;

@@ -96,6 +96,7 @@ pub fn handlers(env: Arc<BuildEnv>) -> Vec<(&'static str, Arc<dyn TaskHandler>)>
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlSource {
+    /// As given on the way in; as stored, without the parts `sealed_url` holds.
     pub url: String,
     /// Only in memory on the way in: the stored task input carries them sealed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -104,23 +105,61 @@ pub struct UrlSource {
     /// the build server, which the database must not keep in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_headers: Option<String>,
+    /// The whole URL, sealed like the headers, when it has a query, a fragment or user info:
+    /// a presigned URL's signature or a token parameter is as much a credential as a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_url: Option<String>,
 }
 
 impl UrlSource {
+    /// A source as the request gives it: nothing sealed yet.
+    pub fn new(url: String, headers: Vec<(String, String)>) -> Self {
+        UrlSource { url, headers, sealed_headers: None, sealed_url: None }
+    }
+
     /// The sealing context binds the headers to the organization and app of the import.
     pub fn headers_context(org_id: i64, app_name: &str) -> String {
         format!("build-headers/{org_id}/{app_name}")
     }
 
-    /// Replaces clear headers by their sealed form, before the source is stored.
-    pub fn seal_headers(&mut self, sealer: &Sealer, org_id: i64, app_name: &str) {
-        if self.headers.is_empty() {
+    fn url_context(org_id: i64, app_name: &str) -> String {
+        format!("build-url/{org_id}/{app_name}")
+    }
+
+    /// Replaces what may be a credential by its sealed form, before the source is stored: the
+    /// headers, and the URL's query, fragment and user info (the stored `url` keeps the scheme,
+    /// host and path, which tell an operator where a download went).
+    pub fn seal_secrets(&mut self, sealer: &Sealer, org_id: i64, app_name: &str) {
+        if !self.headers.is_empty() {
+            let clear = serde_json::to_string(&self.headers).unwrap_or_default();
+            let sealed = sealer.seal(&Self::headers_context(org_id, app_name), &clear);
+            self.sealed_headers = Some(crate::auth::b64_encode(&sealed));
+            self.headers.clear();
+        }
+        let Ok(mut shown) = url::Url::parse(&self.url) else { return };
+        if shown.query().is_none()
+            && shown.fragment().is_none()
+            && shown.username().is_empty()
+            && shown.password().is_none()
+        {
             return;
         }
-        let clear = serde_json::to_string(&self.headers).unwrap_or_default();
-        let sealed = sealer.seal(&Self::headers_context(org_id, app_name), &clear);
-        self.sealed_headers = Some(crate::auth::b64_encode(&sealed));
-        self.headers.clear();
+        let sealed = sealer.seal(&Self::url_context(org_id, app_name), &self.url);
+        self.sealed_url = Some(crate::auth::b64_encode(&sealed));
+        shown.set_query(None);
+        shown.set_fragment(None);
+        // Only fails for URLs without a host, which the import refuses before sealing.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        self.url = shown.into();
+    }
+
+    /// The URL to download from: the sealed whole one where there is one.
+    fn open_url(&self, sealer: &Sealer, org_id: i64, app_name: &str) -> Result<String, TaskFailure> {
+        let Some(sealed) = &self.sealed_url else { return Ok(self.url.clone()) };
+        let refused = || failure("the build URL cannot be opened", false);
+        let bytes = crate::auth::b64_decode_any(sealed).ok_or_else(refused)?;
+        sealer.open(&Self::url_context(org_id, app_name), &bytes).map_err(|_| refused())
     }
 
     fn open_headers(&self, sealer: &Sealer, org_id: i64, app_name: &str) -> Result<Vec<(String, String)>, TaskFailure> {
@@ -284,7 +323,7 @@ impl TaskHandler for Dltar {
             });
         };
         let headers = url.open_headers(&env.sealer, input.org_id, &input.app_name)?;
-        let source = Source { url: url.url.clone(), headers };
+        let source = Source { url: url.open_url(&env.sealer, input.org_id, &input.app_name)?, headers };
         let limits = Limits {
             max_bytes: env.max_build_bytes,
             expected_bytes: input.size,
@@ -833,6 +872,29 @@ fn evicted(input: &BuildInput) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_query_fragment_and_user_info_are_stored_sealed_and_opened_whole() {
+        let sealer = Sealer::new(&[7; 32]);
+        let given = "https://deploy:hunter2@builds.example.com/v1/native-build.tar?X-Amz-Signature=abc123#part";
+        let mut source = UrlSource::new(given.into(), Vec::new());
+        source.seal_secrets(&sealer, 1, "game");
+        let stored = serde_json::to_string(&source).unwrap();
+        assert!(!["hunter2", "deploy", "abc123", "part"].iter().any(|s| stored.contains(s)), "{stored}");
+        assert_eq!(source.url, "https://builds.example.com/v1/native-build.tar");
+        let back: UrlSource = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.open_url(&sealer, 1, "game").unwrap(), given);
+        assert!(back.open_url(&sealer, 1, "other").is_err(), "sealed for its app only");
+    }
+
+    #[test]
+    fn a_plain_url_is_stored_as_it_is() {
+        let sealer = Sealer::new(&[7; 32]);
+        let mut source = UrlSource::new("https://builds.example.com/native-build.tar".into(), Vec::new());
+        source.seal_secrets(&sealer, 1, "game");
+        assert_eq!(source.sealed_url, None);
+        assert_eq!(source.open_url(&sealer, 1, "game").unwrap(), "https://builds.example.com/native-build.tar");
+    }
 
     fn input(retained: &[i64], build_id: i64, max_builds: i64, commit: bool, live: i64) -> BuildInput {
         BuildInput {
