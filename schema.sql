@@ -36,7 +36,9 @@ CREATE TABLE tasks (
 );
 
 CREATE INDEX tasks_runnable ON tasks (status, run_after);
-CREATE INDEX tasks_by_org ON tasks (org_id, created);
+-- Creation order, and a creation window read in another order: the name, type, status and app
+-- name make the window's read a covering one (migration 013, src/store/tasks.rs window_sql).
+CREATE INDEX tasks_by_org ON tasks (org_id, created, name, type, status, app_name);
 -- A page of an organization's tasks in creation or name order walks one of these indexes.
 CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
 CREATE INDEX tasks_by_org_name ON tasks (org_id, name);
@@ -528,6 +530,6 @@ END;
 
 -- A page in creation order with a type or status filter walks its slice in that order, and one
 -- in app-name order the apps' tasks, instead of sorting every match (src/store/tasks.rs, SORT).
-CREATE INDEX tasks_by_org_type_created ON tasks (org_id, type, created);
-CREATE INDEX tasks_by_org_status_created ON tasks (org_id, status, created);
+CREATE INDEX tasks_by_org_type_created ON tasks (org_id, type, created, name, status, app_name);
+CREATE INDEX tasks_by_org_status_created ON tasks (org_id, status, created, name, type, app_name);
 CREATE INDEX tasks_by_org_app ON tasks (org_id, app_name, name);

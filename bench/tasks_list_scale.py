@@ -6,8 +6,9 @@
 # the total a full page adds, from the counters of migrations 006 and 012 (a `count(*)` for a
 # group, three tasks). A creation window in a non-time order is read one of two ways, chosen per
 # request from the counters (`choose` in src/store/tasks.rs): the walk of the order's index, or
-# the window read along its created index and sorted; "before" times the walk alone (what the
-# list ran before the choice), "after" the chosen plan plus the choice's own totals.
+# the window read along its created index (covering: index entries only, then the page's rows,
+# migration 013) and sorted; "before" times the walk alone (what the list ran before the choice),
+# "after" the chosen plan plus the choice's own totals.
 # Tasks arrive at a steady rate (one every 30 s, the box's rate does not grow with its history):
 # 1 000 tasks span 8 hours, 1 000 000 almost a year. Windows are the same share of the history
 # at both sizes (the middle half, the last quarter), so they match the same share of tasks;
@@ -206,7 +207,8 @@ for n in SIZES:
         def page_sql(index):
             # The walk (index None) as before the choice; a window read pinned to its index.
             if index is not None:
-                return f"SELECT {COLS} FROM tasks t INDEXED BY {index} {cond_of(app, kind, status, group, after, before, True)} ORDER BY {order} LIMIT 10 OFFSET 0"
+                # Covering: the page's ids from the window's index entries, then its rows (window_sql).
+                return f"SELECT {COLS} FROM tasks t WHERE t.id IN (SELECT t.id FROM tasks t INDEXED BY {index} {cond_of(app, kind, status, group, after, before, True)} ORDER BY {order} LIMIT 10 OFFSET 0) ORDER BY {order}"
             table = "tasks t INDEXED BY tasks_by_org_group" if group else "tasks t"
             return f"SELECT {COLS} FROM {table} {cond_of(app, kind, status, group, after, before, order.startswith('t.created'))} ORDER BY {order} LIMIT 10 OFFSET 0"
         index, chosen_total = choose(c, *args, order, 0)
