@@ -514,6 +514,14 @@ fn a_build_url_on_this_machine_is_refused_unless_the_setting_allows_loopback() {
     common::assert_param(&bad, 400, "invalid-param", "url");
 }
 
+/// Every task's input as the database holds it.
+fn stored_task_inputs(server: &Server) -> Vec<String> {
+    let db = rusqlite::Connection::open(server.database()).unwrap();
+    let mut select = db.prepare("SELECT input FROM tasks").unwrap();
+    let inputs = select.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    inputs
+}
+
 #[test]
 fn request_headers_for_the_build_server_reach_it_and_are_stored_only_sealed() {
     let server = server();
@@ -527,14 +535,7 @@ fn request_headers_for_the_build_server_reach_it_and_are_stored_only_sealed() {
     assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
     let heads = origin.heads.lock().unwrap().clone();
     assert!(heads.iter().any(|h| h.contains(&format!("authorization: {secret}")) || h.contains(&format!("Authorization: {secret}"))), "{heads:?}");
-    let db = rusqlite::Connection::open(server.database()).unwrap();
-    let inputs: Vec<String> = db
-        .prepare("SELECT input FROM tasks")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let inputs = stored_task_inputs(&server);
     assert!(!inputs.is_empty() && inputs.iter().all(|i| !i.contains("build-server-credential")), "{inputs:?}");
     assert!(inputs.iter().any(|i| i.contains("sealedHeaders")));
 }
@@ -550,14 +551,7 @@ fn a_credential_in_the_build_urls_query_reaches_the_build_server_and_is_stored_o
     assert_eq!(settled(&admin, "game")["iCurBuild"], 1);
     let heads = origin.heads.lock().unwrap().clone();
     assert!(heads.iter().any(|h| h.contains("?X-Amz-Signature=presigned-credential-4711 ")), "{heads:?}");
-    let db = rusqlite::Connection::open(server.database()).unwrap();
-    let inputs: Vec<String> = db
-        .prepare("SELECT input FROM tasks")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let inputs = stored_task_inputs(&server);
     assert!(!inputs.is_empty() && inputs.iter().all(|i| !i.contains("presigned-credential")), "{inputs:?}");
     assert!(inputs.iter().any(|i| i.contains("sealedUrl") && i.contains("/native-build.tar")), "{inputs:?}");
 }
