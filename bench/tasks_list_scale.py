@@ -15,47 +15,23 @@
 # "last hour/day/week" windows are the same length at both sizes (a far smaller share at 10^6).
 # Times are CPU time of this process (SQLite runs in it), less noisy than wall time on a shared box.
 # A measurement, not a test: python3 bench/tasks_list_scale.py [n ...] (default 1000 1000000)
-import datetime
 import os
-import re
 import sqlite3
 import sys
 import tempfile
 import time
+sys.dont_write_bytecode = True  # no __pycache__ left in the checkout
+from task_history import STEP, fill, queries, stamp
 schema = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'schema.sql')).read()
-EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-STEP = 30  # seconds between two tasks
-def stamp(seconds):
-    t = EPOCH + datetime.timedelta(seconds=seconds)
-    return t.strftime('%Y-%m-%dT%H:%M:%S.') + f"{t.microsecond // 1000:03d}Z"
-here = os.path.dirname(os.path.abspath(__file__))
-# The tasks' indexes and counting triggers, dropped for the bulk fill and made again after it with
-# the migrations' own backfills (as a migrated database gets them): the same database, filled
-# in minutes instead of an hour. What the triggers cost a write is measured separately below.
-BACKFILLS = [b for f in ('006_task_counts.sql', '012_task_window_counts.sql')
-             for b in re.findall(r"^INSERT INTO task_\w+ .*?;", open(os.path.join(here, '..', 'migrations', f)).read(), re.S | re.M)]
 def setup(n):
     path = os.path.join(tempfile.gettempdir(), f'rockit-tasks{n}.db')
     if os.path.exists(path): os.remove(path)
     c = sqlite3.connect(path)
     c.executescript(schema)
-    creates = c.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'tasks' AND type IN ('index', 'trigger') AND sql IS NOT NULL").fetchall()
-    for kind, name, _ in creates:
-        c.execute(f"DROP {kind.upper()} {name}")
     c.execute("INSERT INTO orgs (id, name, created, updated) VALUES (1, 'acme', 'x', 'x')")
     c.execute("INSERT INTO orgs (id, name, created, updated) VALUES (2, 'other', 'x', 'x')")
-    kinds = ['dltar', 'mkraw', 'deploy']
-    rows = ((f"{kinds[i%3]}-{(i * 0x9E3779B97F4A7C15) % 2**48:012x}", kinds[i%3], 'done', f"build-{i//3:x}", f"app{(i//6)%50}", 1 + (i % 2), stamp(i * STEP + 7)) for i in range(n))
-    t = time.process_time()
-    c.executemany("INSERT INTO tasks (name, type, status, grp, app_name, org_id, created, run_after) VALUES (?,?,?,?,?,?,?,?)", ((a,b,s,g,ap,o,cr,cr) for a,b,s,g,ap,o,cr in rows))
-    for b in BACKFILLS:
-        c.execute(b)
-    for _, _, sql in creates:
-        c.execute(sql)
-    c.commit()
-    fill = time.process_time() - t
     # No ANALYZE: the server never runs it, so its planner has no statistics either.
-    return c, fill
+    return c, fill(c, n, (1, 2))
 
 # The list's condition and its page, as src/store/tasks.rs builds them: only the given filters
 # as terms (an absent one is `?n IS NULL`); a creation window usable by an index only when the
@@ -152,56 +128,11 @@ def best_of(f, k=20):
         t = time.process_time(); f(); best = min(best, time.process_time() - t)
     return best * 1000
 
-def queries(n):
-    span = n * STEP
-    q1, q3 = stamp(span // 4 + 3), stamp(3 * span // 4 + 11)
-    last, last_day = stamp(3 * span // 4 + 11), stamp(span - 86400 + 13)
-    last_hour, last_week = stamp(span - 3600 + 13), stamp(span - 7 * 86400 + 13)
-    mid_day = (stamp(span // 2 + 17), stamp(span // 2 + 86400 + 17))
-    NAME, CREATED, OLDEST = "t.name ASC", "t.created ASC, t.name ASC", "t.created DESC, t.name ASC"
-    # label: (appName, type, status, group, createdAfter, createdBefore, order)
-    qs = {
-        'default (name)': (None, None, None, None, None, None, NAME),
-        'order[]=created': (None, None, None, None, None, None, CREATED),
-        'order[]=-created': (None, None, None, None, None, None, OLDEST),
-        'order[]=appName': (None, None, None, None, None, None, "t.app_name ASC, t.name ASC"),
-        'order[]=status': (None, None, None, None, None, None, "t.status ASC, t.name ASC"),
-        'type=mkraw': (None, 'mkraw', None, None, None, None, NAME),
-        'type=mkraw, order[]=created': (None, 'mkraw', None, None, None, None, CREATED),
-        'status=done': (None, None, 'done', None, None, None, NAME),
-        'status=done, order[]=-created': (None, None, 'done', None, None, None, OLDEST),
-        'group=…': (None, None, None, 'build-10', None, None, NAME),
-        'group=…, order[]=created': (None, None, None, 'build-10', None, None, CREATED),
-        'appName=app1 (11 of 50 apps)': ('app1', None, None, None, None, None, NAME),
-        'appName=APP1&type=mkraw': ('APP1', 'mkraw', None, None, None, None, NAME),
-        'appName=app1, order[]=-created': ('app1', None, None, None, None, None, OLDEST),
-        'createdAfter=last quarter': (None, None, None, None, last, None, NAME),
-        'createdAfter=last quarter, order[]=created': (None, None, None, None, last, None, CREATED),
-        'createdAfter=last day': (None, None, None, None, last_day, None, NAME),
-        'createdAfter=last day, order[]=created': (None, None, None, None, last_day, None, CREATED),
-        'createdAfter=last day, order[]=-name': (None, None, None, None, last_day, None, "t.name DESC"),
-        'createdAfter=last day, order[]=appName': (None, None, None, None, last_day, None, "t.app_name ASC, t.name ASC"),
-        'last day&type=mkraw': (None, 'mkraw', None, None, last_day, None, NAME),
-        'last day&status=done, order[]=type': (None, None, 'done', None, last_day, None, "t.type ASC, t.name ASC"),
-        'last day&type=deploy&status=done': (None, 'deploy', 'done', None, last_day, None, NAME),
-        'last day&appName=app1': ('app1', None, None, None, last_day, None, NAME),
-        'createdAfter=last hour': (None, None, None, None, last_hour, None, NAME),
-        'createdAfter=last week': (None, None, None, None, last_week, None, NAME),
-        'createdAfter…Before=a day in the middle': (None, None, None, None, *mid_day, NAME),
-        'createdAfter…Before=middle half': (None, None, None, None, q1, q3, NAME),
-        'middle half, order[]=-created': (None, None, None, None, q1, q3, OLDEST),
-        'middle half&type=deploy&status=done': (None, 'deploy', 'done', None, q1, q3, NAME),
-        'middle half&type=deploy, order[]=created': (None, 'deploy', None, None, q1, q3, CREATED),
-        'middle half&appName=app1': ('app1', None, None, None, q1, q3, NAME),
-        'createdBefore=middle&appName=app4': ('app4', None, None, None, None, stamp(span // 2 + 5), NAME),
-    }
-    return qs
-
 SIZES = tuple(int(a) for a in sys.argv[1:]) or (1000, 1000000)
 results = {}
 for n in SIZES:
-    c, fill = setup(n)
-    print(f"n = {n}: filled in {fill:.1f} s (bulk insert, then indexes and counters)", flush=True)
+    c, filled = setup(n)
+    print(f"n = {n}: filled in {filled:.1f} s (bulk insert, then indexes and counters)", flush=True)
     for label, (app, kind, status, group, after, before, order) in queries(n).items():
         args = (1, app, kind, status, group, after, before)
         def page_sql(index):
