@@ -39,14 +39,16 @@ CREATE INDEX tasks_runnable ON tasks (status, run_after);
 -- Creation order, and a creation window read in another order: the name, type, status and app
 -- name make the window's read a covering one (migration 013, src/store/tasks.rs window_sql).
 CREATE INDEX tasks_by_org ON tasks (org_id, created, name, type, status, app_name);
--- A page of an organization's tasks in creation or name order walks one of these indexes.
+-- A page of an organization's tasks in creation or name order walks one of these indexes. A walk
+-- checks a creation window (and a type or status walk the other of the two) on the index entry,
+-- reading a table row only for a match (migration 014).
 CREATE INDEX tasks_by_org_id ON tasks (org_id, id);
-CREATE INDEX tasks_by_org_name ON tasks (org_id, name);
+CREATE INDEX tasks_by_org_name ON tasks (org_id, name, created);
 -- Filtered pages: a group (three tasks) is found directly; a type or status page walks its own
 -- slice in name order instead of skipping past every other task of the organization.
 CREATE INDEX tasks_by_org_group ON tasks (org_id, grp);
-CREATE INDEX tasks_by_org_type ON tasks (org_id, type, name);
-CREATE INDEX tasks_by_org_status ON tasks (org_id, status, name);
+CREATE INDEX tasks_by_org_type ON tasks (org_id, type, name, created, status);
+CREATE INDEX tasks_by_org_status ON tasks (org_id, status, name, created, type);
 
 -- Exact task counts per organization, type and status (issue 9: a page of tasks at a million
 -- tasks within 2x of the same page at a thousand). `count(*)` over an organization's tasks grows
@@ -532,4 +534,4 @@ END;
 -- in app-name order the apps' tasks, instead of sorting every match (src/store/tasks.rs, SORT).
 CREATE INDEX tasks_by_org_type_created ON tasks (org_id, type, created, name, status, app_name);
 CREATE INDEX tasks_by_org_status_created ON tasks (org_id, status, created, name, type, app_name);
-CREATE INDEX tasks_by_org_app ON tasks (org_id, app_name, name);
+CREATE INDEX tasks_by_org_app ON tasks (org_id, app_name, name, created);

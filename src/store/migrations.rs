@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("011_export", include_str!("../../migrations/011_export.sql")),
     ("012_task_window_counts", include_str!("../../migrations/012_task_window_counts.sql")),
     ("013_task_window_cover", include_str!("../../migrations/013_task_window_cover.sql")),
+    ("014_task_walk_cover", include_str!("../../migrations/014_task_walk_cover.sql")),
 ];
 
 /// The schema version this binary writes.

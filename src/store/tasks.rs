@@ -251,16 +251,17 @@ enum Plan {
     Window(&'static str),
 }
 
-/// What a walk's visit costs against a row of a window read: a walk seeks the table row of every
-/// index entry it visits, anywhere in the history, while a window's rows lie together (ids follow
-/// creation). bench/tasks_list_scale.py measured 0.7–2.7 µs a visit against about 0.6 µs a
-/// window row at 10^6 tasks; near the crossover the two plans cost about the same anyway.
-const WALK_VISIT_COST: i128 = 2;
+/// What an entry of a window read costs against a walk's visit: both check the entry on the index
+/// alone (the walk indexes hold the creation time, migration 014; the window indexes every
+/// filtered column, 013), but each window match also goes through the sort. On the history of
+/// bench/tasks_list_scale.py at 10^6 tasks a visit took 0.03–0.12 µs and a window entry 0.14–0.22
+/// µs; near the crossover the two plans cost about the same anyway.
+const WINDOW_ENTRY_COST: i128 = 2;
 
 /// The plan of a page, and the page's total when choosing it needed the total. A creation window
 /// in an order other than creation time can hold far fewer tasks than a walk of the order's
-/// index visits to fill a page (the last day of a year's history in name order: 2.4 ms at 10^6
-/// tasks), or far more (the last quarter: the walk finds a page within a few dozen rows). The
+/// index visits to fill a page (the last day of a year's history in name order: 1 440 entries
+/// against 3 500 visits at 10^6 tasks), or far more (the last quarter: the walk finds a page within a few dozen rows). The
 /// counters tell both sizes exactly before the page runs (`task_totals`, a bounded number of rows
 /// whatever the history), so the cheaper plan is taken per request. A walk is estimated to visit
 /// (offset + limit) × walked ÷ matches rows (matches spread along the order: names are random),
@@ -283,7 +284,7 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         0 => i128::from(walked),
         m => (wanted * i128::from(walked) / i128::from(m)).min(i128::from(walked)),
     };
-    let cheaper = |in_range: i64| i128::from(in_range) < WALK_VISIT_COST * visits;
+    let cheaper = |in_range: i64| WINDOW_ENTRY_COST * i128::from(in_range) < visits;
     // The window's range holds its matches at least: when they alone outweigh the walk, walk.
     if !cheaper(matches) {
         return Ok((Plan::Walk, Some(matches)));
@@ -649,14 +650,69 @@ mod tests {
     }
 
     /// The walk visits (offset + limit) ÷ (the window's share) tasks: a deep page of a wide window
-    /// visits more than the window holds.
+    /// visits more than the window holds (300 of 2 000 tasks: about 130 visits for the first page,
+    /// 1 700 for the 26th).
     #[test]
     fn a_deep_page_of_a_wide_creation_window_reads_the_window_instead_of_walking_past_it() {
         let conn = history();
-        let f = last(1_000, false);
+        let f = last(300, false);
         assert_eq!(chosen_plan(&conn, &f, &page_of("name", 10)).0, Plan::Walk);
-        let (plan, details) = chosen_plan(&conn, &f, &page_of("name", 900));
+        let (plan, details) = chosen_plan(&conn, &f, &page_of("name", 250));
         assert_eq!(plan, Plan::Window("tasks_by_org"), "{details}");
+    }
+
+    /// A walk with a creation window (and a type or status filter) decides on each index entry
+    /// whether it matches, and reads the table row of a match only: in the statement's bytecode
+    /// every comparison of the filter comes before the first read of the table (migration 014;
+    /// before it, the walk read every visited entry's row for its creation time).
+    #[test]
+    fn a_walk_checks_its_window_on_the_index_entry_and_reads_only_the_rows_of_matches() {
+        let conn = history();
+        let root = |name: &str| -> i64 {
+            conn.query_row("SELECT rootpage FROM sqlite_master WHERE name = ?1", [name], |r| r.get(0)).unwrap()
+        };
+        let with = |kind: Option<&str>, status: Option<&str>, f: TaskFilter| TaskFilter {
+            kind: kind.map(str::to_owned),
+            status: status.map(str::to_owned),
+            ..f
+        };
+        let cases = [
+            (last(1_000, false), "name", "tasks_by_org_name"),
+            (last(1_000, true), "-name", "tasks_by_org_name"),
+            (last(1_000, false), "appName", "tasks_by_org_app"),
+            (with(Some("deploy"), None, last(1_000, false)), "name", "tasks_by_org_type"),
+            (with(None, Some("done"), last(1_000, true)), "name", "tasks_by_org_status"),
+            (with(None, Some("done"), last(1_000, false)), "type", "tasks_by_org_type"),
+            (with(Some("mkraw"), None, last(1_000, false)), "status", "tasks_by_org_status"),
+        ];
+        for (f, order, index) in cases {
+            let page = page_of(order, 0);
+            let (from, cond) = statement(&f, &page);
+            let sql = format!("EXPLAIN SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT 10", page.order_by);
+            let args = rusqlite::params![1, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
+            let program: Vec<(String, i64, i64)> = conn
+                .prepare(&sql)
+                .unwrap()
+                .query_map(args, |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let cursor_of = |rootpage: i64| {
+                program.iter().find(|(op, _, p2)| op == "OpenRead" && *p2 == rootpage).map(|(_, p1, _)| *p1)
+            };
+            let (table, walked) = (cursor_of(root("tasks")).unwrap(), cursor_of(root(index)));
+            assert!(walked.is_some(), "{f:?} order {order} does not walk {index}: {program:?}");
+            let first_row_read =
+                program.iter().position(|(op, p1, _)| op == "Column" && *p1 == table).expect("the page's columns");
+            let comparisons: Vec<usize> = (0..program.len())
+                .filter(|&i| ["Lt", "Le", "Gt", "Ge", "Eq", "Ne"].contains(&program[i].0.as_str()))
+                .collect();
+            assert!(!comparisons.is_empty(), "{f:?} order {order}: {program:?}");
+            assert!(
+                comparisons.iter().all(|&i| i < first_row_read),
+                "{f:?} order {order}: the table is read before the filter decides: {program:?}"
+            );
+        }
     }
 
     /// Only the plan differs: every request answers the same rows in the same order and the same
