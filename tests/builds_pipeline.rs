@@ -8,7 +8,6 @@ mod engine_support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, Session};
@@ -22,53 +21,6 @@ const CHAIN: Duration = Duration::from_secs(180);
 
 fn server() -> Server {
     Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true")])
-}
-
-/// A build server on loopback: every GET answers the current `body` whole (no ranges), or 404
-/// while the body is empty.
-struct BuildOrigin {
-    url: String,
-    body: Arc<Mutex<Vec<u8>>>,
-    /// Each request's head, as received.
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl BuildOrigin {
-    fn start(body: Vec<u8>) -> BuildOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/native-build.tar", listener.local_addr().unwrap());
-        let body = Arc::new(Mutex::new(body));
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let (served, seen) = (body.clone(), heads.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                seen.lock().unwrap().push(head);
-                let body = served.lock().unwrap().clone();
-                if body.is_empty() {
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    continue;
-                }
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
-            }
-        });
-        BuildOrigin { url, body, heads }
-    }
-
-    fn serve(&self, body: Vec<u8>) {
-        *self.body.lock().unwrap() = body;
-    }
 }
 
 fn create_app(admin: &Session, name: &str, extra: Value) {
@@ -174,12 +126,15 @@ fn a_build_server_error_fails_the_download_with_its_http_status_and_frees_the_ap
     assert_eq!(failed["exception"]["httpStatus"], 404, "{failed}");
     let app = settled(&admin, "game");
     assert_eq!(app["iCurBuild"], 0);
+    // The app says why its import failed, as the failed task does.
+    assert_eq!((&app["status"], &app["error"]), (&json!("error"), &failed["exception"]["message"]), "{app}");
     // The app is free for the next import, which does not reuse the failed import's number
-    // (files of that attempt may still be on disk).
+    // (files of that attempt may still be on disk); its commit clears the error.
     let v1 = tar_of(&game_v1());
     origin.serve(v1.clone());
     import(&admin, "game", &origin.url, v1.len());
-    assert_eq!(settled(&admin, "game")["iCurBuild"], 2);
+    let app = settled(&admin, "game");
+    assert_eq!((&app["iCurBuild"], &app["status"], &app["error"]), (&json!(2), &json!("ok"), &Value::Null), "{app}");
 }
 
 fn tasks_of_group(admin: &Session, group: &str) -> Vec<Value> {
@@ -229,6 +184,7 @@ fn a_file_that_is_not_a_tar_fails_mkraw_with_the_compat_file_read_failed_fields(
     assert!(fields["typeExpected"].is_string() && fields["typeDetected"].is_string(), "{mkraw}");
     assert_eq!(mkraw["attempts"], 1, "a refused build is not retried");
     assert!(chain.iter().all(|t| t["type"] != "deploy"));
+    assert_eq!((&app["status"], &app["error"]), (&json!("error"), &mkraw["exception"]["message"]), "{app}");
 }
 
 #[test]
@@ -366,7 +322,13 @@ fn expiring_a_waiting_upload_frees_the_app_and_kills_its_url() {
     let expired = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": name, "expire": true})));
     assert_eq!(expired.assert_ok()["task"]["status"], "expired");
     put(&url, &[0; 100]).assert_error(404, "not-found");
-    assert_eq!(admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"]["processing"], false);
+    let app = admin.call("GET", "/be/v1/apps/game", None).assert_ok()["app"].clone();
+    // A cancelled import is no failure: the app's status stays as it was.
+    assert_eq!(
+        (&app["processing"], &app["status"], &app["error"]),
+        (&json!(false), &json!("ok"), &Value::Null),
+        "{app}"
+    );
     // Only a waiting upload expires.
     let again = admin.call("PATCH", "/be/v1/tasks", Some(json!({"name": name, "expire": true})));
     again.assert_error(409, "conflict");

@@ -66,8 +66,8 @@ pub fn set_exporting(conn: &Connection, app_id: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// The import ended without a new build: the app is free again; `error` (a failed deploy) sets
-/// the app's `status:"error"`.
+/// The import ended without a new build: the app is free again; `error` (a failed task of the
+/// chain) sets the app's `status:"error"` and `error`, which the next committed build clears.
 pub fn release_failed(conn: &Connection, app_id: i64, error: Option<&str>) -> StoreResult<()> {
     match error {
         Some(message) => conn.execute(

@@ -357,12 +357,21 @@ impl TaskHandler for Dltar {
     fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
         if exception.get("uploadExpired").is_some() {
             build_rows::mark_expired(conn, task.id)?;
+            return release(conn, task, None);
         }
-        release(conn, task, None)
+        release(conn, task, Some(chain_error(exception, "downloading the build failed")))
     }
 }
 
-/// Frees the app after the chain failed for good.
+/// What the app's `error` says after its import failed for good: the failed task's message
+/// (already free of state paths and build URLs), so a pipeline polling the app sees why.
+fn chain_error<'a>(exception: &'a Value, fallback: &'a str) -> &'a str {
+    exception.get("message").and_then(Value::as_str).unwrap_or(fallback)
+}
+
+/// Frees the app after the chain failed for good; with an `error`, the app shows
+/// `status:"error"` and the message until the next build is committed. An import that was only cancelled
+/// or left to expire leaves the app's status as it was.
 fn release(conn: &Connection, task: &Task, error: Option<&str>) -> StoreResult<()> {
     match input_of(task) {
         Ok(input) => build_rows::release_failed(conn, input.app_id, error),
@@ -666,8 +675,9 @@ impl TaskHandler for Mkraw {
     fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
         if exception.get("expired").is_some() {
             build_rows::mark_expired(conn, task.id)?;
+            return release(conn, task, None);
         }
-        release(conn, task, None)
+        release(conn, task, Some(chain_error(exception, "building the image and patches failed")))
     }
 }
 
@@ -809,7 +819,7 @@ impl TaskHandler for Deploy {
     }
 
     fn on_failed(&self, conn: &Connection, task: &Task, exception: &Value) -> StoreResult<()> {
-        let message = exception.get("message").and_then(Value::as_str).unwrap_or("deploy failed");
+        let message = chain_error(exception, "deploy failed");
         if let (Ok(input), Some(name)) = (input_of(task), exception.get("deployment").and_then(Value::as_str)) {
             build_rows::set_deployment_status(conn, input.org_id, name, Some(message))?;
         }

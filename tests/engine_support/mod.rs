@@ -248,3 +248,52 @@ pub fn leftovers(root: &Path) -> Vec<String> {
     }
     found
 }
+
+/// A build server on loopback: every GET answers the current `body` whole (no ranges), or 404
+/// while the body is empty.
+pub struct BuildOrigin {
+    pub url: String,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Each request's head, as received.
+    pub heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BuildOrigin {
+    pub fn start(body: Vec<u8>) -> BuildOrigin {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/native-build.tar", listener.local_addr().unwrap());
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body));
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (served, seen) = (body.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                seen.lock().unwrap().push(head);
+                let body = served.lock().unwrap().clone();
+                if body.is_empty() {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+            }
+        });
+        BuildOrigin { url, body, heads }
+    }
+
+    /// What every later request gets (empty: 404).
+    pub fn serve(&self, body: Vec<u8>) {
+        *self.body.lock().unwrap() = body;
+    }
+}
