@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use common::{send, Server, PASSWORD};
-use engine_support::{game_v1, game_v2, tar_of};
+use engine_support::{game_v1, game_v2, tar_of, BuildOrigin};
 use serde_json::{json, Value};
 use webdriver::{browser_or_skip, Browser, ENTER, TAB};
 
@@ -433,7 +433,7 @@ fn a_tar_uploaded_from_the_browser_is_imported_and_a_second_one_lists_the_build_
 }
 
 #[test]
-fn a_failed_import_shows_its_exception_in_words_and_is_retried_from_the_page() {
+fn a_refused_build_shows_why_in_words_and_asks_for_a_corrected_build_instead_of_a_retry() {
     let Some(browser) = browser_or_skip("console_browser::failed_import") else { return };
     let server = Server::start();
     let admin = app_page_with_a_deployment(&browser, &server);
@@ -442,21 +442,54 @@ fn a_failed_import_shows_its_exception_in_words_and_is_retried_from_the_page() {
     upload_in_browser(&browser, &junk);
     let rows = chain_when(&browser, |rows| rows.iter().any(|(_, status)| status == "failed"));
     assert_eq!(rows, [("dltar".to_string(), "done".to_string()), ("mkraw".to_string(), "failed".to_string())]);
-    // The compat fileReadFailed fields, as a sentence.
+    // The compat fileReadFailed fields, as a sentence, and what to do instead of retrying.
     browser.wait_for_text("Could not read native-build.tar: expected");
-    let group = admin.call("GET", "/be/v1/tasks?type=mkraw", None).assert_ok()["tasks"][0].clone();
-    let mkraw = group["name"].as_str().unwrap().to_string();
-    assert_eq!(group["attempts"], 1);
+    browser.wait_for_text("A retry would read the same file: import a corrected build.");
+    let mkraw = admin.call("GET", "/be/v1/tasks?type=mkraw", None).assert_ok()["tasks"][0].clone();
+    assert_eq!(mkraw["attempts"], 1);
+    // The app itself says its import failed, above its details.
+    let app = admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"].clone();
+    assert_eq!(app["status"], "error", "{app}");
+    browser.wait_for_text(&format!("Error: {}", app["error"].as_str().unwrap()));
+    browser.find_with_text("h1 .badge", "error");
+    let retries: Vec<_> = browser.find_all("button").into_iter().filter(|b| browser.text(b) == "Retry").collect();
+    assert!(retries.is_empty(), "a refused build offers no retry");
+    browser.script("window.scrollTo(0, 0)", json!([]));
+    browser.screenshots("app-error");
     browser.script("document.querySelector('.chain').scrollIntoView()", json!([]));
     browser.screenshots("app-import-failed");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}
 
+#[test]
+fn a_failed_download_is_retried_from_the_tasks_page_and_the_build_goes_live() {
+    let Some(browser) = browser_or_skip("console_browser::retried_download") else { return };
+    let server = Server::start_with(&[("ROCKIT_EDGE_OUTBOUND_ALLOW_LOOPBACK", "true")]);
+    let admin = app_page_with_a_deployment(&browser, &server);
+    // The build server does not have the file yet: 404, which is not retried on its own.
+    let origin = BuildOrigin::start(Vec::new());
+    let v1 = tar_of(&game_v1());
+    let body = json!({"appName": "space_game", "url": origin.url, "size": v1.len()});
+    let dltar =
+        admin.call("POST", "/be/v1/builds", Some(body)).assert_ok()["task"]["name"].as_str().unwrap().to_string();
+    common::eventually(CHAIN, || {
+        (admin.call("GET", &format!("/be/v1/tasks/{dltar}"), None).assert_ok()["task"]["status"] == "failed")
+            .then_some(())
+    });
+    let tasks = browser.find_with_text(".topbar nav a", "Tasks");
+    browser.click(&tasks);
+    browser.find_with_text("h1", "Tasks");
+    browser.wait_for_text("The build server answered HTTP 404.");
+
+    origin.serve(v1);
     browser.press("Retry");
-    // The build is still no tar: the retried attempt fails again, and the page says it is the second.
     browser.wait_for_text("Attempt 2");
-    chain_when(&browser, |rows| rows.iter().any(|(_, status)| status == "failed"));
-    let task = admin.call("GET", &format!("/be/v1/tasks/{mkraw}"), None).assert_ok()["task"].clone();
-    assert_eq!(task["attempts"], 2, "{task}");
-    assert_eq!(task["status"], "failed");
+    let app = common::eventually(CHAIN, || {
+        let app = admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"].clone();
+        (app["iCurBuild"] == 1).then_some(app)
+    });
+    assert_eq!((&app["status"], &app["error"]), (&json!("ok"), &Value::Null), "{app}");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
 }
 
 #[test]

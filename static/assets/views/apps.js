@@ -59,6 +59,7 @@ function createForm() {
 export async function page(view, { name }) {
   const { app } = await api.call('GET', `/be/v1/apps/${seg(name)}`);
   // The parts an import changes, refreshed in place when its chain ends (the chain stays shown).
+  const statusBadge = h('span', {});
   const summary = h('div', {});
   const builds = h('section', {});
   // Go live / roll back: the commit task's progress, and whether one runs (buttons disabled).
@@ -67,6 +68,7 @@ export async function page(view, { name }) {
   let committing = false;
   const showApp = (current) => {
     shown = current;
+    fill(statusBadge, badge(current.status));
     fill(summary, current.error ? notice(`Error: ${current.error}`, 'error') : null, appDetails(current));
     fill(builds, h('h2', { text: 'Builds' }), buildsTable(current, { committing, commit: commitTo }), commitStatus,
       h('h2', { text: 'Patches' }), patchesChart(current));
@@ -106,13 +108,13 @@ export async function page(view, { name }) {
   const imports = can('apps', UPDATE)
     ? importSection(app, {
       group: await runningGroup(app).catch(() => null),
-      finished: async () => showApp((await api.call('GET', `/be/v1/apps/${seg(app.name)}`)).app),
+      finished: reloadApp,
     })
     : null;
   fill(view,
     h('div', { class: 'page-head' },
       h('p', { class: 'crumbs' }, link('apps', 'Apps'), ' / ', h('span', { text: app.name })),
-      h('h1', {}, h('span', { text: app.label }), ' ', badge(app.status))),
+      h('h1', {}, h('span', { text: app.label }), ' ', statusBadge)),
     summary,
     builds,
     imports,

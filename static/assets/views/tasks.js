@@ -38,6 +38,7 @@ export function exceptionText(exception) {
   if (exception.exitCode !== undefined) lines.push(`Exit code ${exception.exitCode}.`);
   if (failed) {
     lines.push(`Could not read ${failed.filename || 'the file'}: expected ${failed.typeExpected || 'another type'}, found ${failed.typeDetected || 'an unknown type'}.`);
+    lines.push('A retry would read the same file: import a corrected build.');
   }
   if (lines.length === 0) lines.push(JSON.stringify(exception));
   return h('div', { class: 'exception', role: 'note' }, lines.map((line) => h('p', { text: line })));
@@ -57,7 +58,8 @@ export function warningsList(task) {
 }
 
 /**
- * The buttons the user's roles allow on this task: retry (failed; tasks X), acknowledge
+ * The buttons the user's roles allow on this task: retry (failed, unless the build was refused
+ * for its content; tasks X), acknowledge
  * warnings (tasks U), cancel an upload still awaited (tasks U). `changed()` runs after each.
  */
 export function taskActions(task, changed) {
@@ -80,7 +82,8 @@ export function taskActions(task, changed) {
     },
   });
   const buttons = [];
-  if (task.status === 'failed' && can('tasks', EXECUTE)) {
+  // A build refused for its content (fileReadFailed) fails the same way however often it runs.
+  if (task.status === 'failed' && !task.exception?.fileReadFailed && can('tasks', EXECUTE)) {
     buttons.push(act('Retry', () => api.call('POST', '/be/v1/trigger', { action: 'retryTask', taskName: task.name })));
   }
   if (task.warnings?.length && can('tasks', UPDATE)) {
