@@ -146,7 +146,7 @@ try:
         for s in servers:
             cpus[s] = (s.cpu_ns() - start[s]) / args.requests / 1e6
         wall = {s: statistics.median(walls[s]) * 1000 for s in servers}
-        wall_ratio, cpu_ratio = wall[large] / wall[small], cpus[large] / cpus[small]
+        wall_ratio, cpu_ratio = wall[large] / wall[small], cpus[large] / max(cpus[small], 1e-9)
         worst[label] = (wall_ratio, cpu_ratio)
         print(f'| {label} | {totals[small]:,} / {totals[large]:,} | {wall[small]:.3f} ms | {wall[large]:.3f} ms | {wall_ratio:.2f}x | '
               f'{cpus[small]:.3f} ms | {cpus[large]:.3f} ms | {cpu_ratio:.2f}x | {"yes" if max(wall_ratio, cpu_ratio) <= 2 else "no"} |', flush=True)

@@ -480,6 +480,9 @@ fn a_failed_download_is_retried_from_the_tasks_page_and_the_build_goes_live() {
     browser.click(&tasks);
     browser.find_with_text("h1", "Tasks");
     browser.wait_for_text("The build server answered HTTP 404.");
+    let failed = admin.call("GET", &format!("/be/v1/tasks/{dltar}"), None).assert_ok()["task"].clone();
+    let app = admin.call("GET", "/be/v1/apps/space_game", None).assert_ok()["app"].clone();
+    assert_eq!((&app["status"], &app["error"]), (&json!("error"), &failed["exception"]["message"]), "{app}");
 
     origin.serve(v1);
     browser.press("Retry");

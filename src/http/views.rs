@@ -221,9 +221,9 @@ pub struct AppView<'a> {
     processing: bool,
     exporting: bool,
     size_bytes: i64,
-    /// `ok`, or `error` once an import of the app failed for good (a task of its chain failed and
-    /// was not retried); the next committed build makes it `ok` again. A cancelled or expired
-    /// import leaves it as it was.
+    /// `ok`, or `error` once an import of the app failed for good (a task of its chain failed
+    /// after its automatic attempts); it stays `error`, through a retry too, until a build is
+    /// committed. A cancelled or expired import leaves it as it was.
     status: &'a str,
     /// Why the app's last import failed: the failed task's `exception.message`.
     error: Option<&'a str>,
