@@ -559,6 +559,16 @@ mod tests {
         }
     }
 
+    /// `f` narrowed to a type, a status and an app name part.
+    fn with(f: TaskFilter, kind: Option<&str>, status: Option<&str>, app: Option<&str>) -> TaskFilter {
+        TaskFilter {
+            kind: kind.map(str::to_owned),
+            status: status.map(str::to_owned),
+            app_name: app.map(str::to_owned),
+            ..f
+        }
+    }
+
     /// The plan SQLite makes for the statement `list` runs for this request, and which plan was chosen.
     fn chosen_plan(conn: &Connection, f: &TaskFilter, page: &super::super::Page) -> (Plan, String) {
         let (plan, _) = choose(conn, 1, f, page).unwrap();
@@ -584,12 +594,6 @@ mod tests {
     #[test]
     fn a_narrow_creation_window_in_a_non_time_order_reads_the_window_by_its_creation_index() {
         let conn = history();
-        let with = |f: TaskFilter, kind: Option<&str>, status: Option<&str>, app: Option<&str>| TaskFilter {
-            kind: kind.map(str::to_owned),
-            status: status.map(str::to_owned),
-            app_name: app.map(str::to_owned),
-            ..f
-        };
         let cases = [
             (last(20, false), "name", "tasks_by_org (org_id=? AND created>?)"),
             (last(20, true), "-name", "tasks_by_org (org_id=? AND created>? AND created<?)"),
@@ -673,19 +677,14 @@ mod tests {
         let root = |name: &str| -> i64 {
             conn.query_row("SELECT rootpage FROM sqlite_master WHERE name = ?1", [name], |r| r.get(0)).unwrap()
         };
-        let with = |kind: Option<&str>, status: Option<&str>, f: TaskFilter| TaskFilter {
-            kind: kind.map(str::to_owned),
-            status: status.map(str::to_owned),
-            ..f
-        };
         let cases = [
             (last(1_000, false), "name", "tasks_by_org_name"),
             (last(1_000, true), "-name", "tasks_by_org_name"),
             (last(1_000, false), "appName", "tasks_by_org_app"),
-            (with(Some("deploy"), None, last(1_000, false)), "name", "tasks_by_org_type"),
-            (with(None, Some("done"), last(1_000, true)), "name", "tasks_by_org_status"),
-            (with(None, Some("done"), last(1_000, false)), "type", "tasks_by_org_type"),
-            (with(Some("mkraw"), None, last(1_000, false)), "status", "tasks_by_org_status"),
+            (with(last(1_000, false), Some("deploy"), None, None), "name", "tasks_by_org_type"),
+            (with(last(1_000, true), None, Some("done"), None), "name", "tasks_by_org_status"),
+            (with(last(1_000, false), None, Some("done"), None), "type", "tasks_by_org_type"),
+            (with(last(1_000, false), Some("mkraw"), None, None), "status", "tasks_by_org_status"),
         ];
         for (f, order, index) in cases {
             let page = page_of(order, 0);
