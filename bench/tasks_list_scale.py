@@ -105,7 +105,6 @@ def total(c, org, app, kind, status, group, after, before):
 
 # The plan choice, as src/store/tasks.rs `choose` makes it: None (walk the order's index) or the
 # created index to read the window by, and the total when choosing needed it.
-WINDOW_ENTRY_COST = 2
 def window_index(kind, status):
     return 'tasks_by_org_type_created' if kind is not None else 'tasks_by_org_status_created' if status is not None else 'tasks_by_org'
 def choose(c, org, app, kind, status, group, after, before, order, offset, limit=10):
@@ -114,13 +113,13 @@ def choose(c, org, app, kind, status, group, after, before, order, offset, limit
     matches = total(c, org, app, kind, status, None, after, before)[0]
     walked = total(c, org, None, kind, status, None, None, None)[0]
     visits = walked if matches == 0 else min((offset + limit) * walked // matches, walked)
-    if WINDOW_ENTRY_COST * matches >= visits:
+    if matches >= visits:
         return None, matches
     if app is None and (kind is None or status is None):
         in_range = matches
     else:
         in_range = total(c, org, None, kind, None if kind is not None else status, None, after, before)[0]
-    return (window_index(kind, status) if WINDOW_ENTRY_COST * in_range < visits else None), matches
+    return (window_index(kind, status) if in_range < visits else None), matches
 
 def best_of(f, k=20):
     best = 1e9

@@ -253,13 +253,6 @@ enum Plan {
     Window(&'static str),
 }
 
-/// What an entry of a window read costs against a walk's visit: both check the entry on the index
-/// alone (the walk indexes hold the creation time, migration 014; the window indexes every
-/// filtered column, 013), but each window match also goes through the sort. On the history of
-/// bench/tasks_list_scale.py at 10^6 tasks a visit took 0.03–0.12 µs and a window entry 0.14–0.22
-/// µs; near the crossover the two plans cost about the same anyway.
-const WINDOW_ENTRY_COST: i128 = 2;
-
 /// The plan of a page, and the page's total when choosing it needed the total. A creation window
 /// in an order other than creation time can hold far fewer tasks than a walk of the order's
 /// index visits to fill a page (the last day of a year's history in name order: 1 440 entries
@@ -286,7 +279,12 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         0 => i128::from(walked),
         m => (wanted * i128::from(walked) / i128::from(m)).min(i128::from(walked)),
     };
-    let cheaper = |in_range: i64| WINDOW_ENTRY_COST * i128::from(in_range) < visits;
+    // A window entry and a walk's visit cost about the same: both are checked on the index entry
+    // alone (the window indexes hold every filtered column, migration 013; the walk indexes the
+    // creation time, 014, so a row is read only inside the window), and the window's sort keeps
+    // only a page. On the history of bench/tasks_list_scale.py at 10^6 tasks either took
+    // 0.09–0.14 µs; near the crossover the two plans cost about the same anyway.
+    let cheaper = |in_range: i64| i128::from(in_range) < visits;
     // The window's range holds its matches at least: when they alone outweigh the walk, walk.
     if !cheaper(matches) {
         return Ok((Plan::Walk, Some(matches)));
