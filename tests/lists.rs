@@ -436,19 +436,20 @@ fn check_list_convention(fx: &Fixture, endpoint: &Endpoint) {
     let tie = endpoint.tie;
     let values: BTreeSet<&str> = all.iter().map(|item| key(&item[tie])).collect();
     assert!(values.len() < count, "{path}: the items share values of `{tie}`, so ties are tested");
-    // `all` is ordered by name, so a stable sort by the tie field breaks ties by name.
+    // `all` is ordered by name, so a stable sort by the tie field breaks ties by name. Ties go
+    // in the direction of the last field given: a descending order is the ascending one
+    // reversed, unless the name is asked for ascending.
     let mut ascending = all.clone();
     ascending.sort_by(|a, b| key(&a[tie]).cmp(key(&b[tie])));
-    let mut descending = all.clone();
-    descending.sort_by(|a, b| key(&b[tie]).cmp(key(&a[tie])));
-    let mut both_descending = all.clone();
-    both_descending.reverse();
-    both_descending.sort_by(|a, b| key(&b[tie]).cmp(key(&a[tie])));
+    let mut names_ascending = all.clone();
+    names_ascending.sort_by(|a, b| key(&b[tie]).cmp(key(&a[tie])));
+    let both_descending: Vec<Value> = ascending.iter().rev().cloned().collect();
     for (query, expected) in [
         (format!("order[]={tie}"), &ascending),
-        (format!("order[]=-{tie}"), &descending),
-        (format!("order[]=[-{tie}]"), &descending),
+        (format!("order[]=-{tie}"), &both_descending),
+        (format!("order[]=[-{tie}]"), &both_descending),
         (format!("order[]=-{tie}&order[]=-{name}"), &both_descending),
+        (format!("order[]=-{tie}&order[]={name}"), &names_ascending),
     ] {
         let expected = names(endpoint, expected);
         let first = list_all(fx, endpoint, &query);

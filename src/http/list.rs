@@ -236,6 +236,14 @@ mod tests {
     }
 
     #[test]
+    fn ties_are_broken_by_name_in_the_direction_of_the_last_field() {
+        let q = ListQuery::parse("order[]=-created", &SPEC).unwrap();
+        assert_eq!(q.page.order_by, "t.created DESC, t.name DESC");
+        let q = ListQuery::parse("order[]=created", &SPEC).unwrap();
+        assert_eq!(q.page.order_by, "t.created ASC, t.name ASC");
+    }
+
+    #[test]
     fn bad_parameters_are_named() {
         for (query, param) in [
             ("limit=0", "limit"),

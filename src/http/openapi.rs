@@ -48,7 +48,7 @@ fn list_parameters(list: &ListSpec) -> Vec<Value> {
         query_parameter(
             "order[]",
             json!({"type": "array", "items": {"type": "string", "enum": sortable}}),
-            "sort fields, `-` for descending; ties by name",
+            "sort fields, `-` for descending; ties by name, in the direction of the last field",
         ),
         query_parameter(
             "fields[]",

@@ -311,24 +311,30 @@ pub struct Page {
     pub offset: i64,
     pub limit: i64,
     pub order_by: String,
+    /// The columns of `order_by` in order, each with whether it is descending.
+    pub keys: Vec<(&'static str, bool)>,
 }
 
 impl Page {
     /// A page sorted by `order` (API field, descending?), then by the list's name for stable
-    /// order. An unknown field is answered as `Err(field)`.
+    /// order, in the direction of the last field: `-status` is the exact reverse of `status`.
+    /// An index in `(status, name)` order then serves both; with the names ascending under a
+    /// descending status, SQLite sorted each status's tasks whole (`order[]=-status` at 10^6
+    /// tasks: 380 ms against 0.2 ms for `status`). An unknown field is answered as `Err(field)`.
     pub fn new<'f>(offset: i64, limit: i64, sort: SortColumns, order: &[(&'f str, bool)]) -> Result<Page, &'f str> {
         let column = |field: &'f str| sort.iter().find(|(name, _)| *name == field).map(|(_, c)| *c).ok_or(field);
-        let mut clauses = Vec::with_capacity(order.len() + 1);
-        let mut by_name = false;
+        let direction = |descending: bool| if descending { "DESC" } else { "ASC" };
+        let mut keys = Vec::with_capacity(order.len() + 1);
         for (field, descending) in order {
-            let column = column(field)?;
-            by_name |= column == sort[0].1;
-            clauses.push(format!("{column} {}", if *descending { "DESC" } else { "ASC" }));
+            keys.push((column(field)?, *descending));
         }
-        if !by_name {
-            clauses.push(format!("{} ASC", sort[0].1));
+        if !keys.iter().any(|(column, _)| *column == sort[0].1) {
+            let last_descending = order.last().is_some_and(|(_, descending)| *descending);
+            keys.push((sort[0].1, last_descending));
         }
-        Ok(Page { offset, limit, order_by: clauses.join(", ") })
+        let clauses: Vec<String> =
+            keys.iter().map(|(column, descending)| format!("{column} {}", direction(*descending))).collect();
+        Ok(Page { offset, limit, order_by: clauses.join(", "), keys })
     }
 
     /// Whether `field` can be sorted on in a list with these columns.
