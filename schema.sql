@@ -535,3 +535,4 @@ END;
 CREATE INDEX tasks_by_org_type_created ON tasks (org_id, type, created, name, status, app_name);
 CREATE INDEX tasks_by_org_status_created ON tasks (org_id, status, created, name, type, app_name);
 CREATE INDEX tasks_by_org_app ON tasks (org_id, app_name, name, created);
+CREATE INDEX tasks_by_org_app_created ON tasks (org_id, app_name, created, name, type, status);

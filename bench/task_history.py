@@ -48,11 +48,22 @@ def fill(c, n, orgs):
     return time.process_time() - t
 
 
-NAME, CREATED, OLDEST = "t.name ASC", "t.created ASC, t.name ASC", "t.created DESC, t.name ASC"
-# The order[] a page sends for each order the list runs (src/store/tasks.rs SORT; ties by name).
-ORDER_PARAM = {NAME: None, "t.name DESC": "-name", CREATED: "created", OLDEST: "-created",
-               "t.app_name ASC, t.name ASC": "appName", "t.status ASC, t.name ASC": "status",
-               "t.type ASC, t.name ASC": "type"}
+NAME, CREATED, OLDEST = "t.name ASC", "t.created ASC, t.name ASC", "t.created DESC, t.name DESC"
+# The order[] values a page sends for each order the list runs (src/store/tasks.rs SORT; ties by
+# name, in the direction of the last field).
+ORDER_PARAM = {NAME: [], "t.name DESC": ["-name"], CREATED: ["created"], OLDEST: ["-created"],
+               "t.app_name ASC, t.name ASC": ["appName"], "t.app_name DESC, t.name DESC": ["-appName"],
+               "t.status ASC, t.name ASC": ["status"], "t.status DESC, t.name DESC": ["-status"],
+               "t.type ASC, t.name ASC": ["type"], "t.type DESC, t.name DESC": ["-type"],
+               "t.status ASC, t.created DESC, t.name DESC": ["status", "-created"]}
+
+
+def grouped(order):
+    """Whether the server reads a page in this order group by group (src/store/task_groups.rs
+    `grouping`): it starts with type, status or app name, and one index does not walk it whole."""
+    keys = [(c.split()[0], c.split()[1] == 'DESC') for c in order.split(', ')]
+    by = keys[:next(i for i, (c, _) in enumerate(keys) if c not in ('t.type', 't.status', 't.app_name'))]
+    return bool(by) and not (len(by) == 1 and by[0][1] == keys[len(by)][1])
 
 
 def queries(n):
@@ -68,6 +79,10 @@ def queries(n):
         'order[]=-created': (None, None, None, None, None, None, OLDEST),
         'order[]=appName': (None, None, None, None, None, None, "t.app_name ASC, t.name ASC"),
         'order[]=status': (None, None, None, None, None, None, "t.status ASC, t.name ASC"),
+        'order[]=-status': (None, None, None, None, None, None, "t.status DESC, t.name DESC"),
+        'order[]=-type': (None, None, None, None, None, None, "t.type DESC, t.name DESC"),
+        'order[]=-appName': (None, None, None, None, None, None, "t.app_name DESC, t.name DESC"),
+        'order[]=status&order[]=-created': (None, None, None, None, None, None, "t.status ASC, t.created DESC, t.name DESC"),
         'type=mkraw': (None, 'mkraw', None, None, None, None, NAME),
         'type=mkraw, order[]=created': (None, 'mkraw', None, None, None, None, CREATED),
         'status=done': (None, None, 'done', None, None, None, NAME),
@@ -83,6 +98,7 @@ def queries(n):
         'createdAfter=last day, order[]=created': (None, None, None, None, last_day, None, CREATED),
         'createdAfter=last day, order[]=-name': (None, None, None, None, last_day, None, "t.name DESC"),
         'createdAfter=last day, order[]=appName': (None, None, None, None, last_day, None, "t.app_name ASC, t.name ASC"),
+        'createdAfter=last day, order[]=-status': (None, None, None, None, last_day, None, "t.status DESC, t.name DESC"),
         'last day&type=mkraw': (None, 'mkraw', None, None, last_day, None, NAME),
         'last day&status=done, order[]=type': (None, None, 'done', None, last_day, None, "t.type ASC, t.name ASC"),
         'last day&type=deploy&status=done': (None, 'deploy', 'done', None, last_day, None, NAME),

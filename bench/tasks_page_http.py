@@ -100,7 +100,8 @@ def set_up(server):
 
 def path_of(app, kind, status, group, after, before, order):
     params = [(k, v) for k, v in (('appName', app), ('type', kind), ('status', status), ('group', group),
-                                  ('createdAfter', after), ('createdBefore', before), ('order[]', ORDER_PARAM[order])) if v is not None]
+                                  ('createdAfter', after), ('createdBefore', before)) if v is not None]
+    params += [('order[]', field) for field in ORDER_PARAM[order]]
     return '/be/v1/tasks?' + urllib.parse.urlencode(params + [('limit', 10)])
 
 

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("012_task_window_counts", include_str!("../../migrations/012_task_window_counts.sql")),
     ("013_task_window_cover", include_str!("../../migrations/013_task_window_cover.sql")),
     ("014_task_walk_cover", include_str!("../../migrations/014_task_walk_cover.sql")),
+    ("015_task_app_created", include_str!("../../migrations/015_task_app_created.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -226,7 +226,7 @@ pub struct TaskFilter {
 /// index (`by_created`) for a page in creation order, and for another order only when [`choose`]
 /// finds the window small: its range is then sorted whole, while the walk in that order stops
 /// after a page of matches.
-fn condition(f: &TaskFilter, by_created: bool) -> String {
+pub(super) fn condition(f: &TaskFilter, by_created: bool) -> String {
     let term = |given: bool, when: &str, n: usize| if given { when.to_owned() } else { format!("?{n} IS NULL") };
     let created = if by_created { "t.created" } else { "+t.created" };
     [
@@ -377,6 +377,20 @@ fn list_by(
         };
         return Ok(super::Listed { items, total });
     }
+    if f.group.is_none() {
+        if let Some(grouping) = super::task_groups::grouping(&page.keys) {
+            let ids = super::task_groups::page_ids(conn, org_id, f, &grouping, page.offset, page.limit)?;
+            let items = by_ids(conn, &ids)?;
+            let rows = items.len() as i64;
+            // As `list_page_counted`: a page neither full nor past the end holds the last match.
+            let total = match known_total {
+                _ if rows < page.limit && (rows > 0 || page.offset == 0) => page.offset + rows,
+                Some(total) => total,
+                None => super::task_totals::total(conn, org_id, f)?,
+            };
+            return Ok(super::Listed { items, total });
+        }
+    }
     let (from, cond) = statement(f, page);
     let select = format!("SELECT {COLUMNS} FROM {from}");
     let cond = cond.as_str();
@@ -394,6 +408,18 @@ fn list_by(
         super::task_totals::total(conn, org_id, f)
     };
     super::list_page_counted(conn, &select, cond, args, page, from_row, count)
+}
+
+/// The tasks of `ids`, in that order.
+fn by_ids(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<Task>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id IN (SELECT value FROM json_each(?1))");
+    let listed = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut found: std::collections::HashMap<i64, Task> = conn
+        .prepare_cached(&sql)?
+        .query_map([listed], from_row)?
+        .map(|task| task.map(|t| (t.id, t)))
+        .collect::<Result<_, _>>()?;
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
 }
 
 /// Tasks waiting or running: per status, how many and the oldest one's creation time.
@@ -431,7 +457,7 @@ pub fn running_for_app(conn: &Connection, org_id: i64, app: &str, kinds: &[&str]
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Every (type, status) combination's counter against a `count(*)` of the table itself.
@@ -514,7 +540,7 @@ mod tests {
     }
 
     /// Stored time `secs` seconds after 2026-01-01T00:00:00Z.
-    fn stored_at(secs: i64) -> String {
+    pub(in crate::store) fn stored_at(secs: i64) -> String {
         chrono::DateTime::from_timestamp(1_767_225_600 + secs, 7_000_000)
             .expect("a time in range")
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -522,7 +548,7 @@ mod tests {
 
     /// Organization 1 with 2 000 tasks, one every 30 s (about 17 hours), names in no time order
     /// (as the server makes them), three types, two statuses, ten apps; organization 2 with a few.
-    fn history() -> Connection {
+    pub(in crate::store) fn history() -> Connection {
         let conn = super::super::migrations::test_database(super::super::migrations::TWO_ORGS);
         let kinds = ["dltar", "mkraw", "deploy"];
         let mut insert = conn
