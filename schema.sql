@@ -536,3 +536,9 @@ CREATE INDEX tasks_by_org_type_created ON tasks (org_id, type, created, name, st
 CREATE INDEX tasks_by_org_status_created ON tasks (org_id, status, created, name, type, app_name);
 CREATE INDEX tasks_by_org_app ON tasks (org_id, app_name, name, created);
 CREATE INDEX tasks_by_org_app_created ON tasks (org_id, app_name, created, name, type, status);
+-- A window of a few days in name, type, status or app-name order walks each day in that order
+-- (src/store/task_days.rs, migration 016).
+CREATE INDEX tasks_by_org_day_name ON tasks (org_id, substr(created, 1, 10), name, created, type, status, app_name);
+CREATE INDEX tasks_by_org_day_type ON tasks (org_id, substr(created, 1, 10), type, name, created, status, app_name);
+CREATE INDEX tasks_by_org_day_status ON tasks (org_id, substr(created, 1, 10), status, name, created, type, app_name);
+CREATE INDEX tasks_by_org_day_app ON tasks (org_id, substr(created, 1, 10), app_name, name, created, type, status);

@@ -8,7 +8,11 @@
 # request from the counters (`choose` in src/store/tasks.rs): the walk of the order's index, or
 # the window read along its created index (covering: index entries only, then the page's rows,
 # migration 013) and sorted; "before" times the walk alone (what the list ran before the choice),
-# "after" the chosen plan plus the choice's own totals.
+# "after" the chosen plan plus the choice's own totals. Not mirrored here: pages in an order that
+# starts with type, status or app name and goes on otherwise (read group by group, skipped) and
+# windows of a few days walked day by day (src/store/task_days.rs, migration 016), whose "after"
+# here is the window read or walk the server no longer takes for them, an upper bound.
+# bench/tasks_page_http.py times what the server does for every page.
 # Tasks arrive at a steady rate (one every 30 s, the box's rate does not grow with its history):
 # 1 000 tasks span 8 hours, 1 000 000 almost a year. Windows are the same share of the history
 # at both sizes (the middle half, the last quarter), so they match the same share of tasks;

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("013_task_window_cover", include_str!("../../migrations/013_task_window_cover.sql")),
     ("014_task_walk_cover", include_str!("../../migrations/014_task_walk_cover.sql")),
     ("015_task_app_created", include_str!("../../migrations/015_task_app_created.sql")),
+    ("016_task_days", include_str!("../../migrations/016_task_days.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -18,6 +18,7 @@ pub mod roles;
 pub mod s3_uploads;
 pub mod sessions;
 pub mod subscriptions;
+mod task_days;
 mod task_groups;
 mod task_totals;
 pub mod tasks;

@@ -185,9 +185,9 @@ fn groups(conn: &Connection, org_id: i64, f: &TaskFilter, g: &Grouping) -> Store
         .collect())
 }
 
-/// SQLite's order of the grouping columns: text byte by byte, a missing app before any name
+/// SQLite's order of the columns `by`: text byte by byte, a missing app before any name
 /// (ascending), each column in its direction.
-fn in_page_order(a: &[Option<String>], b: &[Option<String>], by: &[(&'static str, bool)]) -> Ordering {
+pub(super) fn in_page_order(a: &[Option<String>], b: &[Option<String>], by: &[(&'static str, bool)]) -> Ordering {
     for ((x, y), (_, descending)) in a.iter().zip(b).zip(by) {
         let order = x.as_deref().map(str::as_bytes).cmp(&y.as_deref().map(str::as_bytes));
         let order = if *descending { order.reverse() } else { order };

@@ -241,9 +241,9 @@ pub(super) fn condition(f: &TaskFilter, by_created: bool) -> String {
     .join(" AND ")
 }
 
-/// How a page finds its rows; both give the same rows in the same order, only the work differs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Plan {
+/// How a page finds its rows; all give the same rows in the same order, only the work differs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Plan {
     /// Walk the index of the page's order and keep the matches (SQLite's choice of index): stops
     /// after a page of matches, so it reads about page ÷ (matches' share of what it walks) rows.
     Walk,
@@ -251,14 +251,17 @@ enum Plan {
     /// its matches: reads the window's index entries, however the page is ordered (the index
     /// holds every column a filter or an order needs), then the page's rows only.
     Window(&'static str),
+    /// Walk each of the window's few days in the page's order and merge them (`task_days`).
+    Days(super::task_days::DayWalk),
 }
 
 /// The plan of a page, and the page's total when choosing it needed the total. A creation window
 /// in an order other than creation time can hold far fewer tasks than a walk of the order's
 /// index visits to fill a page (the last day of a year's history in name order: 1 440 entries
-/// against 3 500 visits at 10^6 tasks), or far more (the last quarter: the walk finds a page within a few dozen rows). The
-/// counters tell both sizes exactly before the page runs (`task_totals`, a bounded number of rows
-/// whatever the history), so the cheaper plan is taken per request. A walk is estimated to visit
+/// against 3 500 visits at 10^6 tasks), or far more (the last quarter: the walk finds a page
+/// within a few dozen rows); a window of a few days can also be walked day by day. The counters
+/// tell the sizes before the page runs (`task_totals`, a bounded number of rows whatever the
+/// history), so the cheapest plan is taken per request. A walk is estimated to visit
 /// (offset + limit) × walked ÷ matches rows (matches spread along the order: names are random),
 /// where `walked` counts the tasks of the page's type and status: what the walk's index range
 /// holds at least, so an estimate errs towards the walk, the plan of every other page.
@@ -279,15 +282,21 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         0 => i128::from(walked),
         m => (wanted * i128::from(walked) / i128::from(m)).min(i128::from(walked)),
     };
+    let (mut plan, mut cost) = (Plan::Walk, visits);
+    if let Some((days, visits)) = super::task_days::plan(conn, org_id, f, page, matches)? {
+        if visits < cost {
+            (plan, cost) = (Plan::Days(days), visits);
+        }
+    }
     // A window entry and a walk's visit cost about the same: both are checked on the index entry
     // alone (the window indexes hold every filtered column, migration 013; the walk indexes the
     // creation time, 014, so a row is read only inside the window), and the window's sort keeps
     // only a page. On the history of bench/tasks_list_scale.py at 10^6 tasks either took
-    // 0.09–0.14 µs; near the crossover the two plans cost about the same anyway.
-    let cheaper = |in_range: i64| i128::from(in_range) < visits;
-    // The window's range holds its matches at least: when they alone outweigh the walk, walk.
+    // 0.09–0.14 µs; near the crossover the plans cost about the same anyway.
+    let cheaper = |in_range: i64| i128::from(in_range) < cost;
+    // The window's range holds its matches at least: when they alone outweigh the best so far, stop.
     if !cheaper(matches) {
-        return Ok((Plan::Walk, Some(matches)));
+        return Ok((plan, Some(matches)));
     }
     let in_range = if f.app_name.is_none() && (f.kind.is_none() || f.status.is_none()) {
         // Every task of the window index's range is a match.
@@ -308,8 +317,21 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         };
         super::task_totals::total(conn, org_id, &range)?
     };
-    let plan = if cheaper(in_range) { Plan::Window(window_index(f)) } else { Plan::Walk };
+    if cheaper(in_range) {
+        plan = Plan::Window(window_index(f));
+    }
     Ok((plan, Some(matches)))
+}
+
+/// [`choose`], for the tests of the other plans' modules.
+#[cfg(test)]
+pub(super) fn choose_for_tests(
+    conn: &Connection,
+    org_id: i64,
+    f: &TaskFilter,
+    page: &super::Page,
+) -> (Plan, Option<i64>) {
+    choose(conn, org_id, f, page).unwrap()
 }
 
 /// The index a window read takes: with a type (else a status) filter, the one that leads with it.
@@ -349,7 +371,7 @@ pub fn list(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) 
 }
 
 /// One page read with `plan`; `known_total` when already counted.
-fn list_by(
+pub(super) fn list_by(
     conn: &Connection,
     org_id: i64,
     f: &TaskFilter,
@@ -357,39 +379,47 @@ fn list_by(
     plan: Plan,
     known_total: Option<i64>,
 ) -> StoreResult<super::Listed<Task>> {
-    if let Plan::Window(index) = plan {
-        let args = rusqlite::params![
-            org_id,
-            f.app_name,
-            f.kind,
-            f.status,
-            f.group,
-            f.created_after,
-            f.created_before,
-            page.limit,
-            page.offset
-        ];
-        let items =
-            conn.prepare_cached(&window_sql(f, page, index))?.query_map(args, from_row)?.collect::<Result<_, _>>()?;
-        let total = match known_total {
-            Some(total) => total,
-            None => super::task_totals::total(conn, org_id, f)?,
-        };
-        return Ok(super::Listed { items, total });
-    }
-    if f.group.is_none() {
-        if let Some(grouping) = super::task_groups::grouping(&page.keys) {
-            let ids = super::task_groups::page_ids(conn, org_id, f, &grouping, page.offset, page.limit)?;
-            let items = by_ids(conn, &ids)?;
-            let rows = items.len() as i64;
-            // As `list_page_counted`: a page neither full nor past the end holds the last match.
+    let ids = match plan {
+        Plan::Window(index) => {
+            let args = rusqlite::params![
+                org_id,
+                f.app_name,
+                f.kind,
+                f.status,
+                f.group,
+                f.created_after,
+                f.created_before,
+                page.limit,
+                page.offset
+            ];
+            let items = conn
+                .prepare_cached(&window_sql(f, page, index))?
+                .query_map(args, from_row)?
+                .collect::<Result<_, _>>()?;
             let total = match known_total {
-                _ if rows < page.limit && (rows > 0 || page.offset == 0) => page.offset + rows,
                 Some(total) => total,
                 None => super::task_totals::total(conn, org_id, f)?,
             };
             return Ok(super::Listed { items, total });
         }
+        Plan::Days(days) => Some(super::task_days::page_ids(conn, org_id, f, page, &days)?),
+        Plan::Walk => match super::task_groups::grouping(&page.keys) {
+            Some(grouping) if f.group.is_none() => {
+                Some(super::task_groups::page_ids(conn, org_id, f, &grouping, page.offset, page.limit)?)
+            }
+            _ => None,
+        },
+    };
+    if let Some(ids) = ids {
+        let items = by_ids(conn, &ids)?;
+        let rows = items.len() as i64;
+        // As `list_page_counted`: a page neither full nor past the end holds the last match.
+        let total = match known_total {
+            _ if rows < page.limit && (rows > 0 || page.offset == 0) => page.offset + rows,
+            Some(total) => total,
+            None => super::task_totals::total(conn, org_id, f)?,
+        };
+        return Ok(super::Listed { items, total });
     }
     let (from, cond) = statement(f, page);
     let select = format!("SELECT {COLUMNS} FROM {from}");
@@ -598,6 +628,7 @@ pub(super) mod tests {
         let (plan, _) = choose(conn, 1, f, page).unwrap();
         let sql = match plan {
             Plan::Window(index) => format!("EXPLAIN QUERY PLAN {}", window_sql(f, page, index)),
+            Plan::Days(_) => panic!("{f:?}: a day walk on a history of one day"),
             Plan::Walk => {
                 let (from, cond) = statement(f, page);
                 format!(
