@@ -28,15 +28,21 @@ pub(super) struct DayWalk {
     pub days: Vec<String>,
 }
 
-/// The day index that walks a day's tasks in the page's order: the name, or a type, status or
-/// app name then the name, both in one direction.
-fn index_for(keys: &[(&'static str, bool)]) -> Option<&'static str> {
+/// The day index that walks a day's tasks in the page's order (the name, or a type, status or
+/// app name then the name, both in one direction), with the columns of its range that the
+/// filter fixes: a page in name order of one type walks that type's tasks of the day.
+fn index_for(keys: &[(&'static str, bool)], f: &TaskFilter) -> Option<(&'static str, Option<String>, Option<String>)> {
+    let (kind, status) = (f.kind.clone(), f.status.clone());
     match keys {
-        [("t.name", _)] => Some("tasks_by_org_day_name"),
+        [("t.name", _)] => Some(match (&kind, &status) {
+            (Some(_), _) => ("tasks_by_org_day_type", kind, None),
+            (None, Some(_)) => ("tasks_by_org_day_status", None, status),
+            (None, None) => ("tasks_by_org_day_name", None, None),
+        }),
         [(column, first), ("t.name", then)] if first == then => match *column {
-            "t.type" => Some("tasks_by_org_day_type"),
-            "t.status" => Some("tasks_by_org_day_status"),
-            "t.app_name" => Some("tasks_by_org_day_app"),
+            "t.type" => Some(("tasks_by_org_day_type", kind, None)),
+            "t.status" => Some(("tasks_by_org_day_status", None, status)),
+            "t.app_name" => Some(("tasks_by_org_day_app", None, None)),
             _ => None,
         },
         _ => None,
@@ -56,7 +62,7 @@ pub(super) fn plan(
     page: &super::Page,
     matches: i64,
 ) -> StoreResult<Option<(DayWalk, i128)>> {
-    let (Some(index), Some(after)) = (index_for(&page.keys), f.created_after.as_deref()) else {
+    let (Some((index, kind, status)), Some(after)) = (index_for(&page.keys, f), f.created_after.as_deref()) else {
         return Ok(None);
     };
     let before = match f.created_before.clone() {
@@ -68,7 +74,7 @@ pub(super) fn plan(
         },
     };
     let Some(days) = days_between(after, &before) else { return Ok(None) };
-    let per_day = tasks_per_day(conn, org_id, &days)?;
+    let per_day = tasks_per_day(conn, org_id, &days, kind.as_deref(), status.as_deref())?;
     let in_days: i64 = per_day.iter().sum();
     let wanted = i128::from(page.offset.max(0)) + i128::from(page.limit.max(0));
     let visits: i128 = per_day
@@ -101,12 +107,21 @@ fn newest_day(conn: &Connection, org_id: i64) -> StoreResult<Option<String>> {
         .query_row(rusqlite::params![org_id, DAY as i64], |r| r.get(0))?)
 }
 
-/// Each day's tasks, of any type and status: what its walk's range holds at most.
-fn tasks_per_day(conn: &Connection, org_id: i64, days: &[String]) -> StoreResult<Vec<i64>> {
+/// Each day's tasks of this type and status (`None`: any): what its walk's range holds.
+fn tasks_per_day(
+    conn: &Connection,
+    org_id: i64,
+    days: &[String],
+    kind: Option<&str>,
+    status: Option<&str>,
+) -> StoreResult<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT coalesce(sum(n), 0) FROM task_time_counts WHERE org_id = ?1 AND span = ?2 AND bucket = ?3",
+        "SELECT coalesce(sum(n), 0) FROM task_time_counts WHERE org_id = ?1 AND span = ?2 AND bucket = ?3
+         AND (?4 IS NULL OR type = ?4) AND (?5 IS NULL OR status = ?5)",
     )?;
-    days.iter().map(|day| Ok(stmt.query_row(rusqlite::params![org_id, DAY as i64, day], |r| r.get(0))?)).collect()
+    days.iter()
+        .map(|day| Ok(stmt.query_row(rusqlite::params![org_id, DAY as i64, day, kind, status], |r| r.get(0))?))
+        .collect()
 }
 
 /// One day's walk: the list's condition (the window checked on the entry), the day (`?9`) and
@@ -214,6 +229,8 @@ mod tests {
             (&last_day, "name", "tasks_by_org_day_name"),
             (&last_day, "-name", "tasks_by_org_day_name"),
             (&typed, "type", "tasks_by_org_day_type"),
+            (&typed, "-name", "tasks_by_org_day_type"),
+            (&TaskFilter { status: Some("failed".to_owned()), ..last_day.clone() }, "name", "tasks_by_org_day_status"),
             (&last_day, "-status", "tasks_by_org_day_status"),
             (&app, "appName", "tasks_by_org_day_app"),
         ] {
