@@ -535,6 +535,8 @@ END;
 CREATE INDEX tasks_by_org_type_created ON tasks (org_id, type, created, name, status, app_name);
 CREATE INDEX tasks_by_org_status_created ON tasks (org_id, status, created, name, type, app_name);
 CREATE INDEX tasks_by_org_app ON tasks (org_id, app_name, name, created);
+-- An app's tasks in creation order (order[]=appName&order[]=created; a group of the grouped
+-- reads, src/store/task_groups.rs; migration 015).
 CREATE INDEX tasks_by_org_app_created ON tasks (org_id, app_name, created, name, type, status);
 -- A window of a few days in name, type, status or app-name order walks each day in that order
 -- (src/store/task_days.rs, migration 016).

@@ -55,7 +55,8 @@ ORDER_PARAM = {NAME: [], "t.name DESC": ["-name"], CREATED: ["created"], OLDEST:
                "t.app_name ASC, t.name ASC": ["appName"], "t.app_name DESC, t.name DESC": ["-appName"],
                "t.status ASC, t.name ASC": ["status"], "t.status DESC, t.name DESC": ["-status"],
                "t.type ASC, t.name ASC": ["type"], "t.type DESC, t.name DESC": ["-type"],
-               "t.status ASC, t.created DESC, t.name DESC": ["status", "-created"]}
+               "t.status ASC, t.created DESC, t.name DESC": ["status", "-created"],
+               "t.app_name DESC, t.created ASC, t.name ASC": ["-appName", "created"]}
 
 
 def grouped(order):
@@ -83,6 +84,8 @@ def queries(n):
         'order[]=-type': (None, None, None, None, None, None, "t.type DESC, t.name DESC"),
         'order[]=-appName': (None, None, None, None, None, None, "t.app_name DESC, t.name DESC"),
         'order[]=status&order[]=-created': (None, None, None, None, None, None, "t.status ASC, t.created DESC, t.name DESC"),
+        'order[]=-appName&order[]=created': (None, None, None, None, None, None, "t.app_name DESC, t.created ASC, t.name ASC"),
+        'appName=app1, order[]=status&order[]=-created': ('app1', None, None, None, None, None, "t.status ASC, t.created DESC, t.name DESC"),
         'type=mkraw': (None, 'mkraw', None, None, None, None, NAME),
         'type=mkraw, order[]=created': (None, 'mkraw', None, None, None, None, CREATED),
         'status=done': (None, None, 'done', None, None, None, NAME),

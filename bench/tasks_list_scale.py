@@ -11,7 +11,7 @@
 # "after" the chosen plan plus the choice's own totals. Not mirrored here: pages in an order that
 # starts with type, status or app name and goes on otherwise (read group by group, skipped) and
 # windows of a few days walked day by day (src/store/task_days.rs, migration 016), whose "after"
-# here is the window read or walk the server no longer takes for them, an upper bound.
+# here is the window read or walk the server would take without the day walks.
 # bench/tasks_page_http.py times what the server does for every page.
 # Tasks arrive at a steady rate (one every 30 s, the box's rate does not grow with its history):
 # 1 000 tasks span 8 hours, 1 000 000 almost a year. Windows are the same share of the history

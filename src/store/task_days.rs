@@ -11,20 +11,19 @@
 use chrono::NaiveDate;
 use rusqlite::{Connection, ToSql};
 
+use super::task_totals::DAY;
 use super::tasks::TaskFilter;
 use super::StoreResult;
 
 /// The most days a window may span for its days to be walked: each costs a seek and a page.
 const MAX_DAYS: usize = 8;
 /// What walking one more day costs besides its entries, in index entries: its statement's run
-/// and the merge of its rows. A week of a year's history (eight days, about 11 entries each)
-/// took 0.21 ms walked day by day against 0.17 ms for the 500-entry walk of the name index
-/// (bench/results/2026-11-27T1330-task-pages-http.md): about 8 µs a day, 80 entries at the
-/// 0.1 µs an entry costs.
+/// and the merge of its rows. Roughly measured: a week of a year's history (eight days, about 11
+/// entries each) took 0.21 ms walked day by day, where the 500-entry walk of the name index took
+/// 0.17 ms in another run (bench/results/2026-11-27T1330-task-pages-http.md): 5–10 µs a day,
+/// 50–100 entries at the 0.1 µs an entry costs. The weight only moves the crossover between
+/// plans that cost about the same there.
 const DAY_COST: i128 = 80;
-/// Length of the day prefix of a stored creation time (RFC 3339 UTC, fixed width), as the day
-/// indexes and `task_time_counts` cut it.
-const DAY: usize = 10;
 
 /// A window's days, walked along one day index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +81,7 @@ pub(super) fn plan(
     let Some(days) = days_between(after, &before) else { return Ok(None) };
     let per_day = tasks_per_day(conn, org_id, &days, kind.as_deref(), status.as_deref())?;
     let in_days: i64 = per_day.iter().sum();
-    let wanted = i128::from(page.offset.max(0)) + i128::from(page.limit.max(0));
+    let wanted = i128::from(page.end());
     let visits: i128 = per_day
         .iter()
         .map(|&tasks| {
@@ -97,7 +96,12 @@ pub(super) fn plan(
 /// The days from `after`'s to `before`'s, both included, when they are stored times (or days) at
 /// most [`MAX_DAYS`] apart.
 fn days_between(after: &str, before: &str) -> Option<Vec<String>> {
-    let day = |t: &str| t.get(..DAY).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    // Only a day the prefix spells exactly: chrono also reads "2026-03- 9", which sorts before
+    // "2026-03-01" as text, so the window would hold days the walk never visits.
+    let day = |t: &str| {
+        let prefix = t.get(..DAY)?;
+        NaiveDate::parse_from_str(prefix, "%Y-%m-%d").ok().filter(|d| d.format("%Y-%m-%d").to_string() == prefix)
+    };
     let (first, last) = (day(after)?, day(before)?);
     let span = usize::try_from((last - first).num_days()).ok()?;
     if span >= MAX_DAYS {
@@ -151,12 +155,12 @@ pub(super) fn page_ids(
     page: &super::Page,
     walk: &DayWalk,
 ) -> StoreResult<Vec<i64>> {
-    let wanted = page.offset.max(0).saturating_add(page.limit.max(0));
+    let wanted = page.end();
     let mut stmt = conn.prepare_cached(&day_sql(f, page, walk.index))?;
     let mut heads: Vec<(Vec<Option<String>>, i64)> = Vec::new();
     for day in &walk.days {
-        let args: [&dyn ToSql; 9] =
-            [&org_id, &f.app_name, &f.kind, &f.status, &f.group, &f.created_after, &f.created_before, &wanted, day];
+        let mut args = f.params(&org_id).to_vec();
+        args.extend([&wanted as &dyn ToSql, day]);
         let rows = stmt.query_map(&args[..], |r| {
             let keys = (1..=page.keys.len()).map(|i| r.get(i)).collect::<Result<Vec<Option<String>>, _>>()?;
             Ok((keys, r.get(0)?))
@@ -166,7 +170,7 @@ pub(super) fn page_ids(
         }
     }
     heads.sort_by(|(a, _), (b, _)| super::task_groups::in_page_order(a, b, &page.keys));
-    Ok(heads.into_iter().skip(page.offset.max(0) as usize).take(page.limit.max(0) as usize).map(|(_, id)| id).collect())
+    Ok(page.of(heads.into_iter().map(|(_, id)| id)))
 }
 
 #[cfg(test)]
@@ -220,6 +224,7 @@ mod tests {
         assert_eq!(days("2026-03-01T10:00:00.000Z", "2026-03-09T10:00:00.000Z"), None);
         assert_eq!(days("2026-03-02T10:00:00.000Z", "2026-03-01T10:00:00.000Z"), None);
         assert_eq!(days("yesterday", "2026-03-01"), None);
+        assert_eq!(days("2026-03- 9T10:00:00.000Z", "2026-03-09"), None, "a day as text orders it");
     }
 
     /// The last 34 hours of 60 days' history (one task in 42 matches) in each order a day index
@@ -245,17 +250,8 @@ mod tests {
             let Plan::Days(walk) = plan else { panic!("{f:?} {order}: {plan:?}") };
             assert_eq!((walk.index, walk.days.len()), (index, 2), "{f:?} {order}");
             let sql = format!("EXPLAIN QUERY PLAN {}", day_sql(f, &page, walk.index));
-            let args: [&dyn ToSql; 9] = [
-                &1,
-                &f.app_name,
-                &f.kind,
-                &f.status,
-                &f.group,
-                &f.created_after,
-                &f.created_before,
-                &10,
-                &walk.days[0],
-            ];
+            let mut args = f.params(&1).to_vec();
+            args.extend([&10 as &dyn ToSql, &walk.days[0]]);
             let details: Vec<String> = conn
                 .prepare(&sql)
                 .unwrap()

@@ -13,6 +13,8 @@ use super::StoreResult;
 /// Prefix lengths of the stored creation time (RFC 3339 UTC, fixed width) that make the buckets
 /// of `task_time_counts` and `task_app_counts`, coarsest first: year, month, day, hour.
 const SPANS: [usize; 4] = [4, 7, 10, 13];
+/// The day buckets, which the day walks (`task_days`, migration 016) cut the same way.
+pub(super) const DAY: usize = SPANS[2];
 /// The finest bucket: a window's boundary hours are counted task by task.
 const HOUR: usize = SPANS[SPANS.len() - 1];
 /// Sorts after every bucket and stored time (ASCII digits, `-`, `T`, `:`, `.`, `Z`), and the

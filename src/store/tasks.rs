@@ -218,6 +218,13 @@ pub struct TaskFilter {
     pub created_before: Option<String>,
 }
 
+impl TaskFilter {
+    /// The arguments `?1`…`?7` of [`condition`]: the organization, then each filter.
+    pub(super) fn params<'a>(&'a self, org_id: &'a i64) -> [&'a dyn rusqlite::ToSql; 7] {
+        [org_id, &self.app_name, &self.kind, &self.status, &self.group, &self.created_after, &self.created_before]
+    }
+}
+
 /// The list's WHERE clause with only the filters given, so SQLite plans each combination on its
 /// own: a `?n IS NULL OR column = ?n` term cannot use an index, and the same statement for every
 /// combination walked all of an organization's tasks in name order for a type or a group (0.6 s
@@ -246,6 +253,7 @@ pub(super) fn condition(f: &TaskFilter, by_created: bool) -> String {
 pub(super) enum Plan {
     /// Walk the index of the page's order and keep the matches (SQLite's choice of index): stops
     /// after a page of matches, so it reads about page ÷ (matches' share of what it walks) rows.
+    /// An order no single index walks is walked group by group (`task_groups`).
     Walk,
     /// Read the creation window along this `(org_id, [type | status,] created, …)` index and sort
     /// its matches: reads the window's index entries, however the page is ordered (the index
@@ -277,7 +285,7 @@ fn choose(conn: &Connection, org_id: i64, f: &TaskFilter, page: &super::Page) ->
         org_id,
         &TaskFilter { kind: f.kind.clone(), status: f.status.clone(), ..TaskFilter::default() },
     )?;
-    let wanted = i128::from(page.offset.max(0)) + i128::from(page.limit.max(0));
+    let wanted = i128::from(page.end());
     let visits = match matches {
         0 => i128::from(walked),
         m => (wanted * i128::from(walked) / i128::from(m)).min(i128::from(walked)),
@@ -381,20 +389,11 @@ pub(super) fn list_by(
 ) -> StoreResult<super::Listed<Task>> {
     let ids = match plan {
         Plan::Window(index) => {
-            let args = rusqlite::params![
-                org_id,
-                f.app_name,
-                f.kind,
-                f.status,
-                f.group,
-                f.created_after,
-                f.created_before,
-                page.limit,
-                page.offset
-            ];
+            let mut args = f.params(&org_id).to_vec();
+            args.extend([&page.limit as &dyn rusqlite::ToSql, &page.offset]);
             let items = conn
                 .prepare_cached(&window_sql(f, page, index))?
-                .query_map(args, from_row)?
+                .query_map(&args[..], from_row)?
                 .collect::<Result<_, _>>()?;
             let total = match known_total {
                 Some(total) => total,
@@ -405,26 +404,23 @@ pub(super) fn list_by(
         Plan::Days(days) => Some(super::task_days::page_ids(conn, org_id, f, page, &days)?),
         Plan::Walk => match super::task_groups::grouping(&page.keys) {
             Some(grouping) if f.group.is_none() => {
-                Some(super::task_groups::page_ids(conn, org_id, f, &grouping, page.offset, page.limit)?)
+                Some(super::task_groups::page_ids(conn, org_id, f, &grouping, page)?)
             }
             _ => None,
         },
     };
     if let Some(ids) = ids {
         let items = by_ids(conn, &ids)?;
-        let rows = items.len() as i64;
-        // As `list_page_counted`: a page neither full nor past the end holds the last match.
-        let total = match known_total {
-            _ if rows < page.limit && (rows > 0 || page.offset == 0) => page.offset + rows,
-            Some(total) => total,
-            None => super::task_totals::total(conn, org_id, f)?,
-        };
+        let total = super::page_total(page, items.len(), || match known_total {
+            Some(total) => Ok(total),
+            None => super::task_totals::total(conn, org_id, f),
+        })?;
         return Ok(super::Listed { items, total });
     }
     let (from, cond) = statement(f, page);
     let select = format!("SELECT {COLUMNS} FROM {from}");
     let cond = cond.as_str();
-    let args = rusqlite::params![org_id, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
+    let args = f.params(&org_id);
     let count = || -> StoreResult<i64> {
         if let Some(total) = known_total {
             return Ok(total);
@@ -433,11 +429,11 @@ pub(super) fn list_by(
             // A group holds three tasks, which its index finds.
             return Ok(conn
                 .prepare_cached(&format!("SELECT count(*) FROM {from} {cond}"))?
-                .query_row(args, |r| r.get(0))?);
+                .query_row(&args[..], |r| r.get(0))?);
         }
         super::task_totals::total(conn, org_id, f)
     };
-    super::list_page_counted(conn, &select, cond, args, page, from_row, count)
+    super::list_page_counted(conn, &select, cond, &args, page, from_row, count)
 }
 
 /// The tasks of `ids`, in that order.
@@ -557,9 +553,14 @@ pub(super) mod tests {
             let (from, cond) = statement(&f, &page);
             let sql =
                 format!("EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT 10", page.order_by);
-            let args = rusqlite::params![1, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
-            let plan: Vec<String> =
-                conn.prepare(&sql).unwrap().query_map(args, |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap();
+            let args = f.params(&1);
+            let plan: Vec<String> = conn
+                .prepare(&sql)
+                .unwrap()
+                .query_map(&args[..], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
             let plan = plan.join("; ");
             assert!(plan.contains(&format!("USING INDEX {index}")), "{f:?} order {order}: {plan}");
             if f.group.is_none() {
@@ -637,10 +638,10 @@ pub(super) mod tests {
                 )
             }
         };
-        let args =
-            rusqlite::params![1, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before, 10, 0];
+        let mut args = f.params(&1).to_vec();
+        args.extend([&10 as &dyn rusqlite::ToSql, &0]);
         let details: Vec<String> =
-            conn.prepare(&sql).unwrap().query_map(args, |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap();
+            conn.prepare(&sql).unwrap().query_map(&args[..], |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap();
         (plan, details.join("; "))
     }
 
@@ -745,11 +746,11 @@ pub(super) mod tests {
             let page = page_of(order, 0);
             let (from, cond) = statement(&f, &page);
             let sql = format!("EXPLAIN SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT 10", page.order_by);
-            let args = rusqlite::params![1, f.app_name, f.kind, f.status, f.group, f.created_after, f.created_before];
+            let args = f.params(&1);
             let program: Vec<(String, i64, i64)> = conn
                 .prepare(&sql)
                 .unwrap()
-                .query_map(args, |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_map(&args[..], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
