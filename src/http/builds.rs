@@ -74,8 +74,8 @@ pub async fn task(state: web::Data<AppState>, caller: Caller, name: web::Path<St
     with_task(&state.resources.task(&caller, &name).await?)
 }
 
-/// Sorting by `name` (the default) or `created` follows an index, so a page costs the same at any
-/// number of tasks; the other sorts order the organization's matching tasks first.
+/// Every sort and filter finds its page along an index, so a page costs about the same at any
+/// number of tasks (`store::tasks::list`: walks, day walks, window reads, grouped orders).
 pub const TASKS_LIST: ListSpec = ListSpec {
     sort: crate::store::tasks::SORT,
     fields: &[
