@@ -1,6 +1,7 @@
 //! rockit-edge: a self-contained ROCKIT Edge server. The binary (`main.rs`) is a thin CLI over
 //! these modules; data flows HTTP → handler → service → store.
 
+pub mod api_load;
 pub mod auth;
 pub mod backups;
 pub mod bundle;

@@ -21,14 +21,18 @@ use crate::state::AppState;
 pub struct RouteTemplate(pub &'static str, pub usize);
 
 /// One line per request: method, route template (never the raw path, which may carry a token),
-/// status and duration. Never a header or a body.
+/// status and duration. Never a header or a body. The request also counts as API load while its
+/// handler runs.
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let (at, started) = (SystemTime::now(), Instant::now());
     let method = req.method().clone();
+    // Bulk transfers yield while requests are served (`api_load`).
+    let serving = crate::api_load::request();
     let res = next.call(req).await?.map_into_boxed_body();
+    drop(serving);
     let request = res.request();
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
         // Routes of the route table carry their template; asking the router again
@@ -156,6 +160,27 @@ mod tests {
         assert_eq!(body["status"], "failed");
         assert_eq!(body["error"], "internal");
         assert!(!body.to_string().contains("secret internal detail"));
+    }
+
+    /// Answers whether the API looks busy to a transfer, from inside a request.
+    async fn busy_for_a_transfer() -> HttpResponse {
+        let inside = crate::api_load::busy();
+        let _upload = crate::api_load::streaming();
+        HttpResponse::Ok().json([inside, crate::api_load::busy()])
+    }
+
+    /// The only test in this binary that counts requests (`api_load`'s counters are the
+    /// process's), so the counts it sees are its own.
+    #[actix_web::test]
+    async fn a_request_counts_as_api_load_while_it_is_served_but_not_for_its_own_transfer() {
+        let app =
+            test::init_service(App::new().wrap(from_fn(access_log)).route("/load", web::get().to(busy_for_a_transfer)))
+                .await;
+        assert!(!crate::api_load::busy(), "nothing served yet");
+        let res = test::call_service(&app, test::TestRequest::get().uri("/load").to_request()).await;
+        let seen: [bool; 2] = test::read_body_json(res).await;
+        assert_eq!(seen, [true, false], "busy while served; a streaming request is no load for itself");
+        assert!(!crate::api_load::busy(), "nothing served any more");
     }
 
     #[actix_web::test]

@@ -331,6 +331,7 @@ fn attempt(
     let mut last_progress = state.done;
     // So each checkpoint's sync finds the bytes mostly written already.
     let mut writeback = crate::engine::fsutil::EarlyWriteback::starting_at(state.done);
+    let mut pacer = crate::api_load::Pacer::default();
     loop {
         if observer.cancelled() {
             return Err(Interrupted::Fatal(DownloadError::Cancelled));
@@ -352,6 +353,10 @@ fn attempt(
         file.write_all(&buffer[..n]).map_err(DownloadError::Disk)?;
         writeback.wrote(file, n as u64);
         state.done += n as u64;
+        // Yield to the API's requests (`api_load`), as an upload does.
+        if let Some(pause) = pacer.after(n as u64, crate::api_load::busy) {
+            std::thread::sleep(pause);
+        }
         if state.done - state.synced >= CHECKPOINT_EVERY {
             sync_and_checkpoint(file, state, observer)?;
         }
