@@ -532,7 +532,8 @@ impl Mkraw {
             Err(_) => {
                 let file = File::open(&tar).map_err(|e| io_failure("opening the downloaded build", e))?;
                 let len = file.metadata().map(|m| m.len()).ok();
-                let outline = env.engine.import_outline(file, len, &store, &hooks).map_err(engine_failure)?;
+                let tar = crate::api_load::Paced::new(file);
+                let outline = env.engine.import_outline(tar, len, &store, &hooks).map_err(engine_failure)?;
                 if ctx.task.warnings.is_empty() {
                     for w in outline.warnings() {
                         ctx.warn(json!({"code": w.code, "message": w.message})).map_err(store_failure)?;
