@@ -114,4 +114,13 @@ mod tests {
         assert_eq!(pacer.after(1 << 20, busy(true)), Some(Pacer::PAUSE));
         assert_eq!(asked.get(), 3, "busy() is asked once a MiB");
     }
+
+    #[test]
+    fn a_paced_reader_reads_every_byte_of_what_it_wraps() {
+        use std::io::Read;
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut read = Vec::new();
+        Paced::new(&data[..]).read_to_end(&mut read).unwrap();
+        assert!(read == data, "{} of {} bytes, or different ones", read.len(), data.len());
+    }
 }
