@@ -176,7 +176,7 @@ pub(super) fn page_ids(
 #[cfg(test)]
 mod tests {
     use super::super::migrations::{test_database, TWO_ORGS};
-    use super::super::tasks::tests::stored_at;
+    use super::super::tasks::tests::{query_plan, stored_at};
     use super::super::tasks::{list, list_by, Plan, TaskFilter, SORT};
     use super::super::Page;
     use super::*;
@@ -249,17 +249,9 @@ mod tests {
             let (plan, _) = super::super::tasks::choose_for_tests(&conn, 1, f, &page);
             let Plan::Days(walk) = plan else { panic!("{f:?} {order}: {plan:?}") };
             assert_eq!((walk.index, walk.days.len()), (index, 2), "{f:?} {order}");
-            let sql = format!("EXPLAIN QUERY PLAN {}", day_sql(f, &page, walk.index));
             let mut args = f.params(&1).to_vec();
             args.extend([&10 as &dyn ToSql, &walk.days[0]]);
-            let details: Vec<String> = conn
-                .prepare(&sql)
-                .unwrap()
-                .query_map(&args[..], |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let details = details.join("; ");
+            let details = query_plan(&conn, &day_sql(f, &page, walk.index), &args);
             assert!(details.contains(&format!("COVERING INDEX {index} (org_id=? AND <expr>=?")), "{order}: {details}");
             assert!(!details.contains("TEMP B-TREE"), "{order}: {details}");
         }

@@ -203,7 +203,7 @@ pub(super) fn in_page_order(a: &[Option<String>], b: &[Option<String>], by: &[(&
 
 #[cfg(test)]
 mod tests {
-    use super::super::tasks::tests::{history, stored_at};
+    use super::super::tasks::tests::{history, query_plan, stored_at};
     use super::super::tasks::{list, list_by, Plan, TaskFilter, SORT};
     use super::super::Page;
     use super::*;
@@ -265,18 +265,10 @@ mod tests {
             for f in [&TaskFilter::default(), &window, &typed] {
                 let g = grouping(&page(order, 0, 10).keys).unwrap();
                 for group in groups(&conn, 1, f, &g).unwrap() {
-                    let sql = format!("EXPLAIN QUERY PLAN {}", group_sql(f, &g, group.index));
                     let mut args = f.params(&1).to_vec();
                     args.push(&10);
                     args.extend(group.values.iter().map(|v| v as &dyn ToSql));
-                    let details: Vec<String> = conn
-                        .prepare(&sql)
-                        .unwrap()
-                        .query_map(&args[..], |r| r.get(3))
-                        .unwrap()
-                        .collect::<Result<_, _>>()
-                        .unwrap();
-                    let details = details.join("; ");
+                    let details = query_plan(&conn, &group_sql(f, &g, group.index), &args);
                     let seek = format!("INDEX {} (org_id=? AND ", group.index);
                     assert!(details.contains(&seek), "{order:?} {f:?} {group:?}: {details}");
                     assert!(!details.contains("TEMP B-TREE FOR ORDER BY"), "{order:?} {f:?}: {details}");

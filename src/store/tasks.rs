@@ -551,23 +551,26 @@ pub(super) mod tests {
             let (field, descending) = order.strip_prefix('-').map_or((order, false), |o| (o, true));
             let page = super::super::Page::new(0, 10, SORT, &[(field, descending)]).unwrap();
             let (from, cond) = statement(&f, &page);
-            let sql =
-                format!("EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT 10", page.order_by);
-            let args = f.params(&1);
-            let plan: Vec<String> = conn
-                .prepare(&sql)
-                .unwrap()
-                .query_map(&args[..], |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let plan = plan.join("; ");
+            let sql = format!("SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT 10", page.order_by);
+            let plan = query_plan(&conn, &sql, &f.params(&1));
             assert!(plan.contains(&format!("USING INDEX {index}")), "{f:?} order {order}: {plan}");
             if f.group.is_none() {
                 // At most the ties of one creation time are sorted, never the matches.
                 assert!(!plan.contains("TEMP B-TREE FOR ORDER BY"), "{f:?} order {order}: {plan}");
             }
         }
+    }
+
+    /// What `EXPLAIN QUERY PLAN` says of `sql` with `args`, the steps joined by "; ".
+    pub(in crate::store) fn query_plan(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> String {
+        let steps: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(args, |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        steps.join("; ")
     }
 
     /// Stored time `secs` seconds after 2026-01-01T00:00:00Z.
@@ -628,21 +631,17 @@ pub(super) mod tests {
     fn chosen_plan(conn: &Connection, f: &TaskFilter, page: &super::super::Page) -> (Plan, String) {
         let (plan, _) = choose(conn, 1, f, page).unwrap();
         let sql = match plan {
-            Plan::Window(index) => format!("EXPLAIN QUERY PLAN {}", window_sql(f, page, index)),
+            Plan::Window(index) => window_sql(f, page, index),
             Plan::Days(_) => panic!("{f:?}: a day walk on a history of one day"),
             Plan::Walk => {
                 let (from, cond) = statement(f, page);
-                format!(
-                    "EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT ?8 OFFSET ?9",
-                    page.order_by
-                )
+                format!("SELECT {COLUMNS} FROM {from} {cond} ORDER BY {} LIMIT ?8 OFFSET ?9", page.order_by)
             }
         };
         let mut args = f.params(&1).to_vec();
         args.extend([&10 as &dyn rusqlite::ToSql, &0]);
-        let details: Vec<String> =
-            conn.prepare(&sql).unwrap().query_map(&args[..], |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap();
-        (plan, details.join("; "))
+        let details = query_plan(conn, &sql, &args);
+        (plan, details)
     }
 
     /// A window of 20 of 2 000 tasks in name order: a walk of the name index would visit about
