@@ -176,7 +176,7 @@ pub(super) fn page_ids(
 #[cfg(test)]
 mod tests {
     use super::super::migrations::{test_database, TWO_ORGS};
-    use super::super::tasks::tests::{query_plan, stored_at};
+    use super::super::tasks::tests::{add_task, query_plan, stored_at};
     use super::super::tasks::{list, list_by, Plan, TaskFilter, SORT};
     use super::super::Page;
     use super::*;
@@ -186,23 +186,12 @@ mod tests {
     /// few of organization 2's.
     fn history(days: i64, every: i64) -> Connection {
         let conn = test_database(TWO_ORGS);
-        let kinds = ["dltar", "mkraw", "deploy"];
-        let mut insert = conn
-            .prepare(
-                "INSERT INTO tasks (name, type, status, app_name, org_id, created, run_after)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )
-            .unwrap();
         let n = days * 86_400 / every;
         for i in 0..n + 50 {
-            let kind = kinds[(i % 3) as usize];
-            let name = format!("{kind}-{:012x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % (1 << 48));
-            let status = if i % 7 == 0 { "failed" } else { "done" };
             let app = (i % 11 != 0).then(|| format!("app{}", i % 10));
             let (org, at) = if i < n { (1, i * every) } else { (2, (i - n) * 3_600) };
-            insert.execute(rusqlite::params![name, kind, status, app, org, stored_at(at)]).unwrap();
+            add_task(&conn, i as u64, app, org, &stored_at(at));
         }
-        drop(insert);
         conn
     }
 

@@ -580,26 +580,29 @@ pub(super) mod tests {
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
 
+    /// Adds task `i` of a generated history: named from `i` in no time order (as the server names
+    /// them), of type dltar, mkraw or deploy by `i % 3`, failed one time in seven, else done.
+    pub(in crate::store) fn add_task(conn: &Connection, i: u64, app: Option<String>, org: i64, created: &str) {
+        let kind = ["dltar", "mkraw", "deploy"][(i % 3) as usize];
+        let name = format!("{kind}-{:012x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % (1 << 48));
+        let status = if i.is_multiple_of(7) { "failed" } else { "done" };
+        conn.prepare_cached(
+            "INSERT INTO tasks (name, type, status, app_name, org_id, created, run_after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )
+        .unwrap()
+        .execute(rusqlite::params![name, kind, status, app, org, created])
+        .unwrap();
+    }
+
     /// Organization 1 with 2 000 tasks, one every 30 s (about 17 hours), names in no time order
     /// (as the server makes them), three types, two statuses, ten apps; organization 2 with a few.
     pub(in crate::store) fn history() -> Connection {
         let conn = super::super::migrations::test_database(super::super::migrations::TWO_ORGS);
-        let kinds = ["dltar", "mkraw", "deploy"];
-        let mut insert = conn
-            .prepare(
-                "INSERT INTO tasks (name, type, status, app_name, org_id, created, run_after)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )
-            .unwrap();
         for i in 0..2_100u64 {
-            let kind = kinds[(i % 3) as usize];
-            let name = format!("{kind}-{:012x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % (1 << 48));
-            let status = if i % 7 == 0 { "failed" } else { "done" };
             let org = if i < 2_000 { 1 } else { 2 };
-            let created = stored_at(30 * (i % 2_000) as i64);
-            insert.execute(rusqlite::params![name, kind, status, format!("app{}", i % 10), org, created]).unwrap();
+            add_task(&conn, i, Some(format!("app{}", i % 10)), org, &stored_at(30 * (i % 2_000) as i64));
         }
-        drop(insert);
         conn
     }
 
